@@ -1,0 +1,135 @@
+/**
+ * The change-event model: what capture puts on a topic and what an applier reads back.
+ *
+ * Pure data. It knows neither Kafka nor the Redis wire formats; `codec.ts` turns it into Avro
+ * (schemas/*.avsc) and back. Every event carries a `SourcePosition`, totally ordered, so a
+ * duplicate (capture re-sending after a crash, an applier re-reading after one) is recognised
+ * downstream by comparing positions, never by content.
+ */
+
+/**
+ * Where an event comes from in the source's history.
+ * - `epoch` grows by one at every full synchronization (a new snapshot): events of a later epoch
+ *   supersede everything of earlier ones.
+ * - `offset` is the source replication offset: for a snapshot record the offset the snapshot was
+ *   taken at (the `+FULLRESYNC` offset); for a command the offset just after its last byte (for a
+ *   MULTI…EXEC unit, after EXEC). Kept as a JS number: exact up to 2^53 bytes of stream (9 PB).
+ * - `seq` orders events that share an offset: the key's index inside a snapshot, or the piece of
+ *   a split command. 0 for ordinary commands.
+ * - `replid` is the replication id the offset belongs to (informational; ordering uses the
+ *   three numbers, because offsets continue across a `+CONTINUE <newid>`).
+ */
+export interface SourcePosition {
+  epoch: number;
+  offset: number;
+  seq: number;
+  replid: string;
+}
+
+/** Lexicographic order on (epoch, offset, seq). Negative when a < b. */
+export function comparePositions(a: SourcePosition, b: SourcePosition): number {
+  return a.epoch - b.epoch || a.offset - b.offset || a.seq - b.seq;
+}
+
+export type RedisType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module';
+
+/**
+ * A key's value in typed form, for the `commands` write mode (destinations that cannot RESTORE the
+ * source's payload). Binary-safe: every element is a Buffer. Big keys arrive as several pieces,
+ * each holding a slice of the elements (see SnapshotKey.piece).
+ */
+export type TypedValue =
+  | { type: 'string'; value: Buffer }
+  | { type: 'list'; items: Buffer[] }
+  | { type: 'set'; members: Buffer[] }
+  | { type: 'zset'; entries: Array<{ member: Buffer; score: number }> }
+  | { type: 'hash'; entries: Array<{ field: Buffer; value: Buffer; expireAtMs: number | null }> }
+  | { type: 'stream'; stream: StreamValue }
+  | { type: 'module'; moduleId: string };
+
+export interface StreamId {
+  ms: bigint;
+  seq: bigint;
+}
+
+export interface StreamValue {
+  entries: Array<{ id: StreamId; fields: Buffer[] }>; // fields: [f1, v1, f2, v2, ...]
+  length: number;
+  lastId: StreamId;
+  firstId?: StreamId;
+  maxDeletedId?: StreamId;
+  entriesAdded?: number;
+  groups: Array<{
+    name: Buffer;
+    lastId: StreamId;
+    entriesRead?: number; // absent when unknown (-1 in the RDB)
+    pending: Array<{ id: StreamId; deliveryTimeMs: number; deliveryCount: number; consumer?: Buffer }>;
+    consumers: Array<{ name: Buffer; seenTimeMs: number; activeTimeMs?: number; pending: StreamId[] }>;
+  }>;
+}
+
+/** Start of a snapshot of one source database in a new epoch. */
+export interface SnapshotBegin {
+  kind: 'snapshot-begin';
+  pos: SourcePosition;
+  db: number;
+  rdbVersion: number;
+  sourceVersion: string | null; // e.g. "7.0.15", from the RDB's redis-ver AUX field
+}
+
+/** End of a snapshot of one source database: every key of the epoch was sent before this. */
+export interface SnapshotEnd {
+  kind: 'snapshot-end';
+  pos: SourcePosition;
+  db: number;
+  keyCount: number;
+}
+
+/**
+ * One key of a snapshot, or one piece of a big one.
+ * - `payload` is a ready RESTORE payload (serialized object + RDB version + CRC64), built from the
+ *   RDB bytes without re-encoding. For a key split into pieces, each piece holds a slice of it and
+ *   the applier concatenates them in `piece.index` order.
+ * - `value` is the typed form (or a slice of its elements for a piece); null when the capture was
+ *   configured to send payloads only.
+ * - `piece` is null for a key that fits in one record.
+ */
+export interface SnapshotKey {
+  kind: 'snapshot-key';
+  pos: SourcePosition;
+  db: number;
+  key: Buffer;
+  type: RedisType;
+  expireAtMs: number | null;
+  payload: Buffer | null;
+  value: TypedValue | null;
+  piece: { index: number; last: boolean } | null;
+}
+
+/**
+ * One propagated write, or one atomic unit of writes (MULTI…EXEC, script effects): `commands`
+ * holds each command's arguments (the name first), binary-safe. A unit is applied atomically.
+ * `db` is the database the unit starts in (SELECT inside a unit is kept as a command).
+ * `partitions` lists every partition of the topic that received this same event when the unit
+ * touches keys living in several partitions (a cross-partition barrier, see applier); empty when
+ * the unit lives in one partition.
+ * `piece` splits a unit bigger than one record; the applier reassembles before applying.
+ */
+export interface CommandEvent {
+  kind: 'command';
+  pos: SourcePosition;
+  db: number;
+  commands: Buffer[][];
+  partitions: number[];
+  piece: { index: number; last: boolean } | null;
+}
+
+/** Written every second: the source's heartbeat key and its wall-clock time, for lag. */
+export interface Heartbeat {
+  kind: 'heartbeat';
+  pos: SourcePosition;
+  db: number;
+  timeMs: number;
+}
+
+export type ChangeEvent = SnapshotBegin | SnapshotEnd | SnapshotKey | CommandEvent | Heartbeat;
