@@ -68,6 +68,19 @@ export interface StreamValue {
   }>;
 }
 
+/**
+ * Marks one piece of an event split to fit Kafka's record limit (services/events/split.ts builds
+ * them, `PieceAssembler` there rebuilds the whole event). `continued` (absent = false) is set only
+ * when one element is itself bigger than a record: the first element of this piece (collection
+ * element, stream entry, or command with its first argument) continues the previous piece's last
+ * element, whose bytes it extends.
+ */
+export interface EventPiece {
+  index: number;
+  last: boolean;
+  continued?: boolean;
+}
+
 /** Start of a snapshot of one source database in a new epoch. */
 export interface SnapshotBegin {
   kind: 'snapshot-begin';
@@ -103,7 +116,7 @@ export interface SnapshotKey {
   expireAtMs: number | null;
   payload: Buffer | null;
   value: TypedValue | null;
-  piece: { index: number; last: boolean } | null;
+  piece: EventPiece | null;
 }
 
 /**
@@ -121,7 +134,7 @@ export interface CommandEvent {
   db: number;
   commands: Buffer[][];
   partitions: number[];
-  piece: { index: number; last: boolean } | null;
+  piece: EventPiece | null;
 }
 
 /** Written every second: the source's heartbeat key and its wall-clock time, for lag. */

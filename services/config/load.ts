@@ -1,0 +1,73 @@
+/**
+ * Resolves a command's settings from, in order of precedence: flags, environment
+ * (`REPLISTREAM_<NAME>`), the `--config` JSON file, defaults. Every value is validated by the
+ * option's schema; an error names the setting and where its bad value came from.
+ */
+import { readFileSync } from 'node:fs';
+import { configError } from '../common/errors.js';
+import { camel, envName, optionsFor, type CommandName } from './options.js';
+
+const REQUIRED: Record<CommandName, string[]> = {
+  capture: ['kafka', 'registry', 'source', 'source-id'],
+  apply: ['kafka', 'registry', 'destination', 'group', 'source-id'],
+  precheck: ['source', 'destination'],
+  verify: ['source', 'destination'],
+  status: ['http'],
+  'rdb-inspect': [],
+};
+
+/** flags: as parsed from the command line, keyed by flag name (kebab-case), values as strings. */
+export function loadConfig(
+  command: CommandName,
+  flags: Record<string, string | string[] | boolean | undefined>,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, unknown> {
+  const options = optionsFor(command);
+  const configPath = (flags.config as string | undefined) ?? env[envName('config')];
+  let file: Record<string, unknown> = {};
+  if (configPath) {
+    try {
+      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw configError('config', `cannot read ${configPath} as JSON`, err);
+    }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) throw configError('config', `${configPath} must hold a JSON object`);
+    const known = new Set(options.flatMap((o) => [o.name, camel(o.name)]));
+    for (const key of Object.keys(file)) {
+      if (!known.has(key)) throw configError(key, `unknown setting in ${configPath} for '${command}'`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const o of options) {
+    let raw: unknown;
+    let origin: string;
+    if (flags[o.name] !== undefined && !(o.repeatable && Array.isArray(flags[o.name]) && (flags[o.name] as string[]).length === 0)) {
+      raw = flags[o.name];
+      origin = `--${o.name}`;
+    } else if (env[envName(o.name)] !== undefined && env[envName(o.name)] !== '') {
+      const v = env[envName(o.name)]!;
+      raw = o.boolean ? /^(1|true|yes|on)$/i.test(v) : o.repeatable ? v.split(',').filter(Boolean) : v;
+      origin = envName(o.name);
+    } else if (file[o.name] !== undefined || file[camel(o.name)] !== undefined) {
+      raw = file[o.name] ?? file[camel(o.name)];
+      if (typeof raw === 'number') raw = String(raw);
+      origin = `${configPath}: ${o.name}`;
+    } else if (o.default !== undefined) {
+      out[camel(o.name)] = o.default;
+      continue;
+    } else {
+      if (REQUIRED[command].includes(o.name)) {
+        throw configError(o.name, `required for '${command}': pass --${o.name} or set ${envName(o.name)}`);
+      }
+      continue;
+    }
+    const parsed = o.schema.safeParse(raw);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => i.message).join('; ');
+      const shown = o.secret ? '(value hidden)' : JSON.stringify(raw);
+      throw configError(o.name, `invalid value ${shown} from ${origin}: ${why}`);
+    }
+    out[camel(o.name)] = parsed.data;
+  }
+  return out;
+}

@@ -1,0 +1,94 @@
+/**
+ * Every setting of replistream, declared once. From this list come: the CLI flags of each command,
+ * the `REPLISTREAM_<NAME>` environment variables, the keys of a `--config` file (JSON, camelCase
+ * or the flag's own name), validation with errors that name the setting, and the README's table
+ * (`npm run docs:config`).
+ */
+import { z } from 'zod';
+
+export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'verify' | 'rdb-inspect';
+
+export interface OptionSpec {
+  /** Flag name without dashes, e.g. `source-id`; the env form is REPLISTREAM_SOURCE_ID. */
+  name: string;
+  description: string;
+  commands: CommandName[] | 'all';
+  schema: z.ZodType;
+  /** Shown in the README; `undefined` when the setting is required or has no default. */
+  default?: unknown;
+  /** Never logged nor printed (URLs with passwords are redacted instead). */
+  secret?: boolean;
+  /** A boolean flag that takes no value (`--no-heartbeat`). */
+  boolean?: boolean;
+  /** Repeatable flag (`--include a --include b`); the env form is comma-separated. */
+  repeatable?: boolean;
+}
+
+const redisUrl = z
+  .string()
+  .refine((s) => /^rediss?:\/\/[^/]+/.test(s), 'must be a redis:// or rediss:// URL, e.g. redis://user:pass@host:6379');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const dbList = z
+  .string()
+  .regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of database numbers, e.g. 0,1')
+  .transform((s) => s.split(',').map(Number));
+const dbMap = z
+  .string()
+  .regex(/^\d+:\d+(,\d+:\d+)*$/, 'must look like 0:0,1:3 (source db:destination db)')
+  .transform((s) => new Map(s.split(',').map((p) => p.split(':').map(Number) as [number, number])));
+const startFrom = z
+  .string()
+  .refine(
+    (s) => /^(committed|earliest|latest|latest-snapshot|offset:\d+@\d+|time:.+)$/.test(s) && (!s.startsWith('time:') || !Number.isNaN(Date.parse(s.slice(5)))),
+    'must be committed, earliest, latest-snapshot, offset:PARTITION@OFFSET or time:ISO8601',
+  );
+
+export const OPTIONS: OptionSpec[] = [
+  // shared
+  { name: 'config', description: 'JSON file with any of these settings (keys as flag names or camelCase).', commands: 'all', schema: z.string() },
+  { name: 'kafka', description: 'Kafka bootstrap brokers, comma-separated host:port.', commands: ['capture', 'apply'], schema: z.string().regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port…]') },
+  { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: z.string().url() },
+  { name: 'http-port', description: 'Port for /healthz, /readyz, /status and /metrics; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
+  { name: 'log-level', description: 'trace, debug, info, warn, error or fatal.', commands: 'all', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info' },
+  { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
+  { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
+  // capture
+  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS).', commands: ['capture', 'precheck', 'verify'], schema: redisUrl, secret: true },
+  { name: 'dbs', description: 'Source databases to synchronize (all when unset).', commands: ['capture', 'verify'], schema: dbList },
+  { name: 'include', description: 'Only keys matching this glob (repeatable).', commands: ['capture'], schema: z.array(z.string()), repeatable: true, default: [] },
+  { name: 'exclude', description: 'Skip keys matching this glob (repeatable).', commands: ['capture'], schema: z.array(z.string()), repeatable: true, default: [] },
+  { name: 'partitions', description: 'Partitions per database topic (≥ the number of appliers of a group).', commands: ['capture'], schema: int(1, 10000), default: 4 },
+  { name: 'replication-factor', description: 'Replication factor of created topics.', commands: ['capture'], schema: int(1, 10), default: 1 },
+  { name: 'retention-ms', description: 'Retention of created topics (-1 keeps everything, for replay).', commands: ['capture'], schema: z.coerce.number().int().min(-1), default: -1 },
+  { name: 'heartbeat-key', description: 'Key written on the source every second for end-to-end lag.', commands: ['capture', 'verify'], schema: z.string().min(1), default: 'REPLISTREAM_TIMESTAMP_HEARTBEAT' },
+  { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
+  { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
+  // apply
+  { name: 'destination', description: 'Destination Redis URL; a cluster is detected from the server.', commands: ['apply', 'precheck', 'verify'], schema: redisUrl, secret: true },
+  { name: 'group', description: 'Kafka consumer group: one per destination; N appliers of one group share the work.', commands: ['apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -') },
+  { name: 'db-map', description: 'Source db → destination db, e.g. 0:0,1:3 (identity when unset).', commands: ['apply', 'precheck', 'verify'], schema: dbMap },
+  { name: 'conflict-mode', description: 'intercept: refuse to start unless the mapped destination dbs are empty; ignore: overwrite same keys.', commands: ['apply', 'precheck'], schema: z.enum(['intercept', 'ignore']), default: 'intercept' },
+  { name: 'write-mode', description: 'Full-sync writes: restore (RESTORE payloads) or commands (typed writes, any version).', commands: ['apply'], schema: z.enum(['restore', 'commands']), default: 'restore' },
+  { name: 'restore-fallback', description: 'In restore mode, fall back to typed commands when the destination cannot read the payload version.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'from', description: 'Where a group starts: committed, earliest, latest-snapshot, offset:P@O or time:ISO8601.', commands: ['apply'], schema: startFrom, default: 'committed' },
+  { name: 'refuse-flush', description: 'Stop instead of applying FLUSHDB/FLUSHALL from the source.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'on-command-error', description: 'A command the destination rejects: fail (stop, naming its position) or skip (count it).', commands: ['apply'], schema: z.enum(['fail', 'skip']), default: 'fail' },
+  // status / verify
+  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464.', commands: ['status'], schema: z.string().url() },
+  { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
+  { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },
+];
+
+export function envName(option: string): string {
+  return `REPLISTREAM_${option.replace(/-/g, '_').toUpperCase()}`;
+}
+
+export function camel(option: string): string {
+  return option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function optionsFor(command: CommandName): OptionSpec[] {
+  return OPTIONS.filter((o) => o.commands === 'all' || o.commands.includes(command));
+}
