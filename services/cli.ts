@@ -1,0 +1,87 @@
+/**
+ * `replistream`: one command, the subcommands of PRODUCT.md. Each parses its flags, resolves the
+ * settings (flags > environment > --config file > defaults, see config/options.ts) and hands them
+ * to its service. Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ReplistreamError, describeError } from './common/errors.js';
+import { createLogger } from './common/log.js';
+import { loadConfig } from './config/load.js';
+import { optionsFor, type CommandName } from './config/options.js';
+
+function addOptions(cmd: Command, name: CommandName): Command {
+  for (const o of optionsFor(name)) {
+    if (o.boolean) cmd.addOption(new Option(`--${o.name}`, o.description));
+    else if (o.repeatable) cmd.addOption(new Option(`--${o.name} <value>`, o.description).argParser((v: string, prev: string[] = []) => [...prev, v]));
+    else cmd.addOption(new Option(`--${o.name} <value>`, o.description));
+  }
+  return cmd;
+}
+
+/** Commander gives camelCase keys; the config loader wants the flag names. */
+function flagsOf(cmd: Command, name: CommandName): Record<string, string | string[] | boolean | undefined> {
+  const opts = cmd.opts();
+  const out: Record<string, string | string[] | boolean | undefined> = {};
+  for (const o of optionsFor(name)) {
+    const key = o.name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    // commander maps --no-heartbeat to `heartbeat: false`
+    const v = o.name.startsWith('no-') ? (opts[key.replace(/^no([A-Z])/, (_, c: string) => c.toLowerCase())] === false ? true : undefined) : opts[key];
+    if (v !== undefined) out[o.name] = v as string | string[] | boolean;
+  }
+  return out;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('replistream')
+    .description('One-way Redis → Redis synchronization through Apache Kafka')
+    .exitOverride()
+    .showHelpAfterError();
+
+  const run = (name: CommandName, body: (config: Record<string, unknown>) => Promise<number | void>) =>
+    async function (this: Command) {
+      const config = loadConfig(name, flagsOf(this, name));
+      const code = await body(config);
+      process.exitCode = typeof code === 'number' ? code : 0;
+    };
+
+  addOptions(program.command('capture').description('Join the source as a replica and publish change events to Kafka'), 'capture').action(
+    run('capture', async (c) => (await import('./capture/service.js')).runCapture(c, createLogger(String(c.logLevel), 'capture'))),
+  );
+  addOptions(program.command('apply').description('Consume change events and write a destination'), 'apply').action(
+    run('apply', async (c) => (await import('./applier/service.js')).runApplier(c, createLogger(String(c.logLevel), 'applier'))),
+  );
+  addOptions(program.command('precheck').description('Check source and destination before a synchronization'), 'precheck').action(
+    run('precheck', async (c) => (await import('./commands/precheck.js')).precheckCommand(c)),
+  );
+  addOptions(program.command('verify').description('Compare source and destination contents key by key'), 'verify').action(
+    run('verify', async (c) => (await import('./commands/verify.js')).verifyCommand(c)),
+  );
+  addOptions(program.command('status').description("Show a running task's state, progress and lag"), 'status').action(
+    run('status', async (c) => (await import('./commands/status.js')).statusCommand(c)),
+  );
+  const rdb = program.command('rdb').description('RDB file tools');
+  addOptions(rdb.command('inspect').argument('<file>', 'RDB file').description('Print one JSON object per key'), 'rdb-inspect').action(
+    async function (this: Command, file: string) {
+      const c = loadConfig('rdb-inspect', flagsOf(this, 'rdb-inspect'));
+      const { inspectRdb } = await import('./replication/rdb/inspect.js');
+      await inspectRdb(file, process.stdout, c.format as 'jsonl');
+    },
+  );
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    const code = err instanceof ReplistreamError ? err.exitCode : 1;
+    process.stderr.write(`replistream: ${describeError(err)}\n`);
+    return code;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
