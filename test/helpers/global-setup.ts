@@ -5,8 +5,10 @@
 import { down, stackEnv, status, up } from '../../services/stack/stack.js';
 
 export default async function setup(): Promise<() => Promise<void>> {
+  // Take the stack down afterwards only when this run started it from nothing: a stack someone
+  // else is using (a developer, a parallel run) is left running, with missing parts restarted.
   const before = await status();
-  const wasUp = before.length > 0 && before.every((p) => p.answers);
+  const wasUp = before.some((p) => p.pid !== null || p.answers);
   await up({ cluster: true, timeoutMs: 180_000 }); // idempotent: adds only what is missing
   for (const [k, v] of Object.entries(stackEnv())) process.env[k] ??= v;
   return async () => {

@@ -144,19 +144,29 @@ export class CommandGrouper {
 
 /** Upper-cased command name for the few names the grouper cares about; '?' for anything else. */
 function commandName(arg: Buffer): string {
-  if (arg.length < 4 || arg.length > 8) return '?';
-  const s = arg.toString('latin1').toUpperCase();
-  switch (s) {
-    case 'MULTI':
-    case 'EXEC':
-    case 'DISCARD':
-    case 'SELECT':
-    case 'PING':
-    case 'REPLCONF':
-      return s;
+  switch (arg.length) {
+    case 4:
+      return equalsIgnoreCase(arg, 'EXEC') ? 'EXEC' : equalsIgnoreCase(arg, 'PING') ? 'PING' : '?';
+    case 5:
+      return equalsIgnoreCase(arg, 'MULTI') ? 'MULTI' : '?';
+    case 6:
+      return equalsIgnoreCase(arg, 'SELECT') ? 'SELECT' : '?';
+    case 7:
+      return equalsIgnoreCase(arg, 'DISCARD') ? 'DISCARD' : '?';
+    case 8:
+      return equalsIgnoreCase(arg, 'REPLCONF') ? 'REPLCONF' : '?';
     default:
       return '?';
   }
+}
+
+/** ASCII case-insensitive comparison of `buf` with an upper-case `name` of the same length. */
+function equalsIgnoreCase(buf: Buffer, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = buf[i];
+    if ((c >= 0x61 && c <= 0x7a ? c - 0x20 : c) !== name.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 function parseDb(cmd: RespCommand): number {

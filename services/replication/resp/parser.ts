@@ -14,6 +14,9 @@ import { ReplistreamError } from '../../common/errors.js';
  * `master_repl_offset` counts bytes, so the first byte after `+FULLRESYNC <id> 1000` has offset
  * 1000 and the command ending there moves the replica to `offset + size`).
  *
+ * Memory: returned arguments are copies, but a command split across pushes keeps references to
+ * the chunks holding its unfinished argument until it completes — do not modify a pushed chunk.
+ *
  * Errors: malformed input throws `ReplistreamError('PROTOCOL')`; the parser is unusable after
  * that (every later `push` throws the same error) — drop it and reconnect.
  */
@@ -39,6 +42,8 @@ export interface RespParserOptions {
 
 const CR = 0x0d;
 const LF = 0x0a;
+const STAR = 0x2a;
+const DOLLAR = 0x24;
 
 const enum State {
   /** Waiting for the first line of a command (`*n` or an inline line). */
@@ -132,6 +137,44 @@ export class RespParser {
       switch (this.state) {
         case State.Start:
         case State.BulkHeader: {
+          // Fast path: a whole, well-formed `*<n>\r\n` / `$<n>\r\n` header inside this chunk
+          // (anything else — split or malformed — takes the general path below).
+          if (this.lineLength === 0) {
+            const c = chunk[i];
+            const expected = this.state === State.Start ? STAR : DOLLAR;
+            if (c === expected) {
+              const next = this.fastInteger(chunk, i + 1, n);
+              if (next > 0) {
+                const value = this.fastValue;
+                if (this.state === State.Start) {
+                  this.cmdStart = this.pos;
+                  this.pos += next - i;
+                  i = next;
+                  this.arrayHeader(value, out);
+                } else {
+                  this.pos += next - i;
+                  i = next;
+                  this.bulkHeader(value);
+                  // Fast path: the whole bulk string and its CRLF are in this chunk.
+                  const len = this.bulkLeft;
+                  if ((this.state as State) === State.BulkData && i + len + 2 <= n) {
+                    if (chunk[i + len] !== CR || chunk[i + len + 1] !== LF) {
+                      this.pos += len;
+                      throw this.protocol('bulk string not followed by CRLF');
+                    }
+                    const arg = Buffer.allocUnsafe(len);
+                    chunk.copy(arg, 0, i, i + len);
+                    i += len + 2;
+                    this.pos += len + 2;
+                    this.bulkLeft = 0;
+                    this.bulkDone(arg, out);
+                  }
+                }
+                break;
+              }
+            }
+          }
+
           const nl = chunk.indexOf(LF, i);
           if (nl < 0) {
             this.appendLine(chunk.subarray(i));
@@ -149,8 +192,8 @@ export class RespParser {
         }
         case State.BulkData: {
           const take = Math.min(this.bulkLeft, n - i);
-          // Copy, so a returned argument never aliases a chunk the caller may reuse.
-          this.bulkParts.push(Buffer.from(chunk.subarray(i, i + take)));
+          // Pieces alias the chunks until the argument is complete; it is then copied out.
+          this.bulkParts.push(chunk.subarray(i, i + take));
           this.bulkLeft -= take;
           this.pos += take;
           i += take;
@@ -170,14 +213,47 @@ export class RespParser {
           i++;
           const parts = this.bulkParts;
           this.bulkParts = [];
-          this.args.push(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-          this.argsLeft--;
-          if (this.argsLeft === 0) this.emit(out);
-          else this.state = State.BulkHeader;
+          // Always a copy, so a returned argument never aliases a chunk the caller may reuse.
+          this.bulkDone(parts.length === 1 ? Buffer.from(parts[0]) : Buffer.concat(parts), out);
           break;
         }
       }
     }
+  }
+
+  private bulkDone(arg: Buffer, out: RespCommand[]): void {
+    this.args.push(arg);
+    this.argsLeft--;
+    if (this.argsLeft === 0) this.emit(out);
+    else this.state = State.BulkHeader;
+  }
+
+  /** Set by `fastInteger`. */
+  private fastValue = 0;
+
+  /**
+   * Reads `[-]digits\r\n` at `chunk[from..n)`: returns the index after the LF and sets
+   * `fastValue`, or 0 when the header is incomplete or not exactly of that form.
+   */
+  private fastInteger(chunk: Buffer, from: number, n: number): number {
+    let j = from;
+    let neg = false;
+    if (j < n && chunk[j] === 0x2d) {
+      neg = true;
+      j++;
+    }
+    const first = j;
+    let v = 0;
+    while (j < n) {
+      const d = chunk[j] - 0x30;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+      j++;
+    }
+    const digits = j - first;
+    if (digits < 1 || digits > 15 || j + 1 >= n || chunk[j] !== CR || chunk[j + 1] !== LF) return 0;
+    this.fastValue = neg ? -v : v;
+    return j + 2;
   }
 
   private appendLine(part: Buffer): void {
@@ -205,20 +281,11 @@ export class RespParser {
 
   private startLine(line: { body: Buffer; crlf: boolean }, out: RespCommand[]): void {
     const { body } = line;
-    if (body.length > 0 && body[0] === 0x2a /* '*' */) {
+    if (body.length > 0 && body[0] === STAR) {
       if (!line.crlf) throw this.protocol('array header not terminated by CRLF');
       const count = parseInteger(body, 1);
       if (count === null) throw this.protocol(`invalid array length ${quote(body)}`);
-      if (count > this.maxArgs) throw this.protocol(`array of ${count} arguments exceeds the limit`);
-      if (count <= 0) {
-        // Redis ignores empty (and null) arrays; the bytes still count.
-        this.args = [];
-        this.emit(out);
-        return;
-      }
-      this.args = [];
-      this.argsLeft = count;
-      this.state = State.BulkHeader;
+      this.arrayHeader(count, out);
       return;
     }
     // Inline command: words separated by spaces or tabs (no quoting: masters never send any).
@@ -238,14 +305,31 @@ export class RespParser {
     this.emit(out);
   }
 
+  private arrayHeader(count: number, out: RespCommand[]): void {
+    if (count > this.maxArgs) throw this.protocol(`array of ${count} arguments exceeds the limit`);
+    this.args = [];
+    if (count <= 0) {
+      // Redis ignores empty (and null) arrays; the bytes still count.
+      this.emit(out);
+      return;
+    }
+    this.argsLeft = count;
+    this.state = State.BulkHeader;
+  }
+
   private bulkHeaderLine(line: { body: Buffer; crlf: boolean }): void {
     const { body } = line;
-    if (body.length === 0 || body[0] !== 0x24 /* '$' */) {
+    if (body.length === 0 || body[0] !== DOLLAR) {
       throw this.protocol(`expected '$' in a command array, got ${quote(body)}`);
     }
     if (!line.crlf) throw this.protocol('bulk header not terminated by CRLF');
     const len = parseInteger(body, 1);
-    if (len === null || len < 0) throw this.protocol(`invalid bulk length ${quote(body)}`);
+    if (len === null) throw this.protocol(`invalid bulk length ${quote(body)}`);
+    this.bulkHeader(len);
+  }
+
+  private bulkHeader(len: number): void {
+    if (len < 0) throw this.protocol(`invalid bulk length ${len}`);
     if (len > this.maxBulk) throw this.protocol(`bulk length ${len} exceeds the limit ${this.maxBulk}`);
     this.bulkLeft = len;
     this.bulkParts = [];

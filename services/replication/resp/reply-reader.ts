@@ -82,3 +82,87 @@ export class ReplyReader {
     return rest;
   }
 }
+
+/** What one `SnapshotReader.push` produced. */
+export interface SnapshotProgress {
+  /** Snapshot bytes completed by this push, in order (possibly empty; may share memory with the chunk). */
+  data: Buffer[];
+  /** True once the whole snapshot has been read. */
+  done: boolean;
+  /** Bytes after the snapshot's end (the start of the command stream), when `done`. */
+  rest: Buffer;
+}
+
+/**
+ * Cuts a snapshot transfer out of the bytes following its preamble, without parsing the RDB.
+ *
+ * - `$<length>`: exactly `length` bytes; what follows is the command stream.
+ * - `$EOF:<mark>`: the RDB is followed by the 40-byte mark. The master sends nothing after the
+ *   mark until the replica ACKs, so the transfer ends when the last 40 bytes received equal the
+ *   mark (the check Redis's own replica does). The last 40 bytes are held back until more data
+ *   shows they are not the mark, so `data` never includes the mark.
+ */
+export class SnapshotReader {
+  private readonly mark: Buffer | null;
+  private left: number;
+  /** Diskless: the (up to 40) most recent bytes, not yet returned. */
+  private tail: Buffer = Buffer.alloc(0);
+  private received = 0;
+  private finished = false;
+
+  constructor(preamble: { type: 'bulk'; length: number } | { type: 'eof'; mark: Buffer }) {
+    if (preamble.type === 'bulk') {
+      this.mark = null;
+      this.left = preamble.length;
+      this.finished = preamble.length === 0;
+    } else {
+      this.mark = preamble.mark;
+      this.left = Infinity;
+    }
+  }
+
+  get diskless(): boolean {
+    return this.mark !== null;
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /** Snapshot bytes returned so far (excluding the mark). */
+  get bytes(): number {
+    return this.received;
+  }
+
+  push(chunk: Buffer): SnapshotProgress {
+    if (this.finished) return { data: [], done: true, rest: chunk };
+    if (this.mark === null) {
+      const take = Math.min(this.left, chunk.length);
+      this.left -= take;
+      this.received += take;
+      this.finished = this.left === 0;
+      const data = take > 0 ? [chunk.subarray(0, take)] : [];
+      return { data, done: this.finished, rest: chunk.subarray(take) };
+    }
+    const M = this.mark.length;
+    const data: Buffer[] = [];
+    let window: Buffer;
+    if (chunk.length >= M) {
+      if (this.tail.length > 0) data.push(this.tail);
+      if (chunk.length > M) data.push(chunk.subarray(0, chunk.length - M));
+      window = Buffer.from(chunk.subarray(chunk.length - M));
+    } else {
+      const joined = Buffer.concat([this.tail, chunk]);
+      const cut = Math.max(0, joined.length - M);
+      if (cut > 0) data.push(joined.subarray(0, cut));
+      window = joined.subarray(cut);
+    }
+    for (const d of data) this.received += d.length;
+    this.tail = window;
+    if (window.length === M && window.equals(this.mark)) {
+      this.finished = true;
+      this.tail = Buffer.alloc(0);
+    }
+    return { data, done: this.finished, rest: Buffer.alloc(0) };
+  }
+}

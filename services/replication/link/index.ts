@@ -1,0 +1,14 @@
+export {
+  ReplicaLink,
+  parseRedisUrl,
+  type ReplicaLinkOptions,
+  type ReplicaLinkTlsOptions,
+  type ReplicaLinkEvents,
+  type ReplicaLinkState,
+  type ReplicaPosition,
+  type FullResyncInfo,
+  type ContinueInfo,
+  type RdbEndInfo,
+  type DisconnectedInfo,
+} from './replica-link.js';
+export type { CommandUnit } from '../resp/grouper.js';

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { ReplistreamError } from '../../../services/common/errors.js';
+import { RespParser, type RespCommand } from '../../../services/replication/resp/index.js';
+import { BAD_STREAMS, FIXTURES, type ExpectedCommand } from './fixtures.js';
+
+const BASE = 1_000_000; // a non-zero starting offset, to see offsets are not relative
+
+function simplify(cmds: RespCommand[]): ExpectedCommand[] {
+  return cmds.map((c) => ({ args: c.args.map((a) => a.toString('latin1')), offset: c.offset - BASE, size: c.size }));
+}
+
+function feed(chunks: Buffer[]): { cmds: RespCommand[]; parser: RespParser } {
+  const parser = new RespParser({ offset: BASE });
+  const cmds: RespCommand[] = [];
+  for (const c of chunks) cmds.push(...parser.push(c));
+  return { cmds, parser };
+}
+
+/** Whole, byte by byte, and split in two at every boundary. */
+function splittings(bytes: Buffer): Array<{ how: string; chunks: Buffer[] }> {
+  const out: Array<{ how: string; chunks: Buffer[] }> = [{ how: 'whole', chunks: [bytes] }];
+  const bytewise: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i++) bytewise.push(bytes.subarray(i, i + 1));
+  out.push({ how: 'byte by byte', chunks: bytewise });
+  for (let i = 0; i <= bytes.length; i++) out.push({ how: `split at ${i}`, chunks: [bytes.subarray(0, i), bytes.subarray(i)] });
+  return out;
+}
+
+describe('RespParser', () => {
+  for (const fx of FIXTURES) {
+    it(`parses "${fx.name}" whole, byte by byte and split at every boundary`, () => {
+      for (const { how, chunks } of splittings(fx.bytes)) {
+        const { cmds, parser } = feed(chunks);
+        expect(simplify(cmds), how).toEqual(fx.commands);
+        expect(parser.offset, how).toBe(BASE + fx.bytes.length);
+        expect(parser.idle, how).toBe(true);
+      }
+    });
+  }
+
+  it('parses every fixture concatenated, with contiguous offsets', () => {
+    const all = Buffer.concat(FIXTURES.map((f) => f.bytes));
+    const { cmds } = feed([all]);
+    expect(cmds.length).toBe(FIXTURES.reduce((n, f) => n + f.commands.length, 0));
+    let at = BASE;
+    for (const c of cmds) {
+      expect(c.offset).toBe(at);
+      at += c.size;
+    }
+    expect(at).toBe(BASE + all.length);
+  });
+
+  it('does not let returned arguments alias the pushed chunk', () => {
+    const chunk = Buffer.from('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n');
+    const [cmd] = new RespParser().push(chunk);
+    chunk.fill(0x58);
+    expect(cmd.args.map(String)).toEqual(['GET', 'k']);
+  });
+
+  it('reports a partial command and resets to a new offset', () => {
+    const p = new RespParser({ offset: 10 });
+    expect(p.push(Buffer.from('*2\r\n$3\r\nSE'))).toEqual([]);
+    expect(p.idle).toBe(false);
+    expect(p.commandStart).toBe(10);
+    expect(p.offset).toBe(20);
+    p.reset(10);
+    expect(p.idle).toBe(true);
+    const [cmd] = p.push(Buffer.from('*1\r\n$4\r\nPING\r\n'));
+    expect(cmd.offset).toBe(10);
+    expect(cmd.size).toBe(14);
+  });
+
+  for (const bad of BAD_STREAMS) {
+    it(`rejects ${bad.name} with PROTOCOL, however it is split`, () => {
+      const ways = bad.bytes.length > 1000 ? splittings(bad.bytes).slice(0, 2) : splittings(bad.bytes);
+      for (const { how, chunks } of ways) {
+        let caught: unknown;
+        try {
+          feed(chunks);
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught, how).toBeInstanceOf(ReplistreamError);
+        expect((caught as ReplistreamError).code, how).toBe('PROTOCOL');
+      }
+    });
+  }
+
+  it('stays failed after an error', () => {
+    const p = new RespParser();
+    expect(() => p.push(Buffer.from('*1\r\n:1\r\n'))).toThrow(ReplistreamError);
+    expect(() => p.push(Buffer.from('*1\r\n$1\r\na\r\n'))).toThrow(/expected '\$'/);
+  });
+
+  it('honours the configured limits', () => {
+    expect(() => new RespParser({ maxBulkLength: 10 }).push(Buffer.from('*1\r\n$11\r\n'))).toThrow(/exceeds the limit/);
+    expect(() => new RespParser({ maxArgs: 2 }).push(Buffer.from('*3\r\n'))).toThrow(/exceeds the limit/);
+    expect(() => new RespParser({ maxLineLength: 8 }).push(Buffer.from('PING PING PING\r\n'))).toThrow(/line longer/);
+  });
+
+  it('parses a large bulk string spread over many chunks', () => {
+    const value = Buffer.alloc(5 * 1024 * 1024, 0x61);
+    const bytes = Buffer.concat([Buffer.from(`*2\r\n$3\r\nSET\r\n$${value.length}\r\n`), value, Buffer.from('\r\n')]);
+    const p = new RespParser();
+    const cmds: RespCommand[] = [];
+    for (let i = 0; i < bytes.length; i += 65536) cmds.push(...p.push(bytes.subarray(i, i + 65536)));
+    expect(cmds).toHaveLength(1);
+    expect(cmds[0].args[1].equals(value)).toBe(true);
+    expect(cmds[0].size).toBe(bytes.length);
+  });
+});
