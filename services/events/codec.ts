@@ -273,10 +273,11 @@ export function eventToAvro(e: ChangeEvent): AvroObj {
           payload: e.payload,
           value: valueToAvro(e.value),
           piece: pieceToAvro(e.piece),
+          append: e.append === undefined ? null : e.append,
         },
       };
     case 'command':
-      return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, commands: e.commands, partitions: e.partitions, piece: pieceToAvro(e.piece) } };
+      return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, commands: e.commands, participants: e.participants, piece: pieceToAvro(e.piece) } };
     case 'heartbeat':
       return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, timeMs: e.timeMs } };
     default:
@@ -451,8 +452,8 @@ export function eventFromAvro(wrapped: AnyRec): ChangeEvent {
       return { kind: 'snapshot-begin', pos: posFromAvro(r.pos), db: r.db, rdbVersion: r.rdbVersion, sourceVersion: r.sourceVersion } satisfies SnapshotBegin;
     case BRANCH['snapshot-end']:
       return { kind: 'snapshot-end', pos: posFromAvro(r.pos), db: r.db, keyCount: r.keyCount } satisfies SnapshotEnd;
-    case BRANCH['snapshot-key']:
-      return {
+    case BRANCH['snapshot-key']: {
+      const k: SnapshotKey = {
         kind: 'snapshot-key',
         pos: posFromAvro(r.pos),
         db: r.db,
@@ -462,14 +463,17 @@ export function eventFromAvro(wrapped: AnyRec): ChangeEvent {
         payload: r.payload,
         value: valueFromAvro(r.value),
         piece: pieceFromAvro(r.piece),
-      } satisfies SnapshotKey;
+      };
+      if (r.append !== null && r.append !== undefined) k.append = r.append;
+      return k;
+    }
     case BRANCH.command:
       return {
         kind: 'command',
         pos: posFromAvro(r.pos),
         db: r.db,
         commands: r.commands,
-        partitions: r.partitions,
+        participants: r.participants.map((p: { db: number; partition: number }) => ({ db: p.db, partition: p.partition })),
         piece: pieceFromAvro(r.piece),
       } satisfies CommandEvent;
     case BRANCH.heartbeat:
@@ -480,9 +484,17 @@ export function eventFromAvro(wrapped: AnyRec): ChangeEvent {
 }
 
 /**
- * Decode an EventBatch Avro body (no wire header). With `resolver` (from
- * `readerType.createResolver(writerType)`, see transport/registry.ts), a body written with another
- * version of the schema is read through Avro schema resolution.
+ * A resolver for `decodeBatch` to read bodies written with another version of the EventBatch
+ * schema (`writer`: its JSON, or an avsc Type). Throws when the versions are incompatible.
+ */
+export function createResolver(writer: object | avsc.Type): avsc.Resolver {
+  const writerType = avsc.Type.isType(writer) ? (writer as avsc.Type) : avroTypeFor(writer);
+  return eventTypes().batch.createResolver(writerType);
+}
+
+/**
+ * Decode an EventBatch Avro body (no wire header). With `resolver` (from `createResolver`), a
+ * body written with another version of the schema is read through Avro schema resolution.
  */
 export function decodeBatch(buf: Buffer, resolver?: avsc.Resolver): ChangeEvent[] {
   let rec: AnyRec;

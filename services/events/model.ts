@@ -117,15 +117,22 @@ export interface SnapshotKey {
   payload: Buffer | null;
   value: TypedValue | null;
   piece: EventPiece | null;
+  /**
+   * True for the second and later parts of a key too big for the RDB parser to hold (its value
+   * over the parser's bound): the applier adds these elements to the key instead of replacing it.
+   * Absent/false for a whole key or the first part. (Not the same as `piece`, which splits one
+   * event over several Kafka records and is reassembled before writing.)
+   */
+  append?: boolean;
 }
 
 /**
  * One propagated write, or one atomic unit of writes (MULTI…EXEC, script effects): `commands`
  * holds each command's arguments (the name first), binary-safe. A unit is applied atomically.
  * `db` is the database the unit starts in (SELECT inside a unit is kept as a command).
- * `partitions` lists every partition of the topic that received this same event when the unit
- * touches keys living in several partitions (a cross-partition barrier, see applier); empty when
- * the unit lives in one partition.
+ * `participants` lists every (db, partition) that received this same event when the unit touches
+ * keys living in several partitions or databases (a cross-partition barrier, see
+ * services/applier/barrier.ts); empty when the unit lives in one partition.
  * `piece` splits a unit bigger than one record; the applier reassembles before applying.
  */
 export interface CommandEvent {
@@ -133,7 +140,7 @@ export interface CommandEvent {
   pos: SourcePosition;
   db: number;
   commands: Buffer[][];
-  partitions: number[];
+  participants: Array<{ db: number; partition: number }>;
   piece: EventPiece | null;
 }
 

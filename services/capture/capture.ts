@@ -1,0 +1,380 @@
+/**
+ * The capture pipeline: replica link → RDB parser / command units → change events → event sink.
+ *
+ * Order and durability
+ * - Every link event goes through one serial queue, so events reach the sink in source order.
+ * - Command units are buffered per (db, partition) and flushed every `flushIntervalMs` or when the
+ *   buffer is big; a flush waits for Kafka's acks, then records the durable position
+ *   (replid, offset, db, epoch) in the positions topic and confirms the offset to the link, which
+ *   only then ACKs it to the source.
+ * - A full sync starts a new epoch. Its start is recorded (state `snapshot`) before any of its
+ *   events are produced: a capture restarted in the middle of a snapshot sees that and asks for a
+ *   new full sync (a new epoch), instead of continuing a stream whose snapshot is incomplete.
+ * - After a restart the capture resumes by PSYNC from the durable position; events produced after
+ *   that position are produced again with the same positions, and appliers skip them.
+ */
+import { EventEmitter } from 'node:events';
+import { ReplistreamError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { ChangeEvent, CommandEvent, Heartbeat, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
+import { ReplicaLink, type ReplicaLinkOptions } from '../replication/link/index.js';
+import { RdbParser, type RdbItem } from '../replication/rdb/index.js';
+import type { CommandUnit } from '../replication/resp/grouper.js';
+import { KeyFilter } from './key-filter.js';
+import { partitionOfKey, routeUnit, type Participant } from './routing.js';
+import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
+import { keyIndexes } from './command-keys.js';
+
+/** What capture needs from the transport. Implemented over Kafka in service.ts. */
+export interface EventSink {
+  /** Produce events to one partition of one db's topic, in order; resolves once durable. */
+  send(db: number, partition: number, events: ChangeEvent[]): Promise<void>;
+  writePosition(position: CapturePosition): Promise<void>;
+  readPosition(): Promise<CapturePosition | null>;
+}
+
+export interface CapturePosition {
+  epoch: number;
+  replid: string;
+  offset: number;
+  db: number;
+  /** `snapshot`: a full sync of this epoch started and has not completed. */
+  state: 'snapshot' | 'streaming';
+  updatedAt: number;
+}
+
+export interface CaptureOptions {
+  link: Omit<ReplicaLinkOptions, 'start' | 'onRdbChunk' | 'onRdbEnd' | 'onRdbAbort' | 'manualConfirm' | 'logger'>;
+  sink: EventSink;
+  partitions: number;
+  dbs: number[];
+  filter: KeyFilter;
+  heartbeatKey: string | null;
+  snapshotFormat?: SnapshotFormat;
+  flushIntervalMs?: number;
+  maxBufferedEvents?: number;
+  maxEntryBytes?: number;
+  logger: Logger;
+}
+
+export interface CaptureStats {
+  state: 'starting' | 'full-sync' | 'synchronizing' | 'failed' | 'stopped';
+  epoch: number;
+  replid: string | null;
+  sourceOffset: number;
+  durableOffset: number;
+  snapshotKeys: number;
+  snapshotBytes: number;
+  commands: number;
+  eventsProduced: number;
+  fullSyncs: number;
+  continues: number;
+  lastHeartbeatMs: number | null;
+  error: string | null;
+}
+
+type Work = () => Promise<void>;
+
+export class CaptureService extends EventEmitter {
+  private readonly opts: CaptureOptions;
+  private readonly log: Logger;
+  private link: ReplicaLink | null = null;
+  private parser: RdbParser | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private pending = new Map<string, { db: number; partition: number; events: ChangeEvent[] }>();
+  private pendingCount = 0;
+  private lastUnitEnd: { offset: number; db: number } | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private snapshotSeq = 0;
+  private snapshotOffset = 0;
+  private snapshotKeysPerDb = new Map<number, number>();
+  private sourceVersion: string | null = null;
+  private rdbVersion = 0;
+  private failed: ReplistreamError | null = null;
+  readonly stats: CaptureStats = {
+    state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0,
+    commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null,
+  };
+
+  constructor(opts: CaptureOptions) {
+    super();
+    this.opts = opts;
+    this.log = opts.logger;
+  }
+
+  async start(): Promise<void> {
+    const last = await this.opts.sink.readPosition();
+    let start = null;
+    if (last) {
+      this.stats.epoch = last.epoch;
+      if (last.state === 'streaming') {
+        start = { replid: last.replid, offset: last.offset, db: last.db };
+        this.stats.replid = last.replid;
+        this.stats.durableOffset = last.offset;
+        this.log.info({ epoch: last.epoch, replid: last.replid, offset: last.offset }, 'resuming from the durable position');
+      } else {
+        this.log.warn({ epoch: last.epoch }, 'the previous full sync did not complete: starting a new one');
+      }
+    }
+    const link = new ReplicaLink({
+      ...this.opts.link,
+      start,
+      manualConfirm: true,
+      logger: this.log,
+      onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
+      onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
+      onRdbAbort: () => this.enqueue(async () => { this.parser = null; }),
+    });
+    this.link = link;
+    link.on('fullresync', (info) => void this.enqueue(() => this.onFullResync(info.replid, info.offset)));
+    link.on('continue', (info) => {
+      this.stats.continues++;
+      this.stats.replid = info.replid;
+      this.log.info({ replid: info.replid, offset: info.offset }, 'source continued the stream (+CONTINUE)');
+      this.emit('continue', info);
+    });
+    link.on('unit', (unit) => this.onUnit(unit));
+    link.on('error', (err) => this.log.warn({ err: err.message, retriable: err.retriable }, 'replication link error'));
+    link.on('close', ({ error }) => {
+      if (error) this.fail(error);
+    });
+    this.flushTimer = setInterval(() => void this.enqueue(() => this.flush()), this.opts.flushIntervalMs ?? 20);
+    link.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushTimer = null;
+    await this.link?.stop();
+    await this.enqueue(() => this.flush());
+    await this.queue;
+    if (this.stats.state !== 'failed') this.stats.state = 'stopped';
+  }
+
+  /** Resolves when the pipeline fails for good (for the service to exit non-zero). */
+  failure(): Promise<ReplistreamError> {
+    return new Promise((resolve) => {
+      if (this.failed) resolve(this.failed);
+      else this.once('failed', resolve);
+    });
+  }
+
+  private fail(err: unknown): void {
+    if (this.failed) return;
+    const e = err instanceof ReplistreamError ? err : new ReplistreamError('INTERNAL', String((err as Error)?.message ?? err), { cause: err });
+    this.failed = e;
+    this.stats.state = 'failed';
+    this.stats.error = e.message;
+    this.log.error({ err: e.message, code: e.code }, 'capture failed');
+    this.emit('failed', e);
+  }
+
+  private enqueue(work: Work): Promise<void> {
+    const next = this.queue.then(async () => {
+      if (this.failed) return;
+      try {
+        await work();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+    this.queue = next;
+    return next;
+  }
+
+  // ----- snapshot ------------------------------------------------------------------------------
+
+  private async onFullResync(replid: string, offset: number): Promise<void> {
+    await this.flush();
+    this.stats.epoch += 1;
+    this.stats.fullSyncs++;
+    this.stats.state = 'full-sync';
+    this.stats.replid = replid;
+    this.stats.sourceOffset = offset;
+    this.snapshotOffset = offset;
+    this.snapshotSeq = 0;
+    this.snapshotKeysPerDb.clear();
+    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes });
+    this.lastUnitEnd = null;
+    // Recorded before any event of the epoch: a restart now means a new full sync.
+    await this.opts.sink.writePosition({ epoch: this.stats.epoch, replid, offset, db: 0, state: 'snapshot', updatedAt: Date.now() });
+    this.log.info({ epoch: this.stats.epoch, replid, offset }, 'full sync started');
+    this.emit('fullresync', { epoch: this.stats.epoch, replid, offset });
+  }
+
+  private beginEvent(db: number): SnapshotBegin {
+    return {
+      kind: 'snapshot-begin', db, rdbVersion: this.rdbVersion, sourceVersion: this.sourceVersion,
+      pos: { epoch: this.stats.epoch, offset: this.snapshotOffset, seq: 0, replid: this.stats.replid ?? '' },
+    };
+  }
+
+  private began = false;
+
+  private async onRdbChunk(chunk: Buffer): Promise<void> {
+    const parser = this.parser;
+    if (!parser) return;
+    this.stats.snapshotBytes += chunk.length;
+    for (const item of parser.push(chunk)) this.onRdbItem(item);
+    if (this.pendingCount >= (this.opts.maxBufferedEvents ?? 20_000)) await this.flush();
+  }
+
+  private onRdbItem(item: RdbItem): void {
+    if (item.kind === 'header') {
+      this.rdbVersion = item.version;
+    } else if (item.kind === 'aux') {
+      const k = item.key.toString();
+      if (k === 'redis-ver' || k === 'valkey-ver') this.sourceVersion = item.value.toString();
+    } else if (item.kind === 'entry') {
+      if (!this.began) this.broadcastBegin();
+      if (!this.opts.filter.dbSelected(item.db) || !this.opts.filter.keySelected(item.key)) return;
+      if (item.expireAtMs !== null && item.expireAtMs <= Date.now()) return; // already expired at the source
+      const event = snapshotKeyEvent(item, ++this.snapshotSeq, {
+        epoch: this.stats.epoch, offset: this.snapshotOffset, replid: this.stats.replid ?? '', format: this.opts.snapshotFormat ?? 'both',
+      });
+      if (item.piece === null || item.piece.last) this.snapshotKeysPerDb.set(item.db, (this.snapshotKeysPerDb.get(item.db) ?? 0) + 1);
+      this.stats.snapshotKeys++;
+      this.buffer(item.db, partitionOfKey(item.key, this.opts.partitions), event);
+    } else if (item.kind === 'function') {
+      if (!this.began) this.broadcastBegin();
+      // Functions are server-wide: replayed as FUNCTION LOAD REPLACE, in order with db partition 0.
+      const db = this.opts.dbs[0];
+      const unit: CommandEvent = {
+        kind: 'command', db, commands: [[Buffer.from('FUNCTION'), Buffer.from('LOAD'), Buffer.from('REPLACE'), item.code]],
+        participants: [], piece: null,
+        pos: { epoch: this.stats.epoch, offset: this.snapshotOffset, seq: ++this.snapshotSeq, replid: this.stats.replid ?? '' },
+      };
+      this.buffer(db, 0, unit);
+    }
+  }
+
+  /** snapshot-begin goes to every partition of every synced db: the appliers' epoch barrier. */
+  private broadcastBegin(): void {
+    this.began = true;
+    for (const db of this.opts.dbs) for (let p = 0; p < this.opts.partitions; p++) this.buffer(db, p, this.beginEvent(db));
+  }
+
+  private async onRdbEnd(): Promise<void> {
+    const parser = this.parser;
+    if (!parser) return;
+    parser.finish();
+    if (!this.began) this.broadcastBegin();
+    this.began = false;
+    for (const db of this.opts.dbs) {
+      for (let p = 0; p < this.opts.partitions; p++) {
+        const end: SnapshotEnd = {
+          kind: 'snapshot-end', db, keyCount: this.snapshotKeysPerDb.get(db) ?? 0,
+          pos: { epoch: this.stats.epoch, offset: this.snapshotOffset, seq: this.snapshotSeq + 1, replid: this.stats.replid ?? '' },
+        };
+        this.buffer(db, p, end);
+      }
+    }
+    // Bytes after the RDB (disk-based transfer) are stream bytes: the link parses them itself.
+    this.parser = null;
+    await this.flushEvents();
+    const db = this.link?.position?.db ?? 0;
+    await this.opts.sink.writePosition({
+      epoch: this.stats.epoch, replid: this.stats.replid ?? '', offset: this.snapshotOffset, db, state: 'streaming', updatedAt: Date.now(),
+    });
+    this.stats.durableOffset = this.snapshotOffset;
+    this.stats.state = 'synchronizing';
+    this.log.info({ epoch: this.stats.epoch, keys: this.stats.snapshotKeys, bytes: this.stats.snapshotBytes }, 'full sync captured');
+    this.emit('snapshot-end', { epoch: this.stats.epoch });
+  }
+
+  // ----- command stream ------------------------------------------------------------------------
+
+  private onUnit(unit: CommandUnit): void {
+    if (this.failed) return;
+    if (this.stats.state !== 'full-sync') this.stats.state = 'synchronizing';
+    this.stats.sourceOffset = unit.endOffset;
+    this.lastUnitEnd = { offset: unit.endOffset, db: unit.endDb };
+    const pos: SourcePosition = { epoch: this.stats.epoch, offset: unit.endOffset, seq: 0, replid: this.link?.replicationId ?? this.stats.replid ?? '' };
+    const heartbeat = this.heartbeatOf(unit, pos);
+    if (heartbeat) {
+      if (this.opts.filter.dbSelected(unit.db)) {
+        for (let p = 0; p < this.opts.partitions; p++) this.buffer(unit.db, p, heartbeat);
+      }
+      return;
+    }
+    const commands = this.opts.filter.filtersKeys ? this.filterUnitKeys(unit.commands) : unit.commands;
+    if (commands.length === 0) return;
+    const participants = routeUnit(unit.db, commands, { partitions: this.opts.partitions, syncedDbs: this.opts.dbs });
+    if (participants.length === 0) return;
+    this.stats.commands += commands.length;
+    const event: CommandEvent = {
+      kind: 'command', pos, db: unit.db, commands, piece: null,
+      participants: participants.length > 1 ? participants : [],
+    };
+    for (const p of participants) this.buffer(p.db, p.partition, event);
+  }
+
+  /** A lone SET of the heartbeat key becomes a Heartbeat event: lag is measured, nothing written. */
+  private heartbeatOf(unit: CommandUnit, pos: SourcePosition): Heartbeat | null {
+    const key = this.opts.heartbeatKey;
+    if (!key || unit.commands.length !== 1) return null;
+    const [name, k, v] = unit.commands[0];
+    if (!name || name.length !== 3 || name.toString().toLowerCase() !== 'set' || !k || k.toString() !== key) return null;
+    const timeMs = Number(v?.toString());
+    if (!Number.isFinite(timeMs)) return null;
+    this.stats.lastHeartbeatMs = timeMs;
+    return { kind: 'heartbeat', pos, db: unit.db, timeMs };
+  }
+
+  /** Drops commands whose keys are all filtered out (keyless commands are kept). */
+  private filterUnitKeys(commands: Buffer[][]): Buffer[][] {
+    return commands.filter((args) => {
+      const idx = keyIndexes(args);
+      if (idx === null || idx.length === 0) return true;
+      return idx.some((i) => this.opts.filter.keySelected(args[i]));
+    });
+  }
+
+  // ----- buffering and flushing ----------------------------------------------------------------
+
+  private buffer(db: number, partition: number, event: ChangeEvent): void {
+    const id = `${db}:${partition}`;
+    let slot = this.pending.get(id);
+    if (!slot) this.pending.set(id, (slot = { db, partition, events: [] }));
+    slot.events.push(event);
+    this.pendingCount++;
+    if (this.pendingCount >= (this.opts.maxBufferedEvents ?? 20_000) && this.stats.state !== 'full-sync') void this.enqueue(() => this.flush());
+  }
+
+  private async flushEvents(): Promise<number> {
+    if (this.pendingCount === 0) return 0;
+    const slots = [...this.pending.values()];
+    const n = this.pendingCount;
+    this.pending = new Map();
+    this.pendingCount = 0;
+    await Promise.all(slots.map((s) => this.opts.sink.send(s.db, s.partition, s.events)));
+    this.stats.eventsProduced += n;
+    return n;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.parser) {
+      // During a snapshot only events are flushed; the position moves once the snapshot is complete.
+      await this.flushEvents();
+      return;
+    }
+    const end = this.lastUnitEnd;
+    await this.flushEvents();
+    if (end && end.offset > this.stats.durableOffset) {
+      await this.opts.sink.writePosition({
+        epoch: this.stats.epoch, replid: this.link?.replicationId ?? this.stats.replid ?? '', offset: end.offset, db: end.db,
+        state: 'streaming', updatedAt: Date.now(),
+      });
+      this.stats.durableOffset = end.offset;
+      this.link?.confirm(end.offset);
+    }
+  }
+
+  ready(): boolean {
+    return !this.failed && (this.stats.state === 'synchronizing' || this.stats.state === 'full-sync');
+  }
+
+  participantsOf(event: CommandEvent): Participant[] {
+    return event.participants;
+  }
+}

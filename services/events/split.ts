@@ -1,0 +1,753 @@
+/**
+ * Keeping Kafka records under the broker's limit (PRODUCT.md G7).
+ *
+ * - `splitForRecordLimit(event, maxBytes)` cuts an event whose encoding would not fit one record
+ *   into pieces (`piece: {index, last}`), each fitting alone in a record of `maxBytes`:
+ *   - snapshot key: the RESTORE `payload` is sliced (pieces 0…k carry consecutive slices), then the
+ *     typed `value`'s elements are spread over pieces (each piece's value holds a slice of the list
+ *     items / set members / zset or hash entries / stream entries and groups). Every piece repeats
+ *     db, key, type, expireAtMs and pos. A stream piece repeats the stream metadata; a consumer
+ *     group (or consumer) may appear in several pieces, each with a slice of its PEL.
+ *   - command unit: the `commands` are spread over pieces; piece i has `pos.seq = pos.seq + i`
+ *     (model.ts: seq is the piece of a split command), the other fields repeated.
+ *   - an element bigger than one record (a 5 MB list item, a 5 MB SET argument …) is itself sliced:
+ *     the next piece has `piece.continued = true` and its first element extends the previous
+ *     piece's last one (bytes appended; for a command or stream entry, its first argument/field is
+ *     appended to the last one and the others follow).
+ * - `PieceAssembler` (one per partition, in offset order) rebuilds the whole event from its pieces.
+ * - `packBatches(events, maxBytes)` packs consecutive events (split first when needed) into
+ *   EventBatch records no bigger than `maxBytes`, order preserved.
+ *
+ * `maxBytes` bounds a whole record value in the Confluent wire format: the 5-byte header
+ * (0x00 + int32 schema id) plus the EventBatch Avro body. Record key, headers and Kafka's own
+ * framing come on top: the default 900 000 leaves ~148 KB under the broker's default
+ * `message.max.bytes` (1 048 588).
+ */
+import { ReplistreamError } from '../common/errors.js';
+import { batchBodySize, encodeEvent, frameEncodedEvents } from './codec.js';
+import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, StreamValue, TypedValue } from './model.js';
+
+export const DEFAULT_MAX_RECORD_BYTES = 900_000;
+/** 0x00 + int32 BE schema id. */
+export const WIRE_HEADER_BYTES = 5;
+/** Below this, a record limit cannot hold a useful piece. */
+export const MIN_RECORD_BYTES = 1024;
+
+/** The largest encoded event (`encodeEvent(e).length`) that fits alone in a record of `maxBytes`. */
+export function maxEventBytes(maxBytes = DEFAULT_MAX_RECORD_BYTES): number {
+  return maxBytes - WIRE_HEADER_BYTES - batchBodySize(1, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoded sizes (exact, Avro binary encoding)
+
+/** Bytes of an Avro long (zigzag varint). */
+function longLen(n: number): number {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  let len = 1;
+  while (z >= 128) {
+    z = Math.floor(z / 128);
+    len++;
+  }
+  return len;
+}
+const bytesLen = (len: number): number => longLen(len) + len;
+const bufLen = (b: Buffer): number => bytesLen(b.length);
+/** A non-empty array's count varint (upper bound) — the terminating 0 is counted by the caller. */
+const ARRAY_COUNT = 10;
+function listLen(bufs: Buffer[]): number {
+  let n = 1;
+  if (bufs.length) n += longLen(bufs.length);
+  for (const b of bufs) n += bufLen(b);
+  return n;
+}
+const STREAM_ID = 16;
+/** Headroom per piece for top-level array counts, the piece record and the payload length. */
+const PIECE_SLACK = 64;
+const EMPTY = Buffer.alloc(0);
+
+// ---------------------------------------------------------------------------------------------
+// Slicing one element
+
+/**
+ * Slice components (e.g. [field, value] of a hash entry) into parts: part k holds one slice of
+ * every component (maybe empty); concatenating the parts component-wise gives the originals.
+ * Part 0 costs at most `firstRoom`, the others at most `room` (cost = Σ bytesLen(slice) + fixed).
+ */
+function sliceComponents(comps: Buffer[], fixed: number, firstRoom: number, room: number): Buffer[][] {
+  const parts: Buffer[][] = [];
+  let cur: Buffer[] = comps.map(() => EMPTY);
+  let avail = firstRoom - fixed - comps.length; // every slot costs ≥ 1 byte (its length)
+  for (let c = 0; c < comps.length; c++) {
+    const b = comps[c];
+    let off = 0;
+    while (off < b.length) {
+      // a slice of n bytes costs n + longLen(n) ≤ n + 5 (n < 2^34); its empty slot was counted as 1
+      const n = Math.min(b.length - off, avail - 4);
+      if (n > 0) {
+        cur[c] = b.subarray(off, off + n);
+        off += n;
+        avail -= n + longLen(n) - 1;
+      }
+      if (off < b.length) {
+        parts.push(cur);
+        cur = comps.map(() => EMPTY);
+        avail = room - fixed - comps.length;
+      }
+    }
+  }
+  parts.push(cur);
+  return parts;
+}
+
+/**
+ * Slice a list of buffers (a command's arguments, a stream entry's fields) into fragments that
+ * rebuild it by `joinBufferLists`: each later fragment's first buffer is appended to the previous
+ * fragment's last buffer, its other buffers follow. Fragment cost = listLen + ARRAY_COUNT + fixed.
+ */
+function sliceBufferList(list: Buffer[], fixed: number, firstRoom: number, room: number): Buffer[][] {
+  const frags: Buffer[][] = [];
+  let cur: Buffer[] = [];
+  let avail = firstRoom - fixed - ARRAY_COUNT - 1;
+  const close = () => {
+    frags.push(cur);
+    cur = [];
+    avail = room - fixed - ARRAY_COUNT - 1;
+  };
+  for (const b of list) {
+    let off = 0;
+    for (;;) {
+      const rest = b.length - off;
+      if (bytesLen(rest) <= avail) {
+        cur.push(off === 0 ? b : b.subarray(off));
+        avail -= bytesLen(rest);
+        break;
+      }
+      const n = avail - 5; // bytesLen(n) <= n + 5 for n < 2^35
+      if (n > 0) {
+        // a slice of b ends this fragment; the next one starts with the rest of b (joined onto it)
+        cur.push(b.subarray(off, off + n));
+        off += n;
+        close();
+      } else {
+        // nothing of b fits: end the fragment at the boundary; the next one starts with an empty
+        // buffer (joined onto the previous buffer: a no-op), then b
+        if (cur.length === 0) throw new ReplistreamError('INTERNAL', 'split: record limit too small to hold an argument slice');
+        close();
+        cur.push(EMPTY);
+        avail -= 1;
+      }
+    }
+  }
+  frags.push(cur);
+  return frags;
+}
+
+/** Rebuild: append fragment `next` onto the list `acc` (mutated) per `sliceBufferList`'s rule. */
+function joinBufferLists(acc: Buffer[], next: Buffer[]): void {
+  if (next.length === 0) return;
+  if (acc.length === 0) {
+    acc.push(...next);
+    return;
+  }
+  acc[acc.length - 1] = Buffer.concat([acc[acc.length - 1], next[0]]);
+  for (let i = 1; i < next.length; i++) acc.push(next[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot keys
+
+interface KeyDraft {
+  payload: Buffer | null;
+  value: TypedValue | null;
+  continued: boolean;
+  room: number;
+}
+
+function emptyLike(v: TypedValue): TypedValue {
+  switch (v.type) {
+    case 'string':
+      return { type: 'string', value: EMPTY };
+    case 'list':
+      return { type: 'list', items: [] };
+    case 'set':
+      return { type: 'set', members: [] };
+    case 'zset':
+      return { type: 'zset', entries: [] };
+    case 'hash':
+      return { type: 'hash', entries: [] };
+    case 'stream': {
+      const { entries: _e, groups: _g, ...meta } = v.stream;
+      return { type: 'stream', stream: { ...meta, entries: [], groups: [] } };
+    }
+    case 'module':
+      return { type: 'module', moduleId: v.moduleId };
+  }
+}
+
+const BIG_PIECE: EventPiece = { index: 0x3fff_ffff, last: false, continued: true };
+
+function tooBig(what: string, details: Record<string, unknown>): ReplistreamError {
+  return new ReplistreamError('INTERNAL', `${what} does not fit in one Kafka record even alone; raise the record limit`, { details });
+}
+
+function splitSnapshotKey(e: SnapshotKey, budget: number): SnapshotKey[] {
+  const skeleton: SnapshotKey = {
+    ...e,
+    payload: e.payload === null ? null : EMPTY,
+    value: e.value === null ? null : emptyLike(e.value),
+    piece: BIG_PIECE,
+  };
+  const base = encodeEvent(skeleton).length;
+  const C = budget - base - PIECE_SLACK;
+  if (C < 256) throw tooBig(`the skeleton of snapshot key (${base} bytes: key name and metadata)`, { keyBytes: e.key.length, base });
+
+  const drafts: KeyDraft[] = [];
+  const fresh = (continued = false): KeyDraft => {
+    const d: KeyDraft = { payload: null, value: null, continued, room: C };
+    drafts.push(d);
+    return d;
+  };
+  let d = fresh();
+
+  // 1. payload slices
+  if (e.payload !== null) {
+    let off = 0;
+    d.payload = EMPTY;
+    while (off < e.payload.length) {
+      if (d.room < 64) d = fresh();
+      const n = Math.min(e.payload.length - off, d.room - 8);
+      d.payload = e.payload.subarray(off, off + n);
+      d.room -= n + 8;
+      off += n;
+      if (off < e.payload.length) d = fresh();
+    }
+  }
+  if (e.value === null) return finishKeys(e, drafts);
+
+  // 2. typed value
+  const v = e.value;
+  const val = (): TypedValue => (d.value ??= emptyLike(v));
+  /** Place an element: cost, the mutation that adds it, and how to slice it when it is too big. */
+  const place = (cost: number, add: () => void, slice?: (firstRoom: number) => Array<() => void>) => {
+    if (cost <= d.room) {
+      val();
+      add();
+      d.room -= cost;
+      return;
+    }
+    if (cost <= C || !slice) {
+      if (cost > C) throw tooBig('an element of a snapshot key', { cost, C });
+      d = fresh();
+      val();
+      add();
+      d.room -= cost;
+      return;
+    }
+    if (d.room < 256) d = fresh();
+    const adders = slice(d.room);
+    adders.forEach((addPart, i) => {
+      if (i > 0) d = fresh(true);
+      val();
+      addPart();
+      d.room = 0; // a sliced part fills its piece's remaining room (conservatively)
+    });
+    // the last part may leave room: recompute nothing, start the next element in a new piece
+  };
+
+  switch (v.type) {
+    case 'module':
+      val();
+      break;
+    case 'string': {
+      val();
+      let off = 0;
+      while (off < v.value.length) {
+        if (d.room < 64) d = fresh();
+        const n = Math.min(v.value.length - off, d.room - 8);
+        const cur = val() as { type: 'string'; value: Buffer };
+        cur.value = v.value.subarray(off, off + n);
+        d.room -= n + 8;
+        off += n;
+        if (off < v.value.length) d = fresh();
+      }
+      break;
+    }
+    case 'list':
+    case 'set': {
+      const items = v.type === 'list' ? v.items : v.members;
+      const target = () => {
+        const cur = val();
+        return cur.type === 'list' ? cur.items : (cur as { members: Buffer[] }).members;
+      };
+      val();
+      for (const it of items) {
+        place(
+          bufLen(it),
+          () => target().push(it),
+          (firstRoom) => sliceComponents([it], 0, firstRoom, C).map((p) => () => target().push(p[0])),
+        );
+      }
+      break;
+    }
+    case 'zset': {
+      const target = () => (val() as Extract<TypedValue, { type: 'zset' }>).entries;
+      val();
+      for (const z of v.entries) {
+        place(
+          bufLen(z.member) + 8,
+          () => target().push(z),
+          (firstRoom) => sliceComponents([z.member], 8, firstRoom, C).map((p) => () => target().push({ member: p[0], score: z.score })),
+        );
+      }
+      break;
+    }
+    case 'hash': {
+      const target = () => (val() as Extract<TypedValue, { type: 'hash' }>).entries;
+      val();
+      for (const h of v.entries) {
+        const fixed = 1 + (h.expireAtMs === null ? 0 : longLen(h.expireAtMs));
+        place(
+          bufLen(h.field) + bufLen(h.value) + fixed,
+          () => target().push(h),
+          (firstRoom) =>
+            sliceComponents([h.field, h.value], fixed, firstRoom, C).map(
+              (p) => () => target().push({ field: p[0], value: p[1], expireAtMs: h.expireAtMs }),
+            ),
+        );
+      }
+      break;
+    }
+    case 'stream':
+      d = splitStream(v.stream, C, val, place, () => d, (c?: boolean) => (d = fresh(c)));
+      break;
+  }
+  return finishKeys(e, drafts);
+}
+
+type Placer = (cost: number, add: () => void, slice?: (firstRoom: number) => Array<() => void>) => void;
+
+function splitStream(
+  s: StreamValue,
+  C: number,
+  val: () => TypedValue,
+  place: Placer,
+  current: () => KeyDraft,
+  fresh: (continued?: boolean) => KeyDraft,
+): KeyDraft {
+  const st = () => (val() as Extract<TypedValue, { type: 'stream' }>).stream;
+  val();
+  for (const en of s.entries) {
+    place(
+      STREAM_ID + listLen(en.fields) + ARRAY_COUNT,
+      () => st().entries.push(en),
+      (firstRoom) => sliceBufferList(en.fields, STREAM_ID, firstRoom, C).map((f) => () => st().entries.push({ id: en.id, fields: f })),
+    );
+  }
+  type Group = StreamValue['groups'][number];
+  type Consumer = Group['consumers'][number];
+  for (const g of s.groups) {
+    const groupHead = bufLen(g.name) + STREAM_ID + 1 + (g.entriesRead === undefined ? 0 : longLen(g.entriesRead)) + 2 + 2 * ARRAY_COUNT;
+    if (groupHead * 4 > C) throw tooBig('a stream consumer group name', { bytes: g.name.length });
+    const { pending: _gp, consumers: _gc, ...groupMeta } = g;
+    let frag: Group | null = null;
+    let fragDraft: KeyDraft | null = null;
+    /** g's fragment in the current piece, with `need` bytes of room after it (a new piece if needed). */
+    const groupIn = (need: number): Group => {
+      let d = current();
+      if (frag && fragDraft === d && d.room >= need) return frag;
+      if (fragDraft === d || d.room < groupHead + need) d = fresh();
+      frag = { ...groupMeta, pending: [], consumers: [] };
+      st().groups.push(frag);
+      fragDraft = d;
+      d.room -= groupHead;
+      return frag;
+    };
+    groupIn(0);
+    for (const p of g.pending) {
+      const cost = STREAM_ID + longLen(p.deliveryTimeMs) + longLen(p.deliveryCount) + 1 + (p.consumer === undefined ? 0 : bufLen(p.consumer));
+      groupIn(cost).pending.push(p);
+      current().room -= cost;
+    }
+    for (const c of g.consumers) {
+      const consumerHead = bufLen(c.name) + longLen(c.seenTimeMs) + 1 + (c.activeTimeMs === undefined ? 0 : longLen(c.activeTimeMs)) + 1 + ARRAY_COUNT;
+      if ((groupHead + consumerHead) * 4 > C) throw tooBig('a stream consumer name', { bytes: c.name.length });
+      const { pending: _cp, ...consumerMeta } = c;
+      let cfrag: Consumer | null = null;
+      let cfragDraft: KeyDraft | null = null;
+      const consumerIn = (need: number): Consumer => {
+        if (cfrag && cfragDraft === current() && current().room >= need) return cfrag;
+        const gf = groupIn(consumerHead + need);
+        cfrag = { ...consumerMeta, pending: [] };
+        gf.consumers.push(cfrag);
+        cfragDraft = current();
+        current().room -= consumerHead;
+        return cfrag;
+      };
+      consumerIn(0);
+      for (const id of c.pending) {
+        consumerIn(STREAM_ID).pending.push(id);
+        current().room -= STREAM_ID;
+      }
+    }
+  }
+  return current();
+}
+
+function finishKeys(e: SnapshotKey, drafts: KeyDraft[]): SnapshotKey[] {
+  return drafts.map((d, i) => {
+    const piece: EventPiece = { index: i, last: i === drafts.length - 1 };
+    if (d.continued) piece.continued = true;
+    return { ...e, payload: d.payload, value: d.value, piece };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command units
+
+function splitCommand(e: CommandEvent, budget: number): CommandEvent[] {
+  const base = encodeEvent({ ...e, commands: [], piece: BIG_PIECE, pos: { ...e.pos, seq: e.pos.seq + 0x3fff_ffff } }).length;
+  const C = budget - base - PIECE_SLACK;
+  if (C < 256) throw tooBig('the skeleton of a command event', { base });
+  const drafts: Array<{ commands: Buffer[][]; continued: boolean; room: number }> = [];
+  const fresh = (continued = false) => {
+    const d = { commands: [] as Buffer[][], continued, room: C };
+    drafts.push(d);
+    return d;
+  };
+  let d = fresh();
+  for (const args of e.commands) {
+    const cost = listLen(args) + ARRAY_COUNT;
+    if (cost <= d.room) {
+      d.commands.push(args);
+      d.room -= cost;
+    } else if (cost <= C) {
+      d = fresh();
+      d.commands.push(args);
+      d.room -= cost;
+    } else {
+      if (d.room < 256) d = fresh();
+      const frags = sliceBufferList(args, 0, d.room, C);
+      frags.forEach((f, i) => {
+        if (i > 0) d = fresh(true);
+        d.commands.push(f);
+        d.room -= listLen(f);
+      });
+    }
+  }
+  return drafts.map((dr, i) => {
+    const piece: EventPiece = { index: i, last: i === drafts.length - 1 };
+    if (dr.continued) piece.continued = true;
+    return { ...e, pos: { ...e.pos, seq: e.pos.seq + i }, commands: dr.commands, piece };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+export interface EncodedEvent {
+  event: ChangeEvent;
+  /** `encodeEvent(event)` */
+  encoded: Buffer;
+}
+
+function checkLimit(maxBytes: number): void {
+  if (!Number.isInteger(maxBytes) || maxBytes < MIN_RECORD_BYTES) {
+    throw new ReplistreamError('CONFIG', `record size limit ${maxBytes} is too small (minimum ${MIN_RECORD_BYTES} bytes)`, {
+      setting: 'max-record-bytes',
+    });
+  }
+}
+
+/** `splitForRecordLimit`, keeping each piece's encoding (so that it is not encoded twice). */
+export function splitEncoded(event: ChangeEvent, maxBytes = DEFAULT_MAX_RECORD_BYTES): EncodedEvent[] {
+  checkLimit(maxBytes);
+  const budget = maxEventBytes(maxBytes);
+  const encoded = encodeEvent(event);
+  if (encoded.length <= budget) return [{ event, encoded }];
+  let pieces: ChangeEvent[];
+  if (event.kind === 'snapshot-key' && event.piece === null) pieces = splitSnapshotKey(event, budget);
+  else if (event.kind === 'command' && event.piece === null) pieces = splitCommand(event, budget);
+  else {
+    throw tooBig(`a ${event.kind} event${'piece' in event && event.piece ? ' piece' : ''} of ${encoded.length} bytes`, {
+      pos: event.pos,
+      bytes: encoded.length,
+    });
+  }
+  return pieces.map((p) => {
+    const enc = encodeEvent(p);
+    if (enc.length > budget) {
+      throw new ReplistreamError('INTERNAL', `split produced a ${enc.length}-byte piece over the ${budget}-byte budget`, {
+        details: { pos: p.pos, index: (p as SnapshotKey | CommandEvent).piece?.index },
+      });
+    }
+    return { event: p, encoded: enc };
+  });
+}
+
+/**
+ * The event itself when it fits in one record of `maxBytes` (wire header included), else its
+ * pieces, each fitting alone. Only whole snapshot keys and command units can be split; another
+ * event too big (absurd key name or replid) is an error.
+ */
+export function splitForRecordLimit(event: ChangeEvent, maxBytes = DEFAULT_MAX_RECORD_BYTES): ChangeEvent[] {
+  return splitEncoded(event, maxBytes).map((x) => x.event);
+}
+
+export interface PackedBatch {
+  events: ChangeEvent[];
+  /** The EventBatch Avro body (no wire header): `WIRE_HEADER_BYTES + body.length <= maxBytes`. */
+  body: Buffer;
+}
+
+export interface PackOptions {
+  /** At most this many events per batch (default: no bound but the size). */
+  maxEvents?: number;
+}
+
+/** Consecutive events (split when needed) packed into EventBatch bodies under `maxBytes`, in order. */
+export function packEncoded(events: ChangeEvent[], maxBytes = DEFAULT_MAX_RECORD_BYTES, options: PackOptions = {}): PackedBatch[] {
+  checkLimit(maxBytes);
+  const maxEvents = options.maxEvents ?? Number.POSITIVE_INFINITY;
+  const out: PackedBatch[] = [];
+  let cur: EncodedEvent[] = [];
+  let bytes = 0;
+  const flush = () => {
+    if (cur.length === 0) return;
+    out.push({ events: cur.map((x) => x.event), body: frameEncodedEvents(cur.map((x) => x.encoded)) });
+    cur = [];
+    bytes = 0;
+  };
+  for (const e of events) {
+    for (const item of splitEncoded(e, maxBytes)) {
+      const size = WIRE_HEADER_BYTES + batchBodySize(cur.length + 1, bytes + item.encoded.length);
+      if (cur.length > 0 && (size > maxBytes || cur.length >= maxEvents)) flush();
+      cur.push(item);
+      bytes += item.encoded.length;
+    }
+  }
+  flush();
+  return out;
+}
+
+/** Consecutive events packed into batches whose encoded record (wire header included) fits `maxBytes`. */
+export function packBatches(events: ChangeEvent[], maxBytes = DEFAULT_MAX_RECORD_BYTES, options: PackOptions = {}): ChangeEvent[][] {
+  return packEncoded(events, maxBytes, options).map((b) => b.events);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reassembly
+
+function pieceOf(e: ChangeEvent): EventPiece | null {
+  return e.kind === 'snapshot-key' || e.kind === 'command' ? e.piece : null;
+}
+
+function sameSeries(first: ChangeEvent, e: ChangeEvent, index: number): boolean {
+  if (first.kind !== e.kind || first.db !== e.db || first.pos.epoch !== e.pos.epoch || first.pos.offset !== e.pos.offset) return false;
+  if (first.kind === 'snapshot-key') return e.pos.seq === first.pos.seq && (e as SnapshotKey).key.equals(first.key);
+  return e.pos.seq === first.pos.seq + index;
+}
+
+function mergeValue(acc: TypedValue, next: TypedValue, continued: boolean): void {
+  if (acc.type !== next.type) throw new ReplistreamError('PROTOCOL', `pieces of one key disagree on its type (${acc.type} then ${next.type})`);
+  switch (acc.type) {
+    case 'string':
+      acc.value = Buffer.concat([acc.value, (next as typeof acc).value]);
+      return;
+    case 'module':
+      return;
+    case 'list':
+    case 'set': {
+      const a = acc.type === 'list' ? acc.items : acc.members;
+      const n = next.type === 'list' ? next.items : (next as { members: Buffer[] }).members;
+      let i = 0;
+      if (continued && n.length && a.length) a[a.length - 1] = Buffer.concat([a[a.length - 1], n[i++]]);
+      for (; i < n.length; i++) a.push(n[i]);
+      return;
+    }
+    case 'zset': {
+      const n = (next as typeof acc).entries;
+      let i = 0;
+      if (continued && n.length && acc.entries.length) {
+        const last = acc.entries[acc.entries.length - 1];
+        acc.entries[acc.entries.length - 1] = { member: Buffer.concat([last.member, n[0].member]), score: n[0].score };
+        i = 1;
+      }
+      for (; i < n.length; i++) acc.entries.push(n[i]);
+      return;
+    }
+    case 'hash': {
+      const n = (next as typeof acc).entries;
+      let i = 0;
+      if (continued && n.length && acc.entries.length) {
+        const last = acc.entries[acc.entries.length - 1];
+        acc.entries[acc.entries.length - 1] = {
+          field: Buffer.concat([last.field, n[0].field]),
+          value: Buffer.concat([last.value, n[0].value]),
+          expireAtMs: n[0].expireAtMs,
+        };
+        i = 1;
+      }
+      for (; i < n.length; i++) acc.entries.push(n[i]);
+      return;
+    }
+    case 'stream': {
+      const a = acc.stream;
+      const n = (next as typeof acc).stream;
+      let i = 0;
+      if (continued && n.entries.length && a.entries.length) {
+        const last = a.entries[a.entries.length - 1];
+        const fields = [...last.fields];
+        joinBufferLists(fields, n.entries[0].fields);
+        a.entries[a.entries.length - 1] = { id: last.id, fields };
+        i = 1;
+      }
+      for (; i < n.entries.length; i++) a.entries.push(n.entries[i]);
+      for (const g of n.groups) {
+        const have = a.groups.find((x) => x.name.equals(g.name));
+        if (!have) {
+          a.groups.push({ ...g, pending: [...g.pending], consumers: g.consumers.map((c) => ({ ...c, pending: [...c.pending] })) });
+          continue;
+        }
+        have.pending.push(...g.pending);
+        for (const c of g.consumers) {
+          const hc = have.consumers.find((x) => x.name.equals(c.name));
+          if (hc) hc.pending.push(...c.pending);
+          else have.consumers.push({ ...c, pending: [...c.pending] });
+        }
+      }
+      return;
+    }
+  }
+}
+
+function cloneValue(v: TypedValue): TypedValue {
+  switch (v.type) {
+    case 'string':
+    case 'module':
+      return { ...v };
+    case 'list':
+      return { type: 'list', items: [...v.items] };
+    case 'set':
+      return { type: 'set', members: [...v.members] };
+    case 'zset':
+      return { type: 'zset', entries: [...v.entries] };
+    case 'hash':
+      return { type: 'hash', entries: [...v.entries] };
+    case 'stream':
+      return {
+        type: 'stream',
+        stream: {
+          ...v.stream,
+          entries: [...v.stream.entries],
+          groups: v.stream.groups.map((g) => ({ ...g, pending: [...g.pending], consumers: g.consumers.map((c) => ({ ...c, pending: [...c.pending] })) })),
+        },
+      };
+  }
+}
+
+/** The whole event rebuilt from all its pieces, in index order (see `splitForRecordLimit`). */
+export function assemblePieces(pieces: ChangeEvent[]): ChangeEvent {
+  const first = pieces[0];
+  if (!first) throw new ReplistreamError('INTERNAL', 'assemblePieces: no pieces');
+  pieces.forEach((p, i) => {
+    const pc = pieceOf(p);
+    if (!pc || pc.index !== i || pc.last !== (i === pieces.length - 1) || !sameSeries(first, p, i)) {
+      throw new ReplistreamError('PROTOCOL', `pieces of an event are incomplete or out of order (piece ${i})`, { details: { pos: p.pos } });
+    }
+  });
+  if (first.kind === 'command') {
+    const commands: Buffer[][] = [];
+    for (const p of pieces as CommandEvent[]) {
+      let i = 0;
+      if (p.piece!.continued && p.commands.length && commands.length) {
+        const last = [...commands[commands.length - 1]];
+        joinBufferLists(last, p.commands[0]);
+        commands[commands.length - 1] = last;
+        i = 1;
+      }
+      for (; i < p.commands.length; i++) commands.push(p.commands[i]);
+    }
+    return { ...first, commands, piece: null };
+  }
+  const keys = pieces as SnapshotKey[];
+  const payloads = keys.filter((p) => p.payload !== null).map((p) => p.payload as Buffer);
+  let value: TypedValue | null = null;
+  for (const p of keys) {
+    if (p.value === null) continue;
+    if (value === null) value = cloneValue(p.value);
+    else mergeValue(value, p.value, p.piece!.continued === true);
+  }
+  const k = first as SnapshotKey;
+  return { ...k, payload: payloads.length ? Buffer.concat(payloads) : null, value, piece: null };
+}
+
+export interface PieceAssemblerOptions {
+  /** Called when pieces are discarded: a series cut short (capture restarted mid-event) or one read from its middle. */
+  onDiscard?: (reason: string, pieces: number, pos: ChangeEvent['pos']) => void;
+}
+
+/**
+ * Rebuilds split events for an applier. Use one per topic-partition and feed it events in offset
+ * order: `push` returns the event itself when it is whole, the rebuilt event when its last piece
+ * arrives, or null while pieces are pending.
+ *
+ * A series that does not complete (another event or a new piece 0 arrives first: the capture
+ * crashed mid-event and re-sent it whole later) is discarded; so are pieces read without their
+ * beginning (a consumer started in the middle of a series). Both are reported to `onDiscard`.
+ */
+export class PieceAssembler {
+  private parts: ChangeEvent[] = [];
+  private readonly onDiscard?: PieceAssemblerOptions['onDiscard'];
+  discarded = 0;
+
+  constructor(options: PieceAssemblerOptions = {}) {
+    this.onDiscard = options.onDiscard;
+  }
+
+  /** Pieces held, waiting for the rest of their event. */
+  get pending(): number {
+    return this.parts.length;
+  }
+
+  push(event: ChangeEvent): ChangeEvent | null {
+    const piece = pieceOf(event);
+    if (!piece) {
+      this.abandon('series interrupted by another event');
+      return event;
+    }
+    if (piece.index === 0) {
+      this.abandon('series restarted from its first piece');
+      this.parts = [event];
+    } else if (this.parts.length === 0) {
+      this.discard('piece without its beginning', 1, event.pos);
+      return null;
+    } else if (piece.index !== this.parts.length || !sameSeries(this.parts[0], event, piece.index)) {
+      this.abandon('series interrupted by another series');
+      this.discard('piece without its beginning', 1, event.pos);
+      return null;
+    } else {
+      this.parts.push(event);
+    }
+    if (!piece.last) return null;
+    const whole = assemblePieces(this.parts);
+    this.parts = [];
+    return whole;
+  }
+
+  /** Forget pending pieces (after a rebalance or a seek). */
+  reset(): void {
+    this.parts = [];
+  }
+
+  private abandon(reason: string): void {
+    if (this.parts.length === 0) return;
+    this.discard(reason, this.parts.length, this.parts[0].pos);
+    this.parts = [];
+  }
+
+  private discard(reason: string, n: number, pos: ChangeEvent['pos']): void {
+    this.discarded += n;
+    this.onDiscard?.(reason, n, pos);
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Schema registry (Confluent REST API; tested against Apicurio 3.3.3's `/apis/ccompat/v7`) and
+ * the Confluent wire format: 0x00, int32 BE schema id, Avro body.
+ *
+ * - Registration: the EventBatch schema, as ONE self-contained schema (every named type inlined,
+ *   see codec.ts `eventBatchSchemaText`), under the subject `<topic>-value` (TopicNameStrategy),
+ *   through @kafkajs/confluent-schema-registry's `register`, which first reads
+ *   `GET /config/{subject}` (404 for a new subject → registers, then sets the subject to BACKWARD).
+ *   Quirk handled: if the subject already exists with another compatibility level (e.g. an operator
+ *   set NONE, or the global default leaks through), the library refuses; we then register through
+ *   `POST /subjects/{subject}/versions` directly, leaving the operator's setting alone, and log a
+ *   warning. The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
+ *   content id, the same for the same schema under several subjects); it is only ever looked up
+ *   again through the same API (`GET /schemas/ids/{id}`), so either id mode works.
+ * - Encoding: our codec (codec.ts) writes the body; this module adds the header.
+ * - Decoding: a body written with this build's schema id is decoded directly; another id (a record
+ *   written by an older or newer capture) is read through Avro schema resolution after fetching
+ *   the writer schema once (`GET /schemas/ids/{id}`), or refused with a clear error when the two
+ *   schema versions are incompatible.
+ */
+import csr from '@kafkajs/confluent-schema-registry';
+import type avsc from 'avsc';
+import { ReplistreamError } from '../common/errors.js';
+import { redactUrl, type Logger } from '../common/log.js';
+import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
+import type { ChangeEvent } from '../events/model.js';
+
+const { SchemaRegistry, SchemaType } = csr as unknown as {
+  SchemaRegistry: typeof import('@kafkajs/confluent-schema-registry').SchemaRegistry;
+  SchemaType: typeof import('@kafkajs/confluent-schema-registry').SchemaType;
+};
+type SchemaRegistryClient = InstanceType<typeof SchemaRegistry>;
+
+export const MAGIC_BYTE = 0;
+export const WIRE_HEADER_BYTES = 5;
+
+/** `0x00 | int32 BE id | body`. */
+export function toWire(schemaId: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(WIRE_HEADER_BYTES + body.length);
+  out[0] = MAGIC_BYTE;
+  out.writeInt32BE(schemaId, 1);
+  body.copy(out, WIRE_HEADER_BYTES);
+  return out;
+}
+
+/** Splits a wire-format value; PROTOCOL error when it is not one. */
+export function fromWire(value: Buffer): { schemaId: number; body: Buffer } {
+  if (!Buffer.isBuffer(value) || value.length < WIRE_HEADER_BYTES || value[0] !== MAGIC_BYTE) {
+    throw new ReplistreamError(
+      'PROTOCOL',
+      `record value is not in the Confluent wire format (${value?.length ?? 0} bytes, first byte ${value?.[0] ?? 'none'}; expected 0x00 + schema id)`,
+    );
+  }
+  return { schemaId: value.readInt32BE(1), body: value.subarray(WIRE_HEADER_BYTES) };
+}
+
+/** The registry subject for a topic's values (TopicNameStrategy). */
+export function subjectFor(topic: string): string {
+  return `${topic}-value`;
+}
+
+export interface RegistryConfig {
+  /** Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`. */
+  url: string;
+  username?: string;
+  password?: string;
+  logger?: Logger;
+  /** Retries of each registry call (default 5). */
+  retries?: number;
+}
+
+function registryError(url: string, what: string, err: unknown): ReplistreamError {
+  if (err instanceof ReplistreamError) return err;
+  const e = err as { status?: number; message?: string; code?: string; cause?: { code?: string } };
+  const where = redactUrl(url);
+  if (e?.status === 401 || e?.status === 403) {
+    return new ReplistreamError('AUTH', `schema registry ${where} refused the credentials (${what}): ${e.message}`, { cause: err, setting: 'registry' });
+  }
+  if (e?.status === 409) {
+    return new ReplistreamError('CONFIG', `schema registry ${where} refused the schema as incompatible (${what}): ${e.message}`, { cause: err, setting: 'registry' });
+  }
+  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|socket hang up|fetch failed|timed? ?out/i;
+  if (e?.status === undefined || network.test(`${e?.message ?? ''} ${e?.code ?? ''} ${e?.cause?.code ?? ''}`)) {
+    return new ReplistreamError('CONNECTION', `schema registry ${where} unreachable (${what}): ${e?.message ?? err}`, {
+      cause: err,
+      retriable: true,
+      setting: 'registry',
+    });
+  }
+  return new ReplistreamError('INTERNAL', `schema registry ${where} failed (${what}): HTTP ${e.status} ${e.message}`, {
+    cause: err,
+    retriable: e.status >= 500,
+    setting: 'registry',
+  });
+}
+
+export class EventRegistry {
+  readonly url: string;
+  private readonly client: SchemaRegistryClient;
+  private readonly logger?: Logger;
+  private readonly authHeader?: string;
+  private readonly schemaText = eventBatchSchemaText();
+  /** subject → id promise (each subject registered once per process). */
+  private readonly registered = new Map<string, Promise<number>>();
+  /** Ids known to hold exactly this build's schema. */
+  private readonly ownIds = new Set<number>();
+  /** Other ids: a resolver (older/newer compatible writer) or the reason it cannot be read. */
+  private readonly foreign = new Map<number, Promise<avsc.Resolver>>();
+
+  constructor(config: RegistryConfig) {
+    if (!config.url || !/^https?:\/\//.test(config.url)) {
+      throw new ReplistreamError('CONFIG', `registry: ${JSON.stringify(config.url ?? '')} is not an http(s) URL`, { setting: 'registry' });
+    }
+    this.url = config.url.replace(/\/+$/, '');
+    this.logger = config.logger;
+    const auth = config.username ? { username: config.username, password: config.password ?? '' } : undefined;
+    if (auth) this.authHeader = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+    this.client = new SchemaRegistry({ host: this.url, auth, clientId: 'replistream', retry: { retries: config.retries ?? 5 } });
+  }
+
+  /** The EventBatch schema text this build registers and writes with. */
+  get schema(): string {
+    return this.schemaText;
+  }
+
+  /**
+   * Register this build's EventBatch schema under `subject` (idempotent, cached per process) and
+   * return its id. A registry refusing it as incompatible with the subject's earlier versions is a
+   * CONFIG error (evolution rule broken, see schemas/README.md).
+   */
+  register(subject: string): Promise<number> {
+    let p = this.registered.get(subject);
+    if (!p) {
+      p = this.doRegister(subject).then((id) => {
+        this.ownIds.add(id);
+        return id;
+      });
+      p.catch(() => this.registered.delete(subject));
+      this.registered.set(subject, p);
+    }
+    return p;
+  }
+
+  /** Register under the topic's value subject. */
+  registerForTopic(topic: string): Promise<number> {
+    return this.register(subjectFor(topic));
+  }
+
+  private async doRegister(subject: string): Promise<number> {
+    try {
+      const { id } = await this.client.register({ type: SchemaType.AVRO, schema: this.schemaText }, { subject });
+      return id;
+    } catch (err) {
+      const name = (err as Error)?.name ?? '';
+      if (name === 'ConfluentSchemaRegistryCompatibilityError' || /Compatibility does not match/.test((err as Error)?.message ?? '')) {
+        this.logger?.warn({ subject, err: (err as Error).message }, 'schema registry subject has a compatibility level other than BACKWARD; registering anyway');
+        return this.registerDirect(subject);
+      }
+      throw registryError(this.url, `registering subject ${subject}`, err);
+    }
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'application/vnd.schemaregistry.v1+json, application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/vnd.schemaregistry.v1+json';
+    if (this.authHeader) headers.Authorization = this.authHeader;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+    } catch (err) {
+      throw registryError(this.url, `${method} ${path}`, err);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        /* not JSON */
+      }
+      throw registryError(this.url, `${method} ${path}`, Object.assign(new Error(message), { status: res.status }));
+    }
+    return text ? JSON.parse(text) : null;
+  }
+
+  private async registerDirect(subject: string): Promise<number> {
+    const res = (await this.request('POST', `/subjects/${encodeURIComponent(subject)}/versions`, { schema: this.schemaText })) as { id: number };
+    return res.id;
+  }
+
+  /** The registered text of schema `id` (`GET /schemas/ids/{id}`). */
+  async fetchSchema(id: number): Promise<string> {
+    const res = (await this.request('GET', `/schemas/ids/${id}`)) as { schema: string; schemaType?: string };
+    if (res.schemaType && res.schemaType !== 'AVRO') {
+      throw new ReplistreamError('PROTOCOL', `schema id ${id} is a ${res.schemaType} schema, not Avro: not a replistream topic?`);
+    }
+    return res.schema;
+  }
+
+  /** Wire-format value: header with `schemaId` (from `register`) + EventBatch body. */
+  encode(schemaId: number, body: Buffer): Buffer {
+    return toWire(schemaId, body);
+  }
+
+  /** Decode a wire-format record value into its events (resolving other schema versions). */
+  async decode(value: Buffer): Promise<ChangeEvent[]> {
+    const { schemaId, body } = fromWire(value);
+    if (this.ownIds.has(schemaId)) return decodeBatch(body);
+    const resolver = await this.resolverFor(schemaId);
+    return decodeBatch(body, resolver ?? undefined);
+  }
+
+  /** null when `id` holds this build's exact schema. */
+  private async resolverFor(id: number): Promise<avsc.Resolver | null> {
+    let p = this.foreign.get(id);
+    if (!p) {
+      p = (async () => {
+        const text = await this.fetchSchema(id);
+        let writer: object;
+        try {
+          writer = JSON.parse(text) as object;
+        } catch (err) {
+          throw new ReplistreamError('PROTOCOL', `schema id ${id} is not valid JSON`, { cause: err });
+        }
+        try {
+          // The registry may store a rewritten text (Apicurio drops redundant namespaces, moves
+          // attributes): compare parsing canonical forms, which decide the binary encoding.
+          const writerType = avroTypeFor(writer);
+          if (writerType.equals(eventTypes().batch)) return null as unknown as avsc.Resolver;
+          return createResolver(writerType);
+        } catch (err) {
+          throw new ReplistreamError(
+            'PROTOCOL',
+            `records written with schema id ${id} cannot be read by this version (incompatible EventBatch schemas: ${(err as Error).message}); upgrade replistream`,
+            { cause: err },
+          );
+        }
+      })();
+      p.catch(() => this.foreign.delete(id)); // retry a failed lookup next time
+      this.foreign.set(id, p);
+    }
+    const r = await p;
+    if (r === null) this.ownIds.add(id);
+    return r;
+  }
+}
