@@ -298,6 +298,11 @@ export class EventConsumer {
     }
   }
 
+  /** Move this member's read position (the batch being handled becomes stale: it is not resolved). */
+  seek(topic: string, partition: number, offset: string): void {
+    this.consumer.seek({ topic, partition, offset });
+  }
+
   pause(topic: string, partitions?: number[]): void {
     this.consumer.pause([partitions ? { topic, partitions } : { topic }]);
   }

@@ -1,0 +1,183 @@
+/**
+ * `replistream apply`: the applier service composed from the Kafka transport (services/transport),
+ * the pipeline (applier.ts) and the destination writer (services/destination), plus the HTTP
+ * status endpoint. One consumer group per destination; N instances of a group share its
+ * partitions.
+ */
+import { Counter, Gauge } from 'prom-client';
+import { ReplistreamError } from '../common/errors.js';
+import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
+import { redactUrl, type Logger } from '../common/log.js';
+import { RedisBarrierStore } from '../destination/barrier-store.js';
+import { precheckDestination } from '../destination/precheck.js';
+import { DestinationWriter } from '../destination/writer.js';
+import { EventConsumer, fetchGroupLag, parseStartFrom, type PartitionLag } from '../transport/consumer.js';
+import { createKafka, type Kafka } from '../transport/kafka.js';
+import { EventRegistry } from '../transport/registry.js';
+import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
+import { Applier } from './applier.js';
+
+export interface ApplySettings {
+  destination: string;
+  group: string;
+  sourceId: string;
+  kafka: string;
+  registry: string;
+  topicPrefix: string;
+  dbMap?: Map<number, number>;
+  conflictMode: 'intercept' | 'ignore';
+  writeMode: 'restore' | 'commands';
+  restoreFallback: boolean;
+  from: string;
+  refuseFlush: boolean;
+  onCommandError: 'fail' | 'skip';
+  httpPort: number;
+}
+
+/** The source's db topics, waiting (with a log line) until capture has created at least one. */
+async function discoverTopics(kafka: Kafka, s: ApplySettings, log: Logger, timeoutMs = 10 * 60_000): Promise<Map<number, string>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const deadline = Date.now() + timeoutMs;
+  let warned = false;
+  try {
+    for (;;) {
+      const names = await admin.listTopics();
+      const found = new Map<number, string>();
+      for (const n of names) {
+        const t = parseTopicName(n);
+        if (t && t.prefix === s.topicPrefix && t.sourceId === s.sourceId && (!s.dbMap || s.dbMap.has(t.db))) found.set(t.db, n);
+      }
+      if (found.size > 0) return found;
+      if (Date.now() > deadline) {
+        throw new ReplistreamError('CONFIG', `no topic ${topicName(s.topicPrefix, s.sourceId, 0)} (or another db) exists: is capture running for source-id ${s.sourceId}?`, { setting: 'source-id' });
+      }
+      if (!warned) log.info({ prefix: s.topicPrefix, sourceId: s.sourceId }, 'waiting for capture to create the topics');
+      warned = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+export interface RunningApplier {
+  applier: Applier;
+  writer: DestinationWriter;
+  consumer: EventConsumer;
+  stop(): Promise<void>;
+}
+
+export async function startApplier(s: ApplySettings, log: Logger): Promise<RunningApplier> {
+  log.info({ destination: redactUrl(s.destination), group: s.group, sourceId: s.sourceId }, 'applier starting');
+  const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-apply-${s.group}`, logger: log });
+  const registry = new EventRegistry({ url: s.registry, logger: log });
+  const topics = await discoverTopics(kafka, s, log);
+  const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
+
+  // Intercept: a new group (nothing committed yet) refuses a destination holding keys.
+  if (s.conflictMode === 'intercept') {
+    const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
+    const isNew = lag.every((l) => l.committed === null);
+    if (isNew) await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
+  }
+
+  const positionKeyPrefix = `replistream:pos:${s.group}`;
+  const writer = new DestinationWriter({
+    url: s.destination,
+    dbMap,
+    writeMode: s.writeMode,
+    allowRestoreFallback: s.restoreFallback,
+    refuseFlush: s.refuseFlush,
+    onUnknownCommand: s.onCommandError,
+    positionKeyPrefix,
+    logger: log,
+  });
+  await writer.start();
+  const barriers = await RedisBarrierStore.open(s.destination, `replistream:bar:${s.group}`, { cluster: writer.destination?.topology === 'cluster' });
+
+  const topicList = [...topics.values()];
+  const consumer = new EventConsumer({
+    kafka,
+    registry,
+    groupId: s.group,
+    topics: topicList,
+    from: parseStartFrom(s.from),
+    positionsTopic: positionsTopicName(s.topicPrefix, s.sourceId),
+    logger: log,
+    // Every assigned partition must be able to progress while another waits at a barrier.
+    partitionsConsumedConcurrently: 64,
+  });
+  const applier = new Applier({ writer, barriers, consumer, topicOfDb: (db) => topics.get(db) ?? topicName(s.topicPrefix, s.sourceId, db), logger: log });
+
+  const metrics = newMetricsRegistry('applier');
+  new Gauge({ name: 'replistream_apply_lag_ms', help: 'Lag from the source heartbeat', registers: [metrics], collect() { this.set(writer.lagMs() ?? -1); } });
+  new Gauge({ name: 'replistream_apply_events', help: 'Events applied', registers: [metrics], collect() { this.set(applier.stats.events); } });
+  new Counter({ name: 'replistream_apply_started_total', help: 'Applier starts', registers: [metrics] }).inc();
+  let lastLag: PartitionLag[] = [];
+  const lagTimer = setInterval(() => {
+    consumer.fetchLag().then((l) => (lastLag = l), () => {});
+  }, 5000);
+  lagTimer.unref();
+
+  let failed: Error | null = null;
+  consumer.done.catch((err: Error) => (failed = err));
+  await consumer.start((batch, ctx) => applier.handle(batch, ctx));
+
+  const http = await startHttpStatus(
+    s.httpPort,
+    {
+      status: () => {
+        const offsetLag = lastLag.reduce((n, l) => n + l.lag, 0);
+        return {
+          role: 'applier',
+          group: s.group,
+          destination: redactUrl(s.destination),
+          state: failed ? 'failed' : 'synchronizing',
+          lagMs: writer.lagMs(),
+          offsetLag,
+          applier: { ...applier.stats },
+          writer: { ...writer.stats },
+          error: failed ? (failed as Error).message : null,
+        };
+      },
+      ready: () => !failed,
+    },
+    metrics,
+  );
+
+  return {
+    applier,
+    writer,
+    consumer,
+    async stop() {
+      clearInterval(lagTimer);
+      applier.stop();
+      await consumer.stop().catch(() => {});
+      await writer.close().catch(() => {});
+      barriers.close();
+      http?.close();
+    },
+  };
+}
+
+export async function runApplier(config: Record<string, unknown>, log: Logger): Promise<number> {
+  const running = await startApplier(config as unknown as ApplySettings, log);
+  const outcome = await new Promise<number>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'stopping');
+      resolve(0);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    running.consumer.done.then(
+      () => resolve(0),
+      (err: Error) => {
+        log.error({ err: err.message }, 'applier stopped on an error');
+        resolve(1);
+      },
+    );
+  });
+  await running.stop();
+  return outcome;
+}
