@@ -10,6 +10,7 @@ import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { RedisBarrierStore } from '../destination/barrier-store.js';
 import { precheckDestination } from '../destination/precheck.js';
+import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type PartitionLag } from '../transport/consumer.js';
 import { createKafka, type Kafka } from '../transport/kafka.js';
@@ -76,13 +77,13 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
 
   // Intercept: a new group (nothing committed yet) refuses a destination holding keys.
+  const positionKeyPrefix = `replistream:pos:${s.group}`;
   if (s.conflictMode === 'intercept') {
     const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
-    const isNew = lag.every((l) => l.committed === null);
+    const isNew = lag.every((l) => l.committed === null) && !(await hasGroupProgress(s.destination, positionKeyPrefix));
     if (isNew) await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
   }
 
-  const positionKeyPrefix = `replistream:pos:${s.group}`;
   const writer = new DestinationWriter({
     url: s.destination,
     dbMap,

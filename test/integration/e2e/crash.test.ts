@@ -1,0 +1,148 @@
+/**
+ * G4/G5: `kill -9` of capture or appliers (real processes of the CLI) during full and incremental
+ * sync. The destination still ends equal to the source, with non-idempotent commands (INCR,
+ * LPUSH, APPEND) in the workload and lists in the snapshot; a restarted capture continues by
+ * PSYNC (+CONTINUE, counted by the source's own `sync_partial_ok`) instead of a new full sync.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { redisClient, runApplier, runCapture, pipelineNames, waitConverged, until, type PipelineNames } from '../../helpers/pipeline.js';
+import { killAll, startService, waitForLog, type ServiceProcess } from '../../helpers/processes.js';
+import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { uniqueName } from '../../helpers/stack-env.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await killAll();
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
+  const s = await startRedis({ 'repl-backlog-size': '64mb', ...config });
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+function captureProcess(source: string, names: PipelineNames): ServiceProcess {
+  return startService(['capture', '--source', source, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0,1', '--partitions', '4']);
+}
+
+function applierProcess(destination: string, names: PipelineNames, group: string): ServiceProcess {
+  return startService(['apply', '--destination', destination, '--group', group, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix]);
+}
+
+async function syncStats(url: string): Promise<{ full: number; partialOk: number }> {
+  const c = redisClient(url);
+  try {
+    const info = await c.info('stats');
+    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** Non-idempotent writes, in order, so that any loss or duplicate shows in the final values. */
+function workload(url: string, ops: number, pace = 0): { done: Promise<void>; stop: () => void } {
+  let stopped = false;
+  const c = redisClient(url);
+  const done = (async () => {
+    for (let i = 0; i < ops && !stopped; i++) {
+      const p = c.pipeline();
+      p.incr(`ctr:${i % 7}`);
+      p.lpush(`lst:${i % 5}`, String(i));
+      p.append(`app:${i % 3}`, `${i},`);
+      if (i % 50 === 0) p.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
+      await p.exec();
+      if (pace) await new Promise((r) => setTimeout(r, pace));
+    }
+  })().finally(() => c.disconnect());
+  return { done, stop: () => (stopped = true) };
+}
+
+async function fill(url: string, keys: number): Promise<void> {
+  const c = redisClient(url);
+  await c.call('DEBUG', 'POPULATE', keys, 'pop', 32);
+  for (let l = 0; l < 20; l++) await c.rpush(`snaplist:${l}`, ...Array.from({ length: 500 }, (_, i) => `item${i}`));
+  c.disconnect();
+}
+
+describe('kill -9', () => {
+  it('capture killed during incremental sync resumes with +CONTINUE; destination equals source', async () => {
+    const source = await server();
+    const destination = await server();
+    await fill(source.url, 20_000);
+    const names = pipelineNames();
+    let capture = captureProcess(source.url, names);
+    await waitForLog(capture, /full sync captured/);
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+
+    const w = workload(source.url, 3000, 1);
+    for (let round = 0; round < 3; round++) {
+      await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
+      const before = await syncStats(source.url);
+      await capture.kill9();
+      await new Promise((r) => setTimeout(r, 200));
+      capture = captureProcess(source.url, names);
+      await waitForLog(capture, /source continued the stream \(\+CONTINUE\)/);
+      const after = await syncStats(source.url);
+      expect(after.full).toBe(before.full); // no new full sync
+      expect(after.partialOk).toBe(before.partialOk + 1);
+      expect(capture.log()).toMatch(/resuming from the durable position/);
+    }
+    await w.done;
+    const result = await waitConverged(source.url, destination.url, [0, 1]);
+    expect(result.differences).toEqual([]);
+    const dst = redisClient(destination.url);
+    expect(await dst.get('tx:a')).toBe(String(2 * 60));
+    expect(await dst.llen('lst:0')).toBe(600);
+    dst.disconnect();
+  });
+
+  it('capture killed during its full sync starts a new one (new epoch); destination equals source', async () => {
+    const source = await server();
+    const destination = await server();
+    await fill(source.url, 300_000);
+    const names = pipelineNames();
+    let capture = captureProcess(source.url, names);
+    await waitForLog(capture, /full sync started/);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(capture.log()).not.toMatch(/full sync captured/);
+    await capture.kill9();
+    const w = workload(source.url, 500);
+    capture = captureProcess(source.url, names);
+    await waitForLog(capture, /previous full sync did not complete/);
+    const app = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => app.stop());
+    await waitForLog(capture, /full sync captured/, 120_000);
+    await w.done;
+    const result = await waitConverged(source.url, destination.url, [0, 1], 120_000);
+    expect(result.differences).toEqual([]);
+  });
+
+  it('appliers killed at random moments during full and incremental sync never lose nor double', async () => {
+    const source = await server();
+    const destination = await server();
+    await fill(source.url, 100_000);
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0, 1] });
+    cleanups.push(() => capture.stop());
+    const group = uniqueName('g');
+    const w = workload(source.url, 4000, 1);
+    let appliers = [applierProcess(destination.url, names, group), applierProcess(destination.url, names, group)];
+    for (let round = 0; round < 4; round++) {
+      await new Promise((r) => setTimeout(r, 1500 + Math.random() * 2500));
+      const victim = Math.floor(Math.random() * appliers.length);
+      await appliers[victim].kill9();
+      appliers[victim] = applierProcess(destination.url, names, group);
+    }
+    await w.done;
+    await until(() => capture.service.stats.durableOffset > 0, 30_000, 'capture durable');
+    const result = await waitConverged(source.url, destination.url, [0, 1], 150_000);
+    expect(result.differences).toEqual([]);
+    const dst = redisClient(destination.url);
+    expect(await dst.get('tx:a')).toBe(String(2 * 80));
+    expect(await dst.llen('snaplist:3')).toBe(500);
+    expect(await dst.llen('lst:1')).toBe(800);
+    dst.disconnect();
+  });
+});
