@@ -29,8 +29,8 @@ export interface ApplierOptions {
   /** Topic of each source db (to name the streams of barrier participants). */
   topicOfDb: (db: number) => string;
   logger: Logger;
-  /** Poll interval while waiting for a barrier. */
-  barrierPollMs?: number;
+  /** How long a barrier may wait inside the batch handler before the partition is paused instead. */
+  barrierInlineWaitMs?: number;
 }
 
 export interface ApplierStats {
@@ -144,10 +144,20 @@ export class Applier {
     return { id: `${e.pos.epoch}:${e.pos.offset}:${e.pos.seq}`, participants, me: stream };
   }
 
-  /** True when the barrier was applied or passed; false when it must wait. */
+  /**
+   * True when the barrier was applied or passed; false when it must wait. The other participants'
+   * records usually arrive in the same fetch (capture writes them together) and are handled
+   * concurrently by this process, so a short wait here usually lets the barrier pass at once,
+   * before falling back to the slower pause-and-rewind.
+   */
   private async passBarrier(stream: string, e: CommandEvent): Promise<boolean> {
     const req = this.barrierRequest(stream, e);
-    const outcome = await tryPass(this.opts.barriers, req);
+    const deadline = Date.now() + (this.opts.barrierInlineWaitMs ?? 300);
+    let outcome = await tryPass(this.opts.barriers, req);
+    for (let delay = 1; outcome === 'blocked' && Date.now() < deadline && !this.stopped; delay = Math.min(delay * 2, 10)) {
+      await new Promise((r) => setTimeout(r, delay));
+      outcome = await tryPass(this.opts.barriers, req);
+    }
     if (outcome === 'apply') {
       await this.opts.writer.applyBatch(stream, [e]);
       await this.opts.barriers.markDone(req.id);

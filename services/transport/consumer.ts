@@ -159,7 +159,7 @@ export class EventConsumer {
       sessionTimeout: options.sessionTimeoutMs ?? 30_000,
       heartbeatInterval: options.heartbeatIntervalMs ?? 3_000,
       maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
-      maxWaitTimeInMs: 500,
+      maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
       retry: {
         restartOnFailure: async (err: Error) => {

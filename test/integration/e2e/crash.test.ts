@@ -146,3 +146,36 @@ describe('kill -9', () => {
     dst.disconnect();
   });
 });
+
+describe('full resync (G6)', () => {
+  it('after a backlog overrun the new snapshot replaces the old one, deleted keys included', async () => {
+    const source = await startRedis({ 'repl-backlog-size': '16kb' });
+    cleanups.push(() => source.stop());
+    const destination = await server();
+    const src = redisClient(source.url);
+    cleanups.push(async () => src.disconnect());
+    for (let i = 0; i < 500; i++) await src.set(`old:${i}`, 'x');
+    await src.rpush('keeps', 'a', 'b');
+    const names = pipelineNames();
+    let capture = captureProcess(source.url, names);
+    await waitForLog(capture, /full sync captured/);
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+    expect((await waitConverged(source.url, destination.url, [0, 1])).differences).toEqual([]);
+
+    await capture.kill9();
+    const before = await syncStats(source.url);
+    for (let i = 0; i < 500; i++) await src.del(`old:${i}`); // deleted while nobody listens
+    await src.set('filler', 'y'.repeat(100_000)); // more than the backlog holds
+    await src.set('new-key', 'z');
+    capture = captureProcess(source.url, names);
+    await waitForLog(capture, /full sync captured/);
+    expect((await syncStats(source.url)).full).toBe(before.full + 1);
+    const result = await waitConverged(source.url, destination.url, [0, 1]);
+    expect(result.differences).toEqual([]);
+    const dst = redisClient(destination.url);
+    expect(await dst.exists('old:1')).toBe(0);
+    expect(await dst.lrange('keeps', 0, -1)).toEqual(['a', 'b']);
+    dst.disconnect();
+  });
+});

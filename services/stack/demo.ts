@@ -1,0 +1,102 @@
+/**
+ * `npm run demo`: the main job on the local stack, end to end. Brings the stack up, loads a
+ * sample dataset into the stack's source Redis (its destination is emptied first), starts a
+ * capture and an applier (the real CLI, as child processes), keeps a small write workload
+ * running, and prints the task status and a source/destination comparison every 5 s.
+ * Ctrl-C stops what the demo started; the stack stays up (`npm run stack -- down` stops it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { verifyDatabases } from '../destination/verify.js';
+import { formatStatus } from '../commands/status.js';
+import { stackEnv, up } from './stack.js';
+
+const BIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bin', 'replistream.mjs');
+
+async function loadSample(url: string): Promise<void> {
+  const c = new Redis(url, { protocol: 2 } as never);
+  await c.flushall();
+  await c.call('DEBUG', 'POPULATE', 10_000, 'sample:string', 64);
+  for (let i = 0; i < 100; i++) {
+    await c.rpush(`sample:list:${i}`, ...Array.from({ length: 50 }, (_, j) => `item-${j}`));
+    await c.sadd(`sample:set:${i}`, ...Array.from({ length: 20 }, (_, j) => `member-${j}`));
+    await c.zadd(`sample:zset:${i}`, ...Array.from({ length: 20 }, (_, j) => [j * 1.5, `m${j}`]).flat());
+    await c.hset(`sample:hash:${i}`, Object.fromEntries(Array.from({ length: 10 }, (_, j) => [`f${j}`, `v${j}`])));
+    await c.xadd(`sample:stream:${i}`, '*', 'event', 'created', 'n', String(i));
+  }
+  await c.set('sample:ttl', 'expires in an hour', 'EX', 3600);
+  c.disconnect();
+}
+
+function service(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`demo: ${args[0]} exited (${code ?? signal})\n`);
+      process.exitCode = 1;
+    }
+  });
+  return child;
+}
+
+let stopping = false;
+
+async function main(): Promise<void> {
+  process.stdout.write('demo: starting the local stack…\n');
+  await up({ timeoutMs: 180_000 });
+  const s = stackEnv();
+  process.stdout.write('demo: loading the sample dataset into the source; emptying the destination\n');
+  await loadSample(s.REPLISTREAM_SOURCE);
+  const dst = new Redis(s.REPLISTREAM_DESTINATION, { protocol: 2 } as never);
+  await dst.flushall();
+
+  const prefix = `demo${Date.now().toString(36)}`;
+  const env = { ...process.env, ...s, REPLISTREAM_TOPIC_PREFIX: prefix, REPLISTREAM_SOURCE_ID: 'stack', REPLISTREAM_LOG_LEVEL: 'warn' };
+  const capture = service(['capture', '--dbs', '0', '--http-port', '9464'], env);
+  const applier = service(['apply', '--group', `${prefix}-destination`, '--http-port', '9465'], env);
+
+  const src = new Redis(s.REPLISTREAM_SOURCE, { protocol: 2 } as never);
+  let n = 0;
+  const workload = setInterval(() => {
+    n++;
+    src.multi().incr('demo:counter').lpush('demo:events', `event-${n}`).ltrim('demo:events', 0, 99).hset('demo:last', 'n', String(n), 'at', new Date().toISOString()).exec().catch(() => {});
+  }, 100);
+
+  const report = setInterval(async () => {
+    for (const [name, port] of [['capture', 9464], ['applier', 9465]] as const) {
+      try {
+        const body = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Record<string, unknown>;
+        const { state, lagMs, epoch, sourceOffset, durableOffset, snapshotKeys, offsetLag } = body as Record<string, unknown>;
+        process.stdout.write(formatStatus({ [name]: { state, lagMs, epoch, sourceOffset, durableOffset, snapshotKeys, offsetLag } }));
+      } catch {
+        process.stdout.write(`${name}: starting…\n`);
+      }
+    }
+    try {
+      const v = await verifyDatabases(s.REPLISTREAM_SOURCE, s.REPLISTREAM_DESTINATION, [0], new Map(), { sample: 500 });
+      process.stdout.write(`verify (500 random keys): ${v.equal ? 'destination equals source' : `${v.differences.length} difference(s), e.g. ${v.differences[0]?.key}: ${v.differences[0]?.reason}`}\n\n`);
+    } catch (err) {
+      process.stdout.write(`verify: ${(err as Error).message}\n\n`);
+    }
+  }, 5000);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  stopping = true;
+  clearInterval(workload);
+  clearInterval(report);
+  capture.kill('SIGTERM');
+  applier.kill('SIGTERM');
+  src.disconnect();
+  dst.disconnect();
+  process.stdout.write('demo: stopped capture and applier; the stack is still up (npm run stack -- down)\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
