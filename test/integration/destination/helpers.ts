@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { ChangeEvent, CommandEvent, SnapshotKey, SourcePosition, StreamId, StreamValue, TypedValue } from '../../../services/events/model.js';
 import { DestinationWriter, type DestinationWriterOptions } from '../../../services/destination/writer.js';
+import { splitForRecordLimit } from '../../../services/events/split.js';
 import { type RedisServer, startRedis } from '../../helpers/redis-server.js';
 
 export { startRedis, type RedisServer };
@@ -136,8 +137,10 @@ export interface SnapshotOptions {
   /** Include DUMP payloads (default true) / typed values (default true). */
   payload?: boolean;
   value?: boolean;
-  /** Split keys into this many pieces (payload bytes and value elements). */
-  pieces?: number;
+  /** Split every event into Kafka-record pieces of at most this many bytes (services/events/split.ts). */
+  recordBytes?: number;
+  /** Send each key of several elements as this many parts, like the capture does for keys over its parser bound (`append`). */
+  parts?: number;
   rdbVersion?: number;
 }
 
@@ -162,33 +165,23 @@ export async function snapshotEvents(c: Redis, db: number, o: SnapshotOptions = 
     const expireAtMs = pexpiretime > 0 ? pexpiretime : null;
     const payload = o.payload === false ? null : await c.dumpBuffer(key);
     const value = o.value === false ? null : await typedValue(c, key);
-    const n = o.pieces ?? 1;
-    if (n <= 1) {
+    const n = o.parts ?? 1;
+    const parts = n > 1 && value ? splitValue(value, n) : null;
+    if (!parts || parts.length < 2) {
       events.push({ kind: 'snapshot-key', pos: { epoch, offset, seq: seq++, replid: 'r'.repeat(40) }, db, key, type, expireAtMs, payload, value, piece: null });
       continue;
     }
-    const payloads = payload ? splitBuffer(payload, n) : null;
-    const values = value ? splitValue(value, n) : null;
-    const count = Math.max(payloads?.length ?? 0, values?.length ?? 0);
-    for (let i = 0; i < count; i++) {
-      events.push({
-        kind: 'snapshot-key',
-        pos: { epoch, offset, seq: seq++, replid: 'r'.repeat(40) },
-        db,
-        key,
-        type,
-        expireAtMs,
-        payload: payloads ? (payloads[i] ?? Buffer.alloc(0)) : null,
-        value: values ? (values[i] ?? emptyLike(value!)) : null,
-        piece: { index: i, last: i === count - 1 },
-      });
-    }
+    // a payload is only usable whole: parts travel as typed elements
+    parts.forEach((v, i) => {
+      events.push({ kind: 'snapshot-key', pos: { epoch, offset, seq: seq++, replid: 'r'.repeat(40) }, db, key, type, expireAtMs, payload: null, value: v, piece: null, append: i > 0 });
+    });
   }
   events.push({ kind: 'snapshot-end', pos: { epoch, offset, seq: seq++, replid: 'r'.repeat(40) }, db, keyCount: keys.length });
-  return events;
+  return o.recordBytes ? events.flatMap((e) => splitForRecordLimit(e, o.recordBytes)) : events;
 }
 
 function splitBuffer(buf: Buffer, n: number): Buffer[] {
+  if (buf.length === 0) return [buf];
   const size = Math.ceil(buf.length / n);
   const out: Buffer[] = [];
   for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
@@ -202,26 +195,7 @@ function slices<T>(a: T[], n: number): T[][] {
   return out.length ? out : [[]];
 }
 
-function emptyLike(v: TypedValue): TypedValue {
-  switch (v.type) {
-    case 'string':
-      return { type: 'string', value: Buffer.alloc(0) };
-    case 'list':
-      return { type: 'list', items: [] };
-    case 'set':
-      return { type: 'set', members: [] };
-    case 'zset':
-      return { type: 'zset', entries: [] };
-    case 'hash':
-      return { type: 'hash', entries: [] };
-    case 'stream':
-      return { type: 'stream', stream: { ...v.stream, entries: [], groups: [] } };
-    default:
-      return v;
-  }
-}
-
-/** Splits a typed value's elements into up to n pieces (a string: its bytes, appended). */
+/** Splits a typed value's elements into up to n parts (a string: its bytes, appended). */
 export function splitValue(v: TypedValue, n: number): TypedValue[] {
   switch (v.type) {
     case 'string':
@@ -235,9 +209,14 @@ export function splitValue(v: TypedValue, n: number): TypedValue[] {
     case 'hash':
       return slices(v.entries, n).map((entries) => ({ type: 'hash', entries }));
     case 'stream': {
+      // as the RDB parser does: earlier parts carry entries only (length 0, last id 0-0, no
+      // groups); the last part carries the metadata and the consumer groups
       const parts = slices(v.stream.entries, n);
-      // groups travel with the last piece (their PEL refers to entries of every piece)
-      return parts.map((entries, i) => ({ type: 'stream', stream: { ...v.stream, entries, groups: i === parts.length - 1 ? v.stream.groups : [] } }));
+      return parts.map((entries, i) =>
+        i === parts.length - 1
+          ? { type: 'stream', stream: { ...v.stream, entries } }
+          : { type: 'stream', stream: { entries, length: 0, lastId: { ms: 0n, seq: 0n }, groups: [] } },
+      );
     }
     default:
       return [v];

@@ -1,0 +1,116 @@
+/**
+ * Destination precheck (the reference's "Pre-check and Intercept"): the mapped databases must be
+ * empty in `intercept` mode (replistream's own keys aside), the eviction policy should be
+ * `noeviction`, and in RESTORE mode the destination must be the same version as the source or later.
+ */
+import type { Redis } from 'ioredis';
+import { ReplistreamError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { type Topology, closeTopology, info, openTopology, parseVersion, topologyMasters, versionAtLeast } from './connection.js';
+import { printableKey } from './translate.js';
+
+export interface PrecheckOptions {
+  logger?: Pick<Logger, 'warn' | 'info'>;
+  /** Keys starting with these are replistream's own (positions, markers) and do not count. Default `replistream:`. */
+  ignorePrefixes?: string[];
+  /** The source's version ("7.0.15"): with write mode restore, the destination must not be older. */
+  sourceVersion?: string;
+  writeMode?: 'restore' | 'commands';
+  /** Keys to name in the error (default 5). */
+  maxKeys?: number;
+}
+
+export interface PrecheckResult {
+  topology: 'standalone' | 'cluster';
+  version: string;
+  maxmemoryPolicy: string | null;
+  /** Non-fatal findings (eviction policy, unreadable settings). */
+  warnings: string[];
+  /** Per checked db: keys found (up to maxKeys), empty when the db is empty. */
+  found: Array<{ db: number; keys: string[] }>;
+}
+
+export async function precheckDestination(url: string, dbs: number[], mode: 'intercept' | 'ignore', options: PrecheckOptions = {}): Promise<PrecheckResult> {
+  const ignore = options.ignorePrefixes ?? ['replistream:'];
+  const maxKeys = options.maxKeys ?? 5;
+  const topo = await openTopology(url, 'replistream-precheck');
+  try {
+    const masters = topologyMasters(topo);
+    const warnings: string[] = [];
+    const serverInfo = await info(masters[0], 'server');
+    const version = serverInfo.get('redis_version') ?? 'unknown';
+
+    // eviction policy
+    let policy: string | null = null;
+    try {
+      const r = (await masters[0].call('CONFIG', 'GET', 'maxmemory-policy')) as string[];
+      policy = r?.[1] ?? null;
+    } catch (err) {
+      warnings.push(`cannot read maxmemory-policy (${(err as Error).message}): make sure it is noeviction`);
+    }
+    if (policy !== null && policy !== 'noeviction') {
+      warnings.push(
+        `destination maxmemory-policy is ${policy}: when memory runs out it evicts keys and the destination silently diverges from the source; set it to noeviction`,
+      );
+    }
+
+    // version
+    if (options.sourceVersion && options.writeMode !== 'commands') {
+      const s = parseVersion(options.sourceVersion);
+      const d = parseVersion(version);
+      if (!versionAtLeast(d, s[0], s[1], s[2])) {
+        throw new ReplistreamError(
+          'PRECHECK',
+          `destination Redis ${version} is older than the source (${options.sourceVersion}): RESTORE payloads may not be readable; upgrade the destination or set write-mode to commands`,
+          { setting: 'write-mode', details: { sourceVersion: options.sourceVersion, destinationVersion: version } },
+        );
+      }
+    }
+
+    // emptiness
+    const found: Array<{ db: number; keys: string[] }> = [];
+    const targets = [...new Set(dbs)].sort((a, b) => a - b);
+    for (const db of targets) {
+      if (topo.kind === 'cluster' && db !== 0) {
+        throw new ReplistreamError('PRECHECK', `destination is a cluster: it has only db 0, cannot receive db ${db}`, { setting: 'db-map' });
+      }
+      const keys = await firstKeys(topo, db, ignore, maxKeys);
+      found.push({ db, keys });
+    }
+    if (mode === 'intercept') {
+      const bad = found.find((f) => f.keys.length > 0);
+      if (bad) {
+        throw new ReplistreamError(
+          'PRECHECK',
+          `destination db ${bad.db} is not empty (conflict-mode intercept): found ${bad.keys.map((k) => printableKey(k)).join(', ')}${bad.keys.length >= maxKeys ? ' …' : ''}. ` +
+            'Empty it, map the source to another db (db-map), or set conflict-mode to ignore (same keys are overwritten)',
+          { setting: 'conflict-mode', details: { db: bad.db, keys: bad.keys, nonEmpty: found.filter((f) => f.keys.length).map((f) => f.db) } },
+        );
+      }
+    }
+    for (const w of warnings) options.logger?.warn({ destination: topo.endpoint.display }, w);
+    return { topology: topo.kind, version, maxmemoryPolicy: policy, warnings, found };
+  } finally {
+    closeTopology(topo);
+  }
+}
+
+/** Up to `max` keys of `db` not starting with an ignored prefix (SCAN on every master). */
+async function firstKeys(topo: Topology, db: number, ignore: string[], max: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const c of topologyMasters(topo)) {
+    if (topo.kind === 'standalone') await c.select(db);
+    let cursor = '0';
+    do {
+      const [next, keys] = (await (c as Redis).scanBuffer(cursor, 'COUNT', 1000)) as unknown as [Buffer | string, Buffer[]];
+      cursor = next.toString();
+      for (const k of keys) {
+        const s = k.toString('utf8');
+        if (ignore.some((p) => s.startsWith(p))) continue;
+        out.push(s);
+        if (out.length >= max) return out;
+      }
+    } while (cursor !== '0');
+  }
+  return out;
+}

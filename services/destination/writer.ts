@@ -1,0 +1,1485 @@
+/**
+ * The destination writer: where a change event becomes a destination write.
+ *
+ * It knows nothing of Kafka. An applier hands it batches of events of one *stream* (e.g.
+ * `topic:partition`), in order; the writer applies them exactly once and keeps its progress in the
+ * destination itself, in the same MULTI/EXEC as the writes it covers.
+ *
+ * ## Exactly once
+ * - Standalone destination: every batch becomes one or more transactions (chunks of at most
+ *   `maxOpsPerTransaction` commands, cut at event boundaries so a source unit is never split):
+ *     SELECT <positionDb>; WATCH <position key> <epoch markers>; GET <position key>; MGET <markers>
+ *     — then, if they hold what this writer believes —
+ *     MULTI; [SELECT <db>; writes …]…; SELECT <positionDb>; SET <prefix>:<stream> <position>; EXEC
+ *   a compare-and-set: the stored position is read once per stream and then kept in memory (events
+ *   at or below it are skipped), and every transaction checks it under WATCH, so a second writer
+ *   of the same stream (a zombie after a consumer-group rebalance) or another stream's epoch change
+ *   makes it abort (a retriable error, or a rebuild) instead of applying twice. Two round trips
+ *   per transaction of up to thousands of commands.
+ * - Cluster destination: writes are grouped by slot; each slot gets its own transaction on the
+ *   master that serves it, with a per-(stream, slot) position key carrying a hash tag of that slot
+ *   (`<prefix>:<stream>:{tag}`), and events are skipped per slot. Slot transactions run
+ *   concurrently (at most `maxInFlight`). Keyless events (heartbeats, PUBLISH, snapshot markers) use
+ *   the stream's home slot (the slot of the stream name).
+ * - Transactions are sent once: connections never re-send commands in flight (see connection.ts).
+ *   When a transaction's outcome is unknown (connection lost), the writer forgets what it knew of
+ *   the stream and throws a retriable CONNECTION error; the next batch re-reads the positions, so a
+ *   re-delivery applies exactly what did not land.
+ * - Standalone transactions are not pipelined behind one another: if one aborted while the next
+ *   committed, the committed position would hide the aborted events forever. Throughput comes from
+ *   the size of each transaction (thousands of commands in one round trip).
+ *
+ * ## Where the position keys live
+ * In `positionDb` (default 0) of a standalone destination, in db 0 of a cluster, under
+ * `positionKeyPrefix`. FLUSHDB/FLUSHALL/SWAPDB coming from the source, and the flush at a new
+ * snapshot epoch, keep every key under `preservedPrefixes` (default: `replistream:` and the
+ * position prefix): they are applied as small Lua scripts that set these keys aside (DUMP) and put
+ * them back (RESTORE) around FLUSHDB/SWAPDB, or, on a cluster, that delete a slot's keys one by one
+ * except those. Precheck and verify ignore the same prefixes.
+ *
+ * ## Errors inside EXEC
+ * - A command refused while queued (unknown command, wrong arity, ACL) aborts the whole transaction
+ *   (EXECABORT): nothing is applied, the position does not move. With on-command-error `skip` the
+ *   command is dropped, counted in `stats.skipped[NAME]` and the transaction re-sent; with `fail` a
+ *   DESTINATION error names the event's position and the command.
+ * - A command failing at run time (e.g. WRONGTYPE against a key the destination already had) does
+ *   not roll back the others: the transaction, its position included, is committed. The position is
+ *   therefore consistent with what was applied ("everything up to here was applied, except the
+ *   commands reported"). With `skip` it is counted; with `fail` the writer records the failure in
+ *   `<prefix>:@error:<stream>` and throws; a restarted writer refuses that stream until the key is
+ *   deleted (or on-command-error is `skip`), so the divergence is never forgotten silently.
+ * - Transient refusals (OOM, LOADING, BUSY, READONLY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN …) throw a
+ *   retriable DESTINATION error; MOVED/ASK refresh the slot map and retry.
+ *
+ * ## Snapshot epochs (G6)
+ * Every destination db (standalone) or slot (cluster) has an epoch marker. The first event of an
+ * epoch E greater than the marker — a snapshot-begin or anything else, whichever stream sees it
+ * first — empties that db (or slot) in the same transaction that sets the marker to E, when the
+ * marker showed data of an earlier epoch; a destination never written before is not emptied (the
+ * conflict mode decides about pre-existing keys). Events of an epoch lower than the marker are
+ * skipped: a lagging stream cannot write stale keys after the flush (its transactions WATCH the
+ * marker). On a cluster, a snapshot-begin also sweeps all 16384 slots (slots the new snapshot never
+ * writes must be emptied too). User keys of dbs outside the db map are never touched.
+ *
+ * ## Big keys
+ * - Record pieces (`piece` set: one event split to fit Kafka records, services/events/split.ts) are
+ *   rebuilt with the project's `PieceAssembler` (one per stream, kept across batches) before
+ *   anything is written, so a key or unit is always written whole, at its own position. Nothing of a
+ *   stream is written while a series is incomplete (no other event can come between its pieces);
+ *   `pendingFrom(stream)` tells the applier not to commit its offsets past the first buffered piece.
+ *   A series cut short (another event or a new first piece arrives: the capture crashed mid-event
+ *   and re-sent it) is dropped with a warning and counted (`stats.discardedPieces`): the re-sent
+ *   event supersedes it. Pieces without their beginning (a consumer started inside a series) are
+ *   skipped when the stream's position shows the event was applied already, else a retriable
+ *   PROTOCOL error asks for re-delivery from the first piece — never a silent gap.
+ * - Keys bigger than the capture's parser bound arrive as several events, the first one whole-key
+ *   (DEL, then typed writes), the next ones with `append: true` (typed writes adding elements, no
+ *   payload). Each has its own position, so exactly-once holds per part. The TTL is set with every
+ *   part (PEXPIREAT is absolute); stream metadata and groups come with the part that carries them.
+ *
+ * ## Source commands
+ * Applied as sent (binary arguments), a unit in one transaction. SELECT/SWAPDB/MOVE/COPY … DB are
+ * mapped through the db map (an empty map is the identity); commands for an unmapped db are dropped
+ * and counted (`stats.unmappedDb`), MOVE to an unmapped db becomes DEL. FLUSHALL empties every
+ * mapped db (every db with the identity map), not the others. `refuseFlush` turns FLUSHDB/FLUSHALL
+ * into an error naming the position (nothing of that batch is applied). On a cluster: keyless
+ * commands go to the home slot, FLUSHDB/FLUSHALL clear every slot (exactly once per slot, in a
+ * script that compares positions), FUNCTION/SCRIPT run on every master, made idempotent (LOAD
+ * REPLACE …, at least once), and a command whose keys span slots is refused like any other
+ * (on-command-error). A unit spanning slots is applied slot by slot (each part atomic and exactly
+ * once, the whole not atomic).
+ *
+ * ## Not in this module
+ * Kafka, decoding, cross-partition barriers (the applier orders a unit listed in several partitions
+ * before handing it over once).
+ */
+import type { Redis } from 'ioredis';
+import type { ChangeEvent, SnapshotKey, SourcePosition } from '../events/model.js';
+import { PieceAssembler } from '../events/split.js';
+import { ReplistreamError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { comparePositions } from '../events/model.js';
+import {
+  type Topology,
+  closeTopology,
+  ensureReady,
+  info,
+  keySlot,
+  openTopology,
+  parseVersion,
+  slotTag,
+  topologyMasters,
+  versionAtLeast,
+} from './connection.js';
+import { PositionKeys, type WriterPosition, compareWriterPositions, decodePosition, encodePosition, formatPosition, withPart } from './position.js';
+import {
+  type Arg,
+  type CommandContext,
+  ENTER_EPOCH_SLOT_LUA,
+  FLUSH_SLOT_LUA,
+  KeyTable,
+  type Op,
+  type OpOrigin,
+  type TranslatedItem,
+  type TypedWriteFeatures,
+  argsBytes,
+  commandName,
+  flushOps,
+  isAlreadyDoneError,
+  payloadRdbVersion,
+  printableKey,
+  rdbVersionName,
+  translateCommands,
+  typedWriteCommands,
+} from './translate.js';
+
+export type WriterLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export interface DestinationWriterOptions {
+  url: string;
+  /** Source db → destination db. Empty map: identity. A source db missing from a non-empty map is not synchronized. */
+  dbMap: Map<number, number>;
+  writeMode: 'restore' | 'commands';
+  allowRestoreFallback: boolean;
+  refuseFlush: boolean;
+  onUnknownCommand: 'fail' | 'skip';
+  /** e.g. `replistream:pos:<group>` */
+  positionKeyPrefix: string;
+  logger: WriterLogger;
+  /** Standalone: the db holding position keys and epoch markers (default 0). */
+  positionDb?: number;
+  /** Keys that flushes keep and verify/precheck ignore (default `replistream:` and the position prefix). */
+  preservedPrefixes?: string[];
+  /** Commands per transaction before a new one is started (default 2000). */
+  maxOpsPerTransaction?: number;
+  /** Bytes of arguments per transaction before a new one is started (default 32 MiB). */
+  maxBytesPerTransaction?: number;
+  /** Cluster: slot transactions in flight at once (default 32). */
+  maxInFlight?: number;
+  /** Clock, for expired snapshot keys (tests). */
+  now?: () => number;
+}
+
+export interface BatchResult {
+  /** Events whose effects were written by this call. */
+  applied: number;
+  /** Events skipped: already applied (duplicates), of an older epoch, or for unsynchronized dbs. */
+  skipped: number;
+}
+
+export interface WriterStats {
+  applied: number;
+  duplicates: number;
+  stale: number;
+  /** Events or commands for source dbs outside the db map. */
+  unmappedDb: number;
+  /** Commands the destination refused and that were skipped (on-command-error skip), by name. */
+  skipped: Record<string, number>;
+  transactions: number;
+  watchRetries: number;
+  restoreFallbacks: number;
+  /** Flushes done when a new snapshot epoch started (G6). */
+  epochFlushes: number;
+  /** Record pieces of series that never completed (superseded by a re-sent event). */
+  discardedPieces: number;
+}
+
+export interface DestinationInfo {
+  topology: 'standalone' | 'cluster';
+  /** redis_version of the (first) master. */
+  version: string;
+  /** Highest RDB version every master can RESTORE. */
+  rdbVersion: number;
+  features: TypedWriteFeatures & { absTtl: boolean };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface DomainState {
+  /** Last position applied (memory; ≥ the stored one). */
+  pos: WriterPosition | null;
+  /** What the position key holds, as far as this writer knows (null: absent). */
+  stored: WriterPosition | null;
+}
+
+interface StreamState {
+  /** Standalone: domain 0. Cluster: one per slot, loaded on first use. */
+  domains: Map<number, DomainState>;
+  errorChecked: boolean;
+  /** Rebuilds events split into record pieces; kept across batches. */
+  assembler: PieceAssembler;
+  /** Position of the first piece of the series being rebuilt. */
+  pendingFrom: SourcePosition | null;
+  /** Discards reported by the assembler during the current push. */
+  discards: Array<{ reason: string; pieces: number; pos: SourcePosition }>;
+  /** Highest position of an event handed over (to recognise replayed pieces). */
+  lastSeen: SourcePosition | null;
+}
+
+/** One event made ready to build transactions from. */
+interface Prepared {
+  index: number;
+  event: ChangeEvent;
+  /** Mapped destination db; undefined when the event's db is not synchronized. */
+  db: number | undefined;
+  items: TranslatedItem[];
+  dropped: string[];
+}
+
+/** What one event contributes to one domain (the standalone server, or one slot). */
+interface Part {
+  prep: Prepared;
+  pos: WriterPosition;
+  ops: Op[];
+  snapshotKey: SnapshotKey | null;
+  /** Epoch marker governing the part; null: the event is not subject to epochs here. */
+  markerKey: string | null;
+  markerScope: number;
+  /** Destination db of the part (standalone), for epoch flushes. */
+  db: number | undefined;
+}
+
+interface Chunk {
+  end: number;
+  ops: Op[];
+  state: DomainState;
+  markers: Map<string, number | null>;
+  markerSets: Map<string, number>;
+  watch: Set<string>;
+  applied: number[];
+  duplicates: number[];
+  stale: number[];
+  unmapped: number;
+  heartbeatMs: number | null;
+  fallbacks: number;
+  epochFlushes: number;
+  posToStore: WriterPosition | null;
+  positionChanged: boolean;
+}
+
+interface RejectedCommand {
+  origin: OpOrigin | null;
+  args: Arg[];
+  error: Error;
+}
+
+type TxOutcome =
+  | { kind: 'committed'; runtimeErrors: RejectedCommand[] }
+  | { kind: 'watch-aborted' }
+  | { kind: 'rejected'; errors: RejectedCommand[] }
+  | { kind: 'unknown'; error: Error };
+
+type Barrier =
+  | { t: 'flush'; pos: WriterPosition; prep: Prepared; name: string }
+  | { t: 'all-masters'; pos: WriterPosition; prep: Prepared; args: Arg[]; origin: OpOrigin }
+  | { t: 'sweep'; pos: WriterPosition; prep: Prepared; epoch: number };
+
+interface Segment {
+  parts: Map<number, Part[]>;
+  barrier: Barrier | null;
+}
+
+const TRANSIENT = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|READONLY|MISCONF|NOTREADY|UNBLOCKED)\b/;
+const REDIRECT = /^(MOVED|ASK)\b/;
+const MAX_RETRIES = 20;
+
+function isReplyError(e: unknown): boolean {
+  return e instanceof Error && e.name === 'ReplyError';
+}
+
+function cloneDomain(d: DomainState): DomainState {
+  return { pos: d.pos, stored: d.stored };
+}
+
+function emptyDomain(pos: WriterPosition | null): DomainState {
+  return { pos, stored: pos };
+}
+
+function samePosition(a: WriterPosition | null, b: WriterPosition | null): boolean {
+  return a === null || b === null ? a === b : compareWriterPositions(a, b) === 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class DestinationWriter {
+  readonly stats: WriterStats = {
+    applied: 0,
+    duplicates: 0,
+    stale: 0,
+    unmappedDb: 0,
+    skipped: {},
+    transactions: 0,
+    watchRetries: 0,
+    restoreFallbacks: 0,
+    epochFlushes: 0,
+    discardedPieces: 0,
+  };
+
+  private readonly opts: Required<Omit<DestinationWriterOptions, 'now'>> & { now: () => number };
+  private topo: Topology | null = null;
+  private dinfo: DestinationInfo | null = null;
+  private keys: PositionKeys | null = null;
+  private keyTable: KeyTable | null = null;
+  private readonly streams = new Map<string, StreamState>();
+  /** Epoch marker values (null: absent), by marker key; shared by all streams. */
+  private markers = new Map<string, number | null>();
+  private lock: Promise<unknown> = Promise.resolve();
+  private starting: Promise<void> | null = null;
+  private heartbeatMs: number | null = null;
+  private sweptEpoch = -1;
+  private databases = 16;
+  private closed = false;
+
+  constructor(options: DestinationWriterOptions) {
+    const preserved = options.preservedPrefixes ?? ['replistream:'];
+    const prefixes = [...preserved];
+    if (!prefixes.some((p) => options.positionKeyPrefix.startsWith(p))) prefixes.push(options.positionKeyPrefix);
+    this.opts = {
+      ...options,
+      positionDb: options.positionDb ?? 0,
+      preservedPrefixes: prefixes,
+      maxOpsPerTransaction: options.maxOpsPerTransaction ?? 2000,
+      maxBytesPerTransaction: options.maxBytesPerTransaction ?? 32 * 1024 * 1024,
+      maxInFlight: options.maxInFlight ?? 32,
+      now: options.now ?? Date.now,
+    };
+    if (!options.positionKeyPrefix) throw new ReplistreamError('CONFIG', 'positionKeyPrefix must not be empty', { setting: 'group' });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // public API
+
+  /** Connects, detects standalone/cluster, learns the destination's version and RDB version. Idempotent. */
+  start(): Promise<void> {
+    if (!this.starting) {
+      this.starting = this.doStart().catch((err) => {
+        this.starting = null;
+        if (this.topo) closeTopology(this.topo);
+        this.topo = null;
+        throw err;
+      });
+    }
+    return this.starting;
+  }
+
+  /**
+   * Applies `events` (in stream order) exactly once. Calls are serialized. When it throws, nothing
+   * after the last committed transaction is assumed; re-deliver from the applier's last committed
+   * offset (or from `pendingFrom(stream)` when set): duplicates are skipped by position.
+   */
+  applyBatch(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
+    const run = this.lock.then(() => this.applyBatchNow(stream, events));
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Wall-clock time (ms) carried by the latest heartbeat applied, for lag; null before the first.
+   * A heartbeat with `timeMs` 0 only moves the stream's position (writes nothing else either).
+   */
+  latestHeartbeatMs(): number | null {
+    return this.heartbeatMs;
+  }
+
+  /** Lag in ms from the latest heartbeat (null before the first). */
+  lagMs(now = Date.now()): number | null {
+    return this.heartbeatMs === null ? null : Math.max(0, now - this.heartbeatMs);
+  }
+
+  /**
+   * Position of the first record piece buffered in memory for `stream` (null when none): the
+   * applier must not commit its offsets past it, since a restart has to read those pieces again.
+   */
+  pendingFrom(stream: string): SourcePosition | null {
+    return this.streams.get(stream)?.pendingFrom ?? null;
+  }
+
+  /** The position stored in the destination for `stream` (standalone; home slot on a cluster). */
+  storedPosition(stream: string): Promise<SourcePosition | null> {
+    const run = this.lock.then(() => this.readStoredPosition(stream));
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  private async readStoredPosition(stream: string): Promise<SourcePosition | null> {
+    await this.start();
+    const keys = this.keys!;
+    if (this.topo!.kind === 'standalone') {
+      const c = this.topo!.client;
+      const [, r] = (await c.pipeline().select(this.opts.positionDb).get(keys.position(stream)).exec()) ?? [];
+      if (r?.[0]) throw r[0];
+      return decodePosition(r?.[1] as string | null, keys.position(stream));
+    }
+    const slot = keys.homeSlot(stream);
+    const v = await this.topo!.router.forSlot(slot).get(keys.position(stream, slot));
+    return decodePosition(v, keys.position(stream, slot));
+  }
+
+  get destination(): DestinationInfo | null {
+    return this.dinfo;
+  }
+
+  /** Closes the connections after the current batch. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.lock.catch(() => undefined);
+    if (this.topo) {
+      for (const c of topologyMasters(this.topo)) await c.quit().catch(() => undefined);
+      closeTopology(this.topo);
+    }
+    this.topo = null;
+  }
+
+  /** Drops the connections at once (in-flight transactions end with an unknown outcome). */
+  disconnect(): void {
+    this.closed = true;
+    if (this.topo) closeTopology(this.topo);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // start
+
+  private async doStart(): Promise<void> {
+    const topo = await openTopology(this.opts.url, 'replistream-writer');
+    this.topo = topo;
+    const cluster = topo.kind === 'cluster';
+    this.keys = new PositionKeys(this.opts.positionKeyPrefix, cluster);
+    if (cluster) {
+      for (const [src, dst] of this.opts.dbMap) {
+        if (dst !== 0) throw new ReplistreamError('CONFIG', `db-map ${src}:${dst}: a cluster destination has only db 0`, { setting: 'db-map' });
+      }
+    }
+    const masters = topologyMasters(topo);
+    let version = '';
+    let rdb = Infinity;
+    for (const c of masters) {
+      const i = await info(c, 'server');
+      const v = i.get('redis_version') ?? '0.0.0';
+      if (!version) version = v;
+      rdb = Math.min(rdb, await this.probeRdbVersion(c, topo));
+    }
+    const v = parseVersion(version);
+    const hpexpire = await this.commandExists(masters[0], 'hpexpireat');
+    this.dinfo = {
+      topology: topo.kind,
+      version,
+      rdbVersion: rdb,
+      features: {
+        streamMeta: versionAtLeast(v, 7, 0),
+        createConsumer: versionAtLeast(v, 6, 2),
+        hashFieldTtl: hpexpire,
+        absTtl: versionAtLeast(v, 5, 0),
+      },
+    };
+    if (cluster) this.keyTable = await KeyTable.load(masters[0]);
+    else this.databases = await this.databaseCount(masters[0]);
+    this.opts.logger.info(
+      { destination: topo.endpoint.display, topology: topo.kind, version, rdbVersion: rdb, positionDb: cluster ? 0 : this.opts.positionDb },
+      'destination writer connected',
+    );
+  }
+
+  /** The RDB version of the server's DUMP payloads: DUMP of a scratch key, in one transaction. */
+  private async probeRdbVersion(c: Redis, topo: Topology): Promise<number> {
+    let key = `${this.opts.positionKeyPrefix}:@probe:${process.pid}:${Math.random().toString(36).slice(2)}`;
+    const p = c.pipeline();
+    if (topo.kind === 'cluster') {
+      // a key in a slot this master serves
+      const master = topo.router.masters().find((m) => m.client === c)!;
+      const slot = topo.router.slotsByMaster().get(master.key)?.[0] ?? 0;
+      key += `{${slotTag(slot)}}`;
+    } else {
+      p.select(this.opts.positionDb);
+    }
+    (p as unknown as { multi(): unknown }).multi();
+    p.set(key, 'x');
+    p.dumpBuffer(key);
+    p.del(key);
+    p.exec();
+    const res = (await p.exec()) ?? [];
+    const last = res[res.length - 1];
+    if (!last || last[0]) throw new ReplistreamError('DESTINATION', `cannot learn the destination's RDB version (DUMP failed): ${last?.[0]?.message ?? 'no reply'}`, { cause: last?.[0] });
+    const dump = (last[1] as unknown[])[1] as Buffer;
+    return payloadRdbVersion(Buffer.isBuffer(dump) ? dump : Buffer.from(String(dump), 'latin1'));
+  }
+
+  private async databaseCount(c: Redis): Promise<number> {
+    try {
+      const r = (await c.call('CONFIG', 'GET', 'databases')) as string[];
+      const n = Number(r?.[1]);
+      return Number.isInteger(n) && n > 0 ? n : 16;
+    } catch {
+      return 16; // CONFIG may be renamed or forbidden (managed services)
+    }
+  }
+
+  private async commandExists(c: Redis, name: string): Promise<boolean> {
+    try {
+      const r = (await c.call('COMMAND', 'INFO', name)) as unknown[];
+      return Array.isArray(r) && r[0] !== null && r[0] !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // batches
+
+  private async applyBatchNow(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
+    if (this.closed) throw new ReplistreamError('INTERNAL', 'destination writer is closed');
+    await this.start();
+    this.keys!.checkStream(stream);
+    if (events.length === 0) return { applied: 0, skipped: 0 };
+    const topo = this.topo!;
+    try {
+      if (topo.kind === 'standalone') {
+        await ensureReady(topo.client, topo.endpoint);
+        return await this.applyStandalone(stream, events, topo.client);
+      }
+      return await this.applyCluster(stream, events);
+    } catch (err) {
+      // forget what we knew of the stream: the next batch re-reads it from the destination
+      this.streams.delete(stream);
+      this.markers.clear();
+      throw err;
+    }
+  }
+
+  private stream(stream: string): StreamState {
+    let st = this.streams.get(stream);
+    if (!st) {
+      const discards: StreamState['discards'] = [];
+      st = {
+        domains: new Map(),
+        errorChecked: false,
+        assembler: new PieceAssembler({ onDiscard: (reason, pieces, pos) => discards.push({ reason, pieces, pos }) }),
+        pendingFrom: null,
+        discards,
+        lastSeen: null,
+      };
+      this.streams.set(stream, st);
+    }
+    return st;
+  }
+
+  private mapDb(db: number): number | undefined {
+    return this.opts.dbMap.size === 0 ? db : this.opts.dbMap.get(db);
+  }
+
+  /** Destination dbs that receive data: the db map's targets, or every db with an identity map. */
+  private mappedTargets(): number[] {
+    if (this.opts.dbMap.size === 0) return Array.from({ length: this.databases }, (_, i) => i);
+    return [...new Set(this.opts.dbMap.values())];
+  }
+
+  private commandContext(stream: string): CommandContext {
+    return {
+      cluster: this.topo!.kind === 'cluster',
+      mapDb: (db) => this.mapDb(db),
+      mappedTargets: () => this.mappedTargets(),
+      refuseFlush: this.opts.refuseFlush,
+      preservedPrefixes: this.opts.preservedPrefixes,
+      positionDb: this.opts.positionDb,
+      keys: this.keyTable,
+      homeSlot: this.keys!.homeSlot(stream),
+    };
+  }
+
+  /** Rebuilds split events, then translates them (stateless part): dbs mapped, slots computed. */
+  private async prepare(stream: string, events: ChangeEvent[]): Promise<{ prepared: Prepared[]; replayedPieces: number }> {
+    const ctx = this.commandContext(stream);
+    const out: Prepared[] = [];
+    const { events: merged, replayedPieces } = await this.assemble(stream, events);
+    this.stats.duplicates += replayedPieces;
+    merged.forEach((event, index) => {
+      const db = this.mapDb(event.db);
+      let items: TranslatedItem[] = [];
+      let dropped: string[] = [];
+      if (event.kind === 'command') {
+        try {
+          ({ items, dropped } = translateCommands(event.commands, event.db, index, ctx));
+        } catch (err) {
+          if (err instanceof ReplistreamError && err.setting === 'refuse-flush') {
+            throw new ReplistreamError('DESTINATION', `the source sent ${err.message.replace(/ refused$/, '')} at ${formatPosition(event.pos)} (stream ${stream}) and refuse-flush is set: stopped before applying it`, {
+              setting: 'refuse-flush',
+              details: { stream, position: event.pos },
+            });
+          }
+          if (err instanceof ReplistreamError) {
+            throw new ReplistreamError(err.code, `${err.message} (event at ${formatPosition(event.pos)}, stream ${stream})`, { setting: err.setting, cause: err });
+          }
+          throw err;
+        }
+      }
+      out.push({ index, event, db, items, dropped });
+    });
+    return { prepared: out, replayedPieces };
+  }
+
+  /** Passes whole events on and rebuilds split ones (record pieces), see the header. */
+  private async assemble(stream: string, events: ChangeEvent[]): Promise<{ events: ChangeEvent[]; replayedPieces: number }> {
+    const st = this.stream(stream);
+    const out: ChangeEvent[] = [];
+    let replayedPieces = 0;
+    for (const e of events) {
+      const piece = (e as { piece?: { index: number } | null }).piece ?? null;
+      if (!piece && st.assembler.pending === 0) {
+        out.push(e);
+        continue;
+      }
+      if (piece && piece.index === 0) st.pendingFrom = e.pos;
+      st.discards.length = 0;
+      const whole = st.assembler.push(e);
+      const discards = st.discards.splice(0);
+      for (const d of discards) {
+        if (d.reason === 'piece without its beginning') {
+          // read without its beginning: a replay of an event applied already, or a gap
+          const known = await this.knownPosition(stream, st, e);
+          if (known && compareWriterPositions(withPart(d.pos), known) <= 0) {
+            replayedPieces += d.pieces;
+            continue;
+          }
+          throw new ReplistreamError(
+            'PROTOCOL',
+            `stream ${stream}: piece ${piece?.index} of the event at ${formatPosition(d.pos)} arrived without the pieces before it, and the destination's position (${formatPosition(known)}) shows the event was not applied: re-deliver the stream from the event's first piece`,
+            { retriable: true, details: { stream, position: d.pos } },
+          );
+        }
+        // a series cut short: the capture crashed mid-event and re-sent it, which supersedes it
+        this.stats.discardedPieces += d.pieces;
+        this.opts.logger.warn({ stream, position: d.pos, pieces: d.pieces, reason: d.reason }, 'dropped the pieces of an event that was never completed (the capture re-sent it)');
+      }
+      if (st.assembler.pending === 0) st.pendingFrom = null;
+      if (whole) {
+        out.push(whole);
+        if (!st.lastSeen || comparePositions(whole.pos, st.lastSeen) > 0) st.lastSeen = whole.pos;
+      }
+    }
+    return { events: out, replayedPieces };
+  }
+
+  /** The highest position this stream is known to have applied (loading what is needed). */
+  private async knownPosition(stream: string, st: StreamState, e: ChangeEvent): Promise<WriterPosition | null> {
+    const topo = this.topo!;
+    if (topo.kind === 'standalone') {
+      await ensureReady(topo.client, topo.endpoint);
+      await this.loadStandalone(stream, st, new Set(), topo.client);
+    } else {
+      const slots = [this.keys!.homeSlot(stream)];
+      if (e.kind === 'snapshot-key') slots.push(keySlot(e.key));
+      await this.loadSlots(stream, st, slots);
+    }
+    let max: WriterPosition | null = st.lastSeen ? withPart(st.lastSeen) : null;
+    for (const d of st.domains.values()) if (d.pos && (!max || compareWriterPositions(d.pos, max) > 0)) max = d.pos;
+    return max;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // standalone
+
+  private async applyStandalone(stream: string, events: ChangeEvent[], client: Redis): Promise<BatchResult> {
+    const st = this.stream(stream);
+    const { prepared, replayedPieces } = await this.prepare(stream, events);
+    const parts: Part[] = [];
+    let unmappedEvents = 0;
+    for (const prep of prepared) {
+      if (prep.db === undefined) {
+        unmappedEvents++;
+        continue;
+      }
+      const ops = prep.items.map((it) => (it as { t: 'op'; op: Op }).op);
+      parts.push({
+        prep,
+        pos: withPart(prep.event.pos),
+        ops,
+        snapshotKey: prep.event.kind === 'snapshot-key' ? prep.event : null,
+        markerKey: this.keys!.marker(prep.db),
+        markerScope: prep.db,
+        db: prep.db,
+      });
+    }
+    this.stats.unmappedDb += unmappedEvents;
+    const result: BatchResult = { applied: 0, skipped: unmappedEvents + replayedPieces };
+    const skipIds = new Set<string>();
+    const markerKeys = new Set<string>();
+    for (const p of parts) if (p.markerKey) markerKeys.add(p.markerKey);
+    let from = 0;
+    let attempts = 0;
+    while (from < parts.length) {
+      await this.loadStandalone(stream, st, markerKeys, client);
+      const chunk = this.buildChunk(stream, parts, from, st.domains.get(0)!, skipIds);
+      if (!chunk.positionChanged && chunk.ops.length === 0 && chunk.markerSets.size === 0) {
+        this.commitChunk(st, 0, chunk, result, false);
+        from = chunk.end;
+        continue;
+      }
+      const outcome = await this.execTransaction(client, this.opts.positionDb, chunk, this.keys!.position(stream), st.domains.get(0)!.stored);
+      const next = await this.handleOutcome(stream, st, 0, chunk, parts, outcome, skipIds, result, ++attempts);
+      if (next === 'retry') continue;
+      attempts = 0;
+      from = chunk.end;
+    }
+    return result;
+  }
+
+  private async loadStandalone(stream: string, st: StreamState, markerKeys: Set<string>, client: Redis): Promise<void> {
+    const keys = this.keys!;
+    const wantMarkers = [...markerKeys].filter((k) => !this.markers.has(k));
+    const needPos = !st.domains.has(0);
+    const needErr = !st.errorChecked;
+    if (!needPos && !needErr && wantMarkers.length === 0) return;
+    const p = client.pipeline().select(this.opts.positionDb);
+    if (needPos) p.get(keys.position(stream));
+    if (needErr) p.get(keys.error(stream));
+    const markerList = wantMarkers;
+    if (markerList.length) p.mget(...markerList);
+    const res = (await p.exec()) ?? [];
+    for (const r of res) if (r[0]) throw this.connectionOrReplyError(r[0], 'reading positions');
+    let i = 1;
+    if (needPos) st.domains.set(0, emptyDomain(decodePosition(res[i++][1] as string | null, keys.position(stream))));
+    if (needErr) {
+      this.checkErrorMarker(stream, res[i++][1] as string | null);
+      st.errorChecked = true;
+    }
+    if (markerList.length) {
+      const vals = res[i++][1] as Array<string | null>;
+      markerList.forEach((k, j) => this.markers.set(k, vals[j] === null ? null : Number(vals[j])));
+    }
+  }
+
+  private checkErrorMarker(stream: string, value: string | null): void {
+    if (value === null) return;
+    const key = this.keys!.error(stream);
+    if (this.opts.onUnknownCommand === 'skip') {
+      this.opts.logger.warn({ stream, marker: value }, `an earlier run stopped on a command the destination refused; on-command-error is skip: continuing (delete ${key} to clear)`);
+      return;
+    }
+    throw new ReplistreamError(
+      'DESTINATION',
+      `an earlier run of stream ${stream} stopped because the destination refused a command: ${value}. Fix the destination (or resynchronize), then delete the key ${key} to continue, or set on-command-error to skip`,
+      { setting: 'on-command-error', details: { stream, marker: value } },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // chunk building (standalone and per slot)
+
+  private buildChunk(stream: string, parts: Part[], from: number, committed: DomainState, skipIds: Set<string>): Chunk {
+    const cluster = this.topo!.kind === 'cluster';
+    const state = cloneDomain(committed);
+    const chunk: Chunk = {
+      end: from,
+      ops: [],
+      state,
+      markers: new Map(),
+      markerSets: new Map(),
+      watch: new Set(),
+      applied: [],
+      duplicates: [],
+      stale: [],
+      unmapped: 0,
+      heartbeatMs: null,
+      fallbacks: 0,
+      epochFlushes: 0,
+      posToStore: null,
+      positionChanged: false,
+    };
+    const marker = (k: string): number | null => (chunk.markers.has(k) ? chunk.markers.get(k)! : (this.markers.get(k) ?? null));
+    let bytes = 0;
+    let i = from;
+    for (; i < parts.length; i++) {
+      const part = parts[i];
+      const ev = part.prep.event;
+      if (state.pos && compareWriterPositions(part.pos, state.pos) <= 0) {
+        chunk.duplicates.push(part.prep.index);
+        continue;
+      }
+      const ops: Op[] = [];
+      if (part.markerKey) {
+        chunk.watch.add(part.markerKey);
+        const m = marker(part.markerKey);
+        if (m !== null && ev.pos.epoch < m) {
+          chunk.stale.push(part.prep.index);
+          state.pos = part.pos;
+          chunk.positionChanged = true;
+          continue;
+        }
+        if (m === null || ev.pos.epoch > m) {
+          if (cluster) {
+            ops.push({
+              args: ['EVAL', ENTER_EPOCH_SLOT_LUA, '1', part.markerKey, String(ev.pos.epoch), String(part.markerScope), ...this.opts.preservedPrefixes],
+              db: null,
+              slot: part.markerScope,
+              origin: null,
+            });
+            if (m !== null) chunk.epochFlushes++;
+          } else {
+            const flush = m !== null || (state.pos !== null && state.pos.epoch < ev.pos.epoch);
+            if (flush) {
+              ops.push(...flushOps(part.markerScope, { preservedPrefixes: this.opts.preservedPrefixes }, null));
+              chunk.epochFlushes++;
+              this.opts.logger.info({ stream, db: part.markerScope, epoch: ev.pos.epoch, previous: m }, 'new snapshot epoch: emptying the destination db');
+            }
+            chunk.markerSets.set(part.markerKey, ev.pos.epoch);
+          }
+          chunk.markers.set(part.markerKey, ev.pos.epoch);
+        }
+      }
+      switch (ev.kind) {
+        case 'snapshot-begin':
+          this.checkSnapshotVersion(stream, ev.rdbVersion, ev.sourceVersion, ev.pos);
+          break;
+        case 'snapshot-end':
+          this.opts.logger.debug({ stream, db: ev.db, keys: ev.keyCount }, 'snapshot end');
+          break;
+        case 'heartbeat':
+          // timeMs 0: a position-only event (the applier moving a stream past a barrier)
+          if (ev.timeMs > 0) chunk.heartbeatMs = Math.max(chunk.heartbeatMs ?? 0, ev.timeMs);
+          break;
+        case 'snapshot-key': {
+          const r = this.snapshotKeyOps(stream, part);
+          ops.push(...r.ops);
+          chunk.fallbacks += r.fallback ? 1 : 0;
+          break;
+        }
+        case 'command': {
+          for (const op of part.ops) {
+            if (op.origin && skipIds.has(op.origin.id)) continue;
+            if (op.crossSlot) {
+              const name = op.origin?.name ?? commandName(op.args);
+              if (this.opts.onUnknownCommand === 'skip') {
+                if (op.origin) skipIds.add(op.origin.id);
+                this.countSkipped(name, stream, ev.pos, 'its keys are in different slots of the cluster destination');
+                continue;
+              }
+              throw new ReplistreamError(
+                'DESTINATION',
+                `${name} at ${formatPosition(ev.pos)} (stream ${stream}) touches keys in different slots: a cluster destination cannot apply it (set on-command-error to skip to drop such commands)`,
+                { setting: 'on-command-error', details: { stream, position: ev.pos, command: name } },
+              );
+            }
+            ops.push(op);
+          }
+          chunk.unmapped += part.prep.dropped.length;
+          break;
+        }
+      }
+      state.pos = part.pos;
+      chunk.positionChanged = true;
+      chunk.applied.push(part.prep.index);
+      for (const op of ops) {
+        if (op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
+        chunk.ops.push(op);
+        bytes += argsBytes(op.args);
+      }
+      if (chunk.ops.length >= this.opts.maxOpsPerTransaction || bytes >= this.opts.maxBytesPerTransaction) {
+        i++;
+        break;
+      }
+    }
+    chunk.end = i;
+    chunk.posToStore = state.pos;
+    return chunk;
+  }
+
+  private checkSnapshotVersion(stream: string, rdbVersion: number, sourceVersion: string | null, pos: SourcePosition): void {
+    const dest = this.dinfo!;
+    if (this.opts.writeMode !== 'restore' || rdbVersion <= dest.rdbVersion) return;
+    if (this.opts.allowRestoreFallback) {
+      this.opts.logger.warn(
+        { stream, sourceRdb: rdbVersion, destinationRdb: dest.rdbVersion },
+        `snapshot RDB version ${rdbVersion} is newer than the destination's ${dest.rdbVersion}: keys will be written with typed commands`,
+      );
+      return;
+    }
+    throw this.versionError(stream, rdbVersion, sourceVersion, pos, null);
+  }
+
+  private versionError(stream: string, payloadVersion: number, sourceVersion: string | null, pos: SourcePosition, key: Buffer | null): ReplistreamError {
+    const dest = this.dinfo!;
+    const what = key ? `the RESTORE payload of key ${printableKey(key)}` : 'the snapshot';
+    return new ReplistreamError(
+      'DESTINATION',
+      `${what} at ${formatPosition(pos)} (stream ${stream}) has RDB version ${rdbVersionName(payloadVersion)}${sourceVersion ? ` from source Redis ${sourceVersion}` : ''}, ` +
+        `but the destination (Redis ${dest.version}) reads RDB versions up to ${rdbVersionName(dest.rdbVersion)}: ` +
+        'set write-mode to commands (typed writes work with any version), or enable restore-fallback',
+      { setting: 'write-mode', details: { stream, position: pos, payloadRdbVersion: payloadVersion, destinationRdbVersion: dest.rdbVersion, destinationVersion: dest.version } },
+    );
+  }
+
+  /**
+   * Ops for one snapshot key: RESTORE of its payload, or typed writes of its value (the first part
+   * of a big key replaces it, `append` parts add to it). A key already expired is deleted.
+   */
+  private snapshotKeyOps(stream: string, part: Part): { ops: Op[]; fallback: boolean } {
+    const ev = part.snapshotKey!;
+    const db = part.db!;
+    const slot = this.topo!.kind === 'cluster' ? keySlot(ev.key) : null;
+    const base = `${part.prep.index}/k`;
+    const mk = (cmds: Arg[][]): Op[] => cmds.map((args, j) => ({ args, db, slot, origin: { eventIndex: part.prep.index, id: `${base}${j}`, name: commandName(args) } }));
+    const dest = this.dinfo!;
+    const append = ev.append === true;
+    if (ev.piece) throw new ReplistreamError('INTERNAL', `snapshot key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} reached the writer as a piece`);
+    if (ev.expireAtMs !== null && ev.expireAtMs <= this.opts.now()) return { ops: mk([['DEL', ev.key]]), fallback: false };
+    let fallback = false;
+    if (ev.payload && !append && (this.opts.writeMode === 'restore' || !ev.value)) {
+      const v = payloadRdbVersion(ev.payload);
+      if (v <= dest.rdbVersion) {
+        const cmd: Arg[] = dest.features.absTtl
+          ? ['RESTORE', ev.key, String(ev.expireAtMs ?? 0), ev.payload, 'REPLACE', 'ABSTTL']
+          : ['RESTORE', ev.key, String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now())), ev.payload, 'REPLACE'];
+        return { ops: mk([cmd]), fallback: false };
+      }
+      if (!this.opts.allowRestoreFallback || !ev.value) throw this.versionError(stream, v, null, ev.pos, ev.key);
+      fallback = true;
+    }
+    if (!ev.value) {
+      throw new ReplistreamError('PROTOCOL', `snapshot key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} has neither a usable payload nor a typed value`);
+    }
+    if (ev.value.type === 'module') {
+      throw new ReplistreamError(
+        'DESTINATION',
+        `key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} holds a module value (${ev.value.moduleId}), which only RESTORE can write, and the capture sent no payload for it (too big for one payload, or a payload-less capture)`,
+        { setting: 'write-mode' },
+      );
+    }
+    return { ops: mk(typedWriteCommands(ev.key, ev.value, ev.expireAtMs, !append, dest.features)), fallback };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // transactions
+
+  /**
+   * Sends one transaction: [SELECT positionDb] WATCH … MULTI ops … SET position EXEC, in one write.
+   * `selectDb` null for a cluster node (db 0 only).
+   */
+  private async execTransaction(client: Redis, selectDb: number | null, chunk: Chunk, positionKey: string, expectedStored: WriterPosition | null): Promise<TxOutcome> {
+    // 1. WATCH the position and epoch markers, then check they still hold what this writer
+    //    believes: a compare-and-set, so a second writer of the stream (or a marker moved by
+    //    another stream) makes this transaction abort instead of applying twice.
+    const markerKeys = [...chunk.watch];
+    const check = client.pipeline();
+    if (selectDb !== null) check.select(selectDb);
+    check.watch(positionKey, ...markerKeys);
+    check.get(positionKey);
+    if (markerKeys.length) check.mget(...markerKeys);
+    let preRes: Array<[Error | null, unknown]>;
+    try {
+      preRes = ((await check.exec()) ?? []) as Array<[Error | null, unknown]>;
+    } catch (err) {
+      return { kind: 'unknown', error: err as Error };
+    }
+    for (const [e] of preRes) {
+      if (!e) continue;
+      if (!isReplyError(e)) return { kind: 'unknown', error: e };
+      return { kind: 'rejected', errors: [{ origin: null, args: ['WATCH'], error: e }] };
+    }
+    const base = selectDb !== null ? 2 : 1;
+    const storedNow = decodePosition(preRes[base][1] as string | null, positionKey);
+    let same = samePosition(storedNow, expectedStored);
+    if (same && markerKeys.length) {
+      const vals = preRes[base + 1][1] as Array<string | null>;
+      same = markerKeys.every((k, i) => (vals[i] === null ? null : Number(vals[i])) === (this.markers.get(k) ?? null));
+    }
+    if (!same) {
+      await client.unwatch().catch(() => undefined);
+      return { kind: 'watch-aborted' };
+    }
+    // 2. the transaction itself
+    const p = client.pipeline();
+    const queued: Array<{ origin: OpOrigin | null; args: Arg[] }> = [];
+    const q = (args: Arg[], origin: OpOrigin | null) => {
+      p.callBuffer(String(args[0]), ...args.slice(1));
+      queued.push({ origin, args });
+    };
+    (p as unknown as { multi(): unknown }).multi();
+    let cur: number | null = selectDb;
+    for (const op of chunk.ops) {
+      if (selectDb !== null && op.db !== null && op.db !== cur) {
+        q(['SELECT', String(op.db)], null);
+        cur = op.db;
+      }
+      q(op.args, op.origin);
+      if (op.clobbersDb) cur = -1;
+    }
+    if (selectDb !== null && cur !== selectDb) q(['SELECT', String(selectDb)], null);
+    if (chunk.posToStore) q(['SET', positionKey, encodePosition(chunk.posToStore)], null);
+    for (const [k, e] of chunk.markerSets) q(['SET', k, String(e)], null);
+    p.exec();
+    let res: Array<[Error | null, unknown]>;
+    try {
+      res = ((await p.exec()) ?? []) as Array<[Error | null, unknown]>;
+    } catch (err) {
+      return { kind: 'unknown', error: err as Error };
+    }
+    this.stats.transactions++;
+    const pre = 1; // MULTI
+    const execRes = res[res.length - 1];
+    // a connection-level failure anywhere: the outcome of EXEC is unknown
+    for (const r of res) if (r[0] && !isReplyError(r[0])) return { kind: 'unknown', error: r[0] };
+    for (let i = 0; i < pre; i++) {
+      const e = res[i]?.[0];
+      if (e && !REDIRECT.test(e.message) && !TRANSIENT.test(e.message)) {
+        return { kind: 'rejected', errors: [{ origin: null, args: ['MULTI'], error: e }] };
+      }
+    }
+    if (!execRes) return { kind: 'unknown', error: new Error('no reply to EXEC') };
+    if (execRes[0]) {
+      const errors: RejectedCommand[] = [];
+      for (let i = 0; i < queued.length; i++) {
+        const e = res[pre + i]?.[0];
+        if (e) errors.push({ origin: queued[i].origin, args: queued[i].args, error: e });
+      }
+      for (let i = 0; i < pre; i++) {
+        const e = res[i]?.[0];
+        if (e) errors.push({ origin: null, args: ['MULTI'], error: e });
+      }
+      if (errors.length === 0) errors.push({ origin: null, args: ['EXEC'], error: execRes[0] });
+      return { kind: 'rejected', errors };
+    }
+    const replies = execRes[1] as unknown[] | null;
+    if (replies === null) return { kind: 'watch-aborted' };
+    const runtimeErrors: RejectedCommand[] = [];
+    replies.forEach((r, i) => {
+      if (r instanceof Error) runtimeErrors.push({ origin: queued[i].origin, args: queued[i].args, error: r });
+    });
+    return { kind: 'committed', runtimeErrors };
+  }
+
+  /** Decides what to do after a transaction. Returns 'retry' to rebuild the same chunk, 'next' to go on. */
+  private async handleOutcome(
+    stream: string,
+    st: StreamState,
+    domain: number,
+    chunk: Chunk,
+    parts: Part[],
+    outcome: TxOutcome,
+    skipIds: Set<string>,
+    result: BatchResult,
+    attempt: number,
+  ): Promise<'retry' | 'next'> {
+    const posOf = (o: OpOrigin | null): SourcePosition | null => (o ? (parts.find((p) => p.prep.index === o.eventIndex)?.prep.event.pos ?? null) : null);
+    switch (outcome.kind) {
+      case 'committed': {
+        this.commitChunk(st, domain, chunk, result);
+        if (outcome.runtimeErrors.length) await this.handleRuntimeErrors(stream, outcome.runtimeErrors, posOf);
+        return 'next';
+      }
+      case 'watch-aborted': {
+        this.stats.watchRetries++;
+        if (attempt > MAX_RETRIES) {
+          throw new ReplistreamError('DESTINATION', `stream ${stream}: transaction aborted ${attempt} times by concurrent changes of its position or epoch keys`, { retriable: true });
+        }
+        const before = st.domains.get(domain)?.stored ?? null;
+        const stored = await this.readDomainPosition(stream, domain);
+        if (!samePosition(stored, before)) {
+          // someone else applied this stream: step back and let the applier re-deliver
+          throw new ReplistreamError(
+            'DESTINATION',
+            `stream ${stream}${this.topo!.kind === 'cluster' ? ` slot ${domain}` : ''}: another writer advanced the position to ${formatPosition(stored)} (was ${formatPosition(before)}); is a second applier consuming the same partition?`,
+            { retriable: true, details: { stream, stored, known: before } },
+          );
+        }
+        for (const k of chunk.watch) this.markers.delete(k);
+        await this.reloadMarkers(domain, [...chunk.watch]);
+        return 'retry';
+      }
+      case 'rejected': {
+        const redirect = outcome.errors.find((e) => REDIRECT.test(e.error.message));
+        const transient = outcome.errors.find((e) => TRANSIENT.test(e.error.message));
+        if (redirect || transient) {
+          if (attempt > MAX_RETRIES) {
+            const e = (redirect ?? transient)!;
+            throw new ReplistreamError('DESTINATION', `stream ${stream}: the destination keeps refusing the transaction: ${e.error.message}`, { retriable: true, cause: e.error });
+          }
+          if (redirect && this.topo!.kind === 'cluster') await this.topo!.router.refresh();
+          else await sleep(Math.min(50 * 2 ** attempt, 2000));
+          return 'retry';
+        }
+        const infra = outcome.errors.find((e) => !e.origin);
+        const own = outcome.errors.filter((e) => e.origin);
+        if (infra && own.length === 0) {
+          throw new ReplistreamError('DESTINATION', `stream ${stream}: the destination refused replistream's own ${commandName(infra.args)}: ${infra.error.message}`, { cause: infra.error });
+        }
+        const first = own[0];
+        if (this.opts.onUnknownCommand === 'skip') {
+          if (own.every((e) => skipIds.has(e.origin!.id))) {
+            throw new ReplistreamError('INTERNAL', `stream ${stream}: ${first.origin!.name} was skipped but the destination still reports it: ${first.error.message}`, { cause: first.error });
+          }
+          for (const e of own) {
+            skipIds.add(e.origin!.id);
+            this.countSkipped(e.origin!.name, stream, posOf(e.origin), e.error.message);
+          }
+          return 'retry';
+        }
+        throw this.refusedError(stream, first, posOf(first.origin), false);
+      }
+      case 'unknown': {
+        if (this.topo!.kind === 'cluster') await this.topo!.router.refresh().catch(() => undefined);
+        throw new ReplistreamError(
+          'CONNECTION',
+          `stream ${stream}: lost the destination while a transaction was in flight (${outcome.error.message}); its outcome is unknown: positions will be re-read`,
+          { retriable: true, cause: outcome.error },
+        );
+      }
+    }
+  }
+
+  private refusedError(stream: string, e: RejectedCommand, pos: SourcePosition | null, committed: boolean): ReplistreamError {
+    const name = e.origin?.name ?? commandName(e.args);
+    return new ReplistreamError(
+      'DESTINATION',
+      `the destination refused ${name} of the event at ${formatPosition(pos)} (stream ${stream}): ${e.error.message}` +
+        (committed ? '; the other commands of its transaction were applied (a run-time error does not roll back MULTI/EXEC)' : '; nothing of its transaction was applied') +
+        ' (set on-command-error to skip to count and skip such commands)',
+      { setting: 'on-command-error', cause: e.error, details: { stream, position: pos, command: name } },
+    );
+  }
+
+  private countSkipped(name: string, stream: string, pos: SourcePosition | null, why: string): void {
+    this.stats.skipped[name] = (this.stats.skipped[name] ?? 0) + 1;
+    this.opts.logger.warn({ stream, position: pos, command: name, reason: why }, `skipped ${name} refused by the destination (on-command-error skip)`);
+  }
+
+  private async handleRuntimeErrors(stream: string, errors: RejectedCommand[], posOf: (o: OpOrigin | null) => SourcePosition | null): Promise<void> {
+    const infra = errors.find((e) => !e.origin);
+    if (infra) {
+      throw new ReplistreamError('DESTINATION', `stream ${stream}: replistream's own ${commandName(infra.args)} failed in the destination: ${infra.error.message}`, { cause: infra.error });
+    }
+    if (this.opts.onUnknownCommand === 'skip') {
+      for (const e of errors) this.countSkipped(e.origin!.name, stream, posOf(e.origin), e.error.message);
+      return;
+    }
+    const first = errors[0];
+    const pos = posOf(first.origin);
+    const err = this.refusedError(stream, first, pos, true);
+    const marker = JSON.stringify({ position: pos, command: first.origin!.name, error: first.error.message, at: new Date().toISOString() });
+    try {
+      const keys = this.keys!;
+      if (this.topo!.kind === 'standalone') {
+        await this.topo!.client.pipeline().select(this.opts.positionDb).set(keys.error(stream), marker).exec();
+      } else {
+        await this.topo!.router.forSlot(keys.homeSlot(stream)).set(keys.error(stream), marker);
+      }
+    } catch (e) {
+      this.opts.logger.error({ err: e }, 'could not record the refused command in the destination');
+    }
+    throw err;
+  }
+
+  private commitChunk(st: StreamState, domain: number, chunk: Chunk, result: BatchResult, written = true): void {
+    if (written && chunk.posToStore) chunk.state.stored = chunk.posToStore;
+    st.domains.set(domain, chunk.state);
+    for (const [k, v] of chunk.markers) this.markers.set(k, v);
+    this.stats.applied += chunk.applied.length;
+    this.stats.duplicates += chunk.duplicates.length;
+    this.stats.stale += chunk.stale.length;
+    this.stats.unmappedDb += chunk.unmapped;
+    this.stats.restoreFallbacks += chunk.fallbacks;
+    this.stats.epochFlushes += chunk.epochFlushes;
+    result.applied += chunk.applied.length;
+    result.skipped += chunk.duplicates.length + chunk.stale.length;
+    if (chunk.heartbeatMs !== null) this.heartbeatMs = Math.max(this.heartbeatMs ?? 0, chunk.heartbeatMs);
+  }
+
+  private async readDomainPosition(stream: string, domain: number): Promise<WriterPosition | null> {
+    const keys = this.keys!;
+    if (this.topo!.kind === 'standalone') {
+      const res = (await this.topo!.client.pipeline().select(this.opts.positionDb).get(keys.position(stream)).exec()) ?? [];
+      if (res[1]?.[0]) throw this.connectionOrReplyError(res[1][0], 'reading positions');
+      return decodePosition(res[1]?.[1] as string | null, keys.position(stream));
+    }
+    const v = await this.topo!.router.forSlot(domain).get(keys.position(stream, domain));
+    return decodePosition(v, keys.position(stream, domain));
+  }
+
+  private async reloadMarkers(domain: number, markerKeys: string[]): Promise<void> {
+    if (markerKeys.length === 0) return;
+    let vals: Array<string | null>;
+    if (this.topo!.kind === 'standalone') {
+      const res = (await this.topo!.client.pipeline().select(this.opts.positionDb).mget(...markerKeys).exec()) ?? [];
+      if (res[1]?.[0]) throw this.connectionOrReplyError(res[1][0], 'reading epoch markers');
+      vals = res[1][1] as Array<string | null>;
+    } else {
+      vals = await this.topo!.router.forSlot(domain).mget(...markerKeys);
+    }
+    markerKeys.forEach((k, i) => this.markers.set(k, vals[i] === null ? null : Number(vals[i])));
+  }
+
+  private connectionOrReplyError(e: Error, what: string): ReplistreamError {
+    if (isReplyError(e)) return new ReplistreamError('DESTINATION', `${what}: ${e.message}`, { cause: e, retriable: TRANSIENT.test(e.message) || REDIRECT.test(e.message) });
+    return new ReplistreamError('CONNECTION', `${what}: ${e.message}`, { cause: e, retriable: true });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // cluster
+
+  private async applyCluster(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
+    const topo = this.topo as Extract<Topology, { kind: 'cluster' }>;
+    const keys = this.keys!;
+    const st = this.stream(stream);
+    const home = keys.homeSlot(stream);
+    const { prepared, replayedPieces } = await this.prepare(stream, events);
+    const result: BatchResult = { applied: 0, skipped: replayedPieces };
+    const segments: Segment[] = [{ parts: new Map(), barrier: null }];
+    const addPart = (slot: number, part: Part) => {
+      const seg = segments[segments.length - 1];
+      let a = seg.parts.get(slot);
+      if (!a) seg.parts.set(slot, (a = []));
+      a.push(part);
+    };
+    const addBarrier = (b: Barrier) => {
+      segments[segments.length - 1].barrier = b;
+      segments.push({ parts: new Map(), barrier: null });
+    };
+    let unmapped = 0;
+    for (const prep of prepared) {
+      const ev = prep.event;
+      if (prep.db === undefined) {
+        unmapped++;
+        continue;
+      }
+      const base = (slot: number, part: number, ops: Op[], sk: SnapshotKey | null = null): Part => ({
+        prep,
+        pos: withPart(ev.pos, part),
+        ops,
+        snapshotKey: sk,
+        markerKey: keys.marker(slot),
+        markerScope: slot,
+        db: prep.db,
+      });
+      switch (ev.kind) {
+        case 'snapshot-begin':
+          if (ev.pos.epoch > this.sweptEpoch) addBarrier({ t: 'sweep', pos: withPart(ev.pos), prep, epoch: ev.pos.epoch });
+          addPart(home, base(home, 0, []));
+          break;
+        case 'snapshot-end':
+        case 'heartbeat':
+          addPart(home, base(home, 0, []));
+          break;
+        case 'snapshot-key':
+          addPart(keySlot(ev.key), base(keySlot(ev.key), 0, [], ev));
+          break;
+        case 'command': {
+          let partNo = 0;
+          let bySlot = new Map<number, Op[]>();
+          const flushOpsOf = () => {
+            for (const [slot, ops] of bySlot) addPart(slot, base(slot, partNo, ops));
+            bySlot = new Map();
+          };
+          for (const it of prep.items) {
+            if (it.t === 'op') {
+              const slot = it.op.slot ?? home;
+              let a = bySlot.get(slot);
+              if (!a) bySlot.set(slot, (a = []));
+              a.push(it.op);
+              continue;
+            }
+            flushOpsOf();
+            partNo++;
+            if (it.t === 'flush') addBarrier({ t: 'flush', pos: withPart(ev.pos, partNo), prep, name: it.origin.name });
+            else addBarrier({ t: 'all-masters', pos: withPart(ev.pos, partNo), prep, args: it.args, origin: it.origin });
+            partNo++;
+          }
+          if (bySlot.size === 0 && partNo === 0) bySlot.set(home, []); // a unit with nothing to write still moves the position
+          flushOpsOf();
+          unmapped += prep.dropped.length;
+          break;
+        }
+      }
+    }
+    this.stats.unmappedDb += unmapped;
+    result.skipped += prepared.filter((p) => p.db === undefined).length;
+    const statusOf = new Map<number, 'applied' | 'skipped'>();
+    const mark = (idxs: number[], s: 'applied' | 'skipped') => {
+      for (const i of idxs) if (statusOf.get(i) !== 'applied') statusOf.set(i, s);
+    };
+
+    for (const seg of segments) {
+      if (seg.parts.size) await this.runSlots(stream, st, seg.parts, mark);
+      if (seg.barrier) await this.runBarrier(stream, st, seg.barrier, mark, topo);
+    }
+    for (const s of statusOf.values()) {
+      if (s === 'applied') result.applied++;
+      else result.skipped++;
+    }
+    return result;
+  }
+
+  /** Loads the positions and epoch markers of `slots` not known yet. */
+  private async loadSlots(stream: string, st: StreamState, slots: number[]): Promise<void> {
+    const topo = this.topo as Extract<Topology, { kind: 'cluster' }>;
+    const keys = this.keys!;
+    if (!st.errorChecked) {
+      const v = await topo.router.forSlot(keys.homeSlot(stream)).get(keys.error(stream));
+      this.checkErrorMarker(stream, v);
+      st.errorChecked = true;
+    }
+    const want = slots.filter((s) => !st.domains.has(s) || !this.markers.has(keys.marker(s)));
+    if (!want.length) return;
+    for (let attempt = 0; ; attempt++) {
+      const byNode = new Map<string, number[]>();
+      for (const s of want) {
+        const k = topo.router.nodeKeyForSlot(s) ?? '';
+        let a = byNode.get(k);
+        if (!a) byNode.set(k, (a = []));
+        a.push(s);
+      }
+      let redirected = false;
+      await Promise.all(
+        [...byNode.entries()].map(async ([, ss]) => {
+          const c = topo.router.forSlot(ss[0]);
+          const p = c.pipeline();
+          for (const s of ss) p.get(keys.position(stream, s)).get(keys.marker(s));
+          const res = (await p.exec()) ?? [];
+          ss.forEach((s, i) => {
+            const [pe, pv] = res[2 * i];
+            const [me, mv] = res[2 * i + 1];
+            const e = pe ?? me;
+            if (e) {
+              if (REDIRECT.test(e.message)) {
+                redirected = true;
+                return;
+              }
+              throw this.connectionOrReplyError(e, 'reading slot positions');
+            }
+            if (!st.domains.has(s)) st.domains.set(s, emptyDomain(decodePosition(pv as string | null, keys.position(stream, s))));
+            this.markers.set(keys.marker(s), mv === null ? null : Number(mv));
+          });
+        }),
+      );
+      if (!redirected) return;
+      if (attempt >= MAX_RETRIES) throw new ReplistreamError('DESTINATION', 'slot map keeps changing while reading positions', { retriable: true });
+      await topo.router.refresh();
+    }
+  }
+
+  private async runSlots(stream: string, st: StreamState, bySlot: Map<number, Part[]>, mark: (idxs: number[], s: 'applied' | 'skipped') => void): Promise<void> {
+    const topo = this.topo as Extract<Topology, { kind: 'cluster' }>;
+    const keys = this.keys!;
+    await this.loadSlots(stream, st, [...bySlot.keys()]);
+    const queue = [...bySlot.entries()];
+    const errors: unknown[] = [];
+    const worker = async () => {
+      for (;;) {
+        const next = queue.shift();
+        if (!next) return;
+        const [slot, parts] = next;
+        try {
+          const skipIds = new Set<string>();
+          let from = 0;
+          let attempts = 0;
+          const result: BatchResult = { applied: 0, skipped: 0 };
+          while (from < parts.length) {
+            if (!st.domains.has(slot) || !this.markers.has(keys.marker(slot))) await this.loadSlots(stream, st, [slot]);
+            const chunk = this.buildChunk(stream, parts, from, st.domains.get(slot)!, skipIds);
+            if (!chunk.positionChanged && chunk.ops.length === 0) {
+              this.commitChunk(st, slot, chunk, result, false);
+              mark(chunk.applied, 'applied');
+              mark([...chunk.duplicates, ...chunk.stale], 'skipped');
+              from = chunk.end;
+              continue;
+            }
+            const client = topo.router.forSlot(slot);
+            const outcome = await this.execTransaction(client, null, chunk, keys.position(stream, slot), st.domains.get(slot)!.stored);
+            const r = await this.handleOutcome(stream, st, slot, chunk, parts, outcome, skipIds, result, ++attempts);
+            if (r === 'retry') continue;
+            mark(chunk.applied, 'applied');
+            mark([...chunk.duplicates, ...chunk.stale], 'skipped');
+            attempts = 0;
+            from = chunk.end;
+          }
+        } catch (err) {
+          st.domains.delete(slot);
+          errors.push(err);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.maxInFlight, queue.length) }, worker));
+    if (errors.length) throw errors[0];
+  }
+
+  private async runBarrier(
+    stream: string,
+    st: StreamState,
+    b: Barrier,
+    mark: (idxs: number[], s: 'applied' | 'skipped') => void,
+    topo: Extract<Topology, { kind: 'cluster' }>,
+  ): Promise<void> {
+    const keys = this.keys!;
+    const home = keys.homeSlot(stream);
+    const perSlotScript = async (script: string, keyOf: (slot: number) => string, argv: (slot: number) => string[]): Promise<number> => {
+      let total = 0;
+      for (let attempt = 0; ; attempt++) {
+        let redirected = false;
+        await Promise.all(
+          [...topo.router.slotsByMaster().entries()].map(async ([nodeKey, slots]) => {
+            const c = topo.router.client(nodeKey)!;
+            for (let i = 0; i < slots.length; i += 1024) {
+              const p = c.pipeline();
+              const part = slots.slice(i, i + 1024);
+              for (const s of part) p.call('EVAL', script, '1', keyOf(s), ...argv(s));
+              const res = (await p.exec()) ?? [];
+              for (const [e, v] of res) {
+                if (e) {
+                  if (REDIRECT.test(e.message)) redirected = true;
+                  else throw this.connectionOrReplyError(e, `${b.t} on ${nodeKey}`);
+                } else if (typeof v === 'number' && v > 0) total += v;
+              }
+            }
+          }),
+        );
+        if (!redirected) return total;
+        if (attempt >= MAX_RETRIES) throw new ReplistreamError('DESTINATION', 'slot map keeps changing', { retriable: true });
+        await topo.router.refresh();
+      }
+    };
+    switch (b.t) {
+      case 'sweep': {
+        const n = await perSlotScript(ENTER_EPOCH_SLOT_LUA, (s) => keys.marker(s), (s) => [String(b.epoch), String(s), ...this.opts.preservedPrefixes]);
+        this.sweptEpoch = Math.max(this.sweptEpoch, b.epoch);
+        this.markers.clear();
+        if (n > 0) this.stats.epochFlushes++;
+        this.opts.logger.info({ stream, epoch: b.epoch, removed: n }, 'new snapshot epoch: swept every slot of the cluster destination');
+        return;
+      }
+      case 'flush': {
+        await perSlotScript(FLUSH_SLOT_LUA, (s) => keys.position(stream, s), (s) => [encodePosition(b.pos), String(s), ...this.opts.preservedPrefixes]);
+        st.domains.clear();
+        mark([b.prep.index], 'applied');
+        return;
+      }
+      case 'all-masters': {
+        await this.loadSlots(stream, st, [home]);
+        const d = st.domains.get(home)!;
+        if (d.pos && compareWriterPositions(b.pos, d.pos) <= 0) {
+          mark([b.prep.index], 'skipped');
+          return;
+        }
+        const refusals: RejectedCommand[] = [];
+        for (const m of topo.router.masters()) {
+          try {
+            await m.client.callBuffer(String(b.args[0]), ...b.args.slice(1));
+          } catch (e) {
+            const err = e as Error;
+            if (!isReplyError(err)) throw this.connectionOrReplyError(err, `${b.origin.name} on ${m.key}`);
+            if (isAlreadyDoneError(b.args, err.message)) continue;
+            refusals.push({ origin: b.origin, args: b.args, error: err });
+          }
+        }
+        const refused = refusals[0];
+        if (refused) {
+          if (this.opts.onUnknownCommand === 'skip') this.countSkipped(b.origin.name, stream, b.prep.event.pos, refused.error.message);
+          else throw this.refusedError(stream, refused, b.prep.event.pos, false);
+        }
+        // record the position in the home slot
+        const part: Part = { prep: b.prep, pos: b.pos, ops: [], snapshotKey: null, markerKey: null, markerScope: home, db: b.prep.db };
+        await this.runSlots(stream, st, new Map([[home, [part]]]), mark);
+        return;
+      }
+    }
+  }
+}
+

@@ -1,0 +1,221 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ChangeEvent, CommandEvent, SnapshotKey } from '../../../services/events/model.js';
+import { ReplistreamError } from '../../../services/common/errors.js';
+import { verifyDatabases } from '../../../services/destination/verify.js';
+import { batches, client, cmd, pos, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
+
+/** A workload of non-idempotent commands: counters, list pushes, appends, one MULTI unit every 10. */
+function workload(n: number, start = 1000): CommandEvent[] {
+  const out: CommandEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = pos(start + i * 10);
+    if (i % 10 === 9) out.push(cmd(p, 0, ['INCR', 'unit'], ['RPUSH', 'unitlist', String(i)], ['APPEND', 'unitlog', '.']));
+    else if (i % 3 === 0) out.push(cmd(p, 0, ['INCR', 'counter']));
+    else if (i % 3 === 1) out.push(cmd(p, 0, ['LPUSH', 'list', String(i)]));
+    else out.push(cmd(p, 0, ['APPEND', 'log', 'x'], ['HINCRBY', 'h', 'n', 1]));
+  }
+  return out;
+}
+
+async function expectExact(url: string, n: number): Promise<void> {
+  const c = client(url);
+  const units = Math.floor(n / 10);
+  let counter = 0;
+  let list = 0;
+  let log = 0;
+  for (let i = 0; i < n; i++) {
+    if (i % 10 === 9) continue;
+    if (i % 3 === 0) counter++;
+    else if (i % 3 === 1) list++;
+    else log++;
+  }
+  expect(Number(await c.get('counter'))).toBe(counter);
+  expect(await c.llen('list')).toBe(list);
+  expect((await c.get('log'))?.length ?? 0).toBe(log);
+  expect(Number(await c.hget('h', 'n'))).toBe(log);
+  expect(Number(await c.get('unit'))).toBe(units);
+  expect(await c.llen('unitlist')).toBe(units);
+  expect((await c.get('unitlog'))?.length ?? 0).toBe(units);
+  // list order is the source's
+  const l = await c.lrange('list', 0, -1);
+  expect(l.map(Number)).toEqual([...l.map(Number)].sort((a, b) => b - a));
+  c.disconnect();
+}
+
+describe('exactly once', () => {
+  const servers: RedisServer[] = [];
+  const server = async () => {
+    const s = await startRedis();
+    servers.push(s);
+    return s;
+  };
+  afterAll(async () => void (await Promise.all(servers.map((s) => s.stop()))));
+
+  it('applies the same batch twice and overlapping batches once', async () => {
+    const d = await server();
+    const evs = workload(300);
+    const w = writer(d.url);
+    expect(await w.applyBatch('s:0', evs.slice(0, 100))).toEqual({ applied: 100, skipped: 0 });
+    expect(await w.applyBatch('s:0', evs.slice(0, 100))).toEqual({ applied: 0, skipped: 100 });
+    expect(await w.applyBatch('s:0', evs.slice(50, 200))).toEqual({ applied: 100, skipped: 50 });
+    await w.applyBatch('s:0', evs.slice(150, 300));
+    await w.close();
+    // a new writer (a restarted applier) re-delivered everything
+    const w2 = writer(d.url);
+    for (const b of batches(evs, 37)) await w2.applyBatch('s:0', b);
+    expect(w2.stats.applied).toBe(0);
+    expect(w2.stats.duplicates).toBe(300);
+    await w2.close();
+    await expectExact(d.url, 300);
+  });
+
+  it('keeps streams apart: each stream has its own position', async () => {
+    const d = await server();
+    const w = writer(d.url);
+    await w.applyBatch('s:0', [cmd(pos(10), 0, ['INCR', 'a'])]);
+    await w.applyBatch('s:1', [cmd(pos(10), 0, ['INCR', 'b'])]);
+    await w.applyBatch('s:1', [cmd(pos(10), 0, ['INCR', 'b'])]);
+    const c = client(d.url);
+    expect([await c.get('a'), await c.get('b')]).toEqual(['1', '1']);
+    expect(await w.storedPosition('s:1')).toMatchObject({ epoch: 1, offset: 10, seq: 0 });
+    c.disconnect();
+    await w.close();
+  });
+
+  for (const how of ['client disconnect', 'server-side CLIENT KILL'] as const) {
+    it(`survives a crash mid-run (${how}) without doubling anything`, async () => {
+      const d = await server();
+      const n = 3000;
+      const evs = workload(n);
+      const killer = client(d.url);
+      let crashes = 0;
+      for (let round = 0; round < 6; round++) {
+        const w = writer(d.url, { maxOpsPerTransaction: 40 });
+        await w.start();
+        const running = (async () => {
+          for (const b of batches(evs, 250)) await w.applyBatch('s:0', b);
+        })().then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 60));
+        if (how === 'client disconnect') w.disconnect();
+        else await killer.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+        const err = await running;
+        if (err) {
+          crashes++;
+          expect(err).toBeInstanceOf(ReplistreamError);
+        }
+        w.disconnect();
+      }
+      expect(crashes).toBeGreaterThan(0);
+      const w = writer(d.url);
+      for (const b of batches(evs, 500)) await w.applyBatch('s:0', b);
+      await w.close();
+      killer.disconnect();
+      await expectExact(d.url, n);
+    });
+  }
+
+  it('refuses to interleave with a second writer of the same stream (zombie applier)', async () => {
+    const d = await server();
+    const evs = workload(1000);
+    const w1 = writer(d.url, { maxOpsPerTransaction: 20 });
+    const w2 = writer(d.url, { maxOpsPerTransaction: 20 });
+    const errors: unknown[] = [];
+    // each writer behaves like an applier: a failed batch is delivered again, never skipped
+    const go = async (w: typeof w1) => {
+      for (const b of batches(evs, 100)) {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          try {
+            await w.applyBatch('s:0', b);
+            break;
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+      }
+    };
+    await Promise.all([go(w1), go(w2)]);
+    expect(errors.length).toBeGreaterThan(0); // they did collide
+    await Promise.all([w1.close(), w2.close()]);
+    for (const e of errors) expect((e as ReplistreamError).retriable).toBe(true);
+    await expectExact(d.url, 1000);
+  });
+
+  it('rebuilds events split into record pieces across batches; replays from inside a series are recognised', async () => {
+    const s = await server();
+    const d = await server();
+    const sc = client(s.url);
+    await sc.set('a-small', 'a');
+    await sc.rpush('big', ...Array.from({ length: 3000 }, (_, i) => `element-${i}`));
+    await sc.set('z-small', 'z');
+    for (const writeMode of ['restore', 'commands'] as const) {
+      const evs = await snapshotEvents(sc, 0, { recordBytes: 4096 });
+      const bigPieces = evs.filter((e): e is SnapshotKey => e.kind === 'snapshot-key' && e.key.toString() === 'big');
+      expect(bigPieces.length).toBeGreaterThan(4);
+      const first = evs.indexOf(bigPieces[0]);
+      const prefix = `replistream:pos:${writeMode}`;
+      const w = writer(d.url, { writeMode, positionKeyPrefix: prefix });
+      await w.applyBatch('s:0', evs.slice(0, first + 2)); // ends inside the big key's series
+      expect(w.pendingFrom('s:0')).toEqual(bigPieces[0].pos);
+      expect(await client(d.url).exists('big')).toBe(0); // nothing of it written yet
+      expect((await w.storedPosition('s:0'))!.seq).toBeLessThan(bigPieces[0].pos.seq);
+      w.disconnect(); // crash: the buffered pieces are lost
+      const w2 = writer(d.url, { writeMode, positionKeyPrefix: prefix });
+      // a re-delivery from inside the series cannot complete it: an error, not a silent gap
+      await expect(w2.applyBatch('s:0', evs.slice(first + 1))).rejects.toThrow(/arrived without the pieces before it/);
+      // the applier re-delivers from before pendingFrom
+      await w2.applyBatch('s:0', evs.slice(first - 1));
+      expect(w2.pendingFrom('s:0')).toBeNull();
+      expect((await verifyDatabases(s.url, d.url, [0], new Map())).differences).toEqual([]);
+      // once applied, a replay starting inside the series is a duplicate, not an error
+      expect((await w2.applyBatch('s:0', evs.slice(first + 1))).applied).toBe(0);
+      await w2.close();
+      await client(d.url).flushall();
+    }
+    sc.disconnect();
+  });
+
+  it('big keys in appended parts: each part once, even when replayed', async () => {
+    const s = await server();
+    const d = await server();
+    const sc = client(s.url);
+    await sc.rpush('big', ...Array.from({ length: 1000 }, (_, i) => `e${i}`));
+    await sc.sadd('bigset', ...Array.from({ length: 1000 }, (_, i) => `m${i}`));
+    await sc.set('bigstr', 'x'.repeat(5000));
+    const evs = await snapshotEvents(sc, 0, { parts: 5 });
+    expect(evs.filter((e) => e.kind === 'snapshot-key' && e.append).length).toBe(12);
+    const w = writer(d.url);
+    for (const b of batches(evs, 3)) await w.applyBatch('s:0', b);
+    for (const b of batches(evs, 4)) await w.applyBatch('s:0', b);
+    await w.close();
+    const w2 = writer(d.url);
+    await w2.applyBatch('s:0', evs.slice(5)); // a restart re-delivering from the middle of a key
+    await w2.close();
+    expect((await verifyDatabases(s.url, d.url, [0], new Map())).differences).toEqual([]);
+    sc.disconnect();
+  });
+
+  it('applies list snapshot keys idempotently (never doubled) in both write modes', async () => {
+    const s = await server();
+    const sc = client(s.url);
+    await sc.rpush('l', 'a', 'b', 'c');
+    for (const writeMode of ['restore', 'commands'] as const) {
+      const d = await server();
+      const evs: ChangeEvent[] = await snapshotEvents(sc, 0);
+      const dc = client(d.url);
+      await dc.rpush('l', 'pre-existing');
+      const w = writer(d.url, { writeMode });
+      await w.applyBatch('s:0', evs);
+      await w.close();
+      // a fresh writer with forgotten positions (another group on the same destination)
+      const w2 = writer(d.url, { writeMode, positionKeyPrefix: 'replistream:pos:other' });
+      await w2.applyBatch('s:0', evs);
+      await w2.close();
+      expect(await dc.lrange('l', 0, -1)).toEqual(['a', 'b', 'c']);
+      dc.disconnect();
+    }
+    sc.disconnect();
+  });
+});
