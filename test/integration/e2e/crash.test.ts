@@ -50,7 +50,7 @@ function workload(url: string, ops: number, pace = 0): { done: Promise<void>; st
       p.incr(`ctr:${i % 7}`);
       p.lpush(`lst:${i % 5}`, String(i));
       p.append(`app:${i % 3}`, `${i},`);
-      if (i % 50 === 0) p.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
+      if (i % 50 === 0) await c.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
       await p.exec();
       if (pace) await new Promise((r) => setTimeout(r, pace));
     }
