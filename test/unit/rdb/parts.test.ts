@@ -1,0 +1,220 @@
+/** CRC-64, LZF, DUMP payloads, toJsonSafe, inspectRdb and the async parse APIs. */
+import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildDumpPayload, parseDumpPayload } from '../../../services/replication/dump-payload.js';
+import { Crc64, crc64 } from '../../../services/replication/rdb/crc64.js';
+import { fromJsonSafe, inspectRdb, toJsonSafe } from '../../../services/replication/rdb/inspect.js';
+import { lzfDecompress, LzfStreamDecoder } from '../../../services/replication/rdb/lzf.js';
+import { parseRdbFile, parseRdbStream, type RdbItem } from '../../../services/replication/rdb/index.js';
+import { ReplistreamError } from '../../../services/common/errors.js';
+import { normalizeValue } from './live.js';
+import { canon, FIXTURE_DIR, loadFixture, parseWhole, prng, splitEvery } from './util.js';
+
+const lzf = createRequire(import.meta.url)('lzfjs') as { compress(d: Uint8Array): Uint8Array };
+
+describe('crc64 (Jones)', () => {
+  it('check value and table[1]', () => {
+    expect(crc64(Buffer.from('123456789'))).toBe(0xe9c6d914c4b8d9can);
+    // crc of the single byte 0x01 from a zero register is table[1].
+    expect(crc64(Buffer.from([1]))).toBe(0x7ad870c830358979n);
+    expect(crc64(Buffer.alloc(0))).toBe(0n);
+  });
+
+  it('incremental over any split equals one shot', () => {
+    const rnd = prng(3);
+    const data = Buffer.from(Array.from({ length: 1000 }, () => Math.floor(rnd() * 256)));
+    const ref = crc64(data);
+    for (let i = 0; i < 200; i++) {
+      const c = new Crc64();
+      let off = 0;
+      while (off < data.length) {
+        const n = 1 + Math.floor(rnd() * 40);
+        c.update(data, off, Math.min(data.length, off + n));
+        off += n;
+      }
+      expect(c.value).toBe(ref);
+    }
+    const out = Buffer.alloc(8);
+    new Crc64().update(data).writeLE(out, 0);
+    expect(out.readBigUInt64LE(0)).toBe(ref);
+    expect(new Crc64(ref).value).toBe(ref);
+  });
+});
+
+describe('lzf', () => {
+  const rnd = prng(11);
+  const samples: Buffer[] = [
+    Buffer.from('a'.repeat(1000)),
+    Buffer.from('abcabcabcabc-xyz-'.repeat(300)),
+    Buffer.from(Array.from({ length: 5000 }, () => (rnd() < 0.6 ? 65 : Math.floor(rnd() * 256)))),
+    Buffer.from(Array.from({ length: 300 }, () => Math.floor(rnd() * 256))),
+  ];
+
+  it('decompresses what liblzf (lzfjs) compresses', () => {
+    for (const s of samples) {
+      const c = Buffer.from(lzf.compress(s));
+      expect(lzfDecompress(c, 0, c.length, s.length, 0).equals(s)).toBe(true);
+    }
+  });
+
+  it('streaming decoder: same bytes, exact slices, any input chunking', () => {
+    for (const s of samples) {
+      const c = Buffer.from(lzf.compress(s));
+      for (const slice of [1, 7, 100, 4096]) {
+        for (const feed of [1, 3, 50, c.length]) {
+          const d = new LzfStreamDecoder(c.length, s.length, slice, 0);
+          const out: Buffer[] = [];
+          let lastSeen = false;
+          const pending = Buffer.alloc(0);
+          let buf = pending;
+          for (const chunk of splitEvery(c, feed)) {
+            buf = Buffer.concat([buf, chunk]);
+            const used = d.feed(buf, 0, buf.length, (x, last) => {
+              out.push(x);
+              lastSeen = last;
+            });
+            buf = buf.subarray(used);
+          }
+          expect(d.done).toBe(true);
+          expect(lastSeen).toBe(true);
+          expect(Buffer.concat(out).equals(s)).toBe(true);
+          expect(out.slice(0, -1).every((x) => x.length === slice)).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('rejects corrupt data with RDB_FORMAT', () => {
+    const bad = [
+      { c: [0x20, 0x00], u: 3 }, // reference before the start
+      { c: [0x05, 0x41], u: 6 }, // literal run past the input
+      { c: [0x00, 0x41], u: 2 }, // output shorter than declared
+      { c: [0x01, 0x41, 0x42], u: 1 }, // output longer than declared
+      { c: [0xe0], u: 9 }, // truncated reference
+    ];
+    for (const { c, u } of bad) {
+      const src = Buffer.from(c);
+      expect(() => lzfDecompress(src, 0, src.length, u, 42)).toThrow(/offset 42: corrupt LZF/);
+      const d = new LzfStreamDecoder(src.length, u, 4, 42);
+      expect(() => d.feed(src, 0, src.length, () => undefined)).toThrow(ReplistreamError);
+    }
+  });
+});
+
+describe('dump payloads', () => {
+  it('rebuilding a real DUMP from its parts gives the same bytes', () => {
+    const { expected } = loadFixture('streams');
+    for (const k of expected.keys) {
+      const dump = Buffer.from(k.dump, 'base64');
+      const parts = parseDumpPayload(dump);
+      expect(parts.rdbVersion).toBe(10);
+      expect(buildDumpPayload(parts.type, parts.value, parts.rdbVersion).equals(dump)).toBe(true);
+    }
+  });
+
+  it('rejects a bad checksum, accepts a zero one', () => {
+    const p = buildDumpPayload(0, Buffer.from([3, 0x61, 0x62, 0x63]), 10);
+    const bad = Buffer.from(p);
+    bad[2] ^= 1;
+    expect(() => parseDumpPayload(bad)).toThrow(/checksum mismatch at offset/);
+    const zero = Buffer.from(bad);
+    zero.fill(0, zero.length - 8);
+    expect(parseDumpPayload(zero).value.toString('latin1')).toBe('\x03`bc');
+    expect(() => parseDumpPayload(Buffer.alloc(5))).toThrow(ReplistreamError);
+  });
+});
+
+describe('toJsonSafe', () => {
+  it('text stays text, anything else is base64', () => {
+    expect(toJsonSafe(Buffer.from('hello'))).toBe('hello');
+    expect(toJsonSafe(Buffer.alloc(0))).toBe('');
+    expect(toJsonSafe(Buffer.from('ключ 😀 é'))).toBe('ключ 😀 é');
+    expect(toJsonSafe(Buffer.from('a\nb'))).toEqual({ base64: Buffer.from('a\nb').toString('base64') });
+    expect(toJsonSafe(Buffer.from('tab\t'))).toEqual({ base64: 'dGFiCQ==' });
+    expect(toJsonSafe(Buffer.from([0x7f]))).toEqual({ base64: 'fw==' });
+    expect(toJsonSafe(Buffer.from('\u0085', 'utf8'))).toEqual({ base64: 'woU=' }); // C1 control
+    expect(toJsonSafe(Buffer.from([0xff, 0xfe]))).toEqual({ base64: '//4=' }); // not UTF-8
+    expect(toJsonSafe(Buffer.from([0xed, 0xa0, 0x80]))).toEqual({ base64: '7aCA' }); // surrogate
+    expect(toJsonSafe(new Uint8Array([0x61]))).toBe('a');
+  });
+
+  it('round-trips', () => {
+    const rnd = prng(1);
+    for (let i = 0; i < 500; i++) {
+      const buf = Buffer.from(Array.from({ length: Math.floor(rnd() * 20) }, () => (rnd() < 0.8 ? 32 + Math.floor(rnd() * 90) : Math.floor(rnd() * 256))));
+      expect(fromJsonSafe(JSON.parse(JSON.stringify(toJsonSafe(buf)))).equals(buf)).toBe(true);
+    }
+  });
+});
+
+class Sink extends Writable {
+  chunks: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.chunks.push(chunk.toString('utf8'));
+    cb();
+  }
+}
+
+describe('inspectRdb', () => {
+  it('prints one JSON object per key, matching what the server reported', async () => {
+    for (const name of ['strings', 'streams', 'zsets', 'dbs-functions']) {
+      const sink = new Sink();
+      const summary = await inspectRdb(join(FIXTURE_DIR, `${name}.rdb`), sink, 'jsonl');
+      const lines = sink.chunks.join('').split('\n');
+      expect(lines.pop()).toBe('');
+      const { expected, rdb } = loadFixture(name);
+      expect(summary).toEqual({ lines: expected.keys.length, keys: expected.keys.length, bytes: rdb.length });
+      const got = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      for (const g of got) expect(Object.keys(g)).toEqual(['db', 'key', 'type', 'encoding', 'expireAtMs', 'value']);
+      const norm = (x: { db: unknown; key: unknown; type: string; encoding?: unknown; rdbEncoding?: unknown; expireAtMs: unknown; value: unknown }) => ({
+        db: x.db,
+        key: x.key,
+        type: x.type,
+        encoding: x.encoding ?? x.rdbEncoding,
+        expireAtMs: x.expireAtMs,
+        value: normalizeValue(x.type, x.value),
+      });
+      const sortKey = (x: { db: unknown; key: unknown }): string => JSON.stringify([x.db, x.key]);
+      expect(got.map((g) => norm(g as never)).sort((a, b) => sortKey(a).localeCompare(sortKey(b)))).toEqual(
+        expected.keys.map((k) => norm(k as never)).sort((a, b) => sortKey(a).localeCompare(sortKey(b))),
+      );
+    }
+  });
+
+  it('big keys are printed in pieces', async () => {
+    const sink = new Sink();
+    const summary = await inspectRdb(join(FIXTURE_DIR, 'big.rdb'), sink, 'jsonl', { maxEntryBytes: 1000 });
+    const lines = sink.chunks.join('').trim().split('\n').map((l) => JSON.parse(l) as { key: string; piece?: { index: number; last: boolean } });
+    expect(summary.keys).toBe(8);
+    expect(lines.length).toBe(summary.lines);
+    expect(lines.some((l) => l.piece && l.piece.index > 0)).toBe(true);
+  });
+});
+
+describe('async APIs', () => {
+  it('parseRdbFile and parseRdbStream give the same items as push()', async () => {
+    const { rdb } = loadFixture('big');
+    const ref = canon(parseWhole(rdb).items);
+    const fromFile: RdbItem[] = [];
+    for await (const it of parseRdbFile(join(FIXTURE_DIR, 'big.rdb'))) fromFile.push(it);
+    expect(canon(fromFile)).toBe(ref);
+    async function* chunks(): AsyncGenerator<Buffer> {
+      for (const c of splitEvery(rdb, 777)) yield c;
+    }
+    const fromStream: RdbItem[] = [];
+    for await (const it of parseRdbStream(chunks())) fromStream.push(it);
+    expect(canon(fromStream)).toBe(ref);
+  });
+
+  it('parseRdbStream throws on a truncated stream', async () => {
+    const { rdb } = loadFixture('sets');
+    async function* chunks(): AsyncGenerator<Buffer> {
+      yield rdb.subarray(0, 100);
+    }
+    await expect(async () => {
+      for await (const _ of parseRdbStream(chunks())) void _;
+    }).rejects.toThrow(/truncated at offset 100/);
+  });
+});
