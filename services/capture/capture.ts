@@ -194,7 +194,7 @@ export class CaptureService extends EventEmitter {
     this.snapshotOffset = offset;
     this.snapshotSeq = 0;
     this.snapshotKeysPerDb.clear();
-    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes });
+    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes, payloads: this.opts.snapshotFormat !== 'typed' });
     this.lastUnitEnd = null;
     // Recorded before any event of the epoch: a restart now means a new full sync.
     await this.opts.sink.writePosition({ epoch: this.stats.epoch, replid, offset, db: 0, state: 'snapshot', updatedAt: Date.now() });
