@@ -212,3 +212,57 @@ export async function referenceWorkload(url: string, round = 0): Promise<void> {
     c.disconnect();
   }
 }
+
+/**
+ * Every event on the source's db topics, read from the beginning to the current end, with the
+ * partition it was read from: the raw material for checks by position (duplicates, gaps, order).
+ */
+export async function readAllEvents(names: PipelineNames, dbs: number[]): Promise<Array<{ db: number; partition: number; event: import('../../services/events/model.js').ChangeEvent }>> {
+  const { createKafka } = await import('../../services/transport/kafka.js');
+  const { EventRegistry } = await import('../../services/transport/registry.js');
+  const { topicName } = await import('../../services/transport/topics.js');
+  const s = stack();
+  const kafka = createKafka({ brokers: s.kafka, clientId: 'test-reader', logger: testLogger });
+  const registry = new EventRegistry({ url: s.registry, logger: testLogger });
+  const admin = kafka.admin();
+  await admin.connect();
+  const out: Array<{ db: number; partition: number; event: import('../../services/events/model.js').ChangeEvent }> = [];
+  const consumer = kafka.consumer({ groupId: uniqueName('reader') });
+  try {
+    const ends = new Map<string, bigint>();
+    for (const db of dbs) {
+      for (const o of await admin.fetchTopicOffsets(topicName(names.topicPrefix, names.sourceId, db))) ends.set(`${db}:${o.partition}`, BigInt(o.high));
+    }
+    const remaining = new Set([...ends].filter(([, high]) => high > 0n).map(([k]) => k));
+    if (remaining.size === 0) return out;
+    await consumer.connect();
+    await consumer.subscribe({ topics: dbs.map((db) => topicName(names.topicPrefix, names.sourceId, db)), fromBeginning: true });
+    const byTopic = new Map(dbs.map((db) => [topicName(names.topicPrefix, names.sourceId, db), db]));
+    const collected = new Map<string, Array<{ offset: bigint; events: import('../../services/events/model.js').ChangeEvent[] }>>();
+    await new Promise<void>((resolve, reject) => {
+      consumer
+        .run({
+          eachMessage: async ({ topic, partition, message }) => {
+            const db = byTopic.get(topic)!;
+            const k = `${db}:${partition}`;
+            const list = collected.get(k) ?? [];
+            list.push({ offset: BigInt(message.offset), events: await registry.decode(message.value!) });
+            collected.set(k, list);
+            if (BigInt(message.offset) + 1n >= ends.get(k)!) {
+              remaining.delete(k);
+              if (remaining.size === 0) resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+    for (const [k, list] of collected) {
+      const [db, partition] = k.split(':').map(Number);
+      for (const r of list.sort((a, b) => (a.offset < b.offset ? -1 : 1))) for (const event of r.events) out.push({ db, partition, event });
+    }
+    return out;
+  } finally {
+    await consumer.disconnect().catch(() => {});
+    await admin.disconnect().catch(() => {});
+  }
+}
