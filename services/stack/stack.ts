@@ -274,7 +274,9 @@ function registryPart(layout: StackLayout): Part {
       const jar = existsSync(join(home, 'quarkus-run.jar'))
         ? join(home, 'quarkus-run.jar')
         : join(home, `apicurio-registry-app-${version}-runner.jar`);
+      // Quarkus also opens a management port (9000 by default): keep it on loopback, beside ours.
       const args = ['-Xms128m', '-Xmx512m', `-Dquarkus.http.port=${layout.registryPort}`, '-Dquarkus.http.host=127.0.0.1',
+        `-Dquarkus.management.port=${layout.registryPort + 1}`, '-Dquarkus.management.host=127.0.0.1',
         '-Dquarkus.log.level=WARN', '-jar', jar];
       return spawnDetached('registry', layout, java, args, home);
     },
