@@ -73,14 +73,16 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   log.info({ destination: redactUrl(s.destination), group: s.group, sourceId: s.sourceId }, 'applier starting');
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-apply-${s.group}`, logger: log });
   const registry = new EventRegistry({ url: s.registry, logger: log });
+  // Fail fast on an unreachable or auth-refusing destination, before waiting for topics.
+  const positionKeyPrefix = `replistream:pos:${s.group}`;
+  const hadProgress = await hasGroupProgress(s.destination, positionKeyPrefix);
   const topics = await discoverTopics(kafka, s, log);
   const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
 
   // Intercept: a new group (nothing committed yet) refuses a destination holding keys.
-  const positionKeyPrefix = `replistream:pos:${s.group}`;
   if (s.conflictMode === 'intercept') {
     const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
-    const isNew = lag.every((l) => l.committed === null) && !(await hasGroupProgress(s.destination, positionKeyPrefix));
+    const isNew = lag.every((l) => l.committed === null) && !hadProgress;
     if (isNew) await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
   }
 

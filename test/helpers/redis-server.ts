@@ -82,7 +82,7 @@ function pingPort(port: number): Promise<boolean> {
       const sock = connect(port, '127.0.0.1');
       sock.setTimeout(500);
       sock.once('connect', () => sock.write('PING\r\n'));
-      sock.once('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      sock.once('data', (d) => { sock.destroy(); resolve(/^(\+PONG|-NOAUTH)/.test(d.toString())); });
       sock.once('error', () => resolve(false));
       sock.once('timeout', () => { sock.destroy(); resolve(false); });
     });
