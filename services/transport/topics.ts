@@ -61,6 +61,8 @@ export interface EnsureResult {
   existing: string[];
 }
 
+const TRANSIENT_CREATE_ERRORS = new Set(['TOPIC_ALREADY_EXISTS', 'UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION', 'NOT_CONTROLLER', 'REQUEST_TIMED_OUT']);
+
 /**
  * Create the missing topics; check that existing ones have `partitions` partitions (a different
  * count would move keys between partitions and break per-key order: a CONFIG error naming the
@@ -93,16 +95,27 @@ export async function ensureTopics(admin: Admin, names: string[], options: Topic
       await admin.createTopics({ topics, waitForLeaders: true });
     } catch (err) {
       // A concurrent creator wins the race: fine, the partition check below still applies.
+      // A new topic's partitions may briefly be unknown to the broker that answers (leaders not
+      // elected yet): the metadata loop below waits for them.
       const inner = (err as { errors?: Array<{ type?: string }> }).errors ?? [];
-      const onlyExists = inner.length > 0 && inner.every((e) => e.type === 'TOPIC_ALREADY_EXISTS');
-      if (!onlyExists && (err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw kafkaError(`creating topics ${missing.join(', ')}`, err);
+      const cause = (err as { cause?: { type?: string } }).cause;
+      const types = [(err as { type?: string }).type, cause?.type, ...inner.map((e) => e.type)];
+      const tolerated = types.every((t) => t === undefined || TRANSIENT_CREATE_ERRORS.has(t)) && types.some((t) => t !== undefined);
+      if (!tolerated) throw kafkaError(`creating topics ${missing.join(', ')}`, err);
     }
   }
-  let metadata: Awaited<ReturnType<Admin['fetchTopicMetadata']>>;
-  try {
-    metadata = await admin.fetchTopicMetadata({ topics: wanted });
-  } catch (err) {
-    throw kafkaError(`reading metadata of ${wanted.join(', ')}`, err);
+  let metadata: Awaited<ReturnType<Admin['fetchTopicMetadata']>> | null = null;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      metadata = await admin.fetchTopicMetadata({ topics: wanted });
+      const leaderless = metadata.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0));
+      if (!leaderless) break;
+      if (Date.now() > deadline) throw new Error('partitions without a leader');
+    } catch (err) {
+      if (Date.now() > deadline) throw kafkaError(`reading metadata of ${wanted.join(', ')}`, err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
   for (const t of metadata.topics) {
     if (t.partitions.length !== options.partitions) {
