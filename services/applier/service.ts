@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
+import { withStartupRetry } from '../common/retry.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { RedisBarrierStore } from '../destination/barrier-store.js';
@@ -165,7 +166,7 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
 }
 
 export async function runApplier(config: Record<string, unknown>, log: Logger): Promise<number> {
-  const running = await startApplier(config as unknown as ApplySettings, log);
+  const running = await withStartupRetry('applier', log, () => startApplier(config as unknown as ApplySettings, log));
   const outcome = await new Promise<number>((resolve) => {
     const onSignal = (sig: string) => {
       log.info({ signal: sig }, 'stopping');

@@ -6,6 +6,7 @@
 import { Redis } from 'ioredis';
 import { Gauge, Counter } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
+import { withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import type { ChangeEvent } from '../events/model.js';
@@ -150,7 +151,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
 
 /** CLI entry: runs until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1). */
 export async function runCapture(config: Record<string, unknown>, log: Logger): Promise<number> {
-  const running = await startCapture(config as unknown as CaptureSettings, log);
+  const running = await withStartupRetry('capture', log, () => startCapture(config as unknown as CaptureSettings, log));
   const outcome = await new Promise<number>((resolve) => {
     const onSignal = (sig: string) => {
       log.info({ signal: sig }, 'stopping');
