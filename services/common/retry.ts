@@ -2,10 +2,10 @@ import { ReplistreamError } from './errors.js';
 import type { Logger } from './log.js';
 
 /**
- * Starts a service, retrying with exponential backoff (1 s doubling to 30 s, `attempts` tries)
+ * Starts a service, retrying with exponential backoff (1 s, 2 s, 4 s: `attempts` tries)
  * while the failure is retriable (an unreachable broker or server); anything else fails at once.
  */
-export async function withStartupRetry<T>(what: string, log: Logger, start: () => Promise<T>, attempts = 8): Promise<T> {
+export async function withStartupRetry<T>(what: string, log: Logger, start: () => Promise<T>, attempts = 4): Promise<T> {
   let delay = 1000;
   for (let i = 1; ; i++) {
     try {
