@@ -47,7 +47,16 @@ export interface CaptureOptions {
   link: Omit<ReplicaLinkOptions, 'start' | 'onRdbChunk' | 'onRdbEnd' | 'onRdbAbort' | 'manualConfirm' | 'logger'>;
   sink: EventSink;
   partitions: number;
+  /** First partition of this capture's range (cluster sources: one range per master). Default 0. */
+  partitionBase?: number;
   dbs: number[];
+  /**
+   * Chooses the epoch of a full sync that starts (default: the previous one + 1). A cluster
+   * capture shares one epoch between its masters (see cluster.ts).
+   */
+  nextEpoch?: (current: number) => number;
+  /** Ignore the stored position and start with a full sync (a cluster capture's new epoch). */
+  forceFull?: boolean;
   filter: KeyFilter;
   heartbeatKey: string | null;
   snapshotFormat?: SnapshotFormat;
@@ -102,20 +111,29 @@ export class CaptureService extends EventEmitter {
     this.log = opts.logger;
   }
 
+  private get base(): number {
+    return this.opts.partitionBase ?? 0;
+  }
+
   async start(): Promise<void> {
     const last = await this.opts.sink.readPosition();
     let start = null;
     if (last) {
       this.stats.epoch = last.epoch;
-      if (last.state === 'streaming') {
+      if (last.state === 'streaming' && !this.opts.forceFull) {
         start = { replid: last.replid, offset: last.offset, db: last.db };
         this.stats.replid = last.replid;
         this.stats.durableOffset = last.offset;
         this.log.info({ epoch: last.epoch, replid: last.replid, offset: last.offset }, 'resuming from the durable position');
-      } else {
+      } else if (!this.opts.forceFull) {
         this.log.warn({ epoch: last.epoch }, 'the previous full sync did not complete: starting a new one');
       }
     }
+    this.flushTimer = setInterval(() => void this.enqueue(() => this.flush()), this.opts.flushIntervalMs ?? 20);
+    this.openLink(start);
+  }
+
+  private openLink(start: { replid: string; offset: number; db: number } | null): void {
     const link = new ReplicaLink({
       ...this.opts.link,
       start,
@@ -123,7 +141,7 @@ export class CaptureService extends EventEmitter {
       logger: this.log,
       onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
       onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
-      onRdbAbort: () => this.enqueue(async () => { this.parser = null; }),
+      onRdbAbort: () => this.enqueue(async () => { this.parser = null; this.began = false; }),
     });
     this.link = link;
     link.on('fullresync', (info) => void this.enqueue(() => this.onFullResync(info.replid, info.offset)));
@@ -133,13 +151,30 @@ export class CaptureService extends EventEmitter {
       this.log.info({ replid: info.replid, offset: info.offset }, 'source continued the stream (+CONTINUE)');
       this.emit('continue', info);
     });
-    link.on('unit', (unit) => this.onUnit(unit));
+    link.on('unit', (unit) => {
+      if (this.link === link) this.onUnit(unit);
+    });
     link.on('error', (err) => this.log.warn({ err: err.message, retriable: err.retriable }, 'replication link error'));
     link.on('close', ({ error }) => {
-      if (error) this.fail(error);
+      if (error && this.link === link) this.fail(error);
     });
-    this.flushTimer = setInterval(() => void this.enqueue(() => this.flush()), this.opts.flushIntervalMs ?? 20);
     link.start();
+  }
+
+  /**
+   * Drops the current stream and asks the source for a new full sync (a new snapshot). Used by a
+   * cluster capture when another master had to resync: all masters then join the new epoch.
+   */
+  async forceFullSync(): Promise<void> {
+    const old = this.link;
+    this.link = null;
+    await old?.stop();
+    await this.enqueue(async () => {
+      await this.flush();
+      this.parser = null;
+      this.began = false;
+    });
+    if (!this.failed && this.flushTimer) this.openLink(null);
   }
 
   async stop(): Promise<void> {
@@ -186,7 +221,7 @@ export class CaptureService extends EventEmitter {
 
   private async onFullResync(replid: string, offset: number): Promise<void> {
     await this.flush();
-    this.stats.epoch += 1;
+    this.stats.epoch = this.opts.nextEpoch ? this.opts.nextEpoch(this.stats.epoch) : this.stats.epoch + 1;
     this.stats.fullSyncs++;
     this.stats.state = 'full-sync';
     this.stats.replid = replid;
@@ -234,7 +269,7 @@ export class CaptureService extends EventEmitter {
       });
       if (item.piece === null || item.piece.last) this.snapshotKeysPerDb.set(item.db, (this.snapshotKeysPerDb.get(item.db) ?? 0) + 1);
       this.stats.snapshotKeys++;
-      this.buffer(item.db, partitionOfKey(item.key, this.opts.partitions), event);
+      this.buffer(item.db, this.base + partitionOfKey(item.key, this.opts.partitions), event);
     } else if (item.kind === 'function') {
       if (!this.began) this.broadcastBegin();
       // Functions are server-wide: replayed as FUNCTION LOAD REPLACE, in order with db partition 0.
@@ -244,14 +279,14 @@ export class CaptureService extends EventEmitter {
         participants: [], piece: null,
         pos: { epoch: this.stats.epoch, offset: this.snapshotOffset, seq: ++this.snapshotSeq, replid: this.stats.replid ?? '' },
       };
-      this.buffer(db, 0, unit);
+      this.buffer(db, this.base, unit);
     }
   }
 
   /** snapshot-begin goes to every partition of every synced db: the appliers' epoch barrier. */
   private broadcastBegin(): void {
     this.began = true;
-    for (const db of this.opts.dbs) for (let p = 0; p < this.opts.partitions; p++) this.buffer(db, p, this.beginEvent(db));
+    for (const db of this.opts.dbs) for (let p = 0; p < this.opts.partitions; p++) this.buffer(db, this.base + p, this.beginEvent(db));
   }
 
   private async onRdbEnd(): Promise<void> {
@@ -266,7 +301,7 @@ export class CaptureService extends EventEmitter {
           kind: 'snapshot-end', db, keyCount: this.snapshotKeysPerDb.get(db) ?? 0,
           pos: { epoch: this.stats.epoch, offset: this.snapshotOffset, seq: this.snapshotSeq + 1, replid: this.stats.replid ?? '' },
         };
-        this.buffer(db, p, end);
+        this.buffer(db, this.base + p, end);
       }
     }
     // Bytes after the RDB (disk-based transfer) are stream bytes: the link parses them itself.
@@ -293,13 +328,13 @@ export class CaptureService extends EventEmitter {
     const heartbeat = this.heartbeatOf(unit, pos);
     if (heartbeat) {
       if (this.opts.filter.dbSelected(unit.db)) {
-        for (let p = 0; p < this.opts.partitions; p++) this.buffer(unit.db, p, heartbeat);
+        for (let p = 0; p < this.opts.partitions; p++) this.buffer(unit.db, this.base + p, heartbeat);
       }
       return;
     }
     const commands = this.opts.filter.filtersKeys ? this.filterUnitKeys(unit.commands) : unit.commands;
     if (commands.length === 0) return;
-    const participants = routeUnit(unit.db, commands, { partitions: this.opts.partitions, syncedDbs: this.opts.dbs });
+    const participants = routeUnit(unit.db, commands, { partitions: this.opts.partitions, partitionBase: this.base, syncedDbs: this.opts.dbs });
     if (participants.length === 0) return;
     this.stats.commands += commands.length;
     const event: CommandEvent = {

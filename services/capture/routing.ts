@@ -22,6 +22,11 @@ export function partitionOfKey(key: Buffer, partitions: number): number {
 
 export interface RoutingContext {
   partitions: number;
+  /**
+   * First partition of this stream's range (default 0). A cluster source gives each master its own
+   * range of `partitions` partitions, so that every partition holds one replication stream.
+   */
+  partitionBase?: number;
   /** Databases that are synchronized (their topics exist); others are dropped. */
   syncedDbs: number[];
 }
@@ -33,8 +38,9 @@ export interface RoutingContext {
 export function routeUnit(db: number, commands: Buffer[][], ctx: RoutingContext): Participant[] {
   const out = new Map<string, Participant>();
   const synced = new Set(ctx.syncedDbs);
+  const base = ctx.partitionBase ?? 0;
   const add = (d: number, p: number) => {
-    if (synced.has(d)) out.set(`${d}:${p}`, { db: d, partition: p });
+    if (synced.has(d)) out.set(`${d}:${base + p}`, { db: d, partition: base + p });
   };
   const everyPartition = (d: number) => {
     for (let p = 0; p < ctx.partitions; p++) add(d, p);

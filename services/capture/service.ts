@@ -3,7 +3,8 @@
  * parser (services/replication), the pipeline (capture.ts), the Kafka transport
  * (services/transport), a heartbeat writer on the source, and the HTTP status endpoint.
  */
-import { Redis } from 'ioredis';
+import { EventEmitter } from 'node:events';
+import { Cluster, Redis } from 'ioredis';
 import { Gauge, Counter } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
 import { withStartupRetry } from '../common/retry.js';
@@ -14,7 +15,8 @@ import { createKafka } from '../transport/kafka.js';
 import { EventProducer, type Compression } from '../transport/producer.js';
 import { EventRegistry } from '../transport/registry.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
-import { CaptureService, type CapturePosition, type EventSink } from './capture.js';
+import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
+import { EpochCoordinator, mastersFromSlots } from './cluster.js';
 import { KeyFilter } from './key-filter.js';
 
 export interface CaptureSettings {
@@ -51,33 +53,59 @@ async function sourceDatabases(client: Redis, dbs?: number[]): Promise<number[]>
   return Array.from({ length: 16 }, (_, i) => i);
 }
 
+export interface CaptureView extends EventEmitter {
+  readonly stats: CaptureStats;
+  ready(): boolean;
+  failure(): Promise<ReplistreamError>;
+}
+
 export interface RunningCapture {
-  service: CaptureService;
+  /** The pipeline (for a cluster source, a view over one pipeline per master). */
+  service: CaptureView;
   stop(): Promise<void>;
 }
 
 export async function startCapture(s: CaptureSettings, log: Logger): Promise<RunningCapture> {
   log.info({ source: redactUrl(s.source), sourceId: s.sourceId, kafka: s.kafka }, 'capture starting');
   const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true } as never);
+  admin.on('error', () => undefined);
   try {
     await admin.connect();
   } catch (err) {
     admin.disconnect();
-    throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}`, { cause: err, retriable: true, setting: 'source' });
+    const msg = String((err as Error)?.message ?? err);
+    if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
+      throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
+    }
+    throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}: ${msg}`, { cause: err, retriable: true, setting: 'source' });
   }
   const info = await admin.info('server').catch(() => '');
-  if (/redis_mode:cluster/.test(info)) {
-    admin.disconnect();
-    throw new ReplistreamError('CONFIG', 'the source is a Redis Cluster: capture of clusters (one link per master) is not supported yet', { setting: 'source' });
+  const isCluster = /redis_mode:cluster/.test(info);
+  // One replication stream per master: the source itself, or every master of a cluster.
+  let masters: Array<{ url: string; index: number }>;
+  let dbs: number[];
+  if (isCluster) {
+    const found = mastersFromSlots((await admin.call('CLUSTER', 'SLOTS')) as unknown[]);
+    masters = found.map((m) => {
+      const u = new URL(s.source);
+      u.hostname = m.host;
+      u.port = String(m.port);
+      return { url: u.toString(), index: m.index };
+    });
+    dbs = [0];
+    log.info({ masters: masters.map((m) => redactUrl(m.url)) }, 'source is a cluster: one replication link per master');
+  } else {
+    masters = [{ url: s.source, index: 0 }];
+    dbs = await sourceDatabases(admin, s.dbs);
   }
-  const dbs = await sourceDatabases(admin, s.dbs);
 
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-capture-${s.sourceId}`, logger: log });
   const registry = new EventRegistry({ url: s.registry, logger: log });
   const kadmin = kafka.admin();
   await kadmin.connect();
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
-  await ensureTopics(kadmin, [...topics.values()], { partitions: s.partitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs });
+  const totalPartitions = s.partitions * masters.length;
+  await ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs });
   const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
   await ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor });
   await kadmin.disconnect();
@@ -88,44 +116,67 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
 
   const metrics = newMetricsRegistry('capture');
   const produced = new Counter({ name: 'replistream_capture_events_total', help: 'Change events produced', registers: [metrics] });
-  const sink: EventSink = {
+  const stored = await producer.readLatestPositions();
+  const positionKey = (i: number) => (isCluster ? `${POSITION_KEY}:${i}` : POSITION_KEY);
+  const sinkFor = (i: number): EventSink => ({
     async send(db: number, partition: number, events: ChangeEvent[]) {
       await producer.send(topics.get(db)!, partition, events);
       produced.inc(events.length);
     },
     async writePosition(p: CapturePosition) {
-      await producer.writePosition(POSITION_KEY, p);
+      await producer.writePosition(positionKey(i), p);
     },
     async readPosition() {
-      const all = await producer.readLatestPositions();
-      const p = all.get(POSITION_KEY) as CapturePosition | undefined;
-      return p ?? null;
+      return (stored.get(positionKey(i)) as CapturePosition | undefined) ?? null;
     },
-  };
-
-  const service = new CaptureService({
-    link: { url: s.source },
-    sink,
-    partitions: s.partitions,
-    dbs,
-    filter: new KeyFilter({ dbs, include: s.include, exclude: s.exclude }),
-    heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
-    logger: log,
   });
+
+  const services: CaptureService[] = [];
+  const coordinator = isCluster
+    ? new EpochCoordinator(
+        masters.length,
+        masters.map((m) => (stored.get(positionKey(m.index)) as CapturePosition | undefined) ?? null),
+        log,
+        (except) => services.forEach((svc, i) => i !== except && void svc.forceFullSync()),
+      )
+    : null;
+  for (const m of masters) {
+    services.push(
+      new CaptureService({
+        link: { url: m.url },
+        sink: sinkFor(m.index),
+        partitions: s.partitions,
+        partitionBase: m.index * s.partitions,
+        dbs,
+        filter: new KeyFilter({ dbs, include: s.include, exclude: s.exclude }),
+        heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
+        logger: isCluster ? log.child({ master: m.index }) : log,
+        nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
+        forceFull: coordinator ? !coordinator.resume : false,
+      }),
+    );
+  }
+  const service: CaptureView = services.length === 1 ? services[0] : new ClusterCaptureView(services);
   new Gauge({ name: 'replistream_capture_source_offset', help: 'Source replication offset seen', registers: [metrics], collect() { this.set(service.stats.sourceOffset); } });
   new Gauge({ name: 'replistream_capture_durable_offset', help: 'Offset durable in Kafka', registers: [metrics], collect() { this.set(service.stats.durableOffset); } });
   new Gauge({ name: 'replistream_capture_epoch', help: 'Snapshot epoch', registers: [metrics], collect() { this.set(service.stats.epoch); } });
 
-  await service.start();
+  for (const svc of services) await svc.start();
 
   // Heartbeat: a key on the source set to the wall-clock time every second; it flows through the
   // stream like any write, so appliers measure end-to-end lag from it.
   let heartbeat: NodeJS.Timeout | null = null;
+  const writer: Redis | Cluster = isCluster
+    ? new Cluster([{ host: new URL(s.source).hostname, port: Number(new URL(s.source).port) }], {
+        redisOptions: { username: decodeURIComponent(new URL(s.source).username) || undefined, password: decodeURIComponent(new URL(s.source).password) || undefined, protocol: 2 } as never,
+      })
+    : admin;
+  writer.on('error', () => undefined);
   if (!s.noHeartbeat) {
-    await admin.select(dbs[0]);
+    if (!isCluster) await admin.select(dbs[0]);
     let warned = false;
     heartbeat = setInterval(() => {
-      admin.set(s.heartbeatKey, String(Date.now())).catch((err: Error) => {
+      writer.set(s.heartbeatKey, String(Date.now())).catch((err: Error) => {
         if (!warned) log.warn({ err: err.message, key: s.heartbeatKey }, 'cannot write the heartbeat key on the source (lag will not be measured); use --no-heartbeat to silence');
         warned = true;
       });
@@ -141,12 +192,41 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
     service,
     async stop() {
       if (heartbeat) clearInterval(heartbeat);
-      await service.stop();
+      for (const svc of services) await svc.stop();
       await producer.disconnect().catch(() => {});
       admin.disconnect();
+      if (writer !== admin) writer.disconnect();
       http?.close();
     },
   };
+}
+
+/** The status of a cluster capture: its masters' pipelines seen as one. */
+class ClusterCaptureView extends EventEmitter {
+  constructor(private readonly parts: CaptureService[]) {
+    super();
+    for (const p of parts) {
+      p.on('failed', (e) => this.emit('failed', e));
+      p.on('continue', (e) => this.emit('continue', e));
+    }
+  }
+  get stats(): CaptureStats & { masters: CaptureStats[] } {
+    const all = this.parts.map((p) => p.stats);
+    const sum = (k: 'sourceOffset' | 'durableOffset' | 'snapshotKeys' | 'snapshotBytes' | 'commands' | 'eventsProduced' | 'fullSyncs' | 'continues') => all.reduce((n, x) => n + x[k], 0);
+    const state = all.some((x) => x.state === 'failed') ? 'failed' : all.some((x) => x.state === 'full-sync' || x.state === 'starting') ? 'full-sync' : all[0].state;
+    return {
+      state, epoch: Math.max(...all.map((x) => x.epoch)), replid: null, sourceOffset: sum('sourceOffset'), durableOffset: sum('durableOffset'),
+      snapshotKeys: sum('snapshotKeys'), snapshotBytes: sum('snapshotBytes'), commands: sum('commands'), eventsProduced: sum('eventsProduced'),
+      fullSyncs: sum('fullSyncs'), continues: sum('continues'), lastHeartbeatMs: Math.max(0, ...all.map((x) => x.lastHeartbeatMs ?? 0)) || null,
+      error: all.find((x) => x.error)?.error ?? null, masters: all,
+    };
+  }
+  ready(): boolean {
+    return this.parts.every((p) => p.ready());
+  }
+  failure(): Promise<ReplistreamError> {
+    return Promise.race(this.parts.map((p) => p.failure()));
+  }
 }
 
 /** CLI entry: runs until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1). */

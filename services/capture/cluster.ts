@@ -1,0 +1,75 @@
+/**
+ * Capture of a Redis Cluster source: one replica link per master, all composed into one set of
+ * topics. Two rules keep the applier's guarantees:
+ *
+ * - Each master gets its own range of partitions (master i: partitions i·P … i·P+P−1), so every
+ *   partition holds exactly one replication stream and its positions (that master's offsets) are
+ *   comparable. A key's partition is its slot's, inside its master's range, so per-slot order
+ *   holds. Slots moved between masters during a synchronization are not followed (the reference
+ *   also asks not to change the source's architecture during a task).
+ * - The snapshot epoch is shared. A new snapshot of one master (its backlog overrun, say) would
+ *   leave the other masters' keys of the old epoch in place, or be wiped by the flush that starts
+ *   a new epoch at the destination; so when a master that already holds data of the current epoch
+ *   has to resync, the epoch grows and every other master is asked for a new full sync too.
+ */
+import type { Logger } from '../common/log.js';
+import type { CapturePosition } from './capture.js';
+
+export interface ClusterMaster {
+  index: number;
+  host: string;
+  port: number;
+  id: string;
+  /** First slot it serves, for a stable order. */
+  firstSlot: number;
+}
+
+/** Masters from `CLUSTER SLOTS` output, ordered by their first slot. */
+export function mastersFromSlots(slots: unknown[]): ClusterMaster[] {
+  const byId = new Map<string, ClusterMaster>();
+  for (const entry of slots as Array<[number, number, [string, number, string?]]>) {
+    const [start, , master] = entry;
+    const id = master[2] ?? `${master[0]}:${master[1]}`;
+    const m = byId.get(id);
+    if (!m) byId.set(id, { index: 0, host: master[0], port: Number(master[1]), id, firstSlot: start });
+    else m.firstSlot = Math.min(m.firstSlot, start);
+  }
+  return [...byId.values()].sort((a, b) => a.firstSlot - b.firstSlot).map((m, index) => ({ ...m, index }));
+}
+
+export class EpochCoordinator {
+  epoch: number;
+  private members = new Set<number>();
+  /** True when every master can resume where it stopped; otherwise all start a new epoch. */
+  readonly resume: boolean;
+
+  constructor(
+    private readonly masters: number,
+    stored: Array<CapturePosition | null>,
+    private readonly log: Logger,
+    private readonly forceOthers: (except: number) => void,
+  ) {
+    const epochs = stored.map((p) => p?.epoch ?? 0);
+    const max = Math.max(0, ...epochs);
+    this.resume = max > 0 && stored.length === masters && stored.every((p) => p !== null && p.state === 'streaming' && p.epoch === max);
+    if (this.resume) {
+      this.epoch = max;
+      for (let i = 0; i < masters; i++) this.members.add(i);
+    } else {
+      this.epoch = max + 1; // every master joins this epoch with its first full sync
+    }
+  }
+
+  /** The epoch of master `i`'s full sync that is starting. */
+  next(i: number): number {
+    if (this.members.has(i)) {
+      this.epoch += 1;
+      this.members = new Set([i]);
+      this.log.warn({ master: i, epoch: this.epoch }, 'a master of the cluster needs a new snapshot: every master joins a new epoch');
+      this.forceOthers(i);
+      return this.epoch;
+    }
+    this.members.add(i);
+    return this.epoch;
+  }
+}

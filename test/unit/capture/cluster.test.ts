@@ -1,0 +1,44 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { EpochCoordinator, mastersFromSlots } from '../../../services/capture/cluster.js';
+import type { CapturePosition } from '../../../services/capture/capture.js';
+
+const log = pino({ level: 'silent' });
+const pos = (epoch: number, state: 'snapshot' | 'streaming' = 'streaming'): CapturePosition => ({ epoch, state, replid: 'r', offset: 1, db: 0, updatedAt: 0 });
+
+describe('cluster capture', () => {
+  it('orders masters by their first slot, merging their ranges', () => {
+    const m = mastersFromSlots([
+      [10923, 16383, ['127.0.0.1', 7003, 'c']],
+      [0, 5460, ['127.0.0.1', 7001, 'a']],
+      [5461, 10922, ['127.0.0.1', 7002, 'b']],
+      [16000, 16001, ['127.0.0.1', 7001, 'a']],
+    ]);
+    expect(m.map((x) => [x.index, x.port])).toEqual([[0, 7001], [1, 7002], [2, 7003]]);
+  });
+
+  it('a first start puts every master in epoch 1', () => {
+    const forced: number[] = [];
+    const c = new EpochCoordinator(3, [null, null, null], log, (i) => forced.push(i));
+    expect(c.resume).toBe(false);
+    expect([c.next(0), c.next(1), c.next(2)]).toEqual([1, 1, 1]);
+    expect(forced).toEqual([]);
+  });
+
+  it('a master that must resync after its epoch began moves everyone to a new epoch', () => {
+    const forced: number[] = [];
+    const c = new EpochCoordinator(3, [pos(4), pos(4), pos(4)], log, (i) => forced.push(i));
+    expect(c.resume).toBe(true);
+    expect(c.next(1)).toBe(5);
+    expect(forced).toEqual([1]);
+    expect([c.next(0), c.next(2)]).toEqual([5, 5]);
+  });
+
+  it('mixed epochs or an unfinished snapshot start a new epoch for all', () => {
+    expect(new EpochCoordinator(2, [pos(2), pos(3)], log, () => {}).resume).toBe(false);
+    const c = new EpochCoordinator(2, [pos(3), pos(3, 'snapshot')], log, () => {});
+    expect(c.resume).toBe(false);
+    expect(c.next(0)).toBe(4);
+    expect(c.next(1)).toBe(4);
+  });
+});
