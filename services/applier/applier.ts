@@ -134,9 +134,37 @@ export class Applier {
       }
     }
     await flushRun();
-    // Commit up to the first record still holding pieces of an incomplete event.
+    // Commit up to the first record still holding pieces of an incomplete event. The commit is
+    // only where reading resumes (the destination's positions decide what is applied), so it
+    // goes out in the background, coalesced, instead of delaying the next fetch.
     const next = a.firstPieceOffset ?? (BigInt(batch.lastOffset) + 1n).toString();
-    await this.opts.consumer.commit([{ topic, partition, offset: next }]);
+    this.commitSoon({ topic, partition, offset: next });
+  }
+
+  private readonly toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
+  private committing: Promise<void> | null = null;
+
+  private commitSoon(o: { topic: string; partition: number; offset: string }): void {
+    this.toCommit.set(`${o.topic}:${o.partition}`, o);
+    if (!this.committing) this.committing = this.drainCommits();
+  }
+
+  private async drainCommits(): Promise<void> {
+    while (this.toCommit.size > 0) {
+      const batch = [...this.toCommit.values()];
+      this.toCommit.clear();
+      try {
+        await this.opts.consumer.commit(batch);
+      } catch (err) {
+        this.opts.logger.warn({ err: (err as Error).message }, 'offset commit failed (reading resumes a little earlier; nothing is applied twice)');
+      }
+    }
+    this.committing = null;
+  }
+
+  /** Waits for the offsets handed to the background committer. */
+  async flushCommits(): Promise<void> {
+    while (this.committing) await this.committing;
   }
 
   private barrierRequest(stream: string, e: CommandEvent) {

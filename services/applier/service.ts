@@ -157,6 +157,7 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
     async stop() {
       clearInterval(lagTimer);
       applier.stop();
+      await applier.flushCommits().catch(() => {});
       await consumer.stop().catch(() => {});
       await writer.close().catch(() => {});
       barriers.close();

@@ -181,7 +181,7 @@ export class CaptureService extends EventEmitter {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
     await this.link?.stop();
-    await this.enqueue(() => this.flush());
+    await this.enqueue(() => this.flush(true));
     await this.queue;
     if (this.stats.state !== 'failed') this.stats.state = 'stopped';
   }
@@ -373,7 +373,23 @@ export class CaptureService extends EventEmitter {
     if (!slot) this.pending.set(id, (slot = { db, partition, events: [] }));
     slot.events.push(event);
     this.pendingCount++;
+    if (this.parser === null) this.scheduleFlush();
     if (this.pendingCount >= (this.opts.maxBufferedEvents ?? 20_000) && this.stats.state !== 'full-sync') void this.enqueue(() => this.flush());
+  }
+
+  private flushScheduled = false;
+  private lastPositionWriteMs = 0;
+
+  /** While streaming, events leave as soon as the previous flush is done (lag), not on a timer. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      void this.enqueue(async () => {
+        this.flushScheduled = false;
+        await this.flush();
+      });
+    });
   }
 
   private async flushEvents(): Promise<number> {
@@ -387,7 +403,7 @@ export class CaptureService extends EventEmitter {
     return n;
   }
 
-  private async flush(): Promise<void> {
+  private async flush(force = false): Promise<void> {
     if (this.parser) {
       // During a snapshot only events are flushed; the position moves once the snapshot is complete.
       await this.flushEvents();
@@ -395,7 +411,10 @@ export class CaptureService extends EventEmitter {
     }
     const end = this.lastUnitEnd;
     await this.flushEvents();
-    if (end && end.offset > this.stats.durableOffset) {
+    // The durable position is recorded at most every 100 ms (the timer flush catches up): it only
+    // bounds what a restart re-sends, and duplicates are recognised downstream.
+    if (end && end.offset > this.stats.durableOffset && (force || Date.now() - this.lastPositionWriteMs >= 100)) {
+      this.lastPositionWriteMs = Date.now();
       await this.opts.sink.writePosition({
         epoch: this.stats.epoch, replid: this.link?.replicationId ?? this.stats.replid ?? '', offset: end.offset, db: end.db,
         state: 'streaming', updatedAt: Date.now(),
