@@ -18,6 +18,7 @@ import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } fro
 import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
 import { EpochCoordinator, mastersFromSlots } from './cluster.js';
 import { KeyFilter } from './key-filter.js';
+import type { SnapshotFormat } from './snapshot-events.js';
 
 export interface CaptureSettings {
   source: string;
@@ -36,6 +37,7 @@ export interface CaptureSettings {
   maxRecordBytes: number;
   compression: Compression;
   httpPort: number;
+  snapshotFormat?: SnapshotFormat;
 }
 
 const POSITION_KEY = 'capture';
@@ -150,6 +152,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
         dbs,
         filter: new KeyFilter({ dbs, include: s.include, exclude: s.exclude }),
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
+        snapshotFormat: s.snapshotFormat ?? 'both',
         logger: isCluster ? log.child({ master: m.index }) : log,
         nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
         forceFull: coordinator ? !coordinator.resume : false,

@@ -63,6 +63,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'heartbeat-key', description: 'Key written on the source every second for end-to-end lag.', commands: ['capture', 'verify'], schema: z.string().min(1), default: 'REPLISTREAM_TIMESTAMP_HEARTBEAT' },
   { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
   { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
+  { name: 'snapshot-format', description: 'What snapshot keys carry: both (RESTORE payload and typed value), restore (payload only) or typed (value only, any destination version).', commands: ['capture'], schema: z.enum(['both', 'restore', 'typed']), default: 'both' },
   { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
   // apply
   { name: 'destination', description: 'Destination Redis URL; a cluster is detected from the server.', commands: ['apply', 'precheck', 'verify'], schema: redisUrl, secret: true },

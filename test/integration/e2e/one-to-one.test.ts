@@ -54,3 +54,24 @@ describe.each([1, 3])('one-to-one with %i applier(s)', (appliers) => {
     expect(capture.service.stats.fullSyncs).toBe(1);
   });
 });
+
+describe.each([
+  ['typed', 'commands'],
+  ['restore', 'restore'],
+] as const)('snapshot format %s, write mode %s', (snapshotFormat, writeMode) => {
+  it('every type arrives equal', async () => {
+    const source = await server();
+    const destination = await server();
+    const src = redisClient(source.url);
+    cleanups.push(async () => src.disconnect());
+    await fillEveryType(src);
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0], snapshotFormat });
+    cleanups.push(() => capture.stop());
+    const a = await runApplier(destination.url, names, uniqueName('g'), { writeMode });
+    cleanups.push(() => a.stop());
+    await referenceWorkload(source.url, 1);
+    const result = await waitConverged(source.url, destination.url, [0]);
+    expect(result.differences).toEqual([]);
+  });
+});
