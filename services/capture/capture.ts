@@ -63,6 +63,7 @@ export interface CaptureOptions {
   flushIntervalMs?: number;
   maxBufferedEvents?: number;
   maxEntryBytes?: number;
+  maxUnconfirmedBytes?: number;
   logger: Logger;
 }
 
@@ -138,6 +139,10 @@ export class CaptureService extends EventEmitter {
       ...this.opts.link,
       start,
       manualConfirm: true,
+      // Bytes of stream received but not yet durable in Kafka before the socket pauses. Small
+      // commands cost ~15x their wire size in memory as events, so keep this well under the
+      // link's default; the source buffers the rest (client-output-buffer-limit replica).
+      maxUnconfirmedBytes: this.opts.maxUnconfirmedBytes ?? 32 * 1024 * 1024,
       logger: this.log,
       onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
       onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
