@@ -69,18 +69,23 @@ export interface RunningCapture {
 
 export async function startCapture(s: CaptureSettings, log: Logger): Promise<RunningCapture> {
   log.info({ source: redactUrl(s.source), sourceId: s.sourceId, kafka: s.kafka }, 'capture starting');
-  const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true } as never);
-  admin.on('error', () => undefined);
+  const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null } as never);
+  // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
+  // "Connection is closed": keep the event's message, it names the real cause.
+  let lastError: Error | null = null;
+  admin.on('error', (e: Error) => (lastError = e));
   try {
     await admin.connect();
   } catch (err) {
     admin.disconnect();
-    const msg = String((err as Error)?.message ?? err);
+    const msg = String((lastError as Error | null)?.message ?? (err as Error)?.message ?? err);
     if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
       throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
     }
     throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}: ${msg}`, { cause: err, retriable: true, setting: 'source' });
   }
+  // Connected: from now on (heartbeats) reconnect after a cut instead of giving up.
+  (admin.options as { retryStrategy?: (n: number) => number }).retryStrategy = (n) => Math.min(n * 200, 2000);
   const info = await admin.info('server').catch(() => '');
   const isCluster = /redis_mode:cluster/.test(info);
   // One replication stream per master: the source itself, or every master of a cluster.

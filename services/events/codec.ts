@@ -300,14 +300,220 @@ function encodeFailure(e: ChangeEvent, avro: unknown, cause: unknown): Replistre
   });
 }
 
-/** One event's Avro bytes, as an item of the EventBatch array (union branch index included). */
-export function encodeEvent(e: ChangeEvent): Buffer {
-  let avro: AvroObj | undefined;
+/**
+ * The failure of encoding `e` by the fast path (`EventScratch.append`), reported as `encodeEvent`
+ * always did: through `eventToAvro` (its own errors first), naming the invalid fields.
+ */
+function encodeError(e: ChangeEvent, cause: unknown): ReplistreamError {
+  let avro: AvroObj;
   try {
     avro = eventToAvro(e);
-    return eventTypes().event.toBuffer(avro);
   } catch (err) {
-    throw encodeFailure(e, avro, err);
+    return encodeFailure(e, undefined, err);
+  }
+  return encodeFailure(e, avro, cause);
+}
+
+let cachedBranches: avsc.Type[] | undefined;
+
+/** The event union's branch types, in union order (their index is what the wire carries). */
+function branchTypes(): avsc.Type[] {
+  if (!cachedBranches) {
+    const types = (eventTypes().event as unknown as { types: avsc.Type[] }).types;
+    for (const [i, name] of BRANCH_ORDER.entries()) {
+      if (types[i]?.name !== name) throw new ReplistreamError('INTERNAL', `EventBatch union: branch ${i} is ${types[i]?.name}, expected ${name}`);
+    }
+    cachedBranches = types;
+  }
+  return cachedBranches;
+}
+
+/** Branch order of the event union in schemas/EventBatch.avsc (checked against the schema). */
+const BRANCH_ORDER = [BRANCH['snapshot-begin'], BRANCH['snapshot-end'], BRANCH['snapshot-key'], BRANCH.command, BRANCH.heartbeat];
+const BRANCH_INDEX = { 'snapshot-begin': 0, 'snapshot-end': 1, 'snapshot-key': 2, command: 3, heartbeat: 4 } as const;
+
+/** Union branch of the last `branchBody` (returned beside it without allocating a pair). */
+let branchIndex = 0;
+
+/**
+ * What `eventToAvro(e)` wraps in its union branch (`branchIndex` set to the branch), built with
+ * fewer objects: avsc's record writers read only the schema's fields, so a model object whose
+ * fields are exactly the record's (a position, a heartbeat, a typed value's body …) is passed as it
+ * is instead of copied. Same values, hence the same bytes.
+ */
+function branchBody(e: ChangeEvent): unknown {
+  switch (e.kind) {
+    case 'snapshot-key': {
+      branchIndex = BRANCH_INDEX['snapshot-key'];
+      const v = e.value;
+      return {
+        pos: e.pos,
+        db: e.db,
+        key: e.key,
+        type: e.type,
+        expireAtMs: e.expireAtMs,
+        payload: e.payload,
+        // a typed value's model form is its Avro record body (fields value / items / members /
+        // entries / moduleId), except a stream's (stream ids are U64 bytes)
+        value: v === null || v.type === 'stream' || !(v.type in VALUE_BRANCH) ? valueToAvro(v) : { [VALUE_BRANCH[v.type]]: v },
+        piece: pieceToAvro(e.piece),
+        append: e.append === undefined ? null : e.append,
+      };
+    }
+    case 'command':
+      branchIndex = BRANCH_INDEX.command;
+      return e.piece === null ? e : { pos: e.pos, db: e.db, commands: e.commands, participants: e.participants, piece: pieceToAvro(e.piece) };
+    case 'heartbeat':
+    case 'snapshot-begin':
+    case 'snapshot-end':
+      // fields pos, db and timeMs / rdbVersion, sourceVersion / keyCount: the record's own
+      branchIndex = BRANCH_INDEX[e.kind];
+      return e;
+    default:
+      return eventToAvro(e); // throws: unknown kind
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding into a reusable scratch buffer
+//
+// avsc's `toBuffer` writes into its own 1 KB buffer, then allocates a zero-filled Buffer of the
+// exact size and copies into it (and encodes twice when the value is over 1 KB). Encoding many
+// events that way costs more in allocation and copies than in Avro. `EventScratch` instead encodes
+// with `Type.encode(val, buf, pos)` straight into one growing buffer, events back to back; callers
+// copy out once (`encodeEvent`: one event; `encodeBatch` and split.ts's `packEncoded`: a whole
+// EventBatch body). Same avsc writers, so the bytes are the same.
+
+const MIN_SCRATCH_BYTES = 64 * 1024;
+/** A scratch buffer grown past this (a huge event or batch) is dropped after use rather than kept. */
+const KEEP_SCRATCH_BYTES = 4 * 1024 * 1024;
+
+/**
+ * One growing buffer that events are encoded into, back to back (EventBatch array items: union
+ * branch index included). Bytes [0, pos) belong to the caller; bytes after pos are garbage.
+ *
+ * `buf` is replaced (its [0, pos) kept) whenever it grows, and its contents are overwritten by the
+ * next use: copy out whatever must outlive the current operation, never keep a subarray of it.
+ * Internal to services/events (split.ts packs records with one). Not reentrant.
+ */
+export class EventScratch {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(size = MIN_SCRATCH_BYTES) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  /**
+   * Encode `e` at `pos`. When its encoding is at most `limit` bytes, `pos` moves past it and its
+   * length is returned; otherwise `pos` stays and `-length` is returned (the buffer does not grow
+   * for an event over the limit: its size is measured by a write that goes past the end).
+   */
+  append(e: ChangeEvent, limit = Number.POSITIVE_INFINITY): number {
+    let body: unknown;
+    let branch: avsc.Type;
+    try {
+      body = branchBody(e);
+      branch = branchTypes()[branchIndex];
+    } catch (err) {
+      throw encodeFailure(e, undefined, err);
+    }
+    // the union branch index (a long, one byte for 0…63), then the branch record
+    const tag = branchIndex * 2;
+    const start = this.pos;
+    try {
+      this.buf[start] = tag; // dropped when start is past the end; then encode returns < 0
+      let end = branch.encode(body, this.buf, start + 1);
+      if (end < 0) {
+        // too small: avsc returns -(missing bytes) after a complete pass that wrote nothing past the end
+        const need = this.buf.length - end;
+        if (need - start > limit) return start - need;
+        this.reserve(need);
+        this.buf[start] = tag;
+        end = branch.encode(body, this.buf, start + 1);
+        if (end < 0) throw new Error(`avsc wrote past ${this.buf.length} bytes after measuring ${need}`);
+      }
+      if (end - start > limit) return start - end;
+      this.pos = end;
+      return end - start;
+    } catch (err) {
+      throw encodeError(e, err);
+    }
+  }
+
+  /** Append raw bytes (e.g. an event already encoded). */
+  appendBytes(b: Buffer): void {
+    this.reserve(this.pos + b.length);
+    b.copy(this.buf, this.pos);
+    this.pos += b.length;
+  }
+
+  /** Room for `need` bytes from 0, keeping [0, pos). */
+  reserve(need: number): void {
+    if (need <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(need, Math.min(this.buf.length * 2, need + 64 * 1024 * 1024)));
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+
+  /** A fresh EventBatch body holding the `count` events encoded at [start, end). */
+  frame(start: number, end: number, count: number): Buffer {
+    const out = Buffer.allocUnsafe(batchBodySize(count, end - start));
+    let at = 0;
+    if (count > 0) {
+      at = writeVarint(count, out, 0);
+      this.buf.copy(out, at, start, end);
+      at += end - start;
+    }
+    out[at++] = 0;
+    return out;
+  }
+
+  /** Empty again; an oversized buffer (over `keep` bytes) is let go. */
+  reset(keep = KEEP_SCRATCH_BYTES): void {
+    this.pos = 0;
+    if (this.buf.length > keep) this.buf = Buffer.allocUnsafe(MIN_SCRATCH_BYTES);
+  }
+}
+
+/** The codec's own scratch (encodeEvent, encodeBatch, encodeEventWithin): used and reset within one call. */
+const scratch = new EventScratch();
+
+function copyOut(s: EventScratch, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  s.buf.copy(out, 0, start, end);
+  return out;
+}
+
+/** One event's Avro bytes, as an item of the EventBatch array (union branch index included). */
+export function encodeEvent(e: ChangeEvent): Buffer {
+  try {
+    const n = scratch.append(e);
+    return copyOut(scratch, 0, n);
+  } finally {
+    scratch.reset();
+  }
+}
+
+/**
+ * `encodeEvent(e)` when its encoding is at most `limit` bytes; else the encoding's length (a
+ * number), without producing the bytes. Internal to services/events (split.ts).
+ */
+export function encodeEventWithin(e: ChangeEvent, limit: number): Buffer | number {
+  try {
+    const n = scratch.append(e, limit);
+    return n >= 0 ? copyOut(scratch, 0, n) : -n;
+  } finally {
+    scratch.reset();
+  }
+}
+
+/** `encodeEvent(e).length`, without producing the bytes. Internal to services/events (split.ts). */
+export function encodedEventSize(e: ChangeEvent): number {
+  try {
+    return -scratch.append(e, -1);
+  } finally {
+    scratch.reset();
   }
 }
 
@@ -356,7 +562,12 @@ export function frameEncodedEvents(encoded: Buffer[]): Buffer {
 
 /** The Avro body of an EventBatch holding `events` in order (no wire header). */
 export function encodeBatch(events: ChangeEvent[]): Buffer {
-  return frameEncodedEvents(events.map(encodeEvent));
+  try {
+    for (const e of events) scratch.append(e);
+    return scratch.frame(0, scratch.pos, events.length);
+  } finally {
+    scratch.reset();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

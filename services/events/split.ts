@@ -24,7 +24,7 @@
  * `message.max.bytes` (1 048 588).
  */
 import { ReplistreamError } from '../common/errors.js';
-import { batchBodySize, encodeEvent, frameEncodedEvents } from './codec.js';
+import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, StreamValue, TypedValue } from './model.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 900_000;
@@ -198,7 +198,7 @@ function splitSnapshotKey(e: SnapshotKey, budget: number): SnapshotKey[] {
     value: e.value === null ? null : emptyLike(e.value),
     piece: BIG_PIECE,
   };
-  const base = encodeEvent(skeleton).length;
+  const base = encodedEventSize(skeleton);
   const C = budget - base - PIECE_SLACK;
   if (C < 256) throw tooBig(`the skeleton of snapshot key (${base} bytes: key name and metadata)`, { keyBytes: e.key.length, base });
 
@@ -406,7 +406,7 @@ function finishKeys(e: SnapshotKey, drafts: KeyDraft[]): SnapshotKey[] {
 // Command units
 
 function splitCommand(e: CommandEvent, budget: number): CommandEvent[] {
-  const base = encodeEvent({ ...e, commands: [], piece: BIG_PIECE, pos: { ...e.pos, seq: e.pos.seq + 0x3fff_ffff } }).length;
+  const base = encodedEventSize({ ...e, commands: [], piece: BIG_PIECE, pos: { ...e.pos, seq: e.pos.seq + 0x3fff_ffff } });
   const C = budget - base - PIECE_SLACK;
   if (C < 256) throw tooBig('the skeleton of a command event', { base });
   const drafts: Array<{ commands: Buffer[][]; continued: boolean; room: number }> = [];
@@ -459,28 +459,32 @@ function checkLimit(maxBytes: number): void {
   }
 }
 
+/** The pieces of `event`, whose encoding (`bytes` long) is over `budget` (see `splitForRecordLimit`). */
+function splitOversized(event: ChangeEvent, bytes: number, budget: number): ChangeEvent[] {
+  if (event.kind === 'snapshot-key' && event.piece === null) return splitSnapshotKey(event, budget);
+  if (event.kind === 'command' && event.piece === null) return splitCommand(event, budget);
+  throw tooBig(`a ${event.kind} event${'piece' in event && event.piece ? ' piece' : ''} of ${bytes} bytes`, {
+    pos: event.pos,
+    bytes,
+  });
+}
+
+function pieceOverBudget(p: ChangeEvent, bytes: number, budget: number): ReplistreamError {
+  return new ReplistreamError('INTERNAL', `split produced a ${bytes}-byte piece over the ${budget}-byte budget`, {
+    details: { pos: p.pos, index: (p as SnapshotKey | CommandEvent).piece?.index },
+  });
+}
+
 /** `splitForRecordLimit`, keeping each piece's encoding (so that it is not encoded twice). */
 export function splitEncoded(event: ChangeEvent, maxBytes = DEFAULT_MAX_RECORD_BYTES): EncodedEvent[] {
   checkLimit(maxBytes);
   const budget = maxEventBytes(maxBytes);
-  const encoded = encodeEvent(event);
-  if (encoded.length <= budget) return [{ event, encoded }];
-  let pieces: ChangeEvent[];
-  if (event.kind === 'snapshot-key' && event.piece === null) pieces = splitSnapshotKey(event, budget);
-  else if (event.kind === 'command' && event.piece === null) pieces = splitCommand(event, budget);
-  else {
-    throw tooBig(`a ${event.kind} event${'piece' in event && event.piece ? ' piece' : ''} of ${encoded.length} bytes`, {
-      pos: event.pos,
-      bytes: encoded.length,
-    });
-  }
-  return pieces.map((p) => {
+  // an event over the budget is measured, not copied out (its bytes are not needed)
+  const whole = encodeEventWithin(event, budget);
+  if (typeof whole !== 'number') return [{ event, encoded: whole }];
+  return splitOversized(event, whole, budget).map((p) => {
     const enc = encodeEvent(p);
-    if (enc.length > budget) {
-      throw new ReplistreamError('INTERNAL', `split produced a ${enc.length}-byte piece over the ${budget}-byte budget`, {
-        details: { pos: p.pos, index: (p as SnapshotKey | CommandEvent).piece?.index },
-      });
-    }
+    if (enc.length > budget) throw pieceOverBudget(p, enc.length, budget);
     return { event: p, encoded: enc };
   });
 }
@@ -505,28 +509,50 @@ export interface PackOptions {
   maxEvents?: number;
 }
 
+/**
+ * Scratch of `packEncoded`: the current record's events are encoded back to back at [0, pos), and
+ * each record body is copied out of it once. Kept between calls (up to 4 record limits).
+ */
+const packScratch = new EventScratch();
+
 /** Consecutive events (split when needed) packed into EventBatch bodies under `maxBytes`, in order. */
 export function packEncoded(events: ChangeEvent[], maxBytes = DEFAULT_MAX_RECORD_BYTES, options: PackOptions = {}): PackedBatch[] {
   checkLimit(maxBytes);
   const maxEvents = options.maxEvents ?? Number.POSITIVE_INFINITY;
+  const budget = maxEventBytes(maxBytes);
+  const s = packScratch;
   const out: PackedBatch[] = [];
-  let cur: EncodedEvent[] = [];
-  let bytes = 0;
-  const flush = () => {
-    if (cur.length === 0) return;
-    out.push({ events: cur.map((x) => x.event), body: frameEncodedEvents(cur.map((x) => x.encoded)) });
-    cur = [];
-    bytes = 0;
-  };
-  for (const e of events) {
-    for (const item of splitEncoded(e, maxBytes)) {
-      const size = WIRE_HEADER_BYTES + batchBodySize(cur.length + 1, bytes + item.encoded.length);
-      if (cur.length > 0 && (size > maxBytes || cur.length >= maxEvents)) flush();
-      cur.push(item);
-      bytes += item.encoded.length;
+  let cur: ChangeEvent[] = [];
+  /** `event` was just encoded at [start, s.pos), after the current record's events at [0, start). */
+  const add = (event: ChangeEvent, start: number) => {
+    if (cur.length > 0 && (cur.length >= maxEvents || WIRE_HEADER_BYTES + batchBodySize(cur.length + 1, s.pos) > maxBytes)) {
+      out.push({ events: cur, body: s.frame(0, start, cur.length) });
+      cur = [];
+      s.buf.copyWithin(0, start, s.pos);
+      s.pos -= start;
     }
+    cur.push(event);
+  };
+  s.pos = 0;
+  try {
+    for (const e of events) {
+      const start = s.pos;
+      const n = s.append(e, budget);
+      if (n >= 0) {
+        add(e, start);
+        continue;
+      }
+      for (const p of splitOversized(e, -n, budget)) {
+        const at = s.pos;
+        const m = s.append(p, budget);
+        if (m < 0) throw pieceOverBudget(p, -m, budget);
+        add(p, at);
+      }
+    }
+    if (cur.length > 0) out.push({ events: cur, body: s.frame(0, s.pos, cur.length) });
+  } finally {
+    s.reset(Math.max(4 * 1024 * 1024, 4 * maxBytes));
   }
-  flush();
   return out;
 }
 
