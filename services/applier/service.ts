@@ -6,7 +6,7 @@
  */
 import { Counter, Gauge } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
-import { withStartupRetry } from '../common/retry.js';
+import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { RedisBarrierStore } from '../destination/barrier-store.js';
@@ -168,21 +168,5 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
 
 export async function runApplier(config: Record<string, unknown>, log: Logger): Promise<number> {
   const running = await withStartupRetry('applier', log, () => startApplier(config as unknown as ApplySettings, log));
-  const outcome = await new Promise<number>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, 'stopping');
-      resolve(0);
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-    running.consumer.done.then(
-      () => resolve(0),
-      (err: Error) => {
-        log.error({ err: err.message }, 'applier stopped on an error');
-        resolve(1);
-      },
-    );
-  });
-  await running.stop();
-  return outcome;
+  return runUntilStopped('applier', log, running.consumer.done, () => running.stop());
 }

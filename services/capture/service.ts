@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { Gauge, Counter } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
-import { withStartupRetry } from '../common/retry.js';
+import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import type { ChangeEvent } from '../events/model.js';
@@ -240,18 +240,5 @@ class ClusterCaptureView extends EventEmitter {
 /** CLI entry: runs until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1). */
 export async function runCapture(config: Record<string, unknown>, log: Logger): Promise<number> {
   const running = await withStartupRetry('capture', log, () => startCapture(config as unknown as CaptureSettings, log));
-  const outcome = await new Promise<number>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, 'stopping');
-      resolve(0);
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-    running.service.failure().then((err) => {
-      log.error({ err: err.message }, 'capture stopped on an error');
-      resolve(1);
-    });
-  });
-  await running.stop();
-  return outcome;
+  return runUntilStopped('capture', log, running.service.failure(), () => running.stop());
 }

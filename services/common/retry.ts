@@ -19,3 +19,32 @@ export async function withStartupRetry<T>(what: string, log: Logger, start: () =
     }
   }
 }
+
+/**
+ * Runs a started service until SIGTERM/SIGINT (exit code 0) or until `failure` settles with an
+ * error (exit code 1), then stops it. The common life of `capture` and `apply`.
+ */
+export async function runUntilStopped(what: string, log: Logger, failure: Promise<unknown>, stop: () => Promise<void>): Promise<number> {
+  const outcome = await new Promise<number>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'stopping');
+      resolve(0);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    failure.then(
+      (err) => {
+        if (err instanceof Error) {
+          log.error({ err: err.message }, `${what} stopped on an error`);
+          resolve(1);
+        } else resolve(0);
+      },
+      (err: Error) => {
+        log.error({ err: err.message }, `${what} stopped on an error`);
+        resolve(1);
+      },
+    );
+  });
+  await stop();
+  return outcome;
+}

@@ -314,29 +314,26 @@ function encodeError(e: ChangeEvent, cause: unknown): ReplistreamError {
   return encodeFailure(e, avro, cause);
 }
 
-let cachedBranches: avsc.Type[] | undefined;
+type Kind = ChangeEvent['kind'];
+let cachedBranches: Record<Kind, { tag: number; type: avsc.Type }> | undefined;
 
-/** The event union's branch types, in union order (their index is what the wire carries). */
-function branchTypes(): avsc.Type[] {
+/** Per event kind: its branch of the event union (found by name) and that branch's index as written (zigzag). */
+function branches(): Record<Kind, { tag: number; type: avsc.Type }> {
   if (!cachedBranches) {
     const types = (eventTypes().event as unknown as { types: avsc.Type[] }).types;
-    for (const [i, name] of BRANCH_ORDER.entries()) {
-      if (types[i]?.name !== name) throw new ReplistreamError('INTERNAL', `EventBatch union: branch ${i} is ${types[i]?.name}, expected ${name}`);
+    const out = {} as Record<Kind, { tag: number; type: avsc.Type }>;
+    for (const [kind, name] of Object.entries(BRANCH) as Array<[Kind, string]>) {
+      const index = types.findIndex((t) => t.name === name);
+      if (index < 0 || index >= 64) throw new ReplistreamError('INTERNAL', `EventBatch: no usable union branch ${name}`);
+      out[kind] = { tag: index * 2, type: types[index] }; // a long under 64: one byte, zigzag
     }
-    cachedBranches = types;
+    cachedBranches = out;
   }
   return cachedBranches;
 }
 
-/** Branch order of the event union in schemas/EventBatch.avsc (checked against the schema). */
-const BRANCH_ORDER = [BRANCH['snapshot-begin'], BRANCH['snapshot-end'], BRANCH['snapshot-key'], BRANCH.command, BRANCH.heartbeat];
-const BRANCH_INDEX = { 'snapshot-begin': 0, 'snapshot-end': 1, 'snapshot-key': 2, command: 3, heartbeat: 4 } as const;
-
-/** Union branch of the last `branchBody` (returned beside it without allocating a pair). */
-let branchIndex = 0;
-
 /**
- * What `eventToAvro(e)` wraps in its union branch (`branchIndex` set to the branch), built with
+ * What `eventToAvro(e)` wraps in its union branch, built with
  * fewer objects: avsc's record writers read only the schema's fields, so a model object whose
  * fields are exactly the record's (a position, a heartbeat, a typed value's body …) is passed as it
  * is instead of copied. Same values, hence the same bytes.
@@ -344,7 +341,6 @@ let branchIndex = 0;
 function branchBody(e: ChangeEvent): unknown {
   switch (e.kind) {
     case 'snapshot-key': {
-      branchIndex = BRANCH_INDEX['snapshot-key'];
       const v = e.value;
       return {
         pos: e.pos,
@@ -361,13 +357,11 @@ function branchBody(e: ChangeEvent): unknown {
       };
     }
     case 'command':
-      branchIndex = BRANCH_INDEX.command;
       return e.piece === null ? e : { pos: e.pos, db: e.db, commands: e.commands, participants: e.participants, piece: pieceToAvro(e.piece) };
     case 'heartbeat':
     case 'snapshot-begin':
     case 'snapshot-end':
       // fields pos, db and timeMs / rdbVersion, sourceVersion / keyCount: the record's own
-      branchIndex = BRANCH_INDEX[e.kind];
       return e;
     default:
       return eventToAvro(e); // throws: unknown kind
@@ -412,14 +406,14 @@ export class EventScratch {
   append(e: ChangeEvent, limit = Number.POSITIVE_INFINITY): number {
     let body: unknown;
     let branch: avsc.Type;
+    let tag: number;
     try {
       body = branchBody(e);
-      branch = branchTypes()[branchIndex];
+      ({ tag, type: branch } = branches()[e.kind]);
     } catch (err) {
       throw encodeFailure(e, undefined, err);
     }
-    // the union branch index (a long, one byte for 0…63), then the branch record
-    const tag = branchIndex * 2;
+    // the union branch index, then the branch record: what the union type itself writes
     const start = this.pos;
     try {
       this.buf[start] = tag; // dropped when start is past the end; then encode returns < 0
