@@ -333,8 +333,7 @@ function branches(): Record<Kind, { tag: number; type: avsc.Type }> {
 }
 
 /**
- * What `eventToAvro(e)` wraps in its union branch, built with
- * fewer objects: avsc's record writers read only the schema's fields, so a model object whose
+ * What `eventToAvro(e)` wraps in its union branch, built with fewer objects: avsc's record writers read only the schema's fields, so a model object whose
  * fields are exactly the record's (a position, a heartbeat, a typed value's body …) is passed as it
  * is instead of copied. Same values, hence the same bytes.
  */
@@ -433,13 +432,6 @@ export class EventScratch {
     } catch (err) {
       throw encodeError(e, err);
     }
-  }
-
-  /** Append raw bytes (e.g. an event already encoded). */
-  appendBytes(b: Buffer): void {
-    this.reserve(this.pos + b.length);
-    b.copy(this.buf, this.pos);
-    this.pos += b.length;
   }
 
   /** Room for `need` bytes from 0, keeping [0, pos). */

@@ -7,6 +7,7 @@ const benches: Record<string, () => Promise<{ default?: unknown } & Record<strin
   parse: () => import('./parse.js'),
   capture: () => import('./capture.js'),
   e2e: () => import('./e2e.js'),
+  encode: () => import('./encode.js'),
 };
 
 async function main(): Promise<void> {

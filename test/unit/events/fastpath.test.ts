@@ -1,0 +1,172 @@
+/**
+ * The scratch-buffer encoder (codec.ts `EventScratch`, used by encodeEvent / encodeBatch /
+ * splitEncoded / packEncoded) must write exactly what avsc's own `toBuffer` writes for the same
+ * batch, byte for byte, for every event shape, and never hand out bytes that a later call reuses.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  decodeBatch,
+  encodeBatch,
+  encodeEvent,
+  encodeEventWithin,
+  encodedEventSize,
+  eventToAvro,
+  eventTypes,
+} from '../../../services/events/codec.js';
+import { maxEventBytes, packEncoded, splitEncoded, WIRE_HEADER_BYTES } from '../../../services/events/split.js';
+import type { ChangeEvent, EventPiece, TypedValue } from '../../../services/events/model.js';
+import { b, bytes, command, everyEvent, expectSame, key, pos, rng, stream } from './fixtures.js';
+
+/** Without the pieces too big for a record of `limit` (only whole events can be split). */
+const packable = (events: ChangeEvent[], limit: number): ChangeEvent[] =>
+  events.filter((e) => !('piece' in e && e.piece) || encodedEventSize(e) <= maxEventBytes(limit));
+
+/** What avsc itself writes for a batch of `events`. */
+const viaAvsc = (events: ChangeEvent[]): Buffer => eventTypes().batch.toBuffer({ events: events.map(eventToAvro) });
+
+/** `n` random events of every kind and shape (deterministic); sizes from a few bytes to ~`big`. */
+function randomEvents(n: number, seed: number, big = 2000): ChangeEvent[] {
+  const r = rng(seed);
+  const int = (max: number) => Math.floor(r() * max);
+  const buf = (max: number) => bytes(int(max + 1), int(256));
+  const bufs = (count: number, max: number) => Array.from({ length: int(count + 1) }, () => buf(max));
+  // avsc writes longs up to ±(2^53 - 2), but reads -(2^53 - 2) back as +(2^53 - 2): keep negatives above -2^52
+  const long = () => [0, 1, -1, 127, 128, -65, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 2, -(2 ** 52), int(1e12)][int(11)];
+  const piece = (): EventPiece | null => {
+    const k = int(4);
+    if (k < 2) return null;
+    const p: EventPiece = { index: int(1000), last: r() < 0.5 };
+    if (k === 3) p.continued = true; // (false is written as absent)
+    return p;
+  };
+  const value = (): TypedValue | null => {
+    switch (int(8)) {
+      case 0:
+        return null;
+      case 1:
+        return { type: 'string', value: buf(big) };
+      case 2:
+        return { type: 'list', items: bufs(8, big / 8) };
+      case 3:
+        return { type: 'set', members: bufs(8, big / 8) };
+      case 4:
+        return { type: 'zset', entries: bufs(6, 40).map((member) => ({ member, score: [r() * 1e9, -0, NaN, Infinity, -r(), 5e-324][int(6)] })) };
+      case 5:
+        return { type: 'hash', entries: bufs(6, 60).map((field) => ({ field, value: buf(big / 6), expireAtMs: r() < 0.5 ? null : long() })) };
+      case 6:
+        return { type: 'stream', stream: r() < 0.5 ? stream() : { entries: [], length: int(10), lastId: { ms: BigInt(int(1e9)) * 2n ** 20n, seq: 2n ** 64n - 1n }, groups: [] } };
+      default:
+        return { type: 'module', moduleId: ['ReJSON-RL', 'é-ünïcødé-模块', ''][int(3)] };
+    }
+  };
+  const p = () => ({ ...pos(Math.abs(long()), int(1e6), int(100)), replid: r() < 0.9 ? '8de9b1b2c3d4e5f60718293a4b5c6d7e8f901234' : 'ü'.repeat(int(50)) });
+  return Array.from({ length: n }, (): ChangeEvent => {
+    switch (int(10)) {
+      case 0:
+        return { kind: 'snapshot-begin', pos: p(), db: int(16), rdbVersion: int(12), sourceVersion: r() < 0.5 ? null : '7.2.4' };
+      case 1:
+        return { kind: 'snapshot-end', pos: p(), db: int(16), keyCount: long() };
+      case 2:
+        return { kind: 'heartbeat', pos: p(), db: int(16), timeMs: long() };
+      case 3:
+      case 4:
+      case 5: {
+        const commands = Array.from({ length: 1 + int(4) }, () => [b('SET'), ...bufs(4, big / 8)]);
+        const participants = r() < 0.8 ? [] : [{ db: int(16), partition: int(64) }, { db: 0, partition: 1 }];
+        return command(commands, { pos: p(), db: int(16), participants, piece: piece() });
+      }
+      default: {
+        const v = value();
+        const extra: Partial<ReturnType<typeof key>> = { pos: p(), db: int(16), key: buf(40), type: v?.type ?? 'hash', expireAtMs: r() < 0.5 ? null : long(), payload: r() < 0.3 ? null : buf(big), piece: piece() };
+        if (r() < 0.2) extra.append = r() < 0.5;
+        return key(v, extra);
+      }
+    }
+  });
+}
+
+describe('scratch-buffer encoding', () => {
+  const events = [...everyEvent(), ...randomEvents(4000, 42)];
+
+  it('encodeBatch equals avsc toBuffer of the same batch, byte for byte', () => {
+    const fast = encodeBatch(events);
+    expect(fast.equals(viaAvsc(events))).toBe(true);
+    expectSame(decodeBatch(fast), events);
+    // and in small batches (the scratch reused from call to call)
+    for (let i = 0; i < events.length; i += 37) {
+      const some = events.slice(i, i + 37);
+      expect(encodeBatch(some).equals(viaAvsc(some))).toBe(true);
+    }
+  });
+
+  it('encodeEvent equals avsc toBuffer of the event, and sizes are exact', () => {
+    const { event } = eventTypes();
+    for (const e of events) {
+      const want = event.toBuffer(eventToAvro(e));
+      expect(encodeEvent(e).equals(want)).toBe(true);
+      expect(encodedEventSize(e)).toBe(want.length);
+      expect((encodeEventWithin(e, want.length) as Buffer).equals(want)).toBe(true);
+      expect(encodeEventWithin(e, want.length - 1)).toBe(want.length);
+    }
+  });
+
+  it('packEncoded bodies equal avsc toBuffer of their events, under the limit, in order', () => {
+    for (const [limit, maxEvents] of [
+      [900_000, undefined],
+      [20_000, undefined],
+      [4_000, 7],
+      [1_024, undefined],
+    ] as const) {
+      const some = packable(events, limit);
+      const packed = packEncoded(some, limit, { maxEvents });
+      for (const batch of packed) {
+        expect(batch.body.equals(viaAvsc(batch.events))).toBe(true);
+        expect(WIRE_HEADER_BYTES + batch.body.length).toBeLessThanOrEqual(limit);
+        if (maxEvents) expect(batch.events.length).toBeLessThanOrEqual(maxEvents);
+      }
+      const flat = packed.flatMap((x) => x.events);
+      // the same events in order, split ones as their pieces (exactly splitEncoded's)
+      expectSame(flat, some.flatMap((e) => splitEncoded(e, limit).map((x) => x.event)));
+      // records are full: the next record's first event would not have fitted
+      for (let i = 0; i + 1 < packed.length; i++) {
+        if (maxEvents && packed[i].events.length === maxEvents) continue;
+        expect(WIRE_HEADER_BYTES + packed[i].body.length + encodeEvent(packed[i + 1].events[0]).length).toBeGreaterThan(limit);
+      }
+    }
+  });
+
+  it('events bigger than the scratch buffer (growth mid-batch) encode identically', () => {
+    const large = packable([...randomEvents(30, 7, 300_000), key({ type: 'string', value: bytes(3_000_000) }), ...randomEvents(30, 8)], 200_000);
+    const huge = large.findIndex((e) => encodedEventSize(e) > 3_000_000);
+    expect(encodeBatch(large).equals(viaAvsc(large))).toBe(true);
+    const packed = packEncoded(large, 8_000_000);
+    expect(Buffer.concat(packed.map((x) => x.body)).equals(Buffer.concat(packed.map((x) => viaAvsc(x.events))))).toBe(true);
+    // and split into pieces under a small limit
+    for (const batch of packEncoded(large, 200_000)) {
+      expect(batch.body.equals(viaAvsc(batch.events))).toBe(true);
+      expect(WIRE_HEADER_BYTES + batch.body.length).toBeLessThanOrEqual(200_000);
+    }
+    expect(splitEncoded(large[huge], 200_000).every((x) => x.encoded.length <= maxEventBytes(200_000))).toBe(true);
+  });
+
+  it('returned buffers are not overwritten by later calls (copied out of the scratch)', () => {
+    const a = randomEvents(500, 1);
+    const bodies = packEncoded(a, 20_000).map((x) => x.body);
+    const one = encodeEvent(a[3]);
+    const batch = encodeBatch(a.slice(0, 50));
+    const copies = [...bodies.map((x) => Buffer.from(x)), Buffer.from(one), Buffer.from(batch)];
+    packEncoded(randomEvents(500, 2), 20_000);
+    encodeBatch(randomEvents(200, 3));
+    encodeEvent(randomEvents(1, 4)[0]);
+    expect([...bodies, one, batch].every((x, i) => x.equals(copies[i]))).toBe(true);
+  });
+
+  it('a failed encode leaves the scratch usable', () => {
+    const bad = { kind: 'heartbeat', pos: pos(2 ** 60), db: 0, timeMs: 1 } as ChangeEvent;
+    const good = randomEvents(100, 5);
+    expect(() => packEncoded([...good, bad], 10_000)).toThrow(/pos\.offset/);
+    expect(() => encodeBatch([...good, bad])).toThrow(/pos\.offset/);
+    expect(encodeBatch(good).equals(viaAvsc(good))).toBe(true);
+    expect(packEncoded(good, 10_000).every((x) => x.body.equals(viaAvsc(x.events)))).toBe(true);
+  });
+});
