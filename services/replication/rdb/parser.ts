@@ -596,12 +596,16 @@ export class RdbParser {
     return out;
   }
 
+  /** Skips `n` bytes. */
+  private skipBytes(n: number): void {
+    if (this.pos + n > this.end) this.needMore(this.pos + n);
+    this.pos += n;
+  }
+
   /** Skips an RDB string without decoding it. */
   private skipString(): void {
     const len = this.readStringHeader();
-    const n = len >= 0 ? len : len === -1 ? 0 : this.hdrClen;
-    if (this.pos + n > this.end) this.needMore(this.pos + n);
-    this.pos += n;
+    this.skipBytes(len >= 0 ? len : len === -1 ? 0 : this.hdrClen);
   }
 
   /** Reads an RDB string used as a blob (listpack, ziplist…): sets bsrc/bstart/bend/boff. */
@@ -685,32 +689,37 @@ export class RdbParser {
     return this.buf[p];
   }
 
+  /**
+   * Skips the operand of module opcode `op` (1, 2 unsigned, 3 float, 4 double, 5 string).
+   * Returns false for an unknown opcode (the caller names it in its error).
+   */
+  private skipModuleOperand(op: number): boolean {
+    switch (op) {
+      case 1:
+      case 2:
+        this.readLenBig();
+        return true;
+      case 3:
+        this.skipBytes(4);
+        return true;
+      case 4:
+        this.skipBytes(8);
+        return true;
+      case 5:
+        this.skipString();
+        return true;
+      default:
+        return false;
+    }
+  }
+
   /** Skips module opcodes (MODULE_2 values, MODULE_AUX data) up to and including opcode 0. */
   private skipModuleOps(): void {
     for (;;) {
       const at = this.pos;
       const op = this.readLen();
-      switch (op) {
-        case 0:
-          return;
-        case 1:
-        case 2:
-          this.readLenBig();
-          break;
-        case 3:
-          if (this.pos + 4 > this.end) this.needMore(this.pos + 4);
-          this.pos += 4;
-          break;
-        case 4:
-          if (this.pos + 8 > this.end) this.needMore(this.pos + 8);
-          this.pos += 8;
-          break;
-        case 5:
-          this.skipString();
-          break;
-        default:
-          throw rdbError(this.base + at, `unknown module value opcode ${op}`);
-      }
+      if (op === 0) return;
+      if (!this.skipModuleOperand(op)) throw rdbError(this.base + at, `unknown module value opcode ${op}`);
     }
   }
 
@@ -920,10 +929,7 @@ export class RdbParser {
   private add(x: unknown, size: number): void {
     if (this.pieceMode) {
       if (this.acc >= this.limit) this.flushPiece(false);
-    } else if (this.base + this.pos - this.entryStartAbs > this.limit) {
-      this.pieceMode = true;
-      this.keepEntry = false;
-    }
+    } else this.checkPieceSwitch();
     this.items.push(x);
     this.acc += size + 16;
   }
@@ -1009,50 +1015,50 @@ export class RdbParser {
     this.out.push(this.entryItem({ type: 'string', value: slice }, null, { index: this.pieceIndex++, last }));
   }
 
-  private stepStrings(): void {
+  /** Phase 0 of a counted value: reads the element count into `vCount` and commits. */
+  private readCountOnce(): void {
     if (this.vPhase === 0) {
       this.vCount = this.readLen();
       this.vPhase = 1;
       this.mark = this.pos;
     }
+  }
+
+  /** One element of a counted value is done: commits it. */
+  private elementDone(): void {
+    this.vCount--;
+    this.mark = this.pos;
+  }
+
+  private stepStrings(): void {
+    this.readCountOnce();
     while (this.vCount > 0) {
       const s = this.readString();
       this.add(s, s.length);
-      this.vCount--;
-      this.mark = this.pos;
+      this.elementDone();
     }
     this.endValue();
   }
 
   private stepZset(): void {
-    if (this.vPhase === 0) {
-      this.vCount = this.readLen();
-      this.vPhase = 1;
-      this.mark = this.pos;
-    }
+    this.readCountOnce();
     const binary = this.vType === 5;
     while (this.vCount > 0) {
       const member = this.readString();
       const score = binary ? this.readF64() : this.readStrDouble();
       this.add({ member, score }, member.length + 8);
-      this.vCount--;
-      this.mark = this.pos;
+      this.elementDone();
     }
     this.endValue();
   }
 
   private stepHash(): void {
-    if (this.vPhase === 0) {
-      this.vCount = this.readLen();
-      this.vPhase = 1;
-      this.mark = this.pos;
-    }
+    this.readCountOnce();
     while (this.vCount > 0) {
       const field = this.readString();
       const value = this.readString();
       this.add({ field, value, expireAtMs: null }, field.length + value.length);
-      this.vCount--;
-      this.mark = this.pos;
+      this.elementDone();
     }
     this.endValue();
   }
@@ -1072,8 +1078,7 @@ export class RdbParser {
       const field = this.readString();
       const value = this.readString();
       this.add({ field, value, expireAtMs: ttl === 0 ? null : this.minExpire + ttl - 1 }, field.length + value.length);
-      this.vCount--;
-      this.mark = this.pos;
+      this.elementDone();
     }
     this.endValue();
   }
@@ -1089,27 +1094,12 @@ export class RdbParser {
     for (;;) {
       const at = this.pos;
       const op = this.readLen();
-      switch (op) {
-        case 0:
-          this.checkPieceSwitch();
-          return this.endValue();
-        case 1:
-        case 2:
-          this.readLenBig();
-          break;
-        case 3:
-          if (this.pos + 4 > this.end) this.needMore(this.pos + 4);
-          this.pos += 4;
-          break;
-        case 4:
-          if (this.pos + 8 > this.end) this.needMore(this.pos + 8);
-          this.pos += 8;
-          break;
-        case 5:
-          this.skipString();
-          break;
-        default:
-          throw rdbError(this.base + at, `unknown module value opcode ${op} in module ${this.moduleId}`);
+      if (op === 0) {
+        this.checkPieceSwitch();
+        return this.endValue();
+      }
+      if (!this.skipModuleOperand(op)) {
+        throw rdbError(this.base + at, `unknown module value opcode ${op} in module ${this.moduleId}`);
       }
       this.checkPieceSwitch();
       this.mark = this.pos;
@@ -1152,10 +1142,7 @@ export class RdbParser {
     switch (this.kind) {
       case K_LIST:
       case K_SET:
-        for (let i = 0; i < vals.length; i++) {
-          const b = toBuf(vals[i]);
-          this.add(b, b.length);
-        }
+        this.addBufs(vals);
         break;
       case K_ZSET:
         if (vals.length & 1) throw rdbError(boff, `sorted set ${this.encoding} has an odd number of elements`);
@@ -1191,13 +1178,17 @@ export class RdbParser {
     this.endValue();
   }
 
+  /** Adds decoded list/set elements. */
+  private addBufs(vals: LpValue[]): void {
+    for (let i = 0; i < vals.length; i++) {
+      const b = toBuf(vals[i]);
+      this.add(b, b.length);
+    }
+  }
+
   /** Types 14 (N ziplists) and 18 (N × container + blob: 1 PLAIN element, 2 PACKED listpack). */
   private stepQuicklist(): void {
-    if (this.vPhase === 0) {
-      this.vCount = this.readLen();
-      this.vPhase = 1;
-      this.mark = this.pos;
-    }
+    this.readCountOnce();
     const v2 = this.vType === 18;
     const vals: LpValue[] = [];
     while (this.vCount > 0) {
@@ -1216,16 +1207,25 @@ export class RdbParser {
         if (v2) decodeListpack(this.bsrc, this.bstart, this.bend, this.boff, vals);
         else decodeZiplist(this.bsrc, this.bstart, this.bend, this.boff, vals);
         if (vals.length === 0) throw rdbError(this.boff, 'empty quicklist node');
-        for (let i = 0; i < vals.length; i++) {
-          const b = toBuf(vals[i]);
-          this.add(b, b.length);
-        }
+        this.addBufs(vals);
       }
       this.checkPieceSwitch();
-      this.vCount--;
-      this.mark = this.pos;
+      this.elementDone();
     }
     this.endValue();
+  }
+
+  /** A stream ID stored as two lengths (ms, seq). */
+  private readIdLens(): StreamId {
+    return { ms: this.readLenBig(), seq: this.readLenBig() };
+  }
+
+  /** A raw 16-byte stream ID, after checking that `need` bytes (ID and what follows) are there. */
+  private readRawId(need: number): StreamId {
+    const p = this.pos;
+    if (p + need > this.end) this.needMore(p + need);
+    this.pos = p + 16;
+    return readStreamId(this.buf, p);
   }
 
   private stepStream(): void {
@@ -1260,11 +1260,11 @@ export class RdbParser {
         case 2: {
           // metadata
           const length = this.readLenApprox();
-          const lastId = { ms: this.readLenBig(), seq: this.readLenBig() };
+          const lastId = this.readIdLens();
           const meta: StreamMeta = { length, lastId, groups: [] };
           if (t >= 19) {
-            meta.firstId = { ms: this.readLenBig(), seq: this.readLenBig() };
-            meta.maxDeletedId = { ms: this.readLenBig(), seq: this.readLenBig() };
+            meta.firstId = this.readIdLens();
+            meta.maxDeletedId = this.readIdLens();
             meta.entriesAdded = this.readLenApprox();
           }
           this.smeta = meta;
@@ -1282,7 +1282,7 @@ export class RdbParser {
             return this.endValue();
           }
           const name = this.readString();
-          const lastId = { ms: this.readLenBig(), seq: this.readLenBig() };
+          const lastId = this.readIdLens();
           let entriesRead: bigint | null = null;
           if (t >= 19) entriesRead = this.readLenBig();
           const pel = this.readLen();
@@ -1301,10 +1301,7 @@ export class RdbParser {
             this.vPhase = 6;
             break;
           }
-          const p = this.pos;
-          if (p + 24 > this.end) this.needMore(p + 24);
-          const id = readStreamId(this.buf, p);
-          this.pos = p + 16;
+          const id = this.readRawId(24);
           const deliveryTimeMs = this.readMs();
           const deliveryCount = this.readLenApprox();
           const pe: Pending = { id, deliveryTimeMs, deliveryCount };
@@ -1342,10 +1339,7 @@ export class RdbParser {
             this.vPhase = 7;
             break;
           }
-          const p = this.pos;
-          if (p + 16 > this.end) this.needMore(p + 16);
-          const id = readStreamId(this.buf, p);
-          this.pos = p + 16;
+          const id = this.readRawId(16);
           this.sConsumer!.pending.push(id);
           const pe = this.sPel!.get(idKey(id));
           if (pe) pe.consumer = this.sConsumer!.name;
