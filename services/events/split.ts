@@ -647,7 +647,8 @@ function mergeValue(acc: TypedValue, next: TypedValue, continued: boolean): void
   }
 }
 
-function cloneValue(v: TypedValue): TypedValue {
+/** A copy of a typed value whose element arrays (and stream groups) can be appended to. */
+export function cloneValue(v: TypedValue): TypedValue {
   switch (v.type) {
     case 'string':
     case 'module':

@@ -1,18 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { expect } from 'vitest';
+export { prng as rng } from '../../helpers/prng.js';
 import type { ChangeEvent, SourcePosition, TypedValue, SnapshotKey, CommandEvent, StreamValue } from '../../../services/events/model.js';
 
-/** Deterministic PRNG (mulberry32) so that property tests are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n bytes covering every byte value (0x00…0xff, CR/LF, invalid UTF-8). */
 export function bytes(n: number, salt = 0): Buffer {

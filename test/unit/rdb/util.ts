@@ -1,4 +1,6 @@
 /** Shared helpers for the RDB parser tests. */
+import { cloneValue } from '../../../services/events/split.js';
+export { prng } from '../../helpers/prng.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,33 +130,4 @@ export function mergePieces(list: RdbEntry[]): Map<string, { entry: RdbEntry; va
   return out;
 }
 
-function cloneValue(v: TypedValue): TypedValue {
-  switch (v.type) {
-    case 'string':
-      return { type: 'string', value: v.value };
-    case 'list':
-      return { type: 'list', items: [...v.items] };
-    case 'set':
-      return { type: 'set', members: [...v.members] };
-    case 'zset':
-      return { type: 'zset', entries: [...v.entries] };
-    case 'hash':
-      return { type: 'hash', entries: [...v.entries] };
-    case 'stream':
-      return { type: 'stream', stream: { ...v.stream, entries: [...v.stream.entries] } };
-    default:
-      return { ...v };
-  }
-}
 
-/** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

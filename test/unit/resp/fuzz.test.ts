@@ -2,18 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { CommandGrouper, ReplyReader, RespParser, SnapshotReader } from '../../../services/replication/resp/index.js';
 import { FIXTURES } from './fixtures.js';
+import { prng } from '../../helpers/prng.js';
 
-/** mulberry32: small deterministic PRNG, so every run mutates the same way. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING = [...'*$\r\n-+:0123456789 '].map((c) => c.charCodeAt(0)).concat([0, 0xff, 0x7f]);
 
