@@ -6,6 +6,7 @@ import { Cluster } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster } from '../destination/helpers.js';
 import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../../helpers/pipeline.js';
+import { killAll, startService, waitForLog } from '../../helpers/processes.js';
 import { startRedis } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 
@@ -14,15 +15,21 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
+/** A private 3-master cluster source, a standalone destination and a cluster client of the source. */
+async function clusterAndDestination() {
+  const cluster = await startCluster(3);
+  cleanups.push(() => cluster.stop());
+  const destination = await startRedis();
+  cleanups.push(() => destination.stop());
+  const first = new URL(cluster.url);
+  const src = new Cluster([{ host: first.hostname, port: Number(first.port) }], { redisOptions: { protocol: 2 } as never });
+  cleanups.push(async () => src.disconnect());
+  return { cluster, destination, src };
+}
+
 describe('cluster source', () => {
   it('full sync and incremental writes from every master reach the destination', async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const first = new URL(cluster.url);
-    const src = new Cluster([{ host: first.hostname, port: Number(first.port) }], { redisOptions: { protocol: 2 } as never });
-    cleanups.push(async () => src.disconnect());
+    const { cluster, destination, src } = await clusterAndDestination();
     for (let i = 0; i < 300; i++) await src.set(`k:${i}`, `v${i}`);
     for (let i = 0; i < 30; i++) await src.rpush(`{u${i}}:list`, 'a', 'b', String(i));
 
@@ -47,15 +54,8 @@ describe('cluster source', () => {
 
 describe('cluster source, one master overrun', () => {
   it('every master joins a new snapshot epoch; keys deleted meanwhile disappear', async () => {
-    const { killAll, startService, waitForLog } = await import('../../helpers/processes.js');
     cleanups.push(() => killAll());
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const first = new URL(cluster.url);
-    const src = new Cluster([{ host: first.hostname, port: Number(first.port) }], { redisOptions: { protocol: 2 } as never });
-    cleanups.push(async () => src.disconnect());
+    const { cluster, destination, src } = await clusterAndDestination();
     for (let i = 0; i < 200; i++) await src.set(`old:${i}`, 'x');
     const names = pipelineNames();
     const args = ['capture', '--source', cluster.url, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--partitions', '2'];
