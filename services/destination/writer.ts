@@ -160,6 +160,12 @@ export interface DestinationWriterOptions {
   now?: () => number;
 }
 
+/** Events of one stream, in its order. */
+export interface StreamEvents {
+  stream: string;
+  events: ChangeEvent[];
+}
+
 export interface BatchResult {
   /** Events whose effects were written by this call. */
   applied: number;
@@ -228,6 +234,8 @@ interface Prepared {
 
 /** What one event contributes to one domain (the standalone server, or one slot). */
 interface Part {
+  /** The stream the event belongs to (a transaction may carry several streams' events). */
+  stream: string;
   prep: Prepared;
   pos: WriterPosition;
   ops: Op[];
@@ -239,10 +247,18 @@ interface Part {
   db: number | undefined;
 }
 
+/** One stream's share of a chunk: its position before (`state.stored`) and after the chunk. */
+interface ChunkStream {
+  state: DomainState;
+  posToStore: WriterPosition | null;
+  positionChanged: boolean;
+}
+
 interface Chunk {
   end: number;
   ops: Op[];
-  state: DomainState;
+  /** Every stream with events in the chunk, in order of first appearance. */
+  streams: Map<string, ChunkStream>;
   markers: Map<string, number | null>;
   markerSets: Map<string, number>;
   watch: Set<string>;
@@ -253,7 +269,7 @@ interface Chunk {
   heartbeatMs: number | null;
   fallbacks: number;
   epochFlushes: number;
-  posToStore: WriterPosition | null;
+  /** Some stream's position moves (the transaction is worth sending even without ops). */
   positionChanged: boolean;
 }
 
@@ -370,7 +386,50 @@ export class DestinationWriter {
    * offset (or from `pendingFrom(stream)` when set): duplicates are skipped by position.
    */
   applyBatch(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
-    const run = this.lock.then(() => this.applyBatchNow(stream, events));
+    return this.applyStreams([{ stream, events }]);
+  }
+
+  /**
+   * Applies the events of several streams exactly once, in the order given: `segments` is one
+   * sequence (each event keeps its own stream's position), so an applier that holds several
+   * streams can hand over a unit listed in several of them together with what precedes and
+   * follows it in each. On a standalone destination the whole sequence goes into as few
+   * transactions as its size allows, every stream's position set in the transaction that covers
+   * its events; a cluster destination applies the segments one after another.
+   */
+  applyStreams(segments: StreamEvents[]): Promise<BatchResult> {
+    const run = this.lock.then(() => this.applyStreamsNow(segments));
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The highest position this writer has applied for `stream` (its stored position when it has
+   * not written the stream yet). On a cluster, the position of the stream's home slot.
+   */
+  appliedPosition(stream: string): Promise<SourcePosition | null> {
+    const run = this.lock.then(async () => {
+      await this.start();
+      const st = this.stream(stream);
+      const topo = this.topo!;
+      const domain = topo.kind === 'standalone' ? 0 : this.keys!.homeSlot(stream);
+      if (!st.domains.has(domain)) {
+        if (topo.kind === 'standalone') await this.loadStandalone(stream, st, new Set(), topo.client);
+        else await this.loadSlots(stream, st, [domain]);
+      }
+      return st.domains.get(domain)?.pos ?? null;
+    });
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The positions stored in the destination for `streams` (written by any process), read now. */
+  storedPositions(streams: string[]): Promise<Map<string, SourcePosition | null>> {
+    const run = this.lock.then(async () => {
+      const out = new Map<string, SourcePosition | null>();
+      for (const s of streams) out.set(s, await this.readStoredPosition(s));
+      return out;
+    });
     this.lock = run.catch(() => undefined);
     return run;
   }
@@ -527,21 +586,28 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // batches
 
-  private async applyBatchNow(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
+  private async applyStreamsNow(all: StreamEvents[]): Promise<BatchResult> {
     if (this.closed) throw new ReplistreamError('INTERNAL', 'destination writer is closed');
     await this.start();
-    this.keys!.checkStream(stream);
-    if (events.length === 0) return { applied: 0, skipped: 0 };
+    for (const seg of all) this.keys!.checkStream(seg.stream);
+    const segments = all.filter((seg) => seg.events.length > 0);
+    if (segments.length === 0) return { applied: 0, skipped: 0 };
     const topo = this.topo!;
     try {
       if (topo.kind === 'standalone') {
         await ensureReady(topo.client, topo.endpoint);
-        return await this.applyStandalone(stream, events, topo.client);
+        return await this.applyStandalone(segments, topo.client);
       }
-      return await this.applyCluster(stream, events);
+      const total: BatchResult = { applied: 0, skipped: 0 };
+      for (const seg of segments) {
+        const r = await this.applyCluster(seg.stream, seg.events);
+        total.applied += r.applied;
+        total.skipped += r.skipped;
+      }
+      return total;
     } catch (err) {
-      // forget what we knew of the stream: the next batch re-reads it from the destination
-      this.streams.delete(stream);
+      // forget what we knew of the streams: the next batch re-reads them from the destination
+      for (const seg of segments) this.streams.delete(seg.stream);
       this.markers.clear();
       throw err;
     }
@@ -588,12 +654,14 @@ export class DestinationWriter {
   }
 
   /** Rebuilds split events, then translates them (stateless part): dbs mapped, slots computed. */
-  private async prepare(stream: string, events: ChangeEvent[]): Promise<{ prepared: Prepared[]; replayedPieces: number }> {
+  private async prepare(stream: string, events: ChangeEvent[], indexBase = 0): Promise<{ prepared: Prepared[]; replayedPieces: number }> {
     const ctx = this.commandContext(stream);
     const out: Prepared[] = [];
     const { events: merged, replayedPieces } = await this.assemble(stream, events);
     this.stats.duplicates += replayedPieces;
-    merged.forEach((event, index) => {
+    merged.forEach((event, i) => {
+      // unique across the segments of one call: origins and skipped commands are named by it
+      const index = indexBase + i;
       const db = this.mapDb(event.db);
       let items: TranslatedItem[] = [];
       let dropped: string[] = [];
@@ -679,44 +747,51 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // standalone
 
-  private async applyStandalone(stream: string, events: ChangeEvent[], client: Redis): Promise<BatchResult> {
-    const st = this.stream(stream);
-    const { prepared, replayedPieces } = await this.prepare(stream, events);
+  private async applyStandalone(segments: StreamEvents[], client: Redis): Promise<BatchResult> {
     const parts: Part[] = [];
     let unmappedEvents = 0;
-    for (const prep of prepared) {
-      if (prep.db === undefined) {
-        unmappedEvents++;
-        continue;
+    let replayed = 0;
+    let indexBase = 0;
+    for (const seg of segments) {
+      const { prepared, replayedPieces } = await this.prepare(seg.stream, seg.events, indexBase);
+      indexBase += prepared.length;
+      replayed += replayedPieces;
+      for (const prep of prepared) {
+        if (prep.db === undefined) {
+          unmappedEvents++;
+          continue;
+        }
+        const ops = prep.items.map((it) => (it as { t: 'op'; op: Op }).op);
+        parts.push({
+          stream: seg.stream,
+          prep,
+          pos: withPart(prep.event.pos),
+          ops,
+          snapshotKey: prep.event.kind === 'snapshot-key' ? prep.event : null,
+          markerKey: this.keys!.marker(prep.db),
+          markerScope: prep.db,
+          db: prep.db,
+        });
       }
-      const ops = prep.items.map((it) => (it as { t: 'op'; op: Op }).op);
-      parts.push({
-        prep,
-        pos: withPart(prep.event.pos),
-        ops,
-        snapshotKey: prep.event.kind === 'snapshot-key' ? prep.event : null,
-        markerKey: this.keys!.marker(prep.db),
-        markerScope: prep.db,
-        db: prep.db,
-      });
     }
     this.stats.unmappedDb += unmappedEvents;
-    const result: BatchResult = { applied: 0, skipped: unmappedEvents + replayedPieces };
+    const result: BatchResult = { applied: 0, skipped: unmappedEvents + replayed };
     const skipIds = new Set<string>();
     const markerKeys = new Set<string>();
     for (const p of parts) if (p.markerKey) markerKeys.add(p.markerKey);
+    const streamNames = [...new Set(segments.map((seg) => seg.stream))];
     let from = 0;
     let attempts = 0;
     while (from < parts.length) {
-      await this.loadStandalone(stream, st, markerKeys, client);
-      const chunk = this.buildChunk(stream, parts, from, st.domains.get(0)!, skipIds);
+      for (const name of streamNames) await this.loadStandalone(name, this.stream(name), markerKeys, client);
+      const chunk = this.buildChunk(parts, from, (name) => this.stream(name).domains.get(0)!, skipIds);
       if (!chunk.positionChanged && chunk.ops.length === 0 && chunk.markerSets.size === 0) {
-        this.commitChunk(st, 0, chunk, result, false);
+        this.commitChunk(0, chunk, result, false);
         from = chunk.end;
         continue;
       }
-      const outcome = await this.execTransaction(client, this.opts.positionDb, chunk, this.keys!.position(stream), st.domains.get(0)!.stored);
-      const next = await this.handleOutcome(stream, st, 0, chunk, parts, outcome, skipIds, result, ++attempts);
+      const outcome = await this.execTransaction(client, this.opts.positionDb, chunk, (name) => this.keys!.position(name));
+      const next = await this.handleOutcome(0, chunk, parts, outcome, skipIds, result, ++attempts);
       if (next === 'retry') continue;
       attempts = 0;
       from = chunk.end;
@@ -766,13 +841,12 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // chunk building (standalone and per slot)
 
-  private buildChunk(stream: string, parts: Part[], from: number, committed: DomainState, skipIds: Set<string>): Chunk {
+  private buildChunk(parts: Part[], from: number, committedOf: (stream: string) => DomainState, skipIds: Set<string>): Chunk {
     const cluster = this.topo!.kind === 'cluster';
-    const state = cloneDomain(committed);
     const chunk: Chunk = {
       end: from,
       ops: [],
-      state,
+      streams: new Map(),
       markers: new Map(),
       markerSets: new Map(),
       watch: new Set(),
@@ -783,8 +857,12 @@ export class DestinationWriter {
       heartbeatMs: null,
       fallbacks: 0,
       epochFlushes: 0,
-      posToStore: null,
       positionChanged: false,
+    };
+    const shareOf = (stream: string): ChunkStream => {
+      let cs = chunk.streams.get(stream);
+      if (!cs) chunk.streams.set(stream, (cs = { state: cloneDomain(committedOf(stream)), posToStore: null, positionChanged: false }));
+      return cs;
     };
     const marker = (k: string): number | null => (chunk.markers.has(k) ? chunk.markers.get(k)! : (this.markers.get(k) ?? null));
     let bytes = 0;
@@ -792,6 +870,9 @@ export class DestinationWriter {
     for (; i < parts.length; i++) {
       const part = parts[i];
       const ev = part.prep.event;
+      const stream = part.stream;
+      const share = shareOf(stream);
+      const state = share.state;
       if (state.pos && compareWriterPositions(part.pos, state.pos) <= 0) {
         chunk.duplicates.push(part.prep.index);
         continue;
@@ -803,7 +884,7 @@ export class DestinationWriter {
         if (m !== null && ev.pos.epoch < m) {
           chunk.stale.push(part.prep.index);
           state.pos = part.pos;
-          chunk.positionChanged = true;
+          share.positionChanged = chunk.positionChanged = true;
           continue;
         }
         if (m === null || ev.pos.epoch > m) {
@@ -867,7 +948,7 @@ export class DestinationWriter {
         }
       }
       state.pos = part.pos;
-      chunk.positionChanged = true;
+      share.positionChanged = chunk.positionChanged = true;
       chunk.applied.push(part.prep.index);
       for (const op of ops) {
         if (op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
@@ -880,7 +961,7 @@ export class DestinationWriter {
       }
     }
     chunk.end = i;
-    chunk.posToStore = state.pos;
+    for (const share of chunk.streams.values()) share.posToStore = share.state.pos;
     return chunk;
   }
 
@@ -955,15 +1036,18 @@ export class DestinationWriter {
    * Sends one transaction: [SELECT positionDb] WATCH … MULTI ops … SET position EXEC, in one write.
    * `selectDb` null for a cluster node (db 0 only).
    */
-  private async execTransaction(client: Redis, selectDb: number | null, chunk: Chunk, positionKey: string, expectedStored: WriterPosition | null): Promise<TxOutcome> {
-    // 1. WATCH the position and epoch markers, then check they still hold what this writer
-    //    believes: a compare-and-set, so a second writer of the stream (or a marker moved by
+  private async execTransaction(client: Redis, selectDb: number | null, chunk: Chunk, positionKeyOf: (stream: string) => string): Promise<TxOutcome> {
+    // 1. WATCH the positions and epoch markers, then check they still hold what this writer
+    //    believes: a compare-and-set, so a second writer of a stream (or a marker moved by
     //    another stream) makes this transaction abort instead of applying twice.
+    const moved = [...chunk.streams.entries()].filter(([, cs]) => cs.positionChanged && cs.posToStore);
+    const positionKeys = moved.map(([name]) => positionKeyOf(name));
     const markerKeys = [...chunk.watch];
     const check = client.pipeline();
     if (selectDb !== null) check.select(selectDb);
-    check.watch(positionKey, ...markerKeys);
-    check.get(positionKey);
+    const watched = positionKeys.length + markerKeys.length > 0;
+    if (watched) check.watch(...positionKeys, ...markerKeys);
+    if (positionKeys.length) check.mget(...positionKeys);
     if (markerKeys.length) check.mget(...markerKeys);
     let preRes: Array<[Error | null, unknown]>;
     try {
@@ -976,15 +1060,18 @@ export class DestinationWriter {
       if (!isReplyError(e)) return { kind: 'unknown', error: e };
       return { kind: 'rejected', errors: [{ origin: null, args: ['WATCH'], error: e }] };
     }
-    const base = selectDb !== null ? 2 : 1;
-    const storedNow = decodePosition(preRes[base][1] as string | null, positionKey);
-    let same = samePosition(storedNow, expectedStored);
+    let at = (selectDb !== null ? 1 : 0) + (watched ? 1 : 0);
+    let same = true;
+    if (positionKeys.length) {
+      const vals = preRes[at++][1] as Array<string | null>;
+      same = moved.every(([, cs], i) => samePosition(decodePosition(vals[i], positionKeys[i]), cs.state.stored));
+    }
     if (same && markerKeys.length) {
-      const vals = preRes[base + 1][1] as Array<string | null>;
+      const vals = preRes[at][1] as Array<string | null>;
       same = markerKeys.every((k, i) => (vals[i] === null ? null : Number(vals[i])) === (this.markers.get(k) ?? null));
     }
     if (!same) {
-      await client.unwatch().catch(() => undefined);
+      if (watched) await client.unwatch().catch(() => undefined);
       return { kind: 'watch-aborted' };
     }
     // 2. the transaction itself
@@ -1005,7 +1092,7 @@ export class DestinationWriter {
       if (op.clobbersDb) cur = -1;
     }
     if (selectDb !== null && cur !== selectDb) q(['SELECT', String(selectDb)], null);
-    if (chunk.posToStore) q(['SET', positionKey, encodePosition(chunk.posToStore)], null);
+    moved.forEach(([, cs], i) => q(['SET', positionKeys[i], encodePosition(cs.posToStore!)], null));
     for (const [k, e] of chunk.markerSets) q(['SET', k, String(e)], null);
     p.exec();
     let res: Array<[Error | null, unknown]>;
@@ -1050,8 +1137,6 @@ export class DestinationWriter {
 
   /** Decides what to do after a transaction. Returns 'retry' to rebuild the same chunk, 'next' to go on. */
   private async handleOutcome(
-    stream: string,
-    st: StreamState,
     domain: number,
     chunk: Chunk,
     parts: Part[],
@@ -1060,11 +1145,15 @@ export class DestinationWriter {
     result: BatchResult,
     attempt: number,
   ): Promise<'retry' | 'next'> {
-    const posOf = (o: OpOrigin | null): SourcePosition | null => (o ? (parts.find((p) => p.prep.index === o.eventIndex)?.prep.event.pos ?? null) : null);
+    const partOf = (o: OpOrigin | null): Part | undefined => (o ? parts.find((p) => p.prep.index === o.eventIndex) : undefined);
+    const posOf = (o: OpOrigin | null): SourcePosition | null => partOf(o)?.prep.event.pos ?? null;
+    const names = [...chunk.streams.keys()];
+    const stream = names.join(', ');
+    const streamOf = (o: OpOrigin | null): string => partOf(o)?.stream ?? stream;
     switch (outcome.kind) {
       case 'committed': {
-        this.commitChunk(st, domain, chunk, result);
-        if (outcome.runtimeErrors.length) await this.handleRuntimeErrors(stream, outcome.runtimeErrors, posOf);
+        this.commitChunk(domain, chunk, result);
+        if (outcome.runtimeErrors.length) await this.handleRuntimeErrors(outcome.runtimeErrors, posOf, streamOf);
         return 'next';
       }
       case 'watch-aborted': {
@@ -1072,15 +1161,17 @@ export class DestinationWriter {
         if (attempt > MAX_RETRIES) {
           throw new ReplistreamError('DESTINATION', `stream ${stream}: transaction aborted ${attempt} times by concurrent changes of its position or epoch keys`, { retriable: true });
         }
-        const before = st.domains.get(domain)?.stored ?? null;
-        const stored = await this.readDomainPosition(stream, domain);
-        if (!samePosition(stored, before)) {
-          // someone else applied this stream: step back and let the applier re-deliver
-          throw new ReplistreamError(
-            'DESTINATION',
-            `stream ${stream}${this.topo!.kind === 'cluster' ? ` slot ${domain}` : ''}: another writer advanced the position to ${formatPosition(stored)} (was ${formatPosition(before)}); is a second applier consuming the same partition?`,
-            { retriable: true, details: { stream, stored, known: before } },
-          );
+        for (const name of names) {
+          const before = this.stream(name).domains.get(domain)?.stored ?? null;
+          const stored = await this.readDomainPosition(name, domain);
+          if (!samePosition(stored, before)) {
+            // someone else applied this stream: step back and let the applier re-deliver
+            throw new ReplistreamError(
+              'DESTINATION',
+              `stream ${name}${this.topo!.kind === 'cluster' ? ` slot ${domain}` : ''}: another writer advanced the position to ${formatPosition(stored)} (was ${formatPosition(before)}); is a second applier consuming the same partition?`,
+              { retriable: true, details: { stream: name, stored, known: before } },
+            );
+          }
         }
         for (const k of chunk.watch) this.markers.delete(k);
         await this.reloadMarkers(domain, [...chunk.watch]);
@@ -1110,11 +1201,11 @@ export class DestinationWriter {
           }
           for (const e of own) {
             skipIds.add(e.origin!.id);
-            this.countSkipped(e.origin!.name, stream, posOf(e.origin), e.error.message);
+            this.countSkipped(e.origin!.name, streamOf(e.origin), posOf(e.origin), e.error.message);
           }
           return 'retry';
         }
-        throw this.refusedError(stream, first, posOf(first.origin), false);
+        throw this.refusedError(streamOf(first.origin), first, posOf(first.origin), false);
       }
       case 'unknown': {
         if (this.topo!.kind === 'cluster') await this.topo!.router.refresh().catch(() => undefined);
@@ -1143,16 +1234,21 @@ export class DestinationWriter {
     this.opts.logger.warn({ stream, position: pos, command: name, reason: why }, `skipped ${name} refused by the destination (on-command-error skip)`);
   }
 
-  private async handleRuntimeErrors(stream: string, errors: RejectedCommand[], posOf: (o: OpOrigin | null) => SourcePosition | null): Promise<void> {
+  private async handleRuntimeErrors(
+    errors: RejectedCommand[],
+    posOf: (o: OpOrigin | null) => SourcePosition | null,
+    streamOf: (o: OpOrigin | null) => string,
+  ): Promise<void> {
     const infra = errors.find((e) => !e.origin);
     if (infra) {
-      throw new ReplistreamError('DESTINATION', `stream ${stream}: replistream's own ${commandName(infra.args)} failed in the destination: ${infra.error.message}`, { cause: infra.error });
+      throw new ReplistreamError('DESTINATION', `stream ${streamOf(null)}: replistream's own ${commandName(infra.args)} failed in the destination: ${infra.error.message}`, { cause: infra.error });
     }
     if (this.opts.onUnknownCommand === 'skip') {
-      for (const e of errors) this.countSkipped(e.origin!.name, stream, posOf(e.origin), e.error.message);
+      for (const e of errors) this.countSkipped(e.origin!.name, streamOf(e.origin), posOf(e.origin), e.error.message);
       return;
     }
     const first = errors[0];
+    const stream = streamOf(first.origin);
     const pos = posOf(first.origin);
     const err = this.refusedError(stream, first, pos, true);
     const marker = JSON.stringify({ position: pos, command: first.origin!.name, error: first.error.message, at: new Date().toISOString() });
@@ -1169,9 +1265,11 @@ export class DestinationWriter {
     throw err;
   }
 
-  private commitChunk(st: StreamState, domain: number, chunk: Chunk, result: BatchResult, written = true): void {
-    if (written && chunk.posToStore) chunk.state.stored = chunk.posToStore;
-    st.domains.set(domain, chunk.state);
+  private commitChunk(domain: number, chunk: Chunk, result: BatchResult, written = true): void {
+    for (const [name, share] of chunk.streams) {
+      if (written && share.positionChanged && share.posToStore) share.state.stored = share.posToStore;
+      this.stream(name).domains.set(domain, share.state);
+    }
     for (const [k, v] of chunk.markers) this.markers.set(k, v);
     this.stats.applied += chunk.applied.length;
     this.stats.duplicates += chunk.duplicates.length;
@@ -1242,6 +1340,7 @@ export class DestinationWriter {
         continue;
       }
       const base = (slot: number, part: number, ops: Op[], sk: SnapshotKey | null = null): Part => ({
+        stream,
         prep,
         pos: withPart(ev.pos, part),
         ops,
@@ -1374,17 +1473,17 @@ export class DestinationWriter {
           const result: BatchResult = { applied: 0, skipped: 0 };
           while (from < parts.length) {
             if (!st.domains.has(slot) || !this.markers.has(keys.marker(slot))) await this.loadSlots(stream, st, [slot]);
-            const chunk = this.buildChunk(stream, parts, from, st.domains.get(slot)!, skipIds);
+            const chunk = this.buildChunk(parts, from, () => st.domains.get(slot)!, skipIds);
             if (!chunk.positionChanged && chunk.ops.length === 0) {
-              this.commitChunk(st, slot, chunk, result, false);
+              this.commitChunk(slot, chunk, result, false);
               mark(chunk.applied, 'applied');
               mark([...chunk.duplicates, ...chunk.stale], 'skipped');
               from = chunk.end;
               continue;
             }
             const client = topo.router.forSlot(slot);
-            const outcome = await this.execTransaction(client, null, chunk, keys.position(stream, slot), st.domains.get(slot)!.stored);
-            const r = await this.handleOutcome(stream, st, slot, chunk, parts, outcome, skipIds, result, ++attempts);
+            const outcome = await this.execTransaction(client, null, chunk, (name) => keys.position(name, slot));
+            const r = await this.handleOutcome(slot, chunk, parts, outcome, skipIds, result, ++attempts);
             if (r === 'retry') continue;
             mark(chunk.applied, 'applied');
             mark([...chunk.duplicates, ...chunk.stale], 'skipped');
@@ -1475,7 +1574,7 @@ export class DestinationWriter {
           else throw this.refusedError(stream, refused, b.prep.event.pos, false);
         }
         // record the position in the home slot
-        const part: Part = { prep: b.prep, pos: b.pos, ops: [], snapshotKey: null, markerKey: null, markerScope: home, db: b.prep.db };
+        const part: Part = { stream, prep: b.prep, pos: b.pos, ops: [], snapshotKey: null, markerKey: null, markerScope: home, db: b.prep.db };
         await this.runSlots(stream, st, new Map([[home, [part]]]), mark);
         return;
       }
