@@ -1,149 +1,275 @@
 /**
- * The applier pipeline: Kafka records of one partition → whole events (pieces reassembled) →
- * destination writes, exactly once, then the Kafka offset commit.
+ * The applier pipeline: Kafka records of the partitions this process holds → per-partition queues
+ * of whole events (stream-queue.ts) → one ordered plan across them (barrier.ts) → the destination
+ * writer, exactly once → the Kafka offset commit, after the write it covers.
  *
  * - Each topic-partition is a *stream* for the destination writer (`topic:partition`): its
- *   progress is stored in the destination with the writes (see services/destination/writer.ts),
- *   so the Kafka offset commit is only a hint for where to resume reading; it is made after the
- *   write it covers.
- * - A cross-partition unit (its `participants` list several partitions) is a barrier
- *   (barrier.ts). When it cannot pass yet, the partition is rewound to the barrier's record and
- *   paused, and resumed once the barrier can pass: the consumer never blocks, so partitions
- *   handled by this same process keep flowing and can reach the barrier too.
+ *   progress is stored in the destination with the writes, so the Kafka offset commit is only a
+ *   hint for where to resume reading.
+ * - The consumer's batch handler only queues what was fetched and returns, so fetching never
+ *   waits for a barrier; a partition whose queue holds more than `maxQueuedBytes` is paused until
+ *   it drains (memory stays bounded by bytes, per partition).
+ * - One loop applies: it builds a plan from every queue, hands it to the writer as one sequence
+ *   (a few large transactions), drops what was applied and commits the offsets in the background.
+ *   When a barrier waits for another process, the loop reads that process's stored positions
+ *   with a short backoff.
  */
 import type { Logger } from '../common/log.js';
-import type { ChangeEvent, CommandEvent } from '../events/model.js';
-import { PieceAssembler } from '../events/split.js';
+import { ReplistreamError } from '../common/errors.js';
+import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import type { DecodedBatch, EventConsumer, BatchContext } from '../transport/consumer.js';
-import { tryPass, type BarrierStore } from './barrier.js';
+import { planApply, type PlanStream } from './barrier.js';
+import { StreamQueue } from './stream-queue.js';
 
 /** What the applier needs from the destination writer. */
 export interface Writer {
-  applyBatch(stream: string, events: ChangeEvent[]): Promise<{ applied: number; skipped: number }>;
+  applyStreams(segments: Array<{ stream: string; events: ChangeEvent[] }>): Promise<{ applied: number; skipped: number }>;
+  appliedPosition(stream: string): Promise<SourcePosition | null>;
+  storedPositions(streams: string[]): Promise<Map<string, SourcePosition | null>>;
 }
 
 export interface ApplierOptions {
   writer: Writer;
-  barriers: BarrierStore;
-  consumer: Pick<EventConsumer, 'commit' | 'pause' | 'resume' | 'seek'>;
-  /** Topic of each source db (to name the streams of barrier participants). */
-  topicOfDb: (db: number) => string;
+  consumer: Pick<EventConsumer, 'commit' | 'pause' | 'resume' | 'stop'>;
+  /** Topic of a source db consumed by this group; null when the group does not consume it. */
+  topicOfDb: (db: number) => string | null;
   logger: Logger;
-  /** How long a barrier may wait inside the batch handler before the partition is paused instead. */
-  barrierInlineWaitMs?: number;
+  /** The destination is a cluster (barrier owners also mark their home slot). */
+  cluster?: boolean;
+  /** Record bytes queued per partition before it is paused (default 4 MiB). */
+  maxQueuedBytes?: number;
+  /** Events per plan (default 5000). */
+  maxEventsPerPlan?: number;
 }
 
 export interface ApplierStats {
-  events: number;
+  /** Records received once. */
   records: number;
+  /** Records delivered again by Kafka (already queued or applied) and dropped. */
+  rereadRecords: number;
+  /** Events handed to the writer (applied, or skipped there as duplicates). */
+  events: number;
+  plans: number;
   barriersApplied: number;
   barriersPassed: number;
+  /** Times a plan stopped at a barrier that could not be settled yet. */
   barrierWaits: number;
+  /** Reads of other processes' positions while a barrier waited for them. */
+  remotePolls: number;
   discardedPieces: number;
+  /** Record bytes queued now. */
+  queuedBytes: number;
+  /** Failed plans retried (retriable destination errors). */
+  retries: number;
 }
 
-interface Pending {
-  event: ChangeEvent;
-  /** Offset of the record where the event's first piece is. */
-  offset: string;
-}
+const streamId = (topic: string, partition: number) => `${topic}:${partition}`;
 
 export class Applier {
-  readonly stats: ApplierStats = { events: 0, records: 0, barriersApplied: 0, barriersPassed: 0, barrierWaits: 0, discardedPieces: 0 };
-  private readonly opts: ApplierOptions;
-  private readonly assemblers = new Map<string, { assembler: PieceAssembler; firstPieceOffset: string | null }>();
-  private readonly waiting = new Set<string>();
+  readonly stats: ApplierStats = {
+    records: 0,
+    rereadRecords: 0,
+    events: 0,
+    plans: 0,
+    barriersApplied: 0,
+    barriersPassed: 0,
+    barrierWaits: 0,
+    remotePolls: 0,
+    discardedPieces: 0,
+    queuedBytes: 0,
+    retries: 0,
+  };
+  private readonly opts: Required<Omit<ApplierOptions, 'cluster'>> & { cluster: boolean };
+  private readonly queues = new Map<string, StreamQueue>();
+  /** Streams assigned to this process (null until the first assignment: accept whatever comes). */
+  private assigned: Set<string> | null = null;
+  /** Highest applied position per local stream (loaded from the writer before planning). */
+  private readonly applied = new Map<string, SourcePosition | null>();
+  private remote = new Map<string, SourcePosition | null>();
   private stopped = false;
+  private wake: (() => void) | null = null;
+  /** Something happened since the loop last looked (records, an assignment, stop). */
+  private dirty = false;
+  private loop: Promise<void> | null = null;
 
   constructor(opts: ApplierOptions) {
-    this.opts = opts;
+    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 5000, cluster: false, ...opts };
   }
 
-  stop(): void {
+  /** Starts the apply loop (resolves when stopped). */
+  start(): void {
+    if (!this.loop) this.loop = this.run();
+  }
+
+  /** Stops after the plan in flight; resolves when the loop has ended. */
+  async stop(): Promise<void> {
     this.stopped = true;
+    this.poke();
+    await this.loop?.catch(() => undefined);
+    await this.flushCommits();
   }
 
-  private assemblerFor(stream: string) {
-    let a = this.assemblers.get(stream);
-    if (!a) {
-      a = {
-        assembler: new PieceAssembler({
-          onDiscard: (reason, n, pos) => {
-            this.stats.discardedPieces += n;
-            this.opts.logger.warn({ stream, reason, pieces: n, pos }, 'discarded pieces of an event');
-          },
-        }),
-        firstPieceOffset: null,
-      };
-      this.assemblers.set(stream, a);
-    }
-    return a;
-  }
-
-  /** The consumer's batch handler. */
-  async handle(batch: DecodedBatch, ctx: BatchContext): Promise<void> {
-    const { topic, partition } = batch;
-    const stream = `${topic}:${partition}`;
-    const a = this.assemblerFor(stream);
-    // Records are re-read from the committed offset after a rebalance or a rewind: start clean.
-    if (batch.records.length && a.firstPieceOffset !== null && BigInt(batch.records[0].offset) <= BigInt(a.firstPieceOffset)) {
-      a.assembler.reset();
-      a.firstPieceOffset = null;
-    }
-    const pending: Pending[] = [];
-    for (const record of batch.records) {
-      this.stats.records++;
-      for (const ev of record.events) {
-        const piece = 'piece' in ev ? ev.piece : null;
-        if (piece && piece.index === 0) a.firstPieceOffset = record.offset;
-        const whole = a.assembler.push(ev);
-        if (whole) {
-          pending.push({ event: whole, offset: whole === ev ? record.offset : (a.firstPieceOffset ?? record.offset) });
-          if (whole !== ev) a.firstPieceOffset = null;
-        }
+  /** The partitions this process holds, after every (re)join of the group. */
+  setAssignment(assignment: Array<{ topic: string; partitions: number[] }>): void {
+    const mine = new Set(assignment.flatMap((a) => a.partitions.map((p) => streamId(a.topic, p))));
+    for (const id of [...this.queues.keys()]) {
+      if (!mine.has(id)) {
+        // another member applies it now; what we held is read again there
+        this.queues.delete(id);
+        this.applied.delete(id);
       }
     }
+    this.assigned = mine;
+    // positions may have moved while the group rebalanced: read them again
+    this.applied.clear();
+    this.poke();
+  }
 
-    let run: ChangeEvent[] = [];
-    const flushRun = async () => {
-      if (run.length === 0) return;
-      await this.opts.writer.applyBatch(stream, run);
-      this.stats.events += run.length;
-      run = [];
-    };
-    for (const p of pending) {
-      if (this.stopped || !ctx.isRunning() || ctx.isStale()) return;
-      const e = p.event;
-      if (e.kind === 'command' && e.participants.length > 1) {
-        await flushRun();
-        const passed = await this.passBarrier(stream, e);
-        if (!passed) {
-          // Everything before the barrier's record is applied: commit it, rewind to the barrier
-          // and wait without blocking the consumer.
-          await this.opts.consumer.commit([{ topic, partition, offset: p.offset }]);
-          this.opts.consumer.seek(topic, partition, p.offset);
-          this.waitForBarrier(topic, partition, stream, e);
-          return;
+  /** The consumer's batch handler: queue and return (fetching never waits for a barrier). */
+  async handle(batch: DecodedBatch, ctx: BatchContext): Promise<void> {
+    if (this.stopped || !ctx.isRunning() || ctx.isStale()) return;
+    const { topic, partition } = batch;
+    const id = streamId(topic, partition);
+    if (this.assigned && !this.assigned.has(id)) return;
+    let q = this.queues.get(id);
+    if (!q) {
+      q = new StreamQueue(topic, partition, (reason, n) => {
+        this.stats.discardedPieces += n;
+        this.opts.logger.warn({ stream: id, reason, pieces: n }, 'discarded pieces of an event');
+      });
+      this.queues.set(id, q);
+    }
+    const before = q.bytes;
+    const { accepted, reread } = q.push(batch.records);
+    this.stats.records += accepted;
+    this.stats.rereadRecords += reread;
+    this.stats.queuedBytes += q.bytes - before;
+    if (!q.paused && q.bytes > this.opts.maxQueuedBytes) {
+      q.paused = true;
+      this.opts.consumer.pause(topic, [partition]);
+    }
+    if (accepted > 0) this.poke();
+  }
+
+  private poke(): void {
+    this.dirty = true;
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits for a poke (new records, an assignment, stop) or `ms`; returns at once if poked meanwhile. */
+  private idle(ms: number | null): Promise<void> {
+    if (this.dirty) {
+      this.dirty = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = ms === null ? null : setTimeout(() => this.poke(), ms);
+      this.wake = () => {
+        if (timer) clearTimeout(timer);
+        this.dirty = false;
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 1;
+    let failures = 0;
+    while (!this.stopped) {
+      let progressed = false;
+      let awaiting = new Set<string>();
+      this.dirty = false;
+      try {
+        await this.loadPositions();
+        const local = new Map<string, PlanStream>();
+        const queues = new Map(this.queues); // a rebalance may replace them while the plan is written
+        for (const [id, q] of queues) local.set(id, { items: q.items, applied: this.applied.get(id) ?? null });
+        const plan = planApply({
+          local,
+          streamOf: (p) => {
+            const topic = this.opts.topicOfDb(p.db);
+            return topic === null ? null : streamId(topic, p.partition);
+          },
+          remote: this.remote,
+          maxEvents: this.opts.maxEventsPerPlan,
+          ownerMarker: this.opts.cluster,
+        });
+        awaiting = plan.awaiting;
+        if (plan.barriersWaiting > 0) this.stats.barrierWaits++;
+        if (plan.events > 0) {
+          await this.opts.writer.applyStreams(plan.segments);
+          this.stats.plans++;
+          this.stats.events += plan.events;
+          this.stats.barriersApplied += plan.barriersApplied;
+          this.stats.barriersPassed += plan.barriersPassed;
+          for (const [id, p] of plan.positions) if (this.applied.has(id)) this.applied.set(id, p);
+          for (const [id, n] of plan.consumed) {
+            const q = queues.get(id)!;
+            if (this.queues.get(id) !== q) continue;
+            const before = q.bytes;
+            q.consume(n);
+            this.stats.queuedBytes += q.bytes - before;
+            const offset = q.commitOffset();
+            if (offset !== null) this.commitSoon({ topic: q.topic, partition: q.partition, offset });
+            if (q.paused && q.bytes <= this.opts.maxQueuedBytes / 2) {
+              q.paused = false;
+              this.opts.consumer.resume(q.topic, [q.partition]);
+            }
+          }
+          progressed = plan.consumed.size > 0 || plan.events > 0;
+        }
+        failures = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        const e = err as Error;
+        if (e instanceof ReplistreamError && !e.retriable) {
+          this.opts.logger.error({ err: e.message }, 'applier stopped');
+          this.stopped = true;
+          await this.opts.consumer.stop(e).catch(() => undefined);
+          break;
+        }
+        failures++;
+        this.stats.retries++;
+        this.applied.clear(); // the writer forgot the streams: read their positions again
+        const delay = Math.min(100 * 2 ** Math.min(failures, 6), 5000);
+        this.opts.logger.warn({ err: e.message, retryInMs: delay }, 'applying failed; retrying from the destination\'s positions');
+        for (const until = Date.now() + delay; !this.stopped && Date.now() < until; ) await this.idle(until - Date.now());
+        continue;
+      }
+      if (this.stopped) break;
+      if (awaiting.size > 0) {
+        // a barrier waits for appliers in other processes: read their positions
+        if (!progressed) await this.idle(backoff);
+        backoff = progressed ? 1 : Math.min(backoff * 2, 20);
+        try {
+          this.remote = new Map([...this.remote, ...(await this.opts.writer.storedPositions([...awaiting]))]);
+          this.stats.remotePolls++;
+        } catch (err) {
+          this.opts.logger.warn({ err: (err as Error).message }, 'reading other appliers\' positions failed; retrying');
         }
         continue;
       }
-      run.push(e);
-      if (run.length >= 5000) {
-        await flushRun();
-        await ctx.heartbeat();
-      }
+      backoff = 1;
+      if (!progressed) await this.idle(null);
     }
-    await flushRun();
-    // Commit up to the first record still holding pieces of an incomplete event. The commit is
-    // only where reading resumes (the destination's positions decide what is applied), so it
-    // goes out in the background, coalesced, instead of delaying the next fetch.
-    const next = a.firstPieceOffset ?? (BigInt(batch.lastOffset) + 1n).toString();
-    this.commitSoon({ topic, partition, offset: next });
+  }
+
+  /** Loads the applied position of every queued stream that has none yet. */
+  private async loadPositions(): Promise<void> {
+    for (const id of this.queues.keys()) {
+      if (!this.applied.has(id)) this.applied.set(id, await this.opts.writer.appliedPosition(id));
+    }
   }
 
   private readonly toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
   private committing: Promise<void> | null = null;
 
+  /**
+   * The commit is only where reading resumes (the destination's positions decide what is
+   * applied), so it goes out in the background, coalesced, instead of delaying the next plan.
+   */
   private commitSoon(o: { topic: string; partition: number; offset: string }): void {
     this.toCommit.set(`${o.topic}:${o.partition}`, o);
     if (!this.committing) this.committing = this.drainCommits();
@@ -165,68 +291,5 @@ export class Applier {
   /** Waits for the offsets handed to the background committer. */
   async flushCommits(): Promise<void> {
     while (this.committing) await this.committing;
-  }
-
-  private barrierRequest(stream: string, e: CommandEvent) {
-    const participants = e.participants.map((p) => `${this.opts.topicOfDb(p.db)}:${p.partition}`);
-    return { id: `${e.pos.epoch}:${e.pos.offset}:${e.pos.seq}`, participants, me: stream };
-  }
-
-  /**
-   * True when the barrier was applied or passed; false when it must wait. The other participants'
-   * records usually arrive in the same fetch (capture writes them together) and are handled
-   * concurrently by this process, so a short wait here usually lets the barrier pass at once,
-   * before falling back to the slower pause-and-rewind.
-   */
-  private async passBarrier(stream: string, e: CommandEvent): Promise<boolean> {
-    const req = this.barrierRequest(stream, e);
-    const deadline = Date.now() + (this.opts.barrierInlineWaitMs ?? 300);
-    let outcome = await tryPass(this.opts.barriers, req);
-    for (let delay = 1; outcome === 'blocked' && Date.now() < deadline && !this.stopped; delay = Math.min(delay * 2, 10)) {
-      await new Promise((r) => setTimeout(r, delay));
-      outcome = await tryPass(this.opts.barriers, req);
-    }
-    if (outcome === 'apply') {
-      await this.opts.writer.applyBatch(stream, [e]);
-      await this.opts.barriers.markDone(req.id);
-      this.stats.barriersApplied++;
-      this.stats.events++;
-      return true;
-    }
-    if (outcome === 'skip') {
-      // Move this stream's position past the barrier without writing: a heartbeat event carries
-      // only a position (time 0 does not move the lag measurement).
-      await this.opts.writer.applyBatch(stream, [{ kind: 'heartbeat', pos: e.pos, db: e.db, timeMs: 0 }]);
-      this.stats.barriersPassed++;
-      return true;
-    }
-    return false;
-  }
-
-  private waitForBarrier(topic: string, partition: number, stream: string, e: CommandEvent): void {
-    if (this.waiting.has(stream)) return;
-    this.waiting.add(stream);
-    this.stats.barrierWaits++;
-    this.opts.consumer.pause(topic, [partition]);
-    const req = this.barrierRequest(stream, e);
-    const owner = req.participants[0] === stream;
-    const total = new Set(req.participants).size;
-    let delay = 2;
-    const poll = async () => {
-      if (this.stopped) return;
-      try {
-        const ready = owner ? (await this.opts.barriers.arrivals(req.id)) >= total : await this.opts.barriers.isDone(req.id);
-        if (ready) {
-          this.waiting.delete(stream);
-          this.opts.consumer.resume(topic, [partition]);
-          return;
-        }
-      } catch (err) {
-        this.opts.logger.warn({ err: (err as Error).message, stream }, 'barrier check failed; retrying');
-      }
-      delay = Math.min(delay * 2, 50);
-      setTimeout(poll, delay).unref();
-    };
-    setTimeout(poll, delay).unref();
   }
 }

@@ -9,7 +9,6 @@ import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
-import { RedisBarrierStore } from '../destination/barrier-store.js';
 import { precheckDestination } from '../destination/precheck.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
@@ -98,9 +97,9 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
     logger: log,
   });
   await writer.start();
-  const barriers = await RedisBarrierStore.open(s.destination, `replistream:bar:${s.group}`, { cluster: writer.destination?.topology === 'cluster' });
 
   const topicList = [...topics.values()];
+  let applier: Applier | null = null;
   const consumer = new EventConsumer({
     kafka,
     registry,
@@ -109,14 +108,23 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
     from: parseStartFrom(s.from),
     positionsTopic: positionsTopicName(s.topicPrefix, s.sourceId),
     logger: log,
-    // Every assigned partition must be able to progress while another waits at a barrier.
-    partitionsConsumedConcurrently: 64,
+    // the handler only queues (the applier's loop writes): decoding is all it does per batch
+    partitionsConsumedConcurrently: 4,
+    onAssignment: (assignment) => applier?.setAssignment(assignment),
   });
-  const applier = new Applier({ writer, barriers, consumer, topicOfDb: (db) => topics.get(db) ?? topicName(s.topicPrefix, s.sourceId, db), logger: log });
+  applier = new Applier({
+    writer,
+    consumer,
+    topicOfDb: (db) => topics.get(db) ?? null,
+    cluster: writer.destination?.topology === 'cluster',
+    logger: log,
+  });
+  const running = applier;
+  running.start();
 
   const metrics = newMetricsRegistry('applier');
   new Gauge({ name: 'replistream_apply_lag_ms', help: 'Lag from the source heartbeat', registers: [metrics], collect() { this.set(writer.lagMs() ?? -1); } });
-  new Gauge({ name: 'replistream_apply_events', help: 'Events applied', registers: [metrics], collect() { this.set(applier.stats.events); } });
+  new Gauge({ name: 'replistream_apply_events', help: 'Events applied', registers: [metrics], collect() { this.set(running.stats.events); } });
   new Counter({ name: 'replistream_apply_started_total', help: 'Applier starts', registers: [metrics] }).inc();
   let lastLag: PartitionLag[] = [];
   const lagTimer = setInterval(() => {
@@ -126,7 +134,7 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
 
   let failed: Error | null = null;
   consumer.done.catch((err: Error) => (failed = err));
-  await consumer.start((batch, ctx) => applier.handle(batch, ctx));
+  await consumer.start((batch, ctx) => running.handle(batch, ctx));
 
   const http = await startHttpStatus(
     s.httpPort,
@@ -140,7 +148,7 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
           state: failed ? 'failed' : 'synchronizing',
           lagMs: writer.lagMs(),
           offsetLag,
-          applier: { ...applier.stats },
+          applier: { ...running.stats },
           writer: { ...writer.stats },
           error: failed ? (failed as Error).message : null,
         };
@@ -151,16 +159,14 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   );
 
   return {
-    applier,
+    applier: running,
     writer,
     consumer,
     async stop() {
       clearInterval(lagTimer);
-      applier.stop();
-      await applier.flushCommits().catch(() => {});
+      await running.stop().catch(() => {});
       await consumer.stop().catch(() => {});
       await writer.close().catch(() => {});
-      barriers.close();
       http?.close();
     },
   };

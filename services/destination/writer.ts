@@ -2,15 +2,16 @@
  * The destination writer: where a change event becomes a destination write.
  *
  * It knows nothing of Kafka. An applier hands it batches of events of one *stream* (e.g.
- * `topic:partition`), in order; the writer applies them exactly once and keeps its progress in the
- * destination itself, in the same MULTI/EXEC as the writes it covers.
+ * `topic:partition`), in order, or one sequence mixing several streams (`applyStreams`); the
+ * writer applies them exactly once and keeps each stream's progress in the destination itself, in
+ * the same MULTI/EXEC as the writes it covers (a transaction then sets every position it covers).
  *
  * ## Exactly once
  * - Standalone destination: every batch becomes one or more transactions (chunks of at most
  *   `maxOpsPerTransaction` commands, cut at event boundaries so a source unit is never split):
- *     SELECT <positionDb>; WATCH <position key> <epoch markers>; GET <position key>; MGET <markers>
+ *     SELECT <positionDb>; WATCH <position keys> <epoch markers>; MGET <position keys>; MGET <markers>
  *     — then, if they hold what this writer believes —
- *     MULTI; [SELECT <db>; writes …]…; SELECT <positionDb>; SET <prefix>:<stream> <position>; EXEC
+ *     MULTI; [SELECT <db>; writes …]…; SELECT <positionDb>; SET <prefix>:<stream> <position>…; EXEC
  *   a compare-and-set: the stored position is read once per stream and then kept in memory (events
  *   at or below it are skipped), and every transaction checks it under WATCH, so a second writer
  *   of the same stream (a zombie after a consumer-group rebalance) or another stream's epoch change
@@ -90,8 +91,9 @@
  * once, the whole not atomic).
  *
  * ## Not in this module
- * Kafka, decoding, cross-partition barriers (the applier orders a unit listed in several partitions
- * before handing it over once).
+ * Kafka, decoding, cross-partition barriers (the applier hands a unit listed in several partitions
+ * over once, inside a sequence of several streams' events that keeps each stream's order:
+ * `applyStreams`).
  */
 import type { Redis } from 'ioredis';
 import type { ChangeEvent, SnapshotKey, SourcePosition } from '../events/model.js';
@@ -285,14 +287,19 @@ type TxOutcome =
   | { kind: 'rejected'; errors: RejectedCommand[] }
   | { kind: 'unknown'; error: Error };
 
-type Barrier =
+/**
+ * A step of a cluster batch that spans every slot (a flush, an epoch sweep, a command run on every
+ * master): the slot transactions before it finish first, those after it start after it. Not the
+ * applier's cross-partition barrier.
+ */
+type ClusterWideStep =
   | { t: 'flush'; pos: WriterPosition; prep: Prepared; name: string }
   | { t: 'all-masters'; pos: WriterPosition; prep: Prepared; args: Arg[]; origin: OpOrigin }
   | { t: 'sweep'; pos: WriterPosition; prep: Prepared; epoch: number };
 
 interface Segment {
   parts: Map<number, Part[]>;
-  barrier: Barrier | null;
+  step: ClusterWideStep | null;
 }
 
 const TRANSIENT = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|READONLY|MISCONF|NOTREADY|UNBLOCKED)\b/;
@@ -1321,16 +1328,16 @@ export class DestinationWriter {
     const home = keys.homeSlot(stream);
     const { prepared, replayedPieces } = await this.prepare(stream, events);
     const result: BatchResult = { applied: 0, skipped: replayedPieces };
-    const segments: Segment[] = [{ parts: new Map(), barrier: null }];
+    const segments: Segment[] = [{ parts: new Map(), step: null }];
     const addPart = (slot: number, part: Part) => {
       const seg = segments[segments.length - 1];
       let a = seg.parts.get(slot);
       if (!a) seg.parts.set(slot, (a = []));
       a.push(part);
     };
-    const addBarrier = (b: Barrier) => {
-      segments[segments.length - 1].barrier = b;
-      segments.push({ parts: new Map(), barrier: null });
+    const addStep = (b: ClusterWideStep) => {
+      segments[segments.length - 1].step = b;
+      segments.push({ parts: new Map(), step: null });
     };
     let unmapped = 0;
     for (const prep of prepared) {
@@ -1351,7 +1358,7 @@ export class DestinationWriter {
       });
       switch (ev.kind) {
         case 'snapshot-begin':
-          if (ev.pos.epoch > this.sweptEpoch) addBarrier({ t: 'sweep', pos: withPart(ev.pos), prep, epoch: ev.pos.epoch });
+          if (ev.pos.epoch > this.sweptEpoch) addStep({ t: 'sweep', pos: withPart(ev.pos), prep, epoch: ev.pos.epoch });
           addPart(home, base(home, 0, []));
           break;
         case 'snapshot-end':
@@ -1378,8 +1385,8 @@ export class DestinationWriter {
             }
             flushOpsOf();
             partNo++;
-            if (it.t === 'flush') addBarrier({ t: 'flush', pos: withPart(ev.pos, partNo), prep, name: it.origin.name });
-            else addBarrier({ t: 'all-masters', pos: withPart(ev.pos, partNo), prep, args: it.args, origin: it.origin });
+            if (it.t === 'flush') addStep({ t: 'flush', pos: withPart(ev.pos, partNo), prep, name: it.origin.name });
+            else addStep({ t: 'all-masters', pos: withPart(ev.pos, partNo), prep, args: it.args, origin: it.origin });
             partNo++;
           }
           if (bySlot.size === 0 && partNo === 0) bySlot.set(home, []); // a unit with nothing to write still moves the position
@@ -1398,7 +1405,7 @@ export class DestinationWriter {
 
     for (const seg of segments) {
       if (seg.parts.size) await this.runSlots(stream, st, seg.parts, mark);
-      if (seg.barrier) await this.runBarrier(stream, st, seg.barrier, mark, topo);
+      if (seg.step) await this.runClusterWideStep(stream, st, seg.step, mark, topo);
     }
     for (const s of statusOf.values()) {
       if (s === 'applied') result.applied++;
@@ -1500,10 +1507,10 @@ export class DestinationWriter {
     if (errors.length) throw errors[0];
   }
 
-  private async runBarrier(
+  private async runClusterWideStep(
     stream: string,
     st: StreamState,
-    b: Barrier,
+    b: ClusterWideStep,
     mark: (idxs: number[], s: 'applied' | 'skipped') => void,
     topo: Extract<Topology, { kind: 'cluster' }>,
   ): Promise<void> {

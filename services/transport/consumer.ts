@@ -156,8 +156,8 @@ export class EventConsumer {
     this.done.catch(() => undefined); // observed through `done` by the caller
     this.consumer = this.kafka.consumer({
       groupId: options.groupId,
-      sessionTimeout: options.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: options.heartbeatIntervalMs ?? 3_000,
+      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: options.heartbeatIntervalMs ?? 1_000,
       maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
