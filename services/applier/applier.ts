@@ -109,6 +109,11 @@ export class Applier {
     await this.flushCommits();
   }
 
+  /** Streams (topic:partition) assigned to this process at the last (re)join. */
+  get assignment(): string[] {
+    return [...(this.assigned ?? [])];
+  }
+
   /** The partitions this process holds, after every (re)join of the group. */
   setAssignment(assignment: Array<{ topic: string; partitions: number[] }>): void {
     const mine = new Set(assignment.flatMap((a) => a.partitions.map((p) => streamId(a.topic, p))));

@@ -83,7 +83,15 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   if (s.conflictMode === 'intercept') {
     const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
     const isNew = lag.every((l) => l.committed === null) && !hadProgress;
-    if (isNew) await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
+    if (isNew) {
+      try {
+        await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
+      } catch (err) {
+        // Another member of this group starting at the same moment may have written already: its
+        // positions are stored in the transactions that write its keys, so they are there too.
+        if (!(err instanceof ReplistreamError && err.code === 'PRECHECK') || !(await hasGroupProgress(s.destination, positionKeyPrefix))) throw err;
+      }
+    }
   }
 
   const writer = new DestinationWriter({
