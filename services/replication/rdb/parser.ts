@@ -26,13 +26,13 @@
 import { createReadStream } from 'node:fs';
 import { ReplistreamError } from '../../common/errors.js';
 import type { RedisType, StreamId, StreamValue, TypedValue } from '../../events/model.js';
-import { buildDumpPayload } from '../dump-payload.js';
-import { Crc64 } from './crc64.js';
+import { DUMP_OVERHEAD, dumpPayloadWithoutTrailer } from '../dump-payload.js';
+import { Crc64, crc64WriteLE, dumpTrailerLoaded, loadWindow, WINDOW_BYTES } from './crc64.js';
 import { decodeIntset } from './intset.js';
 import { decodeListpack, type LpValue } from './listpack.js';
 import { lzfDecompress, LzfStreamDecoder } from './lzf.js';
 import { decodeStreamNode, readStreamId, type StreamEntry } from './stream.js';
-import { i64leNumber, intToBuf, moduleName, parseScore, rdbError } from './util.js';
+import { copyInto, i64leNumber, intToBuf, moduleName, parseScore, rdbError } from './util.js';
 import { decodeZiplist } from './ziplist.js';
 import { decodeZipmap } from './zipmap.js';
 
@@ -180,8 +180,6 @@ function unsupportedType(t: number): string {
 }
 
 const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 * 1024;
-/** Below this size a byte loop beats Buffer#copy (which builds a view object per call). */
-const SMALL_COPY = 32;
 const MIN_BUFFER = 64 * 1024;
 const TWO_POW_32 = 4294967296;
 const U64_MAX = (1n << 64n) - 1n;
@@ -264,6 +262,12 @@ export class RdbParser {
 
   private crc = new Crc64();
   private crcDone = 0; // absolute offset up to which `crc` covers the input
+  /**
+   * Payloads built during this push whose trailer (version, CRC) is still to be written, and the
+   * buffer index of each one's value bytes: settleChecksums() does them all at once.
+   */
+  private unsettled: Buffer[] = [];
+  private unsettledAt: number[] = [];
   private eofAbs = -1;
 
   private version = 0;
@@ -413,6 +417,69 @@ export class RdbParser {
     }
   }
 
+  /**
+   * Brings the file CRC up to buffer index `to` (when verifying) and writes the trailers of the
+   * payloads built since the last call. Both read the same bytes, so the buffer is copied into the
+   * CRC module once, a window at a time, and one call there serves each payload. Runs before the
+   * items of a push are handed out, while the buffer still holds every unsettled payload's bytes
+   * (they are inside the current entry or after `crcDone`, which nothing discards mid-push).
+   */
+  private settleChecksums(to: number): void {
+    const pays = this.unsettled;
+    const count = pays.length;
+    const fileFrom = this.crcDone - this.base;
+    const fileTo = this.verify ? to : fileFrom;
+    if (count === 0 && fileTo <= fileFrom) return;
+    const starts = this.unsettledAt;
+    const buf = this.buf;
+    const version = this.version;
+    let lo = fileTo > fileFrom ? fileFrom : starts[0];
+    if (count > 0 && starts[0] < lo) lo = starts[0];
+    let hi = fileTo;
+    if (count > 0) {
+      const lastEnd = starts[count - 1] + pays[count - 1].length - DUMP_OVERHEAD;
+      if (lastEnd > hi) hi = lastEnd;
+    }
+    let i = 0;
+    for (let w0 = lo; w0 < hi; w0 += WINDOW_BYTES) {
+      const w1 = Math.min(hi, w0 + WINDOW_BYTES);
+      let j = i;
+      while (j < count && starts[j] + pays[j].length - DUMP_OVERHEAD <= w1) j++;
+      // Payloads ending here that began in an earlier window: on their own (rare; this copies
+      // into the module's memory, so before this window is loaded).
+      for (let k = i; k < j; k++) if (starts[k] < w0) this.settleAlone(pays[k]);
+      loadWindow(buf, w0, w1);
+      if (fileTo > w0 && fileFrom < w1) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, fileTo));
+      for (let k = i; k < j; k++) {
+        const p = pays[k];
+        const n = p.length - DUMP_OVERHEAD;
+        if (starts[k] >= w0) dumpTrailerLoaded(p[0], starts[k], starts[k] + n, version, p, n + 1);
+      }
+      i = j;
+    }
+    if (fileTo > fileFrom) this.crcDone = this.base + fileTo;
+    if (count > 0) {
+      this.unsettled = [];
+      this.unsettledAt = [];
+    }
+  }
+
+  /** The trailer of a payload whose bytes are all in place but its version and CRC. */
+  private settleAlone(p: Buffer): void {
+    const n = p.length - DUMP_OVERHEAD;
+    p[n + 1] = this.version & 0xff;
+    p[n + 2] = (this.version >> 8) & 0xff;
+    crc64WriteLE(p, 0, n + 3, p, n + 3);
+  }
+
+  /** A payload for the value in `buf[vs, ve)`; its trailer is written by settleChecksums(). */
+  private makePayload(vs: number, ve: number): Buffer {
+    const p = dumpPayloadWithoutTrailer(this.vType, this.buf, vs, ve);
+    this.unsettled.push(p);
+    this.unsettledAt.push(vs);
+    return p;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Main loop
 
@@ -442,6 +509,7 @@ export class RdbParser {
       } catch (e) {
         if (e === NEED) {
           this.pos = this.mark;
+          this.settleChecksums(this.pos);
           return;
         }
         throw this.fail(e);
@@ -582,9 +650,7 @@ export class RdbParser {
       const e = p + len;
       if (e > this.end) this.needMore(e);
       const out = Buffer.allocUnsafe(len);
-      const buf = this.buf;
-      if (len < SMALL_COPY) for (let i = 0; i < len; i++) out[i] = buf[p + i];
-      else buf.copy(out, 0, p, e);
+      copyInto(this.buf, p, e, out, 0);
       this.pos = e;
       return out;
     }
@@ -749,11 +815,11 @@ export class RdbParser {
 
   private parseChecksum(): void {
     const p = this.pos;
+    this.settleChecksums(this.eofAbs + 1 - this.base);
     if (this.version >= 5) {
       if (p + 8 > this.end) this.needMore(p + 8);
       const stored = this.buf.readBigUInt64LE(p);
       if (this.verify && stored !== 0n) {
-        this.crcTo(this.eofAbs + 1);
         if (!this.crc.equalsLE(this.buf, p)) {
           throw rdbError(
             this.base + p,
@@ -965,15 +1031,13 @@ export class RdbParser {
         if (this.payloads) {
           // The value's bytes are inside the payload: share them instead of copying twice.
           const vs = this.valueStartAbs - this.base;
-          const payload = buildDumpPayload(0, this.buf, this.version, vs, e);
+          const payload = this.makePayload(vs, e);
           const at = 1 + p - vs;
           this.out.push(this.entryItem({ type: 'string', value: payload.subarray(at, at + len) }, payload, null));
           return this.resetEntry();
         }
         const v = (this.strValue = Buffer.allocUnsafe(len));
-        const buf = this.buf;
-        if (len < SMALL_COPY) for (let i = 0; i < len; i++) v[i] = buf[p + i];
-        else buf.copy(v, 0, p, e);
+        copyInto(this.buf, p, e, v, 0);
         return this.endValue();
       }
       this.vCount = len;
@@ -1412,7 +1476,7 @@ export class RdbParser {
       this.flushPiece(true);
     } else {
       const vs = this.valueStartAbs - this.base;
-      const payload = this.payloads ? buildDumpPayload(this.vType, this.buf, this.version, vs, this.pos) : null;
+      const payload = this.payloads ? this.makePayload(vs, this.pos) : null;
       this.out.push(this.entryItem(this.makeValue(true), payload, null));
     }
     this.resetEntry();

@@ -12,15 +12,23 @@ export function intToBuf(v: number | bigint): Buffer {
   return Buffer.from(String(v), 'latin1');
 }
 
+/** Below this many bytes a byte loop beats building a view for TypedArray#set. */
+const SMALL_COPY = 32;
+
+/** Copies `src[start, end)` to `dst[at]`. */
+export function copyInto(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number): void {
+  const n = end - start;
+  if (n < SMALL_COPY) {
+    for (let i = 0; i < n; i++) dst[at + i] = src[start + i];
+  } else {
+    dst.set(src.subarray(start, end), at);
+  }
+}
+
 /** Copies `src[start, end)` into a fresh Buffer (small ones come from Node's pool). */
 export function copyOut(src: Uint8Array, start: number, end: number): Buffer {
-  const n = end - start;
-  const out = Buffer.allocUnsafe(n);
-  if (n < 32) {
-    for (let i = 0; i < n; i++) out[i] = src[start + i];
-  } else {
-    out.set(src.subarray(start, end));
-  }
+  const out = Buffer.allocUnsafe(end - start);
+  copyInto(src, start, end, out, 0);
   return out;
 }
 
