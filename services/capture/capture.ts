@@ -3,10 +3,17 @@
  *
  * Order and durability
  * - Every link event goes through one serial queue, so events reach the sink in source order.
- * - Command units are buffered per (db, partition) and flushed every `flushIntervalMs` or when the
- *   buffer is big; a flush waits for Kafka's acks, then records the durable position
- *   (replid, offset, db, epoch) in the positions topic and confirms the offset to the link, which
- *   only then ACKs it to the source.
+ * - Events are encoded as soon as they are made, into one open Kafka record per (db, partition)
+ *   (`RecordPacker`): what waits for Kafka is records' bytes, not event objects. A record that
+ *   fills up is handed to the sink at once; a flush (after each command burst, at most every
+ *   `flushIntervalMs`) seals the open records too. Kafka's acks come back per record.
+ * - Memory is bounded by bytes: during a snapshot, at most `maxInflightBytes` of records may
+ *   wait for Kafka's acks before the RDB stream is paused (the link then stops reading the socket
+ *   once `maxBufferedBytes` of RDB are queued); during streaming, the link pauses the socket once
+ *   `maxUnconfirmedBytes` of stream are not confirmed durable.
+ * - A streaming flush waits for Kafka's acks of everything handed over before it, then records
+ *   the durable position (replid, offset, db, epoch) in the positions topic and confirms the
+ *   offset to the link, which only then ACKs it to the source.
  * - A full sync starts a new epoch. Its start is recorded (state `snapshot`) before any of its
  *   events are produced: a capture restarted in the middle of a snapshot sees that and asks for a
  *   new full sync (a new epoch), instead of continuing a stream whose snapshot is incomplete.
@@ -23,12 +30,16 @@ import type { CommandUnit } from '../replication/resp/grouper.js';
 import { KeyFilter } from './key-filter.js';
 import { partitionOfKey, routeUnit, type Participant } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
+import { DEFAULT_MAX_RECORD_BYTES, RecordPacker, type SealedRecord } from '../events/split.js';
 import { keyIndexes } from './command-keys.js';
 
 /** What capture needs from the transport. Implemented over Kafka in service.ts. */
 export interface EventSink {
-  /** Produce events to one partition of one db's topic, in order; resolves once durable. */
-  send(db: number, partition: number, events: ChangeEvent[]): Promise<void>;
+  /**
+   * Produce records (packed events, `RecordPacker`) to one partition of one db's topic, in call
+   * order per partition; resolves once durable.
+   */
+  sendRecords(db: number, partition: number, records: SealedRecord[]): Promise<void>;
   writePosition(position: CapturePosition): Promise<void>;
   readPosition(): Promise<CapturePosition | null>;
 }
@@ -61,9 +72,15 @@ export interface CaptureOptions {
   heartbeatKey: string | null;
   snapshotFormat?: SnapshotFormat;
   flushIntervalMs?: number;
-  maxBufferedEvents?: number;
+  /** Upper bound of one Kafka record (default 900 000); the sink must accept records this big. */
+  maxRecordBytes?: number;
+  /** Bytes of records handed to the sink and not acknowledged yet before a snapshot pauses (default 16 MiB). */
+  maxInflightBytes?: number;
   maxEntryBytes?: number;
+  /** Stream bytes received and not durable yet before the link pauses the socket (default 16 MiB). */
   maxUnconfirmedBytes?: number;
+  /** Snapshot bytes queued in the link while the pipeline is busy before it pauses the socket (default 8 MiB). */
+  maxBufferedBytes?: number;
   logger: Logger;
 }
 
@@ -81,9 +98,19 @@ export interface CaptureStats {
   continues: number;
   lastHeartbeatMs: number | null;
   error: string | null;
+  /** When the replication link was first started (epoch ms), null before. */
+  linkStartedAt: number | null;
 }
 
 type Work = () => Promise<void>;
+
+/** One (db, partition) of the output: its open record and the records sealed, not handed over yet. */
+interface Target {
+  db: number;
+  partition: number;
+  packer: RecordPacker;
+  sealed: SealedRecord[];
+}
 
 export class CaptureService extends EventEmitter {
   private readonly opts: CaptureOptions;
@@ -91,8 +118,15 @@ export class CaptureService extends EventEmitter {
   private link: ReplicaLink | null = null;
   private parser: RdbParser | null = null;
   private queue: Promise<void> = Promise.resolve();
-  private pending = new Map<string, { db: number; partition: number; events: ChangeEvent[] }>();
-  private pendingCount = 0;
+  /** One open record per (db, partition), by `db * 2^20 + partition`. */
+  private targets = new Map<number, Target>();
+  /** Records handed to the sink, not acknowledged yet: their bytes, and the sends. */
+  private inflightBytes = 0;
+  private readonly outstanding = new Set<Promise<void>>();
+  private inflightWaiters: Array<() => void> = [];
+  private readonly maxRecordBytes: number;
+  private readonly maxInflightBytes: number;
+  private ticks = 0;
   private lastUnitEnd: { offset: number; db: number } | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private snapshotSeq = 0;
@@ -103,13 +137,15 @@ export class CaptureService extends EventEmitter {
   private failed: ReplistreamError | null = null;
   readonly stats: CaptureStats = {
     state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0,
-    commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null,
+    commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null, linkStartedAt: null,
   };
 
   constructor(opts: CaptureOptions) {
     super();
     this.opts = opts;
     this.log = opts.logger;
+    this.maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+    this.maxInflightBytes = opts.maxInflightBytes ?? 16 * 1024 * 1024;
   }
 
   private get base(): number {
@@ -130,7 +166,7 @@ export class CaptureService extends EventEmitter {
         this.log.warn({ epoch: last.epoch }, 'the previous full sync did not complete: starting a new one');
       }
     }
-    this.flushTimer = setInterval(() => void this.enqueue(() => this.flush()), this.opts.flushIntervalMs ?? 20);
+    this.flushTimer = setInterval(() => this.tick(), this.opts.flushIntervalMs ?? 20);
     this.openLink(start);
   }
 
@@ -139,16 +175,20 @@ export class CaptureService extends EventEmitter {
       ...this.opts.link,
       start,
       manualConfirm: true,
-      // Bytes of stream received but not yet durable in Kafka before the socket pauses. Small
-      // commands cost ~15x their wire size in memory as events, so keep this well under the
-      // link's default; the source buffers the rest (client-output-buffer-limit replica).
-      maxUnconfirmedBytes: this.opts.maxUnconfirmedBytes ?? 32 * 1024 * 1024,
+      // Bytes of stream received but not yet durable in Kafka before the socket pauses: units are
+      // encoded at once (about their wire size as records), the link keeps only their offsets;
+      // the source buffers the rest (client-output-buffer-limit replica).
+      maxUnconfirmedBytes: this.opts.maxUnconfirmedBytes ?? 16 * 1024 * 1024,
+      // Snapshot bytes queued while the pipeline waits for Kafka (maxInflightBytes) before the
+      // socket pauses: the source's transfer then proceeds at the pipeline's pace.
+      maxBufferedBytes: this.opts.maxBufferedBytes ?? 8 * 1024 * 1024,
       logger: this.log,
       onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
       onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
       onRdbAbort: () => this.enqueue(async () => { this.parser = null; this.began = false; }),
     });
     this.link = link;
+    this.stats.linkStartedAt ??= Date.now();
     link.on('fullresync', (info) => void this.enqueue(() => this.onFullResync(info.replid, info.offset)));
     link.on('continue', (info) => {
       this.stats.continues++;
@@ -256,7 +296,8 @@ export class CaptureService extends EventEmitter {
     if (!parser) return;
     this.stats.snapshotBytes += chunk.length;
     for (const item of parser.push(chunk)) this.onRdbItem(item);
-    if (this.pendingCount >= (this.opts.maxBufferedEvents ?? 20_000)) await this.flush();
+    // Backpressure: the next chunk waits while too many bytes wait for Kafka's acks.
+    if (this.inflightBytes > this.maxInflightBytes) await this.inflightBelow(this.maxInflightBytes / 2);
   }
 
   private onRdbItem(item: RdbItem): void {
@@ -312,6 +353,7 @@ export class CaptureService extends EventEmitter {
     // Bytes after the RDB (disk-based transfer) are stream bytes: the link parses them itself.
     this.parser = null;
     await this.flushEvents();
+    for (const t of this.targets.values()) t.packer.trim();
     const db = this.link?.position?.db ?? 0;
     await this.opts.sink.writePosition({
       epoch: this.stats.epoch, replid: this.stats.replid ?? '', offset: this.snapshotOffset, db, state: 'streaming', updatedAt: Date.now(),
@@ -372,14 +414,58 @@ export class CaptureService extends EventEmitter {
 
   // ----- buffering and flushing ----------------------------------------------------------------
 
+  private target(db: number, partition: number): Target {
+    const id = db * 1_048_576 + partition;
+    let t = this.targets.get(id);
+    if (!t) {
+      t = { db, partition, packer: new RecordPacker(this.maxRecordBytes), sealed: [] };
+      this.targets.set(id, t);
+    }
+    return t;
+  }
+
+  /** Encodes `event` into its partition's open record; a record that fills up leaves at once. */
   private buffer(db: number, partition: number, event: ChangeEvent): void {
-    const id = `${db}:${partition}`;
-    let slot = this.pending.get(id);
-    if (!slot) this.pending.set(id, (slot = { db, partition, events: [] }));
-    slot.events.push(event);
-    this.pendingCount++;
+    const t = this.target(db, partition);
+    t.packer.push(event, t.sealed);
+    if (t.sealed.length > 0) this.dispatch(t);
     if (this.parser === null) this.scheduleFlush();
-    if (this.pendingCount >= (this.opts.maxBufferedEvents ?? 20_000) && this.stats.state !== 'full-sync') void this.enqueue(() => this.flush());
+  }
+
+  /** Hands the target's sealed records to the sink (in order per partition); their bytes are in flight until acked. */
+  private dispatch(t: Target): void {
+    const records = t.sealed;
+    if (records.length === 0) return;
+    t.sealed = [];
+    let bytes = 0;
+    let count = 0;
+    for (const r of records) {
+      bytes += r.body.length;
+      count += r.count;
+    }
+    this.inflightBytes += bytes;
+    const done = (): void => {
+      this.inflightBytes -= bytes;
+      this.outstanding.delete(sent);
+      if (this.inflightWaiters.length > 0) for (const w of this.inflightWaiters.splice(0)) w();
+    };
+    const sent: Promise<void> = this.opts.sink.sendRecords(t.db, t.partition, records).then(
+      () => {
+        this.stats.eventsProduced += count;
+        done();
+      },
+      (err: unknown) => {
+        done();
+        throw err;
+      },
+    );
+    this.outstanding.add(sent);
+    sent.catch((err: unknown) => this.fail(err));
+  }
+
+  /** Resolves once at most `bytes` of records wait for Kafka's acks. */
+  private async inflightBelow(bytes: number): Promise<void> {
+    while (this.inflightBytes > bytes && !this.failed) await new Promise<void>((r) => this.inflightWaiters.push(r));
   }
 
   private flushScheduled = false;
@@ -397,15 +483,20 @@ export class CaptureService extends EventEmitter {
     });
   }
 
-  private async flushEvents(): Promise<number> {
-    if (this.pendingCount === 0) return 0;
-    const slots = [...this.pending.values()];
-    const n = this.pendingCount;
-    this.pending = new Map();
-    this.pendingCount = 0;
-    await Promise.all(slots.map((s) => this.opts.sink.send(s.db, s.partition, s.events)));
-    this.stats.eventsProduced += n;
-    return n;
+  private tick(): void {
+    // During a snapshot records leave when full (and all at its end): no timer flush.
+    if (this.parser === null) void this.enqueue(() => this.flush());
+    // Every second: a record buffer grown by a burst is let go (it grows again when needed).
+    if (++this.ticks % 50 === 0) for (const t of this.targets.values()) t.packer.trim();
+  }
+
+  /** Seals every open record and waits until Kafka acknowledged everything handed over so far. */
+  private async flushEvents(): Promise<void> {
+    for (const t of this.targets.values()) {
+      if (t.packer.openCount > 0) t.packer.seal(t.sealed);
+      this.dispatch(t);
+    }
+    if (this.outstanding.size > 0) await Promise.all([...this.outstanding]);
   }
 
   private async flush(force = false): Promise<void> {

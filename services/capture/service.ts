@@ -5,12 +5,10 @@
  */
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
-import { Gauge, Counter } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
-import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
-import type { ChangeEvent } from '../events/model.js';
+import type { SealedRecord } from '../events/split.js';
 import { createKafka } from '../transport/kafka.js';
 import { EventProducer, type Compression } from '../transport/producer.js';
 import { EventRegistry } from '../transport/registry.js';
@@ -108,29 +106,58 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
 
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-capture-${s.sourceId}`, logger: log });
   const registry = new EventRegistry({ url: s.registry, logger: log });
-  const kadmin = kafka.admin();
-  await kadmin.connect();
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
   const totalPartitions = s.partitions * masters.length;
-  await ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs });
   const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
-  await ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor });
-  await kadmin.disconnect();
-  for (const t of topics.values()) await registry.registerForTopic(t);
-
   const producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
-  await producer.connect();
 
-  const metrics = newMetricsRegistry('capture');
-  const produced = new Counter({ name: 'replistream_capture_events_total', help: 'Change events produced', registers: [metrics] });
-  const stored = await producer.readLatestPositions();
+  // Start-up: only the stored position is needed before the replication link starts. Topics,
+  // schema registration and the producer's connection are made meanwhile, all at once; the
+  // pipeline's first write to Kafka waits for them (the link meanwhile holds at most its buffer of
+  // the snapshot, then pauses the source's transfer), and startCapture fails as before if they do.
+  const kadmin = kafka.admin();
+  const transportReady = (async () => {
+    await kadmin.connect();
+    try {
+      await Promise.all([
+        ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs }),
+        ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor }),
+        ...[...topics.values()].map((t) => registry.registerForTopic(t)),
+        producer.connect(),
+      ]);
+    } finally {
+      await kadmin.disconnect().catch(() => undefined);
+    }
+  })();
+  transportReady.catch(() => undefined); // awaited below; failures are reported there
+  let ready = false;
+  const whenReady = async (): Promise<void> => {
+    if (!ready) {
+      await transportReady;
+      ready = true;
+    }
+  };
+
+  let stored: Map<string, Record<string, unknown>>;
+  try {
+    stored = await producer.readLatestPositions();
+  } catch (err) {
+    await transportReady.catch(() => undefined);
+    await producer.disconnect().catch(() => undefined);
+    admin.disconnect();
+    throw err;
+  }
+
+  let produced = 0;
   const positionKey = (i: number) => (isCluster ? `${POSITION_KEY}:${i}` : POSITION_KEY);
   const sinkFor = (i: number): EventSink => ({
-    async send(db: number, partition: number, events: ChangeEvent[]) {
-      await producer.send(topics.get(db)!, partition, events);
-      produced.inc(events.length);
+    async sendRecords(db: number, partition: number, records: SealedRecord[]) {
+      await whenReady();
+      await producer.sendRecords(topics.get(db)!, partition, records);
+      for (const r of records) produced += r.count;
     },
     async writePosition(p: CapturePosition) {
+      await whenReady();
       await producer.writePosition(positionKey(i), p);
     },
     async readPosition() {
@@ -158,6 +185,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
         filter: new KeyFilter({ dbs, include: s.include, exclude: s.exclude }),
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
         snapshotFormat: s.snapshotFormat ?? 'both',
+        maxRecordBytes: s.maxRecordBytes,
         logger: isCluster ? log.child({ master: m.index }) : log,
         nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
         forceFull: coordinator ? !coordinator.resume : false,
@@ -165,11 +193,24 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
     );
   }
   const service: CaptureView = services.length === 1 ? services[0] : new ClusterCaptureView(services);
+
+  for (const svc of services) await svc.start();
+  try {
+    await transportReady;
+  } catch (err) {
+    for (const svc of services) await svc.stop().catch(() => undefined);
+    await producer.disconnect().catch(() => undefined);
+    admin.disconnect();
+    throw err;
+  }
+
+  const { newMetricsRegistry, startHttpStatus } = await import('../common/http-status.js');
+  const { Counter, Gauge } = await import('prom-client');
+  const metrics = newMetricsRegistry('capture');
+  new Counter({ name: 'replistream_capture_events_total', help: 'Change events produced', registers: [metrics], collect() { this.reset(); this.inc(produced); } });
   new Gauge({ name: 'replistream_capture_source_offset', help: 'Source replication offset seen', registers: [metrics], collect() { this.set(service.stats.sourceOffset); } });
   new Gauge({ name: 'replistream_capture_durable_offset', help: 'Offset durable in Kafka', registers: [metrics], collect() { this.set(service.stats.durableOffset); } });
   new Gauge({ name: 'replistream_capture_epoch', help: 'Snapshot epoch', registers: [metrics], collect() { this.set(service.stats.epoch); } });
-
-  for (const svc of services) await svc.start();
 
   // Heartbeat: a key on the source set to the wall-clock time every second; it flows through the
   // stream like any write, so appliers measure end-to-end lag from it.
@@ -227,6 +268,7 @@ class ClusterCaptureView extends EventEmitter {
       snapshotKeys: sum('snapshotKeys'), snapshotBytes: sum('snapshotBytes'), commands: sum('commands'), eventsProduced: sum('eventsProduced'),
       fullSyncs: sum('fullSyncs'), continues: sum('continues'), lastHeartbeatMs: Math.max(0, ...all.map((x) => x.lastHeartbeatMs ?? 0)) || null,
       error: all.find((x) => x.error)?.error ?? null, masters: all,
+      linkStartedAt: all.every((x) => x.linkStartedAt !== null) ? Math.min(...all.map((x) => x.linkStartedAt as number)) : null,
     };
   }
   ready(): boolean {

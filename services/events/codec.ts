@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
+import { FastWriter } from './fast-writer.js';
 import type {
   ChangeEvent,
   CommandEvent,
@@ -332,6 +333,32 @@ function branches(): Record<Kind, { tag: number; type: avsc.Type }> {
   return cachedBranches;
 }
 
+let cachedFastWriter: FastWriter | undefined;
+
+/** The hand-written writer of snapshot keys and commands (fast-writer.ts), laid out from the avsc types. */
+function fastWriter(): FastWriter {
+  if (!cachedFastWriter) {
+    const b = branches();
+    const key = b['snapshot-key'].type as unknown as { field(name: string): { type: avsc.Type } };
+    const valueTypes = (key.field('value').type as unknown as { types: avsc.Type[] }).types;
+    const valueTag = (kind: keyof typeof VALUE_BRANCH): number => {
+      const index = valueTypes.findIndex((t) => t.name === VALUE_BRANCH[kind]);
+      if (index < 0 || index >= 64) throw new ReplistreamError('INTERNAL', `SnapshotKey.value: no usable union branch ${VALUE_BRANCH[kind]}`);
+      return index * 2;
+    };
+    const symbols = (key.field('type').type as unknown as { symbols: string[] }).symbols;
+    const typeIndex: Record<string, number> = Object.create(null) as Record<string, number>;
+    symbols.forEach((sym, i) => (typeIndex[sym] = i * 2));
+    cachedFastWriter = new FastWriter({
+      snapshotKeyTag: b['snapshot-key'].tag,
+      commandTag: b.command.tag,
+      typeIndex,
+      valueTag: { string: valueTag('string'), list: valueTag('list'), set: valueTag('set'), zset: valueTag('zset'), hash: valueTag('hash') },
+    });
+  }
+  return cachedFastWriter;
+}
+
 /**
  * What `eventToAvro(e)` wraps in its union branch, built with fewer objects: avsc's record writers read only the schema's fields, so a model object whose
  * fields are exactly the record's (a position, a heartbeat, a typed value's body …) is passed as it
@@ -403,6 +430,16 @@ export class EventScratch {
    * for an event over the limit: its size is measured by a write that goes past the end).
    */
   append(e: ChangeEvent, limit = Number.POSITIVE_INFINITY): number {
+    const fast = fastWriter();
+    const size = fast.size(e);
+    if (size >= 0) {
+      if (size > limit) return -size;
+      this.reserve(this.pos + size);
+      const end = fast.write(e, this.buf, this.pos);
+      if (end - this.pos !== size) throw new ReplistreamError('INTERNAL', `fast writer wrote ${end - this.pos} bytes after measuring ${size}`);
+      this.pos = end;
+      return size;
+    }
     let body: unknown;
     let branch: avsc.Type;
     let tag: number;

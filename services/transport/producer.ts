@@ -15,7 +15,7 @@ import type { CompressionTypes, Kafka, Producer } from 'kafkajs';
 import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent } from '../events/model.js';
-import { DEFAULT_MAX_RECORD_BYTES, packEncoded } from '../events/split.js';
+import { DEFAULT_MAX_RECORD_BYTES, WIRE_HEADER_BYTES, packEncoded, type SealedRecord } from '../events/split.js';
 import { kafkaError } from './kafka.js';
 import { readCompactedTopic, snapshotIndexKey, splitPositions, type PositionValue, type SnapshotIndexEntry } from './positions.js';
 import { toWire, type EventRegistry } from './registry.js';
@@ -104,9 +104,21 @@ export class EventProducer {
    * its last durable position (duplicates are recognised downstream by position).
    */
   send(topic: string, partition: number, events: ChangeEvent[]): Promise<SendResult> {
+    return this.enqueue(topic, partition, () => this.doSend(topic, partition, events));
+  }
+
+  /**
+   * Produce records already packed by a `RecordPacker` (services/events/split.ts), in order, to
+   * `topic`/`partition`: `send` without the encoding. Queued with the `send`s of that partition.
+   */
+  sendRecords(topic: string, partition: number, records: SealedRecord[]): Promise<SendResult> {
+    return this.enqueue(topic, partition, () => this.produce(topic, partition, records));
+  }
+
+  private enqueue(topic: string, partition: number, work: () => Promise<SendResult>): Promise<SendResult> {
     const key = `${topic}\u0000${partition}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(() => this.doSend(topic, partition, events));
+    const next = prev.catch(() => undefined).then(work);
     const tail = next.catch(() => undefined);
     this.queues.set(key, tail);
     void tail.then(() => {
@@ -116,25 +128,28 @@ export class EventProducer {
   }
 
   private async doSend(topic: string, partition: number, events: ChangeEvent[]): Promise<SendResult> {
+    if (events.length === 0) return { records: 0, firstOffset: null, lastOffset: null, bytes: 0 };
+    const records = packEncoded(events, this.maxRecordBytes, { maxEvents: this.maxEvents }).map((b): SealedRecord => {
+      const sb = b.events.find((e) => e.kind === 'snapshot-begin');
+      return { body: b.body, count: b.events.length, snapshotBegin: sb ? { epoch: sb.pos.epoch, db: sb.db } : null };
+    });
+    return this.produce(topic, partition, records);
+  }
+
+  private async produce(topic: string, partition: number, records: SealedRecord[]): Promise<SendResult> {
     const result: SendResult = { records: 0, firstOffset: null, lastOffset: null, bytes: 0 };
-    if (events.length === 0) return result;
+    if (records.length === 0) return result;
     if (!Number.isInteger(partition) || partition < 0) throw new ReplistreamError('INTERNAL', `send: bad partition ${partition}`);
     await this.connect();
     const schemaId = await this.registry.registerForTopic(topic);
-    const batches = packEncoded(events, this.maxRecordBytes, { maxEvents: this.maxEvents });
 
-    type Msg = { value: Buffer; snapshot: { epoch: number; db: number } | null };
-    const msgs: Msg[] = batches.map((b) => {
-      const sb = b.events.find((e) => e.kind === 'snapshot-begin');
-      return { value: toWire(schemaId, b.body), snapshot: sb ? { epoch: sb.pos.epoch, db: sb.db } : null };
-    });
     const index: SnapshotIndexEntry[] = [];
-    for (let i = 0; i < msgs.length; ) {
+    for (let i = 0; i < records.length; ) {
       // one produce request: records totalling ≤ maxRecordBytes (the broker limits the batch)
       let j = i;
       let size = 0;
-      while (j < msgs.length && (j === i || size + msgs[j].value.length <= this.maxRecordBytes)) size += msgs[j++].value.length;
-      const group = msgs.slice(i, j);
+      while (j < records.length && (j === i || size + WIRE_HEADER_BYTES + records[j].body.length <= this.maxRecordBytes)) size += WIRE_HEADER_BYTES + records[j++].body.length;
+      const group = records.slice(i, j);
       const timestamp = Date.now();
       let meta;
       try {
@@ -145,9 +160,9 @@ export class EventProducer {
           compression: this.compression,
           messages: group.map((m) => ({
             partition,
-            value: m.value,
+            value: toWire(schemaId, m.body),
             timestamp: String(timestamp),
-            headers: m.snapshot ? { [SNAPSHOT_BEGIN_HEADER]: String(m.snapshot.epoch) } : undefined,
+            headers: m.snapshotBegin ? { [SNAPSHOT_BEGIN_HEADER]: String(m.snapshotBegin.epoch) } : undefined,
           })),
         });
       } catch (err) {
@@ -159,8 +174,8 @@ export class EventProducer {
         result.firstOffset ??= base.toString();
         result.lastOffset = (base + BigInt(group.length - 1)).toString();
         group.forEach((m, k) => {
-          if (m.snapshot) {
-            index.push({ topic, partition, offset: (base + BigInt(k)).toString(), epoch: m.snapshot.epoch, db: m.snapshot.db, timestampMs: timestamp });
+          if (m.snapshotBegin) {
+            index.push({ topic, partition, offset: (base + BigInt(k)).toString(), epoch: m.snapshotBegin.epoch, db: m.snapshotBegin.db, timestampMs: timestamp });
           }
         });
       }

@@ -4,12 +4,12 @@
  *
  * - Registration: the EventBatch schema, as ONE self-contained schema (every named type inlined,
  *   see codec.ts `eventBatchSchemaText`), under the subject `<topic>-value` (TopicNameStrategy),
- *   through @kafkajs/confluent-schema-registry's `register`, which first reads
- *   `GET /config/{subject}` (404 for a new subject → registers, then sets the subject to BACKWARD).
- *   Quirk handled: if the subject already exists with another compatibility level (e.g. an operator
- *   set NONE, or the global default leaks through), the library refuses; we then register through
- *   `POST /subjects/{subject}/versions` directly, leaving the operator's setting alone, and log a
- *   warning. The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
+ *   the way @kafkajs/confluent-schema-registry's `register` does it, over plain HTTP (no schema
+ *   parsing, no client library to load at start-up): `GET /config/{subject}` (404 for a new
+ *   subject), `POST /subjects/{subject}/versions`, then for a new subject
+ *   `PUT /config/{subject}` BACKWARD. A subject that exists with another compatibility level (an
+ *   operator set NONE, or the global default leaks through) keeps it, with a warning. Network
+ *   failures and 5xx answers are retried (`retries`, backoff from 100 ms). The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
  *   content id, the same for the same schema under several subjects); it is only ever looked up
  *   again through the same API (`GET /schemas/ids/{id}`), so either id mode works.
  * - Encoding: our codec (codec.ts) writes the body; this module adds the header.
@@ -18,18 +18,11 @@
  *   the writer schema once (`GET /schemas/ids/{id}`), or refused with a clear error when the two
  *   schema versions are incompatible.
  */
-import csr from '@kafkajs/confluent-schema-registry';
 import type avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
 import type { ChangeEvent } from '../events/model.js';
-
-const { SchemaRegistry, SchemaType } = csr as unknown as {
-  SchemaRegistry: typeof import('@kafkajs/confluent-schema-registry').SchemaRegistry;
-  SchemaType: typeof import('@kafkajs/confluent-schema-registry').SchemaType;
-};
-type SchemaRegistryClient = InstanceType<typeof SchemaRegistry>;
 
 export const MAGIC_BYTE = 0;
 export const WIRE_HEADER_BYTES = 5;
@@ -74,10 +67,10 @@ function registryError(url: string, what: string, err: unknown): ReplistreamErro
   const e = err as { status?: number; message?: string; code?: string; cause?: { code?: string } };
   const where = redactUrl(url);
   if (e?.status === 401 || e?.status === 403) {
-    return new ReplistreamError('AUTH', `schema registry ${where} refused the credentials (${what}): ${e.message}`, { cause: err, setting: 'registry' });
+    return new ReplistreamError('AUTH', `schema registry ${where} refused the credentials (${what}): ${e.message}`, { cause: err, setting: 'registry', details: { status: e.status } });
   }
   if (e?.status === 409) {
-    return new ReplistreamError('CONFIG', `schema registry ${where} refused the schema as incompatible (${what}): ${e.message}`, { cause: err, setting: 'registry' });
+    return new ReplistreamError('CONFIG', `schema registry ${where} refused the schema as incompatible (${what}): ${e.message}`, { cause: err, setting: 'registry', details: { status: e.status } });
   }
   const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|socket hang up|fetch failed|timed? ?out/i;
   if (e?.status === undefined || network.test(`${e?.message ?? ''} ${e?.code ?? ''} ${e?.cause?.code ?? ''}`)) {
@@ -89,6 +82,7 @@ function registryError(url: string, what: string, err: unknown): ReplistreamErro
   }
   return new ReplistreamError('INTERNAL', `schema registry ${where} failed (${what}): HTTP ${e.status} ${e.message}`, {
     cause: err,
+    details: { status: e.status },
     retriable: e.status >= 500,
     setting: 'registry',
   });
@@ -96,7 +90,7 @@ function registryError(url: string, what: string, err: unknown): ReplistreamErro
 
 export class EventRegistry {
   readonly url: string;
-  private readonly client: SchemaRegistryClient;
+  private readonly retries: number;
   private readonly logger?: Logger;
   private readonly authHeader?: string;
   private readonly schemaText = eventBatchSchemaText();
@@ -113,9 +107,8 @@ export class EventRegistry {
     }
     this.url = config.url.replace(/\/+$/, '');
     this.logger = config.logger;
-    const auth = config.username ? { username: config.username, password: config.password ?? '' } : undefined;
-    if (auth) this.authHeader = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
-    this.client = new SchemaRegistry({ host: this.url, auth, clientId: 'replistream', retry: { retries: config.retries ?? 5 } });
+    if (config.username) this.authHeader = `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}`;
+    this.retries = config.retries ?? 5;
   }
 
   /** The EventBatch schema text this build registers and writes with. */
@@ -147,20 +140,36 @@ export class EventRegistry {
   }
 
   private async doRegister(subject: string): Promise<number> {
+    const path = `/config/${encodeURIComponent(subject)}`;
+    let isNew = false;
     try {
-      const { id } = await this.client.register({ type: SchemaType.AVRO, schema: this.schemaText }, { subject });
-      return id;
-    } catch (err) {
-      const name = (err as Error)?.name ?? '';
-      if (name === 'ConfluentSchemaRegistryCompatibilityError' || /Compatibility does not match/.test((err as Error)?.message ?? '')) {
-        this.logger?.warn({ subject, err: (err as Error).message }, 'schema registry subject has a compatibility level other than BACKWARD; registering anyway');
-        return this.registerDirect(subject);
+      const config = (await this.request('GET', path)) as { compatibilityLevel?: string; compatibility?: string } | null;
+      const level = String(config?.compatibilityLevel ?? config?.compatibility ?? '').toUpperCase();
+      if (level !== 'BACKWARD') {
+        this.logger?.warn({ subject, compatibility: level }, 'schema registry subject has a compatibility level other than BACKWARD; registering anyway');
       }
-      throw registryError(this.url, `registering subject ${subject}`, err);
+    } catch (err) {
+      if ((err as ReplistreamError).details?.status !== 404) throw err;
+      isNew = true;
+    }
+    const id = await this.registerDirect(subject);
+    if (isNew) await this.request('PUT', path, { compatibility: 'BACKWARD' });
+    return id;
+  }
+
+  /** `request`, retrying network failures and 5xx answers with backoff. */
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.requestOnce(method, path, body);
+      } catch (err) {
+        if (!(err instanceof ReplistreamError) || !err.retriable || attempt >= this.retries) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5_000)));
+      }
     }
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+  private async requestOnce(method: string, path: string, body?: unknown): Promise<unknown> {
     const headers: Record<string, string> = { Accept: 'application/vnd.schemaregistry.v1+json, application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/vnd.schemaregistry.v1+json';
     if (this.authHeader) headers.Authorization = this.authHeader;

@@ -4,14 +4,16 @@
  * The capture service against a native Redis replica, on the same source and the same data, in one
  * run:
  * 1. full sync: a private source filled with N small keys (DEBUG POPULATE) plus collections; the
- *    time from the start of the link until the whole snapshot is durable in Kafka ('snapshot-end'),
+ *    time from the start of the link (capture starts it before its Kafka set-up is complete: the
+ *    set-up line is the time until then) until the whole snapshot is durable in Kafka ('snapshot-end'),
  *    beside the time a native replica (REPLICAOF) takes until its link is up and its offset equals
  *    the master's;
  * 2. incremental: a burst of SETs (redis-benchmark, pipelined) and the time until capture's durable
  *    offset (Kafka-acked, position recorded) reaches the master's offset after the burst, beside the
  *    native replica's processed offset.
  * Capture runs in this process, so its RSS is this process's (sampled every 100 ms; the bench's own
- * footprint is the "before" figure). The native replica's figures are its VmHWM and CPU time.
+ * footprint is the "before" figure). After the burst, capture idles for a few seconds and its RSS
+ * is read again (what a burst leaves behind). The native replica's figures are its VmHWM and CPU time.
  * The two phases run one after the other (the native replica is stopped before capture starts), so
  * neither competes with the other for the CPUs.
  */
@@ -27,6 +29,7 @@ import {
 } from './common.js';
 
 const WORKLOAD_KEYS = 10_000;
+const IDLE_SEC = 5;
 const TIMEOUT_MS = 20 * 60_000;
 
 export async function benchCapture(args: string[]): Promise<void> {
@@ -101,10 +104,13 @@ export async function benchCapture(args: string[]): Promise<void> {
     rss = new RssSampler(100);
     const cpu0 = process.cpuUsage();
     const c0 = now();
+    const c0Wall = Date.now();
     topicsCreated = true;
     capture = await runCapture(src.url, names, { dbs: [0], partitions: f.partitions, compression });
     const cap = capture;
-    const cReady = now();
+    // the link starts inside runCapture, before the Kafka set-up is complete: time from it
+    const linkAt = cap.service.stats.linkStartedAt;
+    const cReady = linkAt === null ? now() : c0 + (linkAt - c0Wall);
     const failure = { error: null as Error | null };
     void cap.service.failure().then((e) => (failure.error = e));
     if (cap.service.stats.fullSyncs > 0 && cap.service.stats.state === 'synchronizing') throw new Error('the full sync ended before it could be timed');
@@ -134,6 +140,10 @@ export async function benchCapture(args: string[]): Promise<void> {
     }, 2);
     const capCommands = cap.service.stats.commands - cmd0;
     const capCpuTotal = cpuSecSince(cpu0);
+    const rssCaughtUp = process.memoryUsage().rss;
+    progress(`capture: idle ${IDLE_SEC} s after the burst`);
+    await new Promise((r) => setTimeout(r, IDLE_SEC * 1000));
+    const rssIdle = process.memoryUsage().rss;
     rss.stop();
     await cap.stop();
     capture = null;
@@ -155,6 +165,8 @@ export async function benchCapture(args: string[]): Promise<void> {
       ['  stream MB/s through', capInc.bytes / MB / capInc.caughtUpSec, nativeInc.bytes / MB / nativeInc.caughtUpSec, ratio(capInc.bytes / capInc.caughtUpSec, nativeInc.bytes / nativeInc.caughtUpSec)],
       ['peak RSS (MB)', rssFull / MB, nativeAfterFull.hwm / MB, ratio(rssFull, nativeAfterFull.hwm)],
       ['  peak RSS after incremental (MB)', rss.peak / MB, nativeAfterInc.hwm / MB, ratio(rss.peak, nativeAfterInc.hwm)],
+      ['  RSS when caught up (MB)', rssCaughtUp / MB, null],
+      [`  RSS after idling ${IDLE_SEC} s (MB)`, rssIdle / MB, null],
       ['  bench process before capture (MB)', rss.start / MB, null],
     ];
     const m = machine();
@@ -174,7 +186,7 @@ export async function benchCapture(args: string[]): Promise<void> {
       capture: {
         setupSec: (cReady - c0) / 1000, fullSyncSec: capFullSec, keysPerSec: capKeysPerSec, eventsPerSec: stFull.eventsProduced / capFullSec,
         rdbMBps: stFull.snapshotBytes / MB / capFullSec, snapshotKeys: stFull.snapshotKeys, snapshotBytes: stFull.snapshotBytes, eventsProduced: stFull.eventsProduced,
-        kafkaLogBytes: kafkaBytes, cpuSecFull: capCpuFull, peakRssFull: rssFull, peakRss: rss.peak, rssBefore: rss.start, peakHeapUsed: rss.peakHeap, incremental: capInc,
+        kafkaLogBytes: kafkaBytes, cpuSecFull: capCpuFull, peakRssFull: rssFull, peakRss: rss.peak, rssBefore: rss.start, rssCaughtUp, rssIdle, peakHeapUsed: rss.peakHeap, incremental: capInc,
       },
       native: { fullSyncSec: nativeFullSec, keysPerSec: natKeysPerSec, rdbMBps: rdbBytes / MB / nativeFullSec, cpuSecFull: nativeAfterFull.cpuSec, peakRss: nativeAfterInc.hwm, incremental: nativeInc },
       ratio: {

@@ -240,9 +240,12 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private synced = false;
   private parser = new RespParser();
   private grouper = new CommandGrouper();
-  /** Manual-confirm mode: emitted units not confirmed yet, oldest first, from `pendingHead`. */
-  private pending: CommandUnit[] = [];
-  private pendingHead = 0;
+  /**
+   * Manual-confirm mode: the units emitted and not confirmed yet, oldest first. Only their offsets
+   * and databases are kept (the units themselves belong to the consumer, which may drop them as
+   * soon as it has encoded them).
+   */
+  private pending = new PendingUnits();
 
   private queue: QueueItem[] = [];
   private queuedBytes = 0;
@@ -341,21 +344,12 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
    */
   confirm(offset: number): void {
     if (!this.manualConfirm) return;
-    let h = this.pendingHead;
-    while (h < this.pending.length && this.pending[h].endOffset <= offset) h++;
-    if (h === this.pending.length) {
-      this.pending = [];
-      h = 0;
-    } else if (h > 1024 && h * 2 > this.pending.length) {
-      this.pending = this.pending.slice(h);
-      h = 0;
-    }
-    this.pendingHead = h;
+    this.pending.confirm(offset);
     this.updateFlow();
   }
 
-  private firstPending(): CommandUnit | undefined {
-    return this.pending[this.pendingHead];
+  private firstPending(): { startOffset: number; db: number } | undefined {
+    return this.pending.first();
   }
 
   // ------------------------------------------------------------------ connection lifecycle
@@ -623,8 +617,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     s.legacy = legacy;
     s.inFullSync = true;
     this.synced = false;
-    this.pending = [];
-    this.pendingHead = 0;
+    this.pending.clear();
     this.adoptPosition(replid, offset, 0);
     this.log.info({ replid, offset, legacy }, 'full synchronization');
     this.emit('fullresync', { replid, offset, legacySync: legacy });
@@ -777,7 +770,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       if (s && !s.ended && isGetAck(cmd.args) && !s.legacy) this.sendAck(s);
       const unit = this.grouper.push(cmd);
       if (unit) {
-        if (this.manualConfirm) this.pending.push(unit);
+        if (this.manualConfirm) this.pending.push(unit.startOffset, unit.endOffset, unit.db);
         this.emit('unit', unit);
       }
     }
@@ -820,6 +813,49 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
 
   private write(s: Session, data: Buffer): void {
     if (!s.ended && !s.socket.destroyed) s.socket.write(data);
+  }
+}
+
+/** Offsets and databases of the emitted, unconfirmed units, oldest first (three flat arrays). */
+class PendingUnits {
+  private start: number[] = [];
+  private end: number[] = [];
+  private db: number[] = [];
+  private head = 0;
+
+  push(startOffset: number, endOffset: number, db: number): void {
+    this.start.push(startOffset);
+    this.end.push(endOffset);
+    this.db.push(db);
+  }
+
+  first(): { startOffset: number; db: number } | undefined {
+    return this.head < this.start.length ? { startOffset: this.start[this.head], db: this.db[this.head] } : undefined;
+  }
+
+  /** Forgets every unit ending at or before `offset`. */
+  confirm(offset: number): void {
+    let h = this.head;
+    const n = this.start.length;
+    while (h < n && this.end[h] <= offset) h++;
+    if (h === n) {
+      this.clear();
+      return;
+    }
+    if (h > 1024 && h * 2 > n) {
+      this.start = this.start.slice(h);
+      this.end = this.end.slice(h);
+      this.db = this.db.slice(h);
+      h = 0;
+    }
+    this.head = h;
+  }
+
+  clear(): void {
+    this.start = [];
+    this.end = [];
+    this.db = [];
+    this.head = 0;
   }
 }
 
