@@ -323,6 +323,19 @@ export function printTable(title: string, head: [string, string, string, string]
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
+/**
+ * A table of any number of columns (printTable's layout for wider results): the first column
+ * left-aligned, the others right-aligned, numbers through `fmt`, a `null` cell as —.
+ */
+export function printGrid(title: string, head: string[], rows: Array<Array<number | string | null | undefined>>, notes: string[] = []): void {
+  const cells = rows.map((r) => head.map((_, i) => (typeof r[i] === 'string' ? (r[i] as string) : fmt(r[i] as number | null | undefined))));
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]) : x.padStart(w[i]))).join('  ').trimEnd();
+  const out = [``, title, line(head), line(w.map((n) => '-'.repeat(n))), ...cells.map(line)];
+  for (const n of notes) out.push(`  ${n}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
 export function printJson(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj, (_k, v) => (typeof v === 'number' ? round(v, 4) : v))}\n`);
 }

@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<{ default?: unknown } & Record<strin
   capture: () => import('./capture.js'),
   e2e: () => import('./e2e.js'),
   encode: () => import('./encode.js'),
+  mixed: () => import('./mixed.js'),
 };
 
 async function main(): Promise<void> {
