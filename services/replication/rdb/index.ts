@@ -1,15 +1,8 @@
 /** Public surface of the RDB parser. */
-export {
-  RdbParser,
-  parseRdbStream,
-  parseRdbFile,
-  RDB_TYPE,
-  RDB_OPCODE,
-  RDB_ENCODING_NAMES,
-  type RdbParserOptions,
-  type RdbItem,
-  type RdbEntry,
-} from './parser.js';
+export { RdbParser } from './parser.js';
+export { parseRdbStream, parseRdbFile } from './parse-stream.js';
+export { RDB_TYPE, RDB_OPCODE, RDB_ENCODING_NAMES } from './types.js';
+export type { RdbParserOptions, RdbItem, RdbEntry } from './items.js';
 export { Crc64, crc64 } from './crc64.js';
 export { lzfDecompress } from './lzf.js';
 export { inspectRdb, toJsonSafe, fromJsonSafe, typedValueToJson, type JsonSafe } from './inspect.js';

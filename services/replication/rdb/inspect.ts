@@ -24,7 +24,8 @@
 import { isUtf8 } from 'node:buffer';
 import type { Writable } from 'node:stream';
 import type { StreamId, TypedValue } from '../../events/model.js';
-import { parseRdbFile, type RdbParserOptions } from './parser.js';
+import type { RdbParserOptions } from './items.js';
+import { parseRdbFile } from './parse-stream.js';
 
 /**
  * A byte string in JSON, losslessly:

@@ -1,0 +1,442 @@
+/**
+ * The byte cursor under the RDB parser: it holds the unparsed input, reads RDB primitives
+ * (lengths, strings, blobs, numbers) at `pos`, and checksums the input (the file CRC and the
+ * RESTORE payloads' CRCs).
+ *
+ * Reads are all-or-nothing: a read that runs out of bytes throws the NEED sentinel, and the
+ * caller (the parser's step loop) puts `pos` back to `mark`, the last committed position, and
+ * waits for more input. `needEnd` remembers how far the buffer must reach before a retry is worth
+ * it, so a big element is not re-read on every small chunk; a retry re-reads only the element's
+ * header (O(1)), never its bytes.
+ *
+ * The buffer keeps bytes from `keepFromAbs` (the start of an entry whose bytes become its
+ * payload) or else from `pos`; older bytes are dropped when room is needed.
+ */
+import type { StreamId } from '../../events/model.js';
+import { DUMP_OVERHEAD, dumpPayloadWithoutTrailer } from '../dump-payload.js';
+import { Crc64, crc64WriteLE, dumpTrailerLoaded, loadWindow, WINDOW_BYTES } from './crc64.js';
+import { lzfDecompress } from './lzf.js';
+import { readStreamId } from './stream.js';
+import { copyInto, i64leNumber, intToBuf, parseScore, rdbError } from './util.js';
+
+/** Thrown by reads (and always caught by the parser) when the buffer does not hold a whole step. */
+export const NEED: { readonly need: true } = Object.freeze({ need: true as const });
+
+const MIN_BUFFER = 64 * 1024;
+const TWO_POW_32 = 4294967296;
+
+export class RdbCursor {
+  protected readonly verify: boolean;
+
+  // Input buffer: valid bytes are buf[0, end); buf[0] is file offset `base`.
+  protected buf: Buffer = Buffer.alloc(0);
+  protected base = 0;
+  protected pos = 0;
+  protected end = 0;
+  /** Committed position: where `pos` goes back to when a step runs out of bytes. */
+  protected mark = 0;
+  /** Absolute offset the buffer must reach before parsing is worth retrying. */
+  protected needEnd = 0;
+  /** Absolute offset from which bytes must be kept (an entry that will be a payload), or -1. */
+  protected keepFromAbs = -1;
+
+  /** RDB version from the header: DUMP payloads carry it. */
+  protected version = 0;
+
+  private crc = new Crc64();
+  private crcDone = 0; // absolute offset up to which `crc` covers the input
+  /**
+   * Payloads built during this push whose trailer (version, CRC) is still to be written, and the
+   * buffer index of each one's value bytes: settleChecksums() does them all at once.
+   */
+  private unsettled: Buffer[] = [];
+  private unsettledAt: number[] = [];
+
+  // Last blob read by readBlob().
+  protected bsrc: Uint8Array = this.buf;
+  protected bstart = 0;
+  protected bend = 0;
+  protected boff = 0;
+
+  // Results of readStringHeader() for integer and LZF strings.
+  protected hdrInt = 0;
+  protected hdrClen = 0;
+  protected hdrUlen = 0;
+
+  constructor(verifyChecksum: boolean) {
+    this.verify = verifyChecksum;
+  }
+
+  protected needMore(idxEnd: number): never {
+    this.needEnd = this.base + idxEnd;
+    throw NEED;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Buffer and checksums
+
+  protected append(chunk: Buffer): void {
+    const n = chunk.length;
+    if (this.end + n > this.buf.length || this.buf.length > 4 * MIN_BUFFER) this.makeRoom(n);
+    chunk.copy(this.buf, this.end);
+    this.end += n;
+  }
+
+  /** Drops consumed bytes (after checksumming them) and grows or shrinks the buffer for `n` more. */
+  private makeRoom(n: number): void {
+    const keep = this.keepFromAbs >= 0 ? this.keepFromAbs - this.base : this.pos;
+    const live = this.end - keep;
+    const needCap = live + n;
+    let cap = this.buf.length;
+    if (needCap <= cap && !(cap > 4 * Math.max(needCap, MIN_BUFFER) && cap > 16 * MIN_BUFFER)) {
+      // Fits: compact only when the free space at the end is too small.
+      if (this.end + n <= cap) return;
+      if (keep > 0) {
+        if (this.verify) this.crcTo(this.base + keep);
+        this.buf.copyWithin(0, keep, this.end);
+      }
+    } else {
+      if (this.verify) this.crcTo(this.base + keep);
+      cap = Math.max(MIN_BUFFER, needCap * 2);
+      const nb = Buffer.allocUnsafe(cap);
+      this.buf.copy(nb, 0, keep, this.end);
+      this.buf = nb;
+    }
+    this.base += keep;
+    this.pos -= keep;
+    this.mark -= keep;
+    this.end = live;
+  }
+
+  /** The CRC of the input up to where settleChecksums() brought it. */
+  protected get fileChecksum(): bigint {
+    return this.crc.value;
+  }
+
+  private crcTo(abs: number): void {
+    if (abs > this.crcDone) {
+      this.crc.update(this.buf, this.crcDone - this.base, abs - this.base);
+      this.crcDone = abs;
+    }
+  }
+
+  /**
+   * Brings the file CRC up to buffer index `to` (when verifying) and writes the trailers of the
+   * payloads built since the last call. Both read the same bytes, so the buffer is copied into the
+   * CRC module once, a window at a time, and one call there serves each payload. Runs before the
+   * items of a push are handed out, while the buffer still holds every unsettled payload's bytes
+   * (they are inside the current entry or after `crcDone`, which nothing discards mid-push).
+   */
+  protected settleChecksums(to: number): void {
+    const pays = this.unsettled;
+    const count = pays.length;
+    const fileFrom = this.crcDone - this.base;
+    const fileTo = this.verify ? to : fileFrom;
+    if (count === 0 && fileTo <= fileFrom) return;
+    const starts = this.unsettledAt;
+    const buf = this.buf;
+    const version = this.version;
+    let lo = fileTo > fileFrom ? fileFrom : starts[0];
+    if (count > 0 && starts[0] < lo) lo = starts[0];
+    let hi = fileTo;
+    if (count > 0) {
+      const lastEnd = starts[count - 1] + pays[count - 1].length - DUMP_OVERHEAD;
+      if (lastEnd > hi) hi = lastEnd;
+    }
+    let i = 0;
+    for (let w0 = lo; w0 < hi; w0 += WINDOW_BYTES) {
+      const w1 = Math.min(hi, w0 + WINDOW_BYTES);
+      let j = i;
+      while (j < count && starts[j] + pays[j].length - DUMP_OVERHEAD <= w1) j++;
+      // Payloads ending here that began in an earlier window: on their own (rare; this copies
+      // into the module's memory, so before this window is loaded).
+      for (let k = i; k < j; k++) if (starts[k] < w0) this.settleAlone(pays[k]);
+      loadWindow(buf, w0, w1);
+      if (fileTo > w0 && fileFrom < w1) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, fileTo));
+      for (let k = i; k < j; k++) {
+        const p = pays[k];
+        const n = p.length - DUMP_OVERHEAD;
+        if (starts[k] >= w0) dumpTrailerLoaded(p[0], starts[k], starts[k] + n, version, p, n + 1);
+      }
+      i = j;
+    }
+    if (fileTo > fileFrom) this.crcDone = this.base + fileTo;
+    if (count > 0) {
+      this.unsettled = [];
+      this.unsettledAt = [];
+    }
+  }
+
+  /** The trailer of a payload whose bytes are all in place but its version and CRC. */
+  private settleAlone(p: Buffer): void {
+    const n = p.length - DUMP_OVERHEAD;
+    p[n + 1] = this.version & 0xff;
+    p[n + 2] = (this.version >> 8) & 0xff;
+    crc64WriteLE(p, 0, n + 3, p, n + 3);
+  }
+
+  /** A payload for a value of type `type` in `buf[vs, ve)`; settleChecksums() writes its trailer. */
+  protected makePayload(type: number, vs: number, ve: number): Buffer {
+    const p = dumpPayloadWithoutTrailer(type, this.buf, vs, ve);
+    this.unsettled.push(p);
+    this.unsettledAt.push(vs);
+    return p;
+  }
+
+
+  // ---------------------------------------------------------------------------------------------
+  // Primitive reads. Each either returns with `pos` advanced, or throws NEED / RDB_FORMAT.
+
+  protected readLen(): number {
+    const buf = this.buf;
+    const p = this.pos;
+    if (p >= this.end) this.needMore(p + 1);
+    const b = buf[p];
+    const t = b >> 6;
+    if (t === 0) {
+      this.pos = p + 1;
+      return b & 0x3f;
+    }
+    if (t === 1) {
+      if (p + 2 > this.end) this.needMore(p + 2);
+      this.pos = p + 2;
+      return ((b & 0x3f) << 8) | buf[p + 1];
+    }
+    if (b === 0x80) {
+      if (p + 5 > this.end) this.needMore(p + 5);
+      this.pos = p + 5;
+      return ((buf[p + 1] << 24) | (buf[p + 2] << 16) | (buf[p + 3] << 8) | buf[p + 4]) >>> 0;
+    }
+    if (b === 0x81) {
+      if (p + 9 > this.end) this.needMore(p + 9);
+      const hi = ((buf[p + 1] << 24) | (buf[p + 2] << 16) | (buf[p + 3] << 8) | buf[p + 4]) >>> 0;
+      const lo = ((buf[p + 5] << 24) | (buf[p + 6] << 16) | (buf[p + 7] << 8) | buf[p + 8]) >>> 0;
+      if (hi > 0x1fffff) throw rdbError(this.base + p, 'length does not fit in 53 bits');
+      this.pos = p + 9;
+      return hi * TWO_POW_32 + lo;
+    }
+    if (t === 3) throw rdbError(this.base + p, `expected a length, found string encoding byte 0x${b.toString(16)}`);
+    throw rdbError(this.base + p, `bad length byte 0x${b.toString(16)}`);
+  }
+
+  /** A length read as an unsigned 64-bit bigint (stream IDs, counters that may be 2^64−1). */
+  protected readLenBig(): bigint {
+    const buf = this.buf;
+    const p = this.pos;
+    if (p >= this.end) this.needMore(p + 1);
+    if (buf[p] === 0x81) {
+      if (p + 9 > this.end) this.needMore(p + 9);
+      const hi = ((buf[p + 1] << 24) | (buf[p + 2] << 16) | (buf[p + 3] << 8) | buf[p + 4]) >>> 0;
+      const lo = ((buf[p + 5] << 24) | (buf[p + 6] << 16) | (buf[p + 7] << 8) | buf[p + 8]) >>> 0;
+      this.pos = p + 9;
+      return (BigInt(hi) << 32n) | BigInt(lo);
+    }
+    return BigInt(this.readLen());
+  }
+
+  /** A length that may be 64-bit; as a number (exact below 2^53). */
+  protected readLenApprox(): number {
+    if (this.pos < this.end && this.buf[this.pos] === 0x81) return Number(this.readLenBig());
+    return this.readLen();
+  }
+
+  /**
+   * Reads an RDB string header at `pos`. Returns the payload length for a plain string (pos is
+   * then on the payload), or -1 for an integer (value in `hdrInt`), or -2 for LZF (`hdrClen`,
+   * `hdrUlen`, pos on the compressed bytes).
+   */
+  protected readStringHeader(): number {
+    const buf = this.buf;
+    const p = this.pos;
+    if (p >= this.end) this.needMore(p + 1);
+    const b = buf[p];
+    if (b < 0xc0) return this.readLen();
+    switch (b & 0x3f) {
+      case 0:
+        if (p + 2 > this.end) this.needMore(p + 2);
+        this.hdrInt = (buf[p + 1] << 24) >> 24;
+        this.pos = p + 2;
+        return -1;
+      case 1:
+        if (p + 3 > this.end) this.needMore(p + 3);
+        this.hdrInt = ((buf[p + 1] | (buf[p + 2] << 8)) << 16) >> 16;
+        this.pos = p + 3;
+        return -1;
+      case 2:
+        if (p + 5 > this.end) this.needMore(p + 5);
+        this.hdrInt = buf[p + 1] | (buf[p + 2] << 8) | (buf[p + 3] << 16) | (buf[p + 4] << 24);
+        this.pos = p + 5;
+        return -1;
+      case 3: {
+        this.pos = p + 1;
+        this.hdrClen = this.readLen();
+        this.hdrUlen = this.readLen();
+        return -2;
+      }
+      default:
+        throw rdbError(this.base + p, `unknown string encoding 0x${b.toString(16)}`);
+    }
+  }
+
+  /** Reads a whole RDB string (plain, integer or LZF) into a fresh Buffer. */
+  protected readString(): Buffer {
+    const at = this.pos;
+    const len = this.readStringHeader();
+    const p = this.pos;
+    if (len >= 0) {
+      const e = p + len;
+      if (e > this.end) this.needMore(e);
+      const out = Buffer.allocUnsafe(len);
+      copyInto(this.buf, p, e, out, 0);
+      this.pos = e;
+      return out;
+    }
+    if (len === -1) return intToBuf(this.hdrInt);
+    const e = p + this.hdrClen;
+    if (e > this.end) this.needMore(e);
+    const out = lzfDecompress(this.buf, p, e, this.hdrUlen, this.base + at);
+    this.pos = e;
+    return out;
+  }
+
+  /** Skips `n` bytes. */
+  protected skipBytes(n: number): void {
+    if (this.pos + n > this.end) this.needMore(this.pos + n);
+    this.pos += n;
+  }
+
+  /** Skips an RDB string without decoding it. */
+  protected skipString(): void {
+    const len = this.readStringHeader();
+    this.skipBytes(len >= 0 ? len : len === -1 ? 0 : this.hdrClen);
+  }
+
+  /** Reads an RDB string used as a blob (listpack, ziplist…): sets bsrc/bstart/bend/boff. */
+  protected readBlob(): void {
+    const at = this.pos;
+    const len = this.readStringHeader();
+    const p = this.pos;
+    this.boff = this.base + at;
+    if (len >= 0) {
+      const e = p + len;
+      if (e > this.end) this.needMore(e);
+      this.bsrc = this.buf;
+      this.bstart = p;
+      this.bend = e;
+      this.pos = e;
+    } else if (len === -1) {
+      const b = intToBuf(this.hdrInt);
+      this.bsrc = b;
+      this.bstart = 0;
+      this.bend = b.length;
+    } else {
+      const e = p + this.hdrClen;
+      if (e > this.end) this.needMore(e);
+      const b = lzfDecompress(this.buf, p, e, this.hdrUlen, this.boff);
+      this.bsrc = b;
+      this.bstart = 0;
+      this.bend = b.length;
+      this.pos = e;
+    }
+  }
+
+  protected blobCopy(): Buffer {
+    if (this.bsrc !== this.buf) return this.bsrc.subarray(this.bstart, this.bend) as Buffer;
+    return Buffer.from(this.buf.subarray(this.bstart, this.bend));
+  }
+
+  /** A double in string form (types 3 and older): 1-byte length; 253 NaN, 254 +inf, 255 −inf. */
+  protected readStrDouble(): number {
+    const p = this.pos;
+    if (p >= this.end) this.needMore(p + 1);
+    const n = this.buf[p];
+    if (n === 253) {
+      this.pos = p + 1;
+      return NaN;
+    }
+    if (n === 254) {
+      this.pos = p + 1;
+      return Infinity;
+    }
+    if (n === 255) {
+      this.pos = p + 1;
+      return -Infinity;
+    }
+    if (p + 1 + n > this.end) this.needMore(p + 1 + n);
+    const s = this.buf.toString('latin1', p + 1, p + 1 + n);
+    const v = parseScore(s);
+    if (Number.isNaN(v) && !/nan/i.test(s)) throw rdbError(this.base + p, `bad double "${s}"`);
+    this.pos = p + 1 + n;
+    return v;
+  }
+
+  protected readF64(): number {
+    const p = this.pos;
+    if (p + 8 > this.end) this.needMore(p + 8);
+    this.pos = p + 8;
+    return this.buf.readDoubleLE(p);
+  }
+
+  /** Signed little-endian int64 (millisecond times) as a number. */
+  protected readMs(): number {
+    const p = this.pos;
+    if (p + 8 > this.end) this.needMore(p + 8);
+    this.pos = p + 8;
+    return i64leNumber(this.buf, p);
+  }
+
+  protected readU8(): number {
+    const p = this.pos;
+    if (p >= this.end) this.needMore(p + 1);
+    this.pos = p + 1;
+    return this.buf[p];
+  }
+
+  /**
+   * Skips the operand of module opcode `op` (1, 2 unsigned, 3 float, 4 double, 5 string).
+   * Returns false for an unknown opcode (the caller names it in its error).
+   */
+  protected skipModuleOperand(op: number): boolean {
+    switch (op) {
+      case 1:
+      case 2:
+        this.readLenBig();
+        return true;
+      case 3:
+        this.skipBytes(4);
+        return true;
+      case 4:
+        this.skipBytes(8);
+        return true;
+      case 5:
+        this.skipString();
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Skips module opcodes (MODULE_2 values, MODULE_AUX data) up to and including opcode 0. */
+  protected skipModuleOps(): void {
+    for (;;) {
+      const at = this.pos;
+      const op = this.readLen();
+      if (op === 0) return;
+      if (!this.skipModuleOperand(op)) throw rdbError(this.base + at, `unknown module value opcode ${op}`);
+    }
+  }
+
+
+  /** A stream ID stored as two lengths (ms, seq). */
+  protected readIdLens(): StreamId {
+    return { ms: this.readLenBig(), seq: this.readLenBig() };
+  }
+
+  /** A raw 16-byte stream ID, after checking that `need` bytes (ID and what follows) are there. */
+  protected readRawId(need: number): StreamId {
+    const p = this.pos;
+    if (p + need > this.end) this.needMore(p + need);
+    this.pos = p + 16;
+    return readStreamId(this.buf, p);
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * What every entry (key) has, whatever its type: the prefix opcodes (expire time, idle, freq), the
+ * key, the elements decoded so far, the whole-or-pieces decision and the emission of the items.
+ *
+ * Whole mode keeps the entry's bytes in the cursor's buffer so they can become the RESTORE
+ * payload. Once the serialized entry passes `maxEntryBytes` it switches to piece mode: the bytes
+ * are no longer kept, and the decoded elements go out in batches of about `maxEntryBytes`.
+ */
+import type { RedisType, TypedValue } from '../../events/model.js';
+import { RdbCursor } from './cursor.js';
+import type { RdbEntry, RdbItem } from './items.js';
+import { ENCODING_OF, REDIS_TYPE_OF } from './types.js';
+
+/** Value kinds (what the TypedValue will be), by Redis type. */
+export const K_STRING = 0;
+export const K_LIST = 1;
+export const K_SET = 2;
+export const K_ZSET = 3;
+export const K_HASH = 4;
+export const K_STREAM = 5;
+export const K_MODULE = 6;
+const KIND_OF_REDIS_TYPE: Record<RedisType, number> = {
+  string: K_STRING,
+  list: K_LIST,
+  set: K_SET,
+  zset: K_ZSET,
+  hash: K_HASH,
+  stream: K_STREAM,
+  module: K_MODULE,
+};
+/** Value kind by type byte. */
+const KIND_OF: readonly number[] = REDIS_TYPE_OF.map((t) => (t === undefined ? -1 : KIND_OF_REDIS_TYPE[t]));
+
+/** Counted in a piece's size for each element, on top of its bytes. */
+const ELEMENT_OVERHEAD = 16;
+
+export abstract class EntryReader extends RdbCursor {
+  protected readonly limit: number;
+  protected readonly payloads: boolean;
+
+  protected db = 0;
+  /** Items completed by the current push. */
+  protected out: RdbItem[] = [];
+
+  // Current entry.
+  protected entryStartAbs = -1; // -1: no entry in progress
+  protected valueStartAbs = 0;
+  protected expireAtMs: number | null = null;
+  protected idle: number | null = null;
+  protected freq: number | null = null;
+  protected key: Buffer = Buffer.alloc(0);
+  protected vType = 0;
+  protected kind = K_STRING;
+  protected redisType: RedisType = 'string';
+  protected encoding = 'string';
+  /** Progress of a value read over several steps (each type numbers its own phases). */
+  protected vPhase = 0;
+  /** Elements (or bytes, for a huge string) left to read in the current phase. */
+  protected vCount = 0;
+  protected pieceMode = false;
+  protected pieceIndex = 0;
+  protected items: unknown[] = [];
+  protected acc = 0; // decoded bytes (plus per-element overhead) in `items`
+
+  constructor(limit: number, verifyChecksum: boolean, payloads: boolean) {
+    super(verifyChecksum);
+    this.limit = limit;
+    this.payloads = payloads;
+  }
+
+  /** The value of the current entry (or of its piece) from what has been decoded. */
+  protected abstract makeValue(last: boolean): TypedValue;
+  /** Clears what the value readers keep about the current entry. */
+  protected abstract resetValue(): void;
+
+  /** An entry's first opcode (expire time, idle, freq, or its type byte) was read at buffer index `at`. */
+  protected startPrefix(at: number): void {
+    if (this.entryStartAbs < 0) {
+      this.entryStartAbs = this.base + at;
+      this.keepFromAbs = this.entryStartAbs;
+    }
+  }
+
+  /** Type byte `t` (supported: the caller checked) and the key are read; the value starts at `pos`. */
+  protected beginValue(t: number, key: Buffer): void {
+    this.key = key;
+    this.vType = t;
+    this.redisType = REDIS_TYPE_OF[t]!;
+    this.kind = KIND_OF[t];
+    this.encoding = ENCODING_OF[t]!;
+    this.valueStartAbs = this.base + this.pos;
+    this.vPhase = 0;
+  }
+
+  /** Adds one decoded element; flushes a piece first when the current one is full. */
+  protected add(x: unknown, size: number): void {
+    if (this.pieceMode) {
+      if (this.acc >= this.limit) this.flushPiece(false);
+    } else this.checkPieceSwitch();
+    this.items.push(x);
+    this.acc += size + ELEMENT_OVERHEAD;
+  }
+
+  /** Whole → piece mode when the serialized entry has outgrown the limit. */
+  protected checkPieceSwitch(): void {
+    if (!this.pieceMode && this.base + this.pos - this.entryStartAbs > this.limit) {
+      this.pieceMode = true;
+      this.keepFromAbs = -1;
+    }
+  }
+
+  /** Piece mode from the start, for a string delivered in slices (phase `phase` reads them). */
+  protected enterSliceMode(phase: number): void {
+    this.pieceMode = true;
+    this.keepFromAbs = -1;
+    this.vPhase = phase;
+    this.mark = this.pos;
+  }
+
+  protected emitStringPiece(slice: Buffer, last: boolean): void {
+    this.out.push(this.entryItem({ type: 'string', value: slice }, null, { index: this.pieceIndex++, last }));
+  }
+
+  /** Phase 0 of a counted value: reads the element count into `vCount` and commits. */
+  protected readCountOnce(): void {
+    if (this.vPhase === 0) {
+      this.vCount = this.readLen();
+      this.vPhase = 1;
+      this.mark = this.pos;
+    }
+  }
+
+  /** One element of a counted value is done: commits it. */
+  protected elementDone(): void {
+    this.vCount--;
+    this.mark = this.pos;
+  }
+
+  protected entryItem(value: TypedValue, payload: Buffer | null, piece: { index: number; last: boolean } | null): RdbEntry {
+    return {
+      kind: 'entry',
+      db: this.db,
+      key: this.key,
+      type: this.redisType,
+      encoding: this.encoding,
+      expireAtMs: this.expireAtMs,
+      idle: this.idle,
+      freq: this.freq,
+      value,
+      payload,
+      piece,
+      offset: this.entryStartAbs,
+    };
+  }
+
+  private flushPiece(last: boolean): void {
+    this.out.push(this.entryItem(this.makeValue(last), null, { index: this.pieceIndex++, last }));
+    this.items = [];
+    this.acc = 0;
+  }
+
+  /** The value ends at `pos`: emits the entry (or its last piece). */
+  protected endValue(): void {
+    if (this.pieceMode) {
+      this.flushPiece(true);
+    } else {
+      const payload = this.payloads ? this.makePayload(this.vType, this.valueStartAbs - this.base, this.pos) : null;
+      this.out.push(this.entryItem(this.makeValue(true), payload, null));
+    }
+    this.resetEntry();
+  }
+
+  /** After the last item of an entry: nothing of it is kept. */
+  protected resetEntry(): void {
+    this.entryStartAbs = -1;
+    this.keepFromAbs = -1;
+    this.pieceMode = false;
+    this.pieceIndex = 0;
+    // Collections hand `items` out in their value: never reuse it (strings and modules leave it alone).
+    if (this.kind !== K_STRING && this.kind !== K_MODULE) this.items = [];
+    this.acc = 0;
+    this.expireAtMs = null;
+    this.idle = null;
+    this.freq = null;
+    this.vPhase = 0;
+    this.resetValue();
+    this.mark = this.pos;
+  }
+}
