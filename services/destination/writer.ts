@@ -113,6 +113,7 @@ import {
   topologyMasters,
   versionAtLeast,
 } from './connection.js';
+import { RespConnection } from './resp-connection.js';
 import { PositionKeys, type WriterPosition, compareWriterPositions, decodePosition, encodePosition, formatPosition, withPart } from './position.js';
 import {
   type Arg,
@@ -326,6 +327,29 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Sends `commands` on one connection, in one write, and returns one [error, reply] per command
+ * (EXEC's reply: the array of its commands' replies, errors as Error values, or null when a
+ * WATCHed key changed). Standalone transactions go through the writer's own RESP connection
+ * (resp-connection.ts); cluster slots through their ioredis client.
+ */
+async function sendBatch(target: Redis | RespConnection, commands: Arg[][]): Promise<Array<[Error | null, unknown]>> {
+  if (target instanceof RespConnection) {
+    const replies = await target.send(commands);
+    return replies.map((r): [Error | null, unknown] => (r instanceof Error ? [r, null] : [null, r]));
+  }
+  const p = target.pipeline();
+  const inPipeline = p as unknown as { multi(): unknown; exec(): unknown };
+  for (const args of commands) {
+    const name = String(args[0]);
+    // inside a pipeline, multi() and exec() queue MULTI and EXEC; the last exec() sends it all
+    if (name === 'MULTI') inPipeline.multi();
+    else if (name === 'EXEC') inPipeline.exec();
+    else p.call(name, ...args.slice(1));
+  }
+  return ((await p.exec()) ?? []) as Array<[Error | null, unknown]>;
+}
+
 export class DestinationWriter {
   readonly stats: WriterStats = {
     applied: 0,
@@ -342,6 +366,8 @@ export class DestinationWriter {
 
   private readonly opts: Required<Omit<DestinationWriterOptions, 'now'>> & { now: () => number };
   private topo: Topology | null = null;
+  /** Standalone: the connection transactions go through (see sendBatch). */
+  private txConnection: RespConnection | null = null;
   private dinfo: DestinationInfo | null = null;
   private keys: PositionKeys | null = null;
   private keyTable: KeyTable | null = null;
@@ -495,6 +521,7 @@ export class DestinationWriter {
       for (const c of topologyMasters(this.topo)) await c.quit().catch(() => undefined);
       closeTopology(this.topo);
     }
+    this.txConnection?.close();
     this.topo = null;
   }
 
@@ -502,6 +529,7 @@ export class DestinationWriter {
   disconnect(): void {
     this.closed = true;
     if (this.topo) closeTopology(this.topo);
+    this.txConnection?.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -510,6 +538,7 @@ export class DestinationWriter {
   private async doStart(): Promise<void> {
     const topo = await openTopology(this.opts.url, 'replistream-writer');
     this.topo = topo;
+    if (topo.kind === 'standalone') this.txConnection = new RespConnection(topo.endpoint, 'replistream-writer-tx');
     const cluster = topo.kind === 'cluster';
     this.keys = new PositionKeys(this.opts.positionKeyPrefix, cluster);
     if (cluster) {
@@ -797,7 +826,7 @@ export class DestinationWriter {
         from = chunk.end;
         continue;
       }
-      const outcome = await this.execTransaction(client, this.opts.positionDb, chunk, (name) => this.keys!.position(name));
+      const outcome = await this.execTransaction(this.txConnection ?? client, this.opts.positionDb, chunk, (name) => this.keys!.position(name));
       const next = await this.handleOutcome(0, chunk, parts, outcome, skipIds, result, ++attempts);
       if (next === 'retry') continue;
       attempts = 0;
@@ -1043,22 +1072,22 @@ export class DestinationWriter {
    * Sends one transaction: [SELECT positionDb] WATCH … MULTI ops … SET position EXEC, in one write.
    * `selectDb` null for a cluster node (db 0 only).
    */
-  private async execTransaction(client: Redis, selectDb: number | null, chunk: Chunk, positionKeyOf: (stream: string) => string): Promise<TxOutcome> {
+  private async execTransaction(target: Redis | RespConnection, selectDb: number | null, chunk: Chunk, positionKeyOf: (stream: string) => string): Promise<TxOutcome> {
     // 1. WATCH the positions and epoch markers, then check they still hold what this writer
     //    believes: a compare-and-set, so a second writer of a stream (or a marker moved by
     //    another stream) makes this transaction abort instead of applying twice.
     const moved = [...chunk.streams.entries()].filter(([, cs]) => cs.positionChanged && cs.posToStore);
     const positionKeys = moved.map(([name]) => positionKeyOf(name));
     const markerKeys = [...chunk.watch];
-    const check = client.pipeline();
-    if (selectDb !== null) check.select(selectDb);
+    const check: Arg[][] = [];
+    if (selectDb !== null) check.push(['SELECT', String(selectDb)]);
     const watched = positionKeys.length + markerKeys.length > 0;
-    if (watched) check.watch(...positionKeys, ...markerKeys);
-    if (positionKeys.length) check.mget(...positionKeys);
-    if (markerKeys.length) check.mget(...markerKeys);
+    if (watched) check.push(['WATCH', ...positionKeys, ...markerKeys]);
+    if (positionKeys.length) check.push(['MGET', ...positionKeys]);
+    if (markerKeys.length) check.push(['MGET', ...markerKeys]);
     let preRes: Array<[Error | null, unknown]>;
     try {
-      preRes = ((await check.exec()) ?? []) as Array<[Error | null, unknown]>;
+      preRes = await sendBatch(target, check);
     } catch (err) {
       return { kind: 'unknown', error: err as Error };
     }
@@ -1078,17 +1107,16 @@ export class DestinationWriter {
       same = markerKeys.every((k, i) => (vals[i] === null ? null : Number(vals[i])) === (this.markers.get(k) ?? null));
     }
     if (!same) {
-      if (watched) await client.unwatch().catch(() => undefined);
+      if (watched) await sendBatch(target, [['UNWATCH']]).catch(() => undefined);
       return { kind: 'watch-aborted' };
     }
-    // 2. the transaction itself
-    const p = client.pipeline();
+    // 2. the transaction itself, in one write
+    const tx: Arg[][] = [['MULTI']];
     const queued: Array<{ origin: OpOrigin | null; args: Arg[] }> = [];
     const q = (args: Arg[], origin: OpOrigin | null) => {
-      p.callBuffer(String(args[0]), ...args.slice(1));
+      tx.push(args);
       queued.push({ origin, args });
     };
-    (p as unknown as { multi(): unknown }).multi();
     let cur: number | null = selectDb;
     for (const op of chunk.ops) {
       if (selectDb !== null && op.db !== null && op.db !== cur) {
@@ -1101,10 +1129,10 @@ export class DestinationWriter {
     if (selectDb !== null && cur !== selectDb) q(['SELECT', String(selectDb)], null);
     moved.forEach(([, cs], i) => q(['SET', positionKeys[i], encodePosition(cs.posToStore!)], null));
     for (const [k, e] of chunk.markerSets) q(['SET', k, String(e)], null);
-    p.exec();
+    tx.push(['EXEC']);
     let res: Array<[Error | null, unknown]>;
     try {
-      res = ((await p.exec()) ?? []) as Array<[Error | null, unknown]>;
+      res = await sendBatch(target, tx);
     } catch (err) {
       return { kind: 'unknown', error: err as Error };
     }

@@ -1,0 +1,176 @@
+/**
+ * RESP2 for the writer's transactions: commands encoded into one buffer, replies read back
+ * incrementally. Pure code, no I/O.
+ *
+ * Why by hand instead of ioredis's command objects: a transaction carries thousands of commands,
+ * and ioredis builds a Command (with its own promise, argument conversion and encoding) for each
+ * of them; in a profile of the applier that and the garbage it left was the largest cost. Here a
+ * whole transaction is measured once and written into one buffer, and its replies are counted,
+ * not matched to promises. Everything else (start-up, INFO, scripts, cluster routing) stays on
+ * ioredis.
+ */
+export type RespArg = string | Buffer;
+
+/** A `-ERR …` reply. Named like ioredis's so the writer's error classification applies to both. */
+export class RespReplyError extends Error {
+  override name = 'ReplyError';
+}
+
+/** A reply: status and bulk strings as strings (utf8), integers, nil, errors, arrays. */
+export type RespReply = string | number | null | RespReplyError | RespReply[];
+
+const CRLF = Buffer.from('\r\n');
+
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Encodes `commands` (each an array of arguments) as RESP arrays of bulk strings, in one buffer. */
+export function encodeCommands(commands: readonly (readonly RespArg[])[]): Buffer {
+  let size = 0;
+  const lengths: number[] = [];
+  for (const args of commands) {
+    size += 1 + digits(args.length) + 2;
+    for (const a of args) {
+      const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
+      lengths.push(n);
+      size += 1 + digits(n) + 2 + n + 2;
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  let li = 0;
+  for (const args of commands) {
+    out[at++] = 0x2a; // '*'
+    at += out.write(String(args.length), at, 'latin1');
+    at = CRLF.copy(out, at) + at;
+    for (const a of args) {
+      const n = lengths[li++];
+      out[at++] = 0x24; // '$'
+      at += out.write(String(n), at, 'latin1');
+      at = CRLF.copy(out, at) + at;
+      at += typeof a === 'string' ? out.write(a, at, 'utf8') : a.copy(out, at);
+      at = CRLF.copy(out, at) + at;
+    }
+  }
+  return out;
+}
+
+/** Thrown for bytes that are not RESP2. */
+export class RespProtocolError extends Error {}
+
+/**
+ * Reads RESP2 replies from chunks as they arrive. `push` returns the replies completed by the
+ * chunk (possibly none); a reply split across chunks is resumed where it stopped, so a large
+ * transaction's replies are parsed once, not re-scanned from the start at every chunk.
+ */
+export class RespReplyParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  /** Arrays being filled, innermost last. */
+  private readonly stack: Array<{ items: RespReply[]; want: number }> = [];
+
+  push(chunk: Buffer): RespReply[] {
+    this.buf = this.pos < this.buf.length ? Buffer.concat([this.buf.subarray(this.pos), chunk]) : chunk;
+    this.pos = 0;
+    const out: RespReply[] = [];
+    for (;;) {
+      const start = this.pos;
+      const r = this.readOne();
+      if (r === undefined) {
+        this.pos = start;
+        break;
+      }
+      if (r === ARRAY_OPENED) continue;
+      let value: RespReply = r;
+      // close every array this value completes
+      for (;;) {
+        const top = this.stack[this.stack.length - 1];
+        if (!top) {
+          out.push(value);
+          break;
+        }
+        top.items.push(value);
+        if (top.items.length < top.want) break;
+        this.stack.pop();
+        value = top.items;
+      }
+    }
+    if (this.pos >= this.buf.length) {
+      this.buf = Buffer.alloc(0);
+      this.pos = 0;
+    }
+    return out;
+  }
+
+  /** Nothing half-read is held. */
+  get idle(): boolean {
+    return this.stack.length === 0 && this.pos >= this.buf.length;
+  }
+
+  private line(): string | undefined {
+    const end = this.buf.indexOf(0x0a, this.pos);
+    if (end < 0) return undefined;
+    const text = this.buf.toString('utf8', this.pos + 1, end > 0 && this.buf[end - 1] === 0x0d ? end - 1 : end);
+    this.pos = end + 1;
+    return text;
+  }
+
+  private readOne(): RespReply | typeof ARRAY_OPENED | undefined {
+    if (this.pos >= this.buf.length) return undefined;
+    const type = this.buf[this.pos];
+    switch (type) {
+      case 0x2b: // '+'
+        return this.line();
+      case 0x2d: {
+        // '-'
+        const text = this.line();
+        return text === undefined ? undefined : new RespReplyError(text);
+      }
+      case 0x3a: {
+        // ':'
+        const text = this.line();
+        if (text === undefined) return undefined;
+        const n = Number(text);
+        if (!Number.isInteger(n)) throw new RespProtocolError(`integer reply ${JSON.stringify(text)}`);
+        return n;
+      }
+      case 0x24: {
+        // '$'
+        const save = this.pos;
+        const text = this.line();
+        if (text === undefined) return undefined;
+        const n = Number(text);
+        if (n === -1) return null;
+        if (!Number.isInteger(n) || n < 0) throw new RespProtocolError(`bulk length ${JSON.stringify(text)}`);
+        if (this.buf.length < this.pos + n + 2) {
+          this.pos = save;
+          return undefined;
+        }
+        const s = this.buf.toString('utf8', this.pos, this.pos + n);
+        this.pos += n + 2;
+        return s;
+      }
+      case 0x2a: {
+        // '*'
+        const text = this.line();
+        if (text === undefined) return undefined;
+        const n = Number(text);
+        if (n === -1) return null;
+        if (!Number.isInteger(n) || n < 0) throw new RespProtocolError(`array length ${JSON.stringify(text)}`);
+        if (n === 0) return [];
+        this.stack.push({ items: [], want: n });
+        return ARRAY_OPENED;
+      }
+      default:
+        throw new RespProtocolError(`unexpected byte 0x${type.toString(16)} at the start of a reply`);
+    }
+  }
+}
+
+const ARRAY_OPENED = Symbol('array opened');

@@ -1,0 +1,137 @@
+/**
+ * One plain connection to a standalone destination for the writer's transactions: a batch of
+ * commands is written as one buffer and its replies are counted back (resp-codec.ts).
+ *
+ * Like the ioredis connections of connection.ts, it never re-sends anything: when the connection
+ * drops, every batch in flight fails with a connection error (the writer then treats the outcome
+ * as unknown and re-reads its positions), and the next batch reconnects. WATCH state lives on a
+ * connection, so a transaction's check and its MULTI…EXEC go through the same one.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { ReplistreamError } from '../common/errors.js';
+import { mapConnectError, type RedisEndpoint } from './connection.js';
+import { encodeCommands, RespReplyError, RespReplyParser, type RespArg, type RespReply } from './resp-codec.js';
+
+interface Pending {
+  want: number;
+  replies: RespReply[];
+  resolve: (replies: RespReply[]) => void;
+  reject: (err: Error) => void;
+}
+
+export class RespConnection {
+  private socket: net.Socket | null = null;
+  private connecting: Promise<net.Socket> | null = null;
+  private parser = new RespReplyParser();
+  private readonly pending: Pending[] = [];
+
+  constructor(
+    private readonly ep: RedisEndpoint,
+    private readonly name: string,
+    private readonly connectTimeoutMs = 10_000,
+  ) {}
+
+  /** Sends `commands` in one write; resolves with one reply per command, in order. */
+  async send(commands: readonly (readonly RespArg[])[]): Promise<RespReply[]> {
+    const socket = await this.connect();
+    return this.sendOn(socket, commands);
+  }
+
+  close(): void {
+    const s = this.socket;
+    this.socket = null;
+    this.connecting = null;
+    s?.destroy();
+    this.failAll(new ReplistreamError('CONNECTION', `${this.ep.display}: connection closed`, { retriable: true }));
+  }
+
+  private sendOn(socket: net.Socket, commands: readonly (readonly RespArg[])[]): Promise<RespReply[]> {
+    return new Promise<RespReply[]>((resolve, reject) => {
+      if (commands.length === 0) return resolve([]);
+      this.pending.push({ want: commands.length, replies: [], resolve, reject });
+      socket.write(encodeCommands(commands));
+    });
+  }
+
+  private connect(): Promise<net.Socket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    if (!this.connecting) {
+      this.connecting = this.open().then(
+        (s) => {
+          this.socket = s;
+          this.connecting = null;
+          return s;
+        },
+        (err) => {
+          this.connecting = null;
+          throw err;
+        },
+      );
+    }
+    return this.connecting;
+  }
+
+  private async open(): Promise<net.Socket> {
+    const ep = this.ep;
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = ep.tls
+        ? tls.connect({ host: ep.host, port: ep.port, servername: ep.host }, () => done(null))
+        : net.connect({ host: ep.host, port: ep.port }, () => done(null));
+      const timer = setTimeout(() => done(new Error(`connect timeout after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+      const done = (err: Error | null) => {
+        clearTimeout(timer);
+        s.off('error', done);
+        if (err) {
+          s.destroy();
+          reject(mapConnectError(err, ep, 'destination'));
+        } else resolve(s);
+      };
+      s.once('error', done);
+    });
+    socket.setNoDelay(true);
+    this.parser = new RespReplyParser();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const lost = (why: string) => {
+      if (this.socket === socket) this.socket = null;
+      this.failAll(new ReplistreamError('CONNECTION', `${ep.display}: ${why}`, { retriable: true }));
+    };
+    socket.on('error', (err) => lost(err.message));
+    socket.on('close', () => lost('connection closed'));
+    const hello: RespArg[][] = [];
+    if (ep.password !== undefined) hello.push(ep.username ? ['AUTH', ep.username, ep.password] : ['AUTH', ep.password]);
+    hello.push(['CLIENT', 'SETNAME', this.name]);
+    const replies = await this.sendOn(socket, hello);
+    // CLIENT SETNAME may be forbidden (renamed commands, ACLs): only AUTH's answer matters
+    if (ep.password !== undefined && replies[0] instanceof RespReplyError) {
+      socket.destroy();
+      throw mapConnectError(replies[0], ep, 'destination');
+    }
+    return socket;
+  }
+
+  private onData(chunk: Buffer): void {
+    let replies: RespReply[];
+    try {
+      replies = this.parser.push(chunk);
+    } catch (err) {
+      this.failAll(new ReplistreamError('PROTOCOL', `${this.ep.display}: unreadable reply: ${(err as Error).message}`, { retriable: true, cause: err }));
+      this.socket?.destroy();
+      this.socket = null;
+      return;
+    }
+    for (const r of replies) {
+      const p = this.pending[0];
+      if (!p) continue; // a reply nobody waits for (cannot happen on a healthy connection)
+      p.replies.push(r);
+      if (p.replies.length === p.want) {
+        this.pending.shift();
+        p.resolve(p.replies);
+      }
+    }
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.splice(0)) p.reject(err);
+  }
+}

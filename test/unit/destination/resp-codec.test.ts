@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
+
+describe('encodeCommands', () => {
+  it('writes RESP arrays of bulk strings, binary and multi-byte arguments included', () => {
+    const bytes = encodeCommands([
+      ['SET', 'k', 'é'],
+      ['RESTORE', Buffer.from([0x00, 0x0d, 0x0a, 0xff]), '0'],
+      ['PING'],
+    ]);
+    expect(bytes.toString('latin1')).toBe(
+      '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n' + '*3\r\n$7\r\nRESTORE\r\n$4\r\n\x00\r\n\xff\r\n$1\r\n0\r\n' + '*1\r\n$4\r\nPING\r\n',
+    );
+  });
+
+  it('sizes lengths of every digit count', () => {
+    const big = Buffer.alloc(123_456, 0x61);
+    const bytes = encodeCommands([['SET', 'k'.repeat(10), big]]);
+    expect(bytes.subarray(0, 31).toString('latin1')).toBe('*3\r\n$3\r\nSET\r\n$10\r\nkkkkkkkkkk\r\n$');
+    expect(bytes.length).toBe(4 + 9 + 17 + (1 + 6 + 2 + 123_456 + 2));
+  });
+});
+
+/** What a MULTI … EXEC of a transaction answers, as Redis sends it. */
+const FIXTURE = Buffer.from(
+  '+OK\r\n' + // SELECT
+    '+QUEUED\r\n+QUEUED\r\n' +
+    '*5\r\n+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n' + // EXEC
+    '*-1\r\n' + // EXEC aborted by WATCH
+    '*2\r\n*2\r\n:1\r\n$0\r\n\r\n*0\r\n' + // nested arrays
+    '-EXECABORT Transaction discarded because of previous errors.\r\n',
+  'latin1',
+);
+
+function expected(): RespReply[] {
+  return [
+    'OK',
+    'QUEUED',
+    'QUEUED',
+    ['OK', 42, 'hello', null, new RespReplyError('WRONGTYPE Operation against a key holding the wrong kind of value')],
+    null,
+    [[1, ''], []],
+    new RespReplyError('EXECABORT Transaction discarded because of previous errors.'),
+  ];
+}
+
+function normalise(r: RespReply): unknown {
+  if (r instanceof RespReplyError) return { error: r.message, name: r.name };
+  if (Array.isArray(r)) return r.map(normalise);
+  return r;
+}
+
+function feed(chunks: Buffer[]): RespReply[] {
+  const p = new RespReplyParser();
+  const out: RespReply[] = [];
+  for (const c of chunks) out.push(...p.push(c));
+  expect(p.idle).toBe(true);
+  return out;
+}
+
+describe('RespReplyParser', () => {
+  it('reads a fixture fed whole', () => {
+    expect(feed([FIXTURE]).map(normalise)).toEqual(expected().map(normalise));
+  });
+
+  it('reads it fed byte by byte', () => {
+    const chunks = [...FIXTURE].map((b) => Buffer.from([b]));
+    expect(feed(chunks).map(normalise)).toEqual(expected().map(normalise));
+  });
+
+  it('reads it split at every boundary', () => {
+    for (let i = 1; i < FIXTURE.length; i++) {
+      expect(feed([FIXTURE.subarray(0, i), FIXTURE.subarray(i)]).map(normalise)).toEqual(expected().map(normalise));
+    }
+  });
+
+  it('errors are ReplyErrors, as the writer classifies them', () => {
+    const [e] = new RespReplyParser().push(Buffer.from('-MOVED 3999 127.0.0.1:6381\r\n'));
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).name).toBe('ReplyError');
+  });
+
+  it('refuses bytes that are not RESP', () => {
+    expect(() => new RespReplyParser().push(Buffer.from('hello\r\n'))).toThrow(RespProtocolError);
+    expect(() => new RespReplyParser().push(Buffer.from('$abc\r\n'))).toThrow(/bulk length/);
+  });
+});
