@@ -180,7 +180,8 @@ export class Applier {
   }
 
   private async run(): Promise<void> {
-    let backoff = 1;
+    /** ms between reads of other processes' positions while nothing else can move */
+    let backoff = 0.5;
     let failures = 0;
     while (!this.stopped) {
       let progressed = false;
@@ -247,7 +248,7 @@ export class Applier {
       if (awaiting.size > 0) {
         // a barrier waits for appliers in other processes: read their positions
         if (!progressed) await this.idle(backoff);
-        backoff = progressed ? 1 : Math.min(backoff * 2, 20);
+        backoff = progressed ? 0.5 : Math.min(backoff * 2, 10);
         try {
           this.remote = new Map([...this.remote, ...(await this.opts.writer.storedPositions([...awaiting]))]);
           this.stats.remotePolls++;
@@ -256,7 +257,7 @@ export class Applier {
         }
         continue;
       }
-      backoff = 1;
+      backoff = 0.5;
       if (!progressed) await this.idle(null);
     }
   }

@@ -456,15 +456,32 @@ export class DestinationWriter {
     return run;
   }
 
-  /** The positions stored in the destination for `streams` (written by any process), read now. */
-  storedPositions(streams: string[]): Promise<Map<string, SourcePosition | null>> {
-    const run = this.lock.then(async () => {
-      const out = new Map<string, SourcePosition | null>();
-      for (const s of streams) out.set(s, await this.readStoredPosition(s));
+  /**
+   * The positions stored in the destination for `streams` (written by any process), read now in
+   * one round trip. Not serialized behind the batch in flight: on a standalone destination
+   * transactions use their own connection, and these are plain reads.
+   */
+  async storedPositions(streams: string[]): Promise<Map<string, SourcePosition | null>> {
+    await this.start();
+    const keys = this.keys!;
+    const out = new Map<string, SourcePosition | null>();
+    if (streams.length === 0) return out;
+    const topo = this.topo!;
+    if (topo.kind === 'standalone') {
+      const names = streams.map((s) => keys.position(s));
+      const res = (await topo.client.pipeline().select(this.opts.positionDb).mget(...names).exec()) ?? [];
+      if (res[1]?.[0]) throw this.connectionOrReplyError(res[1][0], 'reading positions');
+      const vals = res[1][1] as Array<string | null>;
+      streams.forEach((s, i) => out.set(s, decodePosition(vals[i], names[i])));
       return out;
-    });
-    this.lock = run.catch(() => undefined);
-    return run;
+    }
+    await Promise.all(
+      streams.map(async (s) => {
+        const slot = keys.homeSlot(s);
+        out.set(s, decodePosition(await topo.router.forSlot(slot).get(keys.position(s, slot)), keys.position(s, slot)));
+      }),
+    );
+    return out;
   }
 
   /**
