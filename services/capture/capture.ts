@@ -74,12 +74,16 @@ export interface CaptureOptions {
   flushIntervalMs?: number;
   /** Upper bound of one Kafka record (default 900 000); the sink must accept records this big. */
   maxRecordBytes?: number;
-  /** Bytes of records handed to the sink and not acknowledged yet before a snapshot pauses (default 16 MiB). */
+  /** Bytes of records handed to the sink and not acknowledged yet before a snapshot pauses (default 8 MiB). */
   maxInflightBytes?: number;
+  /**
+   * The RDB parser's entry bound (default 1 MiB): a key whose serialized value is bigger comes in
+   * pieces of about this many decoded bytes, as typed elements without a RESTORE payload.
+   */
   maxEntryBytes?: number;
   /** Stream bytes received and not durable yet before the link pauses the socket (default 16 MiB). */
   maxUnconfirmedBytes?: number;
-  /** Snapshot bytes queued in the link while the pipeline is busy before it pauses the socket (default 8 MiB). */
+  /** Snapshot bytes queued in the link while the pipeline is busy before it pauses the socket (default 4 MiB). */
   maxBufferedBytes?: number;
   logger: Logger;
 }
@@ -104,6 +108,15 @@ export interface CaptureStats {
 
 type Work = () => Promise<void>;
 
+/**
+ * Memory per key is what the parser decodes at once: for small elements the decoded form costs
+ * ~100 bytes of heap per element (a Buffer each), and an entry's first piece holds everything
+ * decoded while its serialized size stayed under the bound (LZF-compressed list nodes decode to
+ * several times their size). At 8 MiB (the parser's default) a 1M-element list is one 1M-Buffer
+ * piece, ~150 MB of heap; at 1 MiB its first piece is ~200k elements and the next ones ~32k.
+ */
+const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
+
 /** One (db, partition) of the output: its open record and the records sealed, not handed over yet. */
 interface Target {
   db: number;
@@ -125,6 +138,7 @@ export class CaptureService extends EventEmitter {
   private readonly outstanding = new Set<Promise<void>>();
   private inflightWaiters: Array<() => void> = [];
   private readonly maxRecordBytes: number;
+  private readonly heartbeatKeyBytes: Buffer | null;
   private readonly maxInflightBytes: number;
   private ticks = 0;
   private lastUnitEnd: { offset: number; db: number } | null = null;
@@ -144,8 +158,9 @@ export class CaptureService extends EventEmitter {
     super();
     this.opts = opts;
     this.log = opts.logger;
+    this.heartbeatKeyBytes = opts.heartbeatKey ? Buffer.from(opts.heartbeatKey) : null;
     this.maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-    this.maxInflightBytes = opts.maxInflightBytes ?? 16 * 1024 * 1024;
+    this.maxInflightBytes = opts.maxInflightBytes ?? 8 * 1024 * 1024;
   }
 
   private get base(): number {
@@ -181,7 +196,7 @@ export class CaptureService extends EventEmitter {
       maxUnconfirmedBytes: this.opts.maxUnconfirmedBytes ?? 16 * 1024 * 1024,
       // Snapshot bytes queued while the pipeline waits for Kafka (maxInflightBytes) before the
       // socket pauses: the source's transfer then proceeds at the pipeline's pace.
-      maxBufferedBytes: this.opts.maxBufferedBytes ?? 8 * 1024 * 1024,
+      maxBufferedBytes: this.opts.maxBufferedBytes ?? 4 * 1024 * 1024,
       logger: this.log,
       onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
       onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
@@ -274,7 +289,7 @@ export class CaptureService extends EventEmitter {
     this.snapshotOffset = offset;
     this.snapshotSeq = 0;
     this.snapshotKeysPerDb.clear();
-    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes, payloads: this.opts.snapshotFormat !== 'typed' });
+    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, payloads: this.opts.snapshotFormat !== 'typed' });
     this.lastUnitEnd = null;
     // Recorded before any event of the epoch: a restart now means a new full sync.
     await this.opts.sink.writePosition({ epoch: this.stats.epoch, replid, offset, db: 0, state: 'snapshot', updatedAt: Date.now() });
@@ -393,10 +408,10 @@ export class CaptureService extends EventEmitter {
 
   /** A lone SET of the heartbeat key becomes a Heartbeat event: lag is measured, nothing written. */
   private heartbeatOf(unit: CommandUnit, pos: SourcePosition): Heartbeat | null {
-    const key = this.opts.heartbeatKey;
+    const key = this.heartbeatKeyBytes;
     if (!key || unit.commands.length !== 1) return null;
     const [name, k, v] = unit.commands[0];
-    if (!name || name.length !== 3 || name.toString().toLowerCase() !== 'set' || !k || k.toString() !== key) return null;
+    if (!k || k.length !== key.length || !name || name.length !== 3 || !k.equals(key) || name.toString('latin1').toLowerCase() !== 'set') return null;
     const timeMs = Number(v?.toString());
     if (!Number.isFinite(timeMs)) return null;
     this.stats.lastHeartbeatMs = timeMs;

@@ -18,7 +18,7 @@ type Spec =
 const fixed = (first: number, last = first, step = 1): Spec => ({ first, last, step });
 const KEYLESS: Spec = { keyless: true };
 
-const SPECS: Record<string, Spec> = {};
+const SPECS: Record<string, Spec> = Object.create(null) as Record<string, Spec>;
 function specs(names: string, spec: Spec) {
   for (const n of names.split(/\s+/).filter(Boolean)) SPECS[n] = spec;
 }
@@ -75,6 +75,22 @@ SPECS['object'] = SPECS['memory'] = { custom: (a) => (a.length > 2 ? [2] : []) }
 
 /** Names of commands whose effect spans databases: the caller routes them to every db involved. */
 export const CROSS_DB = new Set(['flushall', 'swapdb', 'move', 'copy']);
+
+let singleKey: Set<string> | undefined;
+
+/**
+ * True when `name` (lower case) has exactly one key, its first argument, and stays in its
+ * database: most writes (SET, HSET, LPUSH, ZADD, EXPIRE …). Routing takes a shortcut for them.
+ */
+export function isSingleKeyCommand(name: string): boolean {
+  if (!singleKey) {
+    singleKey = new Set();
+    for (const [n, spec] of Object.entries(SPECS)) {
+      if ('first' in spec && spec.first === 1 && spec.last === 1 && !CROSS_DB.has(n)) singleKey.add(n);
+    }
+  }
+  return singleKey.has(name);
+}
 
 /** Indexes of the key arguments of `args` (args[0] is the command name), or null when unknown. */
 export function keyIndexes(args: Buffer[]): number[] | null {

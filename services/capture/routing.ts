@@ -9,7 +9,7 @@
  * have reached it, then one of them applies it (G3); see services/applier/barrier.ts.
  */
 import calculateSlot from 'cluster-key-slot';
-import { CROSS_DB, keyIndexes } from './command-keys.js';
+import { CROSS_DB, isSingleKeyCommand, keyIndexes } from './command-keys.js';
 
 export interface Participant {
   db: number;
@@ -36,6 +36,14 @@ export interface RoutingContext {
  * commands after it. Returns an empty list when nothing of the unit concerns a synced database.
  */
 export function routeUnit(db: number, commands: Buffer[][], ctx: RoutingContext): Participant[] {
+  // The common case first: one command with one key (SET k v, HSET k f v …).
+  if (commands.length === 1) {
+    const args = commands[0];
+    if (args.length >= 2 && args[0].length <= 16 && isSingleKeyCommand(args[0].toString('latin1').toLowerCase())) {
+      if (!ctx.syncedDbs.includes(db)) return [];
+      return [{ db, partition: (ctx.partitionBase ?? 0) + partitionOfKey(args[1], ctx.partitions) }];
+    }
+  }
   const out = new Map<string, Participant>();
   const synced = new Set(ctx.syncedDbs);
   const base = ctx.partitionBase ?? 0;

@@ -67,6 +67,13 @@ export interface RunningCapture {
 
 export async function startCapture(s: CaptureSettings, log: Logger): Promise<RunningCapture> {
   log.info({ source: redactUrl(s.source), sourceId: s.sourceId, kafka: s.kafka }, 'capture starting');
+  // The stored position is read from Kafka while the source is inspected.
+  const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-capture-${s.sourceId}`, logger: log });
+  const registry = new EventRegistry({ url: s.registry, logger: log });
+  const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
+  const producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
+  const storedRead = producer.readLatestPositions();
+  storedRead.catch(() => undefined); // awaited below
   const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null } as never);
   // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
   // "Connection is closed": keep the event's message, it names the real cause.
@@ -104,12 +111,8 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
     dbs = await sourceDatabases(admin, s.dbs);
   }
 
-  const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-capture-${s.sourceId}`, logger: log });
-  const registry = new EventRegistry({ url: s.registry, logger: log });
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
   const totalPartitions = s.partitions * masters.length;
-  const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
-  const producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
 
   // Start-up: only the stored position is needed before the replication link starts. Topics,
   // schema registration and the producer's connection are made meanwhile, all at once; the
@@ -140,7 +143,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
 
   let stored: Map<string, Record<string, unknown>>;
   try {
-    stored = await producer.readLatestPositions();
+    stored = await storedRead;
   } catch (err) {
     await transportReady.catch(() => undefined);
     await producer.disconnect().catch(() => undefined);

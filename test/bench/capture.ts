@@ -17,6 +17,7 @@
  * The two phases run one after the other (the native replica is stopped before capture starts), so
  * neither competes with the other for the CPUs.
  */
+import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -41,6 +42,8 @@ export async function benchCapture(args: string[]): Promise<void> {
     partitions: { default: 4, help: 'partitions of the capture topic' },
     compression: { default: 'snappy', help: 'Kafka record compression of the capture: snappy (default of the service), gzip or none' },
     'keep-topics': { default: false, help: 'keep the Kafka topics of the run' },
+    'big-string-mb': { default: 0, help: 'add one string key of this many MB' },
+    'big-list': { default: 0, help: 'add one list key of this many elements (16 bytes each)' },
   });
   if (f.sync !== 'diskless' && f.sync !== 'disk') throw new Error('--sync is diskless or disk');
   const sync = f.sync as 'diskless' | 'disk';
@@ -72,6 +75,8 @@ export async function benchCapture(args: string[]): Promise<void> {
     const fill = await fillSource(src, 0, f.keys, WORKLOAD_KEYS);
     srcClient = redisClient(src.url);
     const s = srcClient;
+    const big = await addBigKeys(s, f['big-string-mb'], f['big-list']);
+    fill.dbsize += big;
     progress(`source: ${fill.dbsize.toLocaleString('en-US')} keys, used_memory ${(fill.usedMemory / MB).toFixed(1)} MB (${fill.fillSec.toFixed(1)} s)`);
 
     // ---- baseline: native replica ---------------------------------------------------------------
@@ -198,6 +203,32 @@ export async function benchCapture(args: string[]): Promise<void> {
     offSignals();
     await cleanup();
   }
+}
+
+/**
+ * One string of `stringMb` MB (random bytes: no LZF gain) and one list of `listItems` 16-byte
+ * elements, when asked for; the list is built by the server (Lua) so that the bench's own memory
+ * stays out of capture's figures. Returns the keys added.
+ */
+async function addBigKeys(c: Redis, stringMb: number, listItems: number): Promise<number> {
+  let added = 0;
+  if (stringMb > 0) {
+    await c.set('big:string', randomBytes(Math.round(stringMb * MB)));
+    added++;
+  }
+  if (listItems > 0) {
+    const lua = `local n = tonumber(ARGV[1]); local i = 0
+      while i < n do
+        local batch = {}
+        for k = 1, math.min(1000, n - i) do batch[k] = string.format('element:%08d', i + k - 1) end
+        redis.call('RPUSH', KEYS[1], unpack(batch)); i = i + #batch
+      end
+      return n`;
+    await c.eval(lua, 1, 'big:list', String(listItems));
+    added++;
+  }
+  if (added) progress(`source: big keys added (${stringMb} MB string, ${listItems.toLocaleString('en-US')}-element list)`);
+  return added;
 }
 
 interface Incremental {

@@ -74,6 +74,23 @@ describe('event codec', () => {
     expect(() => encodeBatch([e])).toThrow(/pos\.offset/);
   });
 
+  it('refuses invalid snapshot keys and commands (hand-written writer) naming the field, as avsc does', () => {
+    const bad: Array<[ChangeEvent, RegExp]> = [
+      [key({ type: 'string', value: Buffer.from('v') }, { pos: pos(2 ** 60) }), /pos\.offset/],
+      [key({ type: 'string', value: Buffer.from('v') }, { db: 1.5 }), /db/],
+      [key({ type: 'string', value: 'v' as unknown as Buffer }), /value/],
+      [key({ type: 'list', items: [Buffer.from('a'), 'b' as unknown as Buffer] }), /items/],
+      [key({ type: 'hash', entries: [{ field: Buffer.from('f'), value: Buffer.from('v'), expireAtMs: 0.5 }] }), /expireAtMs/],
+      [key({ type: 'string', value: Buffer.from('v') }, { type: 'nope' as 'string' }), /type/],
+      [{ kind: 'command', pos: pos(1), db: 0, commands: [[Buffer.from('SET'), 'k' as unknown as Buffer]], participants: [], piece: null }, /commands/],
+      [{ kind: 'command', pos: pos(1), db: 0, commands: [[Buffer.from('SET')]], participants: [{ db: 0, partition: 2 ** 40 }], piece: null }, /participants/],
+    ];
+    for (const [e, field] of bad) {
+      expect(() => encodeBatch([e])).toThrow(ReplistreamError);
+      expect(() => encodeBatch([e])).toThrow(field);
+    }
+  });
+
   it('refuses a stream id outside uint64', () => {
     const e = key({ type: 'stream', stream: { entries: [], length: 0, lastId: { ms: -1n, seq: 0n }, groups: [] } });
     expect(() => encodeBatch([e])).toThrow(/unsigned 64-bit/);
