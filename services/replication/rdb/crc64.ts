@@ -3,41 +3,48 @@
  * reflected input and output, initial value 0, no final xor. Check value:
  * crc64("123456789") = 0xe9c6d914c4b8d9ca.
  *
- * Why WebAssembly: the checksum runs over every byte of the RDB and again over every RESTORE
- * payload, and it was the parser's largest cost. JavaScript has no 64-bit integer outside BigInt
- * (far too slow here), so a table CRC in JS keeps the register as two uint32 halves and does two
- * table loads per input byte (~0.5 GB/s on the bench machine). WebAssembly has i64: the
- * slice-by-16 loop below does one 64-bit table load per input byte, about 3x faster. Inputs are
- * copied into the module's memory first (a memcpy, cheap next to the CRC). Inputs shorter than
- * WASM_MIN bytes stay in JS, where a call into the module would cost more than the bytes.
+ * Why WebAssembly: the checksum runs over every byte of the RDB and over every RESTORE payload,
+ * and it was the parser's largest cost. JavaScript has no 64-bit integer outside BigInt (far too
+ * slow here), so a table CRC in JS keeps the register as two uint32 halves and does two table
+ * loads per input byte (~0.5 GB/s on the bench machine). WebAssembly has i64: the slice-by-16
+ * loop below does one 64-bit table load per input byte, about 3x faster. Inputs are copied into
+ * the module's memory first (a memcpy, cheap next to the CRC). Inputs shorter than WASM_MIN bytes
+ * stay in JS, where a call into the module would cost more than the bytes.
  *
- * No wasm toolchain is among the dependencies and the module is a single loop, so it is
- * assembled here from its instructions (wasm-asm.ts holds the binary-format encoders).
+ * The RDB parser checksums the file and every payload's value bytes from the same windows of its
+ * buffer, copied into the module once (loadWindow), with one call per window for the file and one
+ * per batch of payloads (a JS→wasm call per payload would cost as much as its bytes).
+ *
+ * No wasm toolchain is among the dependencies and the module is a few loops, so it is assembled
+ * here from its instructions (wasm-asm.ts holds the binary-format encoders).
  */
-import { I32, I64, OP, wasmModule, wasmFunction, uleb, sleb } from './wasm-asm.js';
+import { Code, I32, I64, wasmModule } from './wasm-asm.js';
 
 /** Bit-reversed polynomial, split in halves: reverse(0xad93d23594c935a9) = 0x95ac9329ac4bc9b5. */
 const POLY_HI = 0x95ac9329;
 const POLY_LO = 0xac4bc9b5;
 
-/** Slicing depth: bytes consumed per step of the wasm loop, and the number of tables. */
+/** Slicing depth: bytes consumed per step of the wasm loop, and the number of slice tables. */
 const SLICES = 16;
-const TABLE_BYTES = SLICES * 256 * 8;
-/** Wasm memory: the tables, then a scratch area that inputs are copied into. */
-const PAGES = 2;
-const SCRATCH = TABLE_BYTES;
+
+// Wasm memory layout (bytes).
+const SLICE_TABLES = 0; // table k, entry i at k × 2048 + i × 8 (i64)
+const BATCH = SLICE_TABLES + SLICES * 2048; // payload values for payloadCrcs, 16 bytes each
+const BATCH_MAX = 2048;
+const SCRATCH = BATCH + BATCH_MAX * 16; // inputs are copied here
+const PAGES = 4;
 const SCRATCH_BYTES = PAGES * 65536 - SCRATCH;
 /** Below this many bytes the JS byte loop is cheaper than a copy and a call into the module. */
 const WASM_MIN = 24;
 
 /**
- * Table k (k = 0…15), entry i: the register after feeding byte i and then k zero bytes into a
- * zero register. Table 0 is the classic byte-at-a-time table; the others let one step fold 16
+ * Slice table k (k = 0…15), entry i: the register after feeding byte i and then k zero bytes into
+ * a zero register. Table 0 is the classic byte-at-a-time table; the others let one step fold 16
  * input bytes at once ("slicing"). Kept as uint32 halves for the JS byte loop.
  */
 const T_LO = new Uint32Array(SLICES * 256);
 const T_HI = new Uint32Array(SLICES * 256);
-(function buildTables() {
+(function buildSliceTables() {
   for (let i = 0; i < 256; i++) {
     let lo = i;
     let hi = 0;
@@ -64,128 +71,153 @@ const T_HI = new Uint32Array(SLICES * 256);
   }
 })();
 
+// Function indexes in the module.
+const F_UPDATE = 0;
+const F_HI = 1;
+const F_PAYLOADS = 2;
+const F_CRC = 3;
+
 /**
- * The module: `update(lo, hi, ptr, len) → lo` continues the register (lo, hi) over
- * memory[ptr, ptr + len) and returns its low half; `hi()` returns the high half of the last result.
- * Table k lives at byte k × 2048; a lookup is `i64.load offset=k×2048 (byte × 8)`.
+ * The module. Exports:
+ * - `update(lo, hi, ptr, len) → lo`: continues the register (lo, hi) over memory[ptr, ptr + len);
+ * - `hi()`: the high half of the last register returned;
+ * - `payloads(count)`: for each of the `count` entries at BATCH (i32 start, i32 end, i32 type in;
+ *   i64 out at +8), the register after the type byte and memory[start, end).
  */
 function crcModuleBytes(): Uint8Array<ArrayBuffer> {
-  // Locals after the 4 i32 params (lo 0, hi 1, ptr 2, len 3).
-  const CRC = 4; // i64 register
-  const A = 5; // i64: register ^ first 8 input bytes of the step
-  const B = 6; // i64: next 8 input bytes
-  const W = 7; // i32: one half of A or B, bytes being looked up
-  const b: number[] = [];
-  const get = (l: number): void => void b.push(OP.localGet, l);
-  const set = (l: number): void => void b.push(OP.localSet, l);
-
-  // T[table][byte j of W (0…3)], pushed as an i64. The index byte is moved to bits 3…10 (×8).
-  const lookup = (j: number, table: number): void => {
-    get(W);
-    const shift = 8 * j - 3;
-    if (shift < 0) b.push(OP.i32Const, ...sleb(3), OP.i32Shl);
-    else b.push(OP.i32Const, ...sleb(shift), OP.i32ShrU);
-    b.push(OP.i32Const, ...sleb(0x7f8), OP.i32And);
-    b.push(OP.i64Load, 3, ...uleb(table * 2048));
-  };
-  // XORs onto the stack the lookups of the 8 bytes of i64 local `x`; byte j (in memory order)
-  // uses table `first - j`. Leaves one i64.
-  const fold8 = (x: number, first: number, onStack: boolean): void => {
-    get(x);
-    b.push(OP.i32WrapI64);
-    set(W);
+  // crc(c: i64, p: i32, n: i32) → i64: the slice-by-16 loop, then byte by byte.
+  const crc = new Code();
+  {
+    const [C, P, N, A, B, W] = [0, 1, 2, 3, 4, 5]; // A, B: i64 words of a step; W: i32 half being looked up
+    // T[table][byte j (0…3) of W] as an i64: the byte is moved to bits 3…10 (× 8) and used as address.
+    const lookup = (j: number, table: number): void => {
+      crc.get(W);
+      if (j === 0) crc.i32(3).i32Shl();
+      else crc.i32(8 * j - 3).i32ShrU();
+      crc.i32(0x7f8).i32And().i64Load(SLICE_TABLES + table * 2048);
+    };
+    // XORs onto the stack the lookups of the 8 bytes of i64 local `x`; byte j (in memory order)
+    // uses table `first - j`.
+    const fold8 = (x: number, first: number, onStack: boolean): void => {
+      crc.get(x).i32WrapI64().set(W);
+      for (let j = 0; j < 4; j++) {
+        lookup(j, first - j);
+        if (onStack || j > 0) crc.i64Xor();
+      }
+      crc.get(x).i64(32).i64ShrU().i32WrapI64().set(W);
+      for (let j = 0; j < 4; j++) {
+        lookup(j, first - 4 - j);
+        crc.i64Xor();
+      }
+    };
+    // while (n >= 16) { A = c ^ load64(p); B = load64(p + 8); c = fold(A) ^ fold(B); p += 16; n -= 16 }
+    crc.block().loop();
+    crc.get(N).i32(SLICES).i32LtU().brIf(1);
+    crc.get(C).get(P).i64Load().i64Xor().set(A);
+    crc.get(P).i64Load(8).set(B);
+    fold8(A, 15, false);
+    fold8(B, 7, true);
+    crc.set(C);
+    crc.get(P).i32(SLICES).i32Add().set(P);
+    crc.get(N).i32(SLICES).i32Sub().set(N);
+    crc.br(0).end().end();
+    // The last 0…15 bytes: one step each for 8, 4, 2 and 1 of them, as needed (a byte loop here
+    // would cost up to 15 dependent steps, and the parser's checksums have many short tails).
+    // if (n & 8) { A = c ^ load64(p); c = fold(A); p += 8 }
+    crc.block();
+    crc.get(N).i32(8).i32And().i32Eqz().brIf(0);
+    crc.get(C).get(P).i64Load().i64Xor().set(A);
+    fold8(A, 7, false);
+    crc.set(C);
+    crc.get(P).i32(8).i32Add().set(P);
+    crc.end();
+    // if (n & 4) { W = low32(c) ^ load32(p); c = (c >> 32) ^ T3[W0] ^ T2[W1] ^ T1[W2] ^ T0[W3]; p += 4 }
+    crc.block();
+    crc.get(N).i32(4).i32And().i32Eqz().brIf(0);
+    crc.get(C).i32WrapI64().get(P).i32Load().i32Xor().set(W);
+    crc.get(C).i64(32).i64ShrU();
     for (let j = 0; j < 4; j++) {
-      lookup(j, first - j);
-      if (onStack || j > 0) b.push(OP.i64Xor);
+      lookup(j, 3 - j);
+      crc.i64Xor();
     }
-    get(x);
-    b.push(OP.i64Const, ...sleb(32), OP.i64ShrU, OP.i32WrapI64);
-    set(W);
-    for (let j = 0; j < 4; j++) {
-      lookup(j, first - 4 - j);
-      b.push(OP.i64Xor);
-    }
-  };
+    crc.set(C);
+    crc.get(P).i32(4).i32Add().set(P);
+    crc.end();
+    // if (n & 2) { W = low32(c) ^ load16(p); c = (c >> 16) ^ T1[W0] ^ T0[W1]; p += 2 }
+    crc.block();
+    crc.get(N).i32(2).i32And().i32Eqz().brIf(0);
+    crc.get(C).i32WrapI64().get(P).i32Load16U().i32Xor().set(W);
+    crc.get(C).i64(16).i64ShrU();
+    lookup(0, 1);
+    crc.i64Xor();
+    lookup(1, 0);
+    crc.i64Xor();
+    crc.set(C);
+    crc.get(P).i32(2).i32Add().set(P);
+    crc.end();
+    // if (n & 1) c = T0[(c ^ *p) & 0xff] ^ (c >> 8)
+    crc.block();
+    crc.get(N).i32(1).i32And().i32Eqz().brIf(0);
+    crc.get(C).i64(8).i64ShrU();
+    crc.get(C).i32WrapI64().get(P).i32Load8U().i32Xor().set(W);
+    lookup(0, 0);
+    crc.i64Xor().set(C);
+    crc.end();
+    crc.get(C);
+  }
 
-  // crc = lo | hi << 32
-  get(0);
-  b.push(OP.i64ExtendI32U);
-  get(1);
-  b.push(OP.i64ExtendI32U, OP.i64Const, ...sleb(32), OP.i64Shl, OP.i64Or);
-  set(CRC);
-  // while (len >= 16) { A = crc ^ load64(ptr); B = load64(ptr + 8); crc = fold(A) ^ fold(B); … }
-  b.push(OP.block, OP.void, OP.loop, OP.void);
-  get(3);
-  b.push(OP.i32Const, ...sleb(SLICES), OP.i32LtU, OP.brIf, 1);
-  get(CRC);
-  get(2);
-  b.push(OP.i64Load, 0, 0, OP.i64Xor);
-  set(A);
-  get(2);
-  b.push(OP.i64Load, 0, 8);
-  set(B);
-  fold8(A, 15, false);
-  fold8(B, 7, true);
-  set(CRC);
-  get(2);
-  b.push(OP.i32Const, ...sleb(SLICES), OP.i32Add);
-  set(2);
-  get(3);
-  b.push(OP.i32Const, ...sleb(SLICES), OP.i32Sub);
-  set(3);
-  b.push(OP.br, 0, OP.end, OP.end);
-  // while (len > 0) { crc = T0[(crc ^ *ptr) & 0xff] ^ (crc >> 8); ptr++; len--; }
-  b.push(OP.block, OP.void, OP.loop, OP.void);
-  get(3);
-  b.push(OP.i32Eqz, OP.brIf, 1);
-  get(CRC);
-  b.push(OP.i64Const, ...sleb(8), OP.i64ShrU);
-  get(CRC);
-  b.push(OP.i32WrapI64);
-  get(2);
-  b.push(OP.i32Load8U, 0, 0, OP.i32Xor, OP.i32Const, ...sleb(0xff), OP.i32And, OP.i32Const, ...sleb(3), OP.i32Shl);
-  b.push(OP.i64Load, 3, 0, OP.i64Xor);
-  set(CRC);
-  get(2);
-  b.push(OP.i32Const, ...sleb(1), OP.i32Add);
-  set(2);
-  get(3);
-  b.push(OP.i32Const, ...sleb(1), OP.i32Sub);
-  set(3);
-  b.push(OP.br, 0, OP.end, OP.end);
-  // global 0 = high half; return the low half
-  get(CRC);
-  b.push(OP.i64Const, ...sleb(32), OP.i64ShrU, OP.i32WrapI64, OP.globalSet, 0);
-  get(CRC);
-  b.push(OP.i32WrapI64);
+  // payloads(count): for each batch entry, crc(T0[type], start, end - start) into its +8.
+  const payloads = new Code();
+  {
+    const [COUNT, IT, END] = [0, 1, 2];
+    payloads.i32(BATCH).tee(IT).get(COUNT).i32(4).i32Shl().i32Add().set(END);
+    payloads.block().loop();
+    payloads.get(IT).get(END).i32LtU().i32Eqz().brIf(1);
+    payloads.get(IT); // address of the result
+    payloads.get(IT).i32Load(8).i32(3).i32Shl().i64Load(SLICE_TABLES); // T0[type]: the register after the type byte
+    payloads.get(IT).i32Load(0);
+    payloads.get(IT).i32Load(4).get(IT).i32Load(0).i32Sub();
+    payloads.call(F_CRC).i64Store(8);
+    payloads.get(IT).i32(16).i32Add().set(IT);
+    payloads.br(0).end().end();
+  }
 
-  return wasmModule({
-    pages: PAGES,
-    globalsI32: 1,
-    functions: [
-      { name: 'update', params: [I32, I32, I32, I32], result: I32, body: wasmFunction([[3, I64], [1, I32]], b) },
-      { name: 'hi', params: [], result: I32, body: wasmFunction([], [OP.globalGet, 0]) },
-    ],
-  });
+  const update = new Code()
+    .get(0).i64ExtendI32U().get(1).i64ExtendI32U().i64(32).i64Shl().i64Or()
+    .get(2).get(3).call(F_CRC).set(4)
+    .get(4).i64(32).i64ShrU().i32WrapI64().globalSet(0)
+    .get(4).i32WrapI64();
+
+  const fns = [];
+  fns[F_UPDATE] = { name: 'update', params: [I32, I32, I32, I32], results: [I32], locals: [[1, I64]] as Array<[number, number]>, code: update };
+  fns[F_HI] = { name: 'hi', params: [], results: [I32], locals: [], code: new Code().globalGet(0) };
+  fns[F_PAYLOADS] = { name: 'payloads', params: [I32], results: [], locals: [[2, I32]] as Array<[number, number]>, code: payloads };
+  fns[F_CRC] = { name: null, params: [I64, I32, I32], results: [I64], locals: [[2, I64], [1, I32]] as Array<[number, number]>, code: crc };
+  return wasmModule({ pages: PAGES, globalsI32: 1, functions: fns });
 }
 
 interface CrcExports {
   update(lo: number, hi: number, ptr: number, len: number): number;
   hi(): number;
+  payloads(count: number): void;
   memory: WebAssembly.Memory;
 }
 
 const wasm = new WebAssembly.Instance(new WebAssembly.Module(crcModuleBytes())).exports as unknown as CrcExports;
 const wasmUpdate = wasm.update;
 const wasmHi = wasm.hi;
-/** The module's memory never grows, so this view stays valid. */
+const wasmPayloads = wasm.payloads;
+// The module's memory never grows, so these views stay valid.
 const mem = new Uint8Array(wasm.memory.buffer);
+const mem32 = new Int32Array(wasm.memory.buffer);
+
 (function loadTables() {
   const dv = new DataView(wasm.memory.buffer);
-  for (let i = 0; i < SLICES * 256; i++) {
-    dv.setUint32(i * 8, T_LO[i], true);
-    dv.setUint32(i * 8 + 4, T_HI[i], true);
-  }
+  const put = (at: number, lo: number, hi: number): void => {
+    dv.setUint32(at, lo, true);
+    dv.setUint32(at + 4, hi, true);
+  };
+  for (let i = 0; i < SLICES * 256; i++) put(SLICE_TABLES + i * 8, T_LO[i], T_HI[i]);
 })();
 
 /** Incremental CRC-64/Jones. `update` as many times as needed, then read `value`. */
@@ -239,31 +271,13 @@ export class Crc64 {
     return this;
   }
 
-  /** Adds the loaded `[start, end)` (see loadWindow) to the checksum. */
-  updateLoaded(start: number, end: number): this {
-    if (end > start) {
-      this.lo = wasmUpdate(this.lo, this.hi, windowBase + start, end - start) >>> 0;
-      this.hi = wasmHi() >>> 0;
-    }
-    return this;
-  }
-
   get value(): bigint {
     return (BigInt(this.hi) << 32n) | BigInt(this.lo);
   }
 
   /** Writes the checksum as 8 little-endian bytes (the order RDB files and DUMP payloads use). */
   writeLE(target: Uint8Array, at: number): void {
-    const lo = this.lo;
-    const hi = this.hi;
-    target[at] = lo & 0xff;
-    target[at + 1] = (lo >>> 8) & 0xff;
-    target[at + 2] = (lo >>> 16) & 0xff;
-    target[at + 3] = lo >>> 24;
-    target[at + 4] = hi & 0xff;
-    target[at + 5] = (hi >>> 8) & 0xff;
-    target[at + 6] = (hi >>> 16) & 0xff;
-    target[at + 7] = hi >>> 24;
+    writeLE(this.lo, this.hi, target, at);
   }
 
   /** True when the 8 little-endian bytes at `data[at]` equal the checksum. */
@@ -272,53 +286,26 @@ export class Crc64 {
     const hi = (data[at + 4] | (data[at + 5] << 8) | (data[at + 6] << 16) | (data[at + 7] << 24)) >>> 0;
     return lo === this.lo && hi === this.hi;
   }
+
+  /** Adds the loaded `[start, end)` (see loadWindow) to the checksum. */
+  updateLoaded(start: number, end: number): this {
+    if (end > start) {
+      this.lo = wasmUpdate(this.lo, this.hi, windowBase + start, end - start) >>> 0;
+      this.hi = wasmHi() >>> 0;
+    }
+    return this;
+  }
 }
 
-/**
- * Largest region `loadWindow` takes. A caller that checksums many pieces of one buffer (the
- * parser: the file and every payload's value bytes) copies the buffer into the module once, a
- * window at a time, instead of once per piece.
- */
-export const WINDOW_BYTES = SCRATCH_BYTES;
-let windowBase = 0;
-
-/**
- * Copies `data[start, end)` (at most WINDOW_BYTES) into the module's memory, for
- * `Crc64#updateLoaded` and `dumpTrailerLoaded`, which take indexes into `data` inside that range.
- * A later `Crc64#update` or `crc64WriteLE` overwrites it.
- */
-export function loadWindow(data: Uint8Array, start: number, end: number): void {
-  mem.set(data.subarray(start, end), SCRATCH);
-  windowBase = SCRATCH - start;
-}
-
-/**
- * Writes at `target[at]` the 10-byte DUMP payload trailer for a value whose serialized bytes are
- * the loaded `[start, end)`: the RDB version (u16 LE), then the CRC-64 (u64 LE) of the type byte,
- * the value and the version.
- */
-export function dumpTrailerLoaded(type: number, start: number, end: number, rdbVersion: number, target: Uint8Array, at: number): void {
-  // The register after the type byte alone is table entry `type`.
-  let lo = wasmUpdate(T_LO[type], T_HI[type], windowBase + start, end - start);
-  let hi = wasmHi();
-  const v0 = rdbVersion & 0xff;
-  const v1 = (rdbVersion >> 8) & 0xff;
-  let idx = (lo ^ v0) & 0xff;
-  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
-  hi = (hi >>> 8) ^ T_HI[idx];
-  idx = (lo ^ v1) & 0xff;
-  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
-  hi = (hi >>> 8) ^ T_HI[idx];
-  target[at] = v0;
-  target[at + 1] = v1;
-  target[at + 2] = lo & 0xff;
-  target[at + 3] = (lo >>> 8) & 0xff;
-  target[at + 4] = (lo >>> 16) & 0xff;
-  target[at + 5] = lo >>> 24;
-  target[at + 6] = hi & 0xff;
-  target[at + 7] = (hi >>> 8) & 0xff;
-  target[at + 8] = (hi >>> 16) & 0xff;
-  target[at + 9] = hi >>> 24;
+function writeLE(lo: number, hi: number, target: Uint8Array, at: number): void {
+  target[at] = lo & 0xff;
+  target[at + 1] = (lo >>> 8) & 0xff;
+  target[at + 2] = (lo >>> 16) & 0xff;
+  target[at + 3] = lo >>> 24;
+  target[at + 4] = hi & 0xff;
+  target[at + 5] = (hi >>> 8) & 0xff;
+  target[at + 6] = (hi >>> 16) & 0xff;
+  target[at + 7] = hi >>> 24;
 }
 
 /** One-shot CRC-64/Jones of `data[start, end)`. */
@@ -336,4 +323,75 @@ export function crc64WriteLE(data: Uint8Array, start: number, end: number, targe
   scratch.reset();
   scratch.update(data, start, end);
   scratch.writeLE(target, at);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Windows and batches: many checksums over one buffer (the RDB parser's file and payloads).
+
+/** Largest region `loadWindow` takes. */
+export const WINDOW_BYTES = SCRATCH_BYTES;
+/** Most values one batch lists. */
+export const BATCH_VALUES = BATCH_MAX;
+
+let windowBase = 0;
+let windowStart = 0;
+let windowEnd = 0;
+let batchCount = 0;
+
+/**
+ * Copies `data[start, end)` (at most WINDOW_BYTES) into the module's memory, for the functions
+ * below, which take indexes into `data` inside that range. Starts an empty batch. A later
+ * `Crc64#update` or `crc64WriteLE` overwrites the window.
+ */
+export function loadWindow(data: Uint8Array, start: number, end: number): void {
+  mem.set(data.subarray(start, end), SCRATCH);
+  windowBase = SCRATCH - start;
+  windowStart = start;
+  windowEnd = end;
+  batchCount = 0;
+}
+
+/** Empties the batch (the window stays loaded). */
+export function clearBatch(): void {
+  batchCount = 0;
+}
+
+/**
+ * Lists the loaded `[start, end)` as the value of a DUMP payload of type `type`, for the next
+ * checksumBatch(). At most BATCH_VALUES.
+ */
+export function batchValue(type: number, start: number, end: number): void {
+  if (start < windowStart || end > windowEnd || batchCount >= BATCH_MAX) throw new Error('crc64 batch: value outside the window, or too many');
+  const i = (BATCH >> 2) + batchCount * 4;
+  mem32[i] = windowBase + start;
+  mem32[i + 1] = windowBase + end;
+  mem32[i + 2] = type;
+  batchCount++;
+}
+
+/** Computes the CRCs of the batched values (then read them with writeBatchTrailer). */
+export function checksumBatch(): void {
+  if (batchCount > 0) wasmPayloads(batchCount);
+}
+
+/**
+ * Writes at `target[at]` the 10-byte DUMP payload trailer of batch value `i` after
+ * checksumBatch(): the RDB version (u16 LE), then the CRC-64 (u64 LE) of the type byte, the
+ * value and the version.
+ */
+export function writeBatchTrailer(i: number, rdbVersion: number, target: Uint8Array, at: number): void {
+  const r = (BATCH >> 2) + i * 4 + 2;
+  let lo = mem32[r];
+  let hi = mem32[r + 1];
+  const v0 = rdbVersion & 0xff;
+  const v1 = (rdbVersion >> 8) & 0xff;
+  let idx = (lo ^ v0) & 0xff;
+  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
+  hi = (hi >>> 8) ^ T_HI[idx];
+  idx = (lo ^ v1) & 0xff;
+  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
+  hi = (hi >>> 8) ^ T_HI[idx];
+  target[at] = v0;
+  target[at + 1] = v1;
+  writeLE(lo, hi, target, at + 2);
 }

@@ -14,7 +14,7 @@
  */
 import type { StreamId } from '../../events/model.js';
 import { DUMP_OVERHEAD, dumpPayloadWithoutTrailer } from '../dump-payload.js';
-import { Crc64, crc64WriteLE, dumpTrailerLoaded, loadWindow, WINDOW_BYTES } from './crc64.js';
+import { BATCH_VALUES, batchValue, checksumBatch, clearBatch, Crc64, crc64WriteLE, loadWindow, WINDOW_BYTES, writeBatchTrailer } from './crc64.js';
 import { lzfDecompress } from './lzf.js';
 import { readStreamId } from './stream.js';
 import { copyInto, i64leNumber, intToBuf, parseScore, rdbError } from './util.js';
@@ -51,6 +51,8 @@ export class RdbCursor {
    */
   private unsettled: Buffer[] = [];
   private unsettledAt: number[] = [];
+  /** Scratch: which unsettled payload each value of a CRC batch is. */
+  private readonly batched = new Int32Array(BATCH_VALUES);
 
   // Last blob read by readBlob().
   protected bsrc: Uint8Array = this.buf;
@@ -123,44 +125,56 @@ export class RdbCursor {
   /**
    * Brings the file CRC up to buffer index `to` (when verifying) and writes the trailers of the
    * payloads built since the last call. Both read the same bytes, so the buffer is copied into the
-   * CRC module once, a window at a time, and one call there serves each payload. Runs before the
-   * items of a push are handed out, while the buffer still holds every unsettled payload's bytes
-   * (they are inside the current entry or after `crcDone`, which nothing discards mid-push).
+   * CRC module once, a window at a time, and checksummed there with one call for the file and one
+   * per batch of payloads. Runs before the items of a push are handed out, while the buffer still
+   * holds every unsettled payload's bytes (they are inside the current entry or after `crcDone`,
+   * which nothing discards mid-push).
    */
   protected settleChecksums(to: number): void {
     const pays = this.unsettled;
     const count = pays.length;
     const fileFrom = this.crcDone - this.base;
-    const fileTo = this.verify ? to : fileFrom;
-    if (count === 0 && fileTo <= fileFrom) return;
+    const file = this.verify && to > fileFrom;
+    if (count === 0 && !file) return;
     const starts = this.unsettledAt;
-    const buf = this.buf;
-    const version = this.version;
-    let lo = fileTo > fileFrom ? fileFrom : starts[0];
+    const valueEnd = (k: number): number => starts[k] + pays[k].length - DUMP_OVERHEAD;
+    let lo = file ? fileFrom : starts[0];
     if (count > 0 && starts[0] < lo) lo = starts[0];
-    let hi = fileTo;
-    if (count > 0) {
-      const lastEnd = starts[count - 1] + pays[count - 1].length - DUMP_OVERHEAD;
-      if (lastEnd > hi) hi = lastEnd;
-    }
+    let hi = file ? to : lo;
+    if (count > 0 && valueEnd(count - 1) > hi) hi = valueEnd(count - 1);
+    const batched = this.batched;
     let i = 0;
     for (let w0 = lo; w0 < hi; w0 += WINDOW_BYTES) {
       const w1 = Math.min(hi, w0 + WINDOW_BYTES);
       let j = i;
-      while (j < count && starts[j] + pays[j].length - DUMP_OVERHEAD <= w1) j++;
-      // Payloads ending here that began in an earlier window: on their own (rare; this copies
-      // into the module's memory, so before this window is loaded).
-      for (let k = i; k < j; k++) if (starts[k] < w0) this.settleAlone(pays[k]);
-      loadWindow(buf, w0, w1);
-      if (fileTo > w0 && fileFrom < w1) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, fileTo));
+      while (j < count && valueEnd(j) <= w1) j++;
+      // Payloads ending in this window that began in an earlier one: on their own, before the
+      // window is loaded (that uses the module's memory too). Rare.
       for (let k = i; k < j; k++) {
-        const p = pays[k];
-        const n = p.length - DUMP_OVERHEAD;
-        if (starts[k] >= w0) dumpTrailerLoaded(p[0], starts[k], starts[k] + n, version, p, n + 1);
+        if (starts[k] < w0) {
+          this.settleAlone(pays[k]);
+          starts[k] = -1;
+        }
+      }
+      loadWindow(this.buf, w0, w1);
+      if (file) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, to));
+      for (let k = i; k < j; ) {
+        clearBatch();
+        let n = 0;
+        for (; k < j && n < BATCH_VALUES; k++) {
+          if (starts[k] < 0) continue;
+          batchValue(pays[k][0], starts[k], valueEnd(k));
+          batched[n++] = k;
+        }
+        checksumBatch();
+        for (let b = 0; b < n; b++) {
+          const p = pays[batched[b]];
+          writeBatchTrailer(b, this.version, p, p.length - DUMP_OVERHEAD + 1);
+        }
       }
       i = j;
     }
-    if (fileTo > fileFrom) this.crcDone = this.base + fileTo;
+    if (file) this.crcDone = this.base + to;
     if (count > 0) {
       this.unsettled = [];
       this.unsettledAt = [];

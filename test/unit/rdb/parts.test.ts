@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDumpPayload, parseDumpPayload } from '../../../services/replication/dump-payload.js';
-import { Crc64, crc64, dumpTrailerLoaded, loadWindow, WINDOW_BYTES } from '../../../services/replication/rdb/crc64.js';
+import { batchValue, checksumBatch, clearBatch, Crc64, crc64, loadWindow, WINDOW_BYTES, writeBatchTrailer } from '../../../services/replication/rdb/crc64.js';
 import { fromJsonSafe, inspectRdb, toJsonSafe } from '../../../services/replication/rdb/inspect.js';
 import { lzfDecompress, LzfStreamDecoder } from '../../../services/replication/rdb/lzf.js';
 import { parseRdbFile, parseRdbStream, type RdbItem } from '../../../services/replication/rdb/index.js';
@@ -67,16 +67,30 @@ describe('crc64 (Jones)', () => {
     expect(c.value).toBe(bitwise(big, 3, big.length, 0x0123456789abcdefn));
   });
 
-  it('windows: file CRC and payload trailers from loaded bytes', () => {
+  it('windows: the file CRC and a batch of payload trailers from one loaded window', () => {
     const rnd = prng(9);
     const data = Buffer.from(Array.from({ length: WINDOW_BYTES + 100 }, () => Math.floor(rnd() * 256)));
+    const values: Array<[number, number, number]> = [
+      [4, 60, 61],
+      [0, 61, 400],
+      [16, 1000, 1321],
+      [18, 1400, 1400 + 70_000],
+      [255, WINDOW_BYTES + 40, WINDOW_BYTES + 50],
+    ];
     loadWindow(data, 50, WINDOW_BYTES + 50);
-    const c = new Crc64(7n).updateLoaded(60, 5000);
-    expect(c.value).toBe(bitwise(data, 60, 5000, 7n));
-    const trailer = Buffer.alloc(10);
-    dumpTrailerLoaded(4, 1000, 1321, 11, trailer, 0);
-    const full = buildDumpPayload(4, data, 11, 1000, 1321);
-    expect(trailer.equals(full.subarray(full.length - 10))).toBe(true);
+    const file = new Crc64(7n).updateLoaded(55, WINDOW_BYTES + 50);
+    expect(file.value).toBe(bitwise(data, 55, WINDOW_BYTES + 50, 7n));
+    batchValue(7, 100, 200);
+    clearBatch();
+    for (const [type, s, e] of values) batchValue(type, s, e);
+    checksumBatch();
+    values.forEach(([type, s, e], i) => {
+      const trailer = Buffer.alloc(10);
+      writeBatchTrailer(i, 11, trailer, 0);
+      const full = buildDumpPayload(type, data, 11, s, e);
+      expect(trailer.equals(full.subarray(full.length - 10))).toBe(true);
+    });
+    expect(() => batchValue(0, 10, 20)).toThrow(/outside the window/);
   });
 });
 
