@@ -135,6 +135,84 @@ export function procStats(pid: number): { hwm: number; rss: number; cpuSec: numb
   return { hwm: kb('VmHWM'), rss: kb('VmRSS'), cpuSec: (Number(fields[11]) + Number(fields[12])) / ticks };
 }
 
+/** Current RSS (VmRSS) of a process in bytes; NaN when it is gone. */
+export function procRss(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Samples VmRSS of other processes (by name) every `everyMs` from /proc: the latest value and the
+ * peak per name and per phase (`phase` is a label the bench sets, e.g. 'full' then 'incremental').
+ * A process that is gone simply stops being sampled.
+ */
+export class ProcRssSampler {
+  private readonly pids = new Map<string, number>();
+  private readonly peaks = new Map<string, number>();
+  readonly last = new Map<string, number>();
+  phase = '';
+  private timer: NodeJS.Timeout;
+  constructor(everyMs = 250) {
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+  }
+  add(name: string, pid: number | undefined): void {
+    if (!pid) return;
+    this.pids.set(name, pid);
+    this.sample();
+  }
+  /** Samples once more and stops sampling `name` (call before stopping the process). */
+  remove(name: string): void {
+    this.sample();
+    this.pids.delete(name);
+  }
+  sample(): void {
+    for (const [name, pid] of this.pids) {
+      const v = procRss(pid);
+      if (!Number.isFinite(v)) continue;
+      this.last.set(name, v);
+      for (const k of [name, `${name}@${this.phase}`]) if (v > (this.peaks.get(k) ?? 0)) this.peaks.set(k, v);
+    }
+  }
+  /** Peak RSS of `name` (bytes), over every phase or over one; null when never sampled. */
+  peak(name: string, phase?: string): number | null {
+    return this.peaks.get(phase === undefined ? name : `${name}@${phase}`) ?? null;
+  }
+  stop(): void {
+    this.sample();
+    clearInterval(this.timer);
+  }
+}
+
+/** Least-squares line through (x, y): slope, intercept, the slope's standard error and t = slope / se. */
+export function linearFit(xs: number[], ys: number[]): { slope: number; intercept: number; se: number; t: number; n: number } {
+  const n = Math.min(xs.length, ys.length);
+  if (n < 2) return { slope: NaN, intercept: NaN, se: NaN, t: NaN, n };
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += xs[i] / n;
+    my += ys[i] / n;
+  }
+  let sxx = 0;
+  let sxy = 0;
+  for (let i = 0; i < n; i++) {
+    sxx += (xs[i] - mx) ** 2;
+    sxy += (xs[i] - mx) * (ys[i] - my);
+  }
+  const slope = sxx > 0 ? sxy / sxx : NaN;
+  const intercept = my - slope * mx;
+  let sse = 0;
+  for (let i = 0; i < n; i++) sse += (ys[i] - intercept - slope * xs[i]) ** 2;
+  const se = n > 2 && sxx > 0 ? Math.sqrt(sse / (n - 2) / sxx) : NaN;
+  const t = se > 0 ? slope / se : slope === 0 ? 0 : slope > 0 ? Infinity : -Infinity;
+  return { slope, intercept, se, t, n };
+}
+
 export async function serverPid(c: Redis): Promise<number> {
   return Number((await info(c, 'server')).get('process_id'));
 }
@@ -210,6 +288,46 @@ export async function fillSource(src: RedisServer, db: number, keys: number, wor
     const dbsize = await c.dbsize();
     const used = Number((await info(c, 'memory')).get('used_memory'));
     return { smallKeys: keys, collections: a + b, workloadKeys, dbsize, usedMemory: used, fillSec: (now() - t0) / 1000 };
+  } finally {
+    c.disconnect();
+  }
+}
+
+const SMALL_COLLECTIONS_LUA = `
+local from, to, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = from, to - 1 do
+  redis.call('HSET', 'hash:' .. i, 'name', 'user-' .. i, 'email', 'u' .. i .. '@example.com', 'visits', tostring(i % 97), 'plan', 'basic')
+  redis.call('RPUSH', 'list:' .. i, 'evt:' .. i .. ':1', 'evt:' .. i .. ':2', 'evt:' .. i .. ':3', 'evt:' .. i .. ':4', 'evt:' .. i .. ':5')
+  redis.call('SADD', 'set:' .. i, 'tag:' .. (i % 11), 'tag:' .. (i % 13), 'tag:' .. (i % 17), 'tag:' .. (i % 19), 'tag:' .. (i % 23))
+  redis.call('ZADD', 'zset:' .. i, 1, 'm1:' .. i, 2.5, 'm2:' .. i, 4, 'm3:' .. i, 8.25, 'm4:' .. i, 16, 'm5:' .. i)
+  if ttl > 0 and i % 10 == 0 then
+    redis.call('PEXPIRE', 'hash:' .. i, ttl)
+    redis.call('PEXPIRE', 'zset:' .. i, ttl)
+  end
+end
+return (to - from) * 4
+`;
+
+/**
+ * The issue's dataset in db `db`: `keys` keys in all, 96 % small strings (DEBUG POPULATE key:<n>,
+ * 16-byte values) and 4 % small collections, 1 % of each: hashes of 4 fields, lists of 5 elements,
+ * sets of 5 members, sorted sets of 5 members (all listpack/intset encodings), 10 % of the hashes
+ * and sorted sets with a 1 h TTL. DBSIZE is exactly `keys`.
+ */
+export async function fillSourceMixed(src: RedisServer, db: number, keys: number): Promise<SourceFill> {
+  const t0 = now();
+  const c = redisClient(src.url, db);
+  try {
+    const each = Math.floor(keys * 0.01);
+    const strings = keys - 4 * each;
+    if (strings > 0) await c.call('DEBUG', 'POPULATE', String(strings), 'key', '16');
+    let collections = 0;
+    for (let from = 0; from < each; from += 2000) {
+      collections += Number(await c.eval(SMALL_COLLECTIONS_LUA, 0, String(from), String(Math.min(each, from + 2000)), '3600000'));
+    }
+    const dbsize = await c.dbsize();
+    const used = Number((await info(c, 'memory')).get('used_memory'));
+    return { smallKeys: strings, collections, workloadKeys: 0, dbsize, usedMemory: used, fillSec: (now() - t0) / 1000 };
   } finally {
     c.disconnect();
   }
@@ -356,6 +474,33 @@ export function cleanupOnSignal(cleanup: () => Promise<void>): () => void {
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
   return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+/**
+ * Like cleanupOnSignal, but the handlers stay installed while `cleanup` runs: a repeated signal is
+ * ignored for the first 3 s (tsx relays a Ctrl-C to its child once more when the child is slow to
+ * acknowledge it, as on a loaded machine, and that second signal would otherwise end the process in
+ * the middle of the cleanup: services, servers or topics left behind); one after that forces the exit.
+ */
+export function cleanupOnSignalUntilDone(cleanup: () => Promise<void>): () => void {
+  let first = 0;
+  const handler = (sig: NodeJS.Signals) => {
+    if (first) {
+      if (Date.now() - first < 3000) return;
+      progress(`${sig} again: exiting without finishing the cleanup`);
+      process.exit(130);
+    }
+    first = Date.now();
+    progress(`${sig}: stopping everything this bench started`);
+    cleanup().catch((err: Error) => progress(`cleanup: ${err.message}`)).finally(() => process.exit(130));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    if (first) return; // a signal's cleanup is running: keep guarding it
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
   };

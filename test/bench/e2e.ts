@@ -1,40 +1,102 @@
 /**
- * `npm run bench -- e2e [--keys N] [--rate OPS] [--duration S] [--sample N] …`
+ * `npm run bench -- e2e [--keys N] [--dataset mixed|populate] [--rate OPS] [--duration S] [--sample N] …`
  *
- * The whole pipeline, source → capture → Kafka → applier → destination, against native replication
- * of the same source, in one run:
- * 1. full sync: N small keys (DEBUG POPULATE) plus collections in db 1 of a private source; the time
- *    until the destination's DBSIZE equals the source's, then `verify --sample`; beside a private
- *    native replica (REPLICAOF) timed the same way. (Data lives in db 1 so the destination's db 1
- *    holds only synchronized keys: the applier's position keys live in db 0.)
- * 2. incremental: a paced writer (`--rate` ops/s for `--duration` s) SETs `lag:<run>:<i>` to its
- *    send time; both the destination and the native replica (still attached) publish keyspace
- *    notifications, and a subscriber on each records when every key arrives. Writer and
- *    subscribers run in a child process of their own, so the capture and applier (in this process)
- *    cannot delay the clock that measures them. Every write is measured (no sampling).
+ * The whole pipeline, source → capture → Kafka → applier → destination, run the way a user runs it
+ * (`replistream capture` and `replistream apply` processes), against native replication and — when
+ * `REDISSHAKE_BIN` names a RedisShake binary — RedisShake, on the same source data in one run. The
+ * contenders run one after another, each on its own fresh destination, so none competes with
+ * another for the CPUs:
+ *
+ * 1. full sync: the dataset in db 1 of a private source (`--dataset mixed`, the default: N keys,
+ *    96 % small strings and 1 % each of small hashes, lists, sets and sorted sets; `--dataset
+ *    populate`: N small strings plus keys/1000 collections of each type with 50 elements and 10 of
+ *    each with 1000). The time from the contender's start (REPLICAOF; the two service processes
+ *    spawned; the redis-shake process spawned) until the destination's DBSIZE of db 1 equals the
+ *    source's, then `verify --sample`.
+ * 2. incremental: a paced writer (`--rate` ops/s for `--duration` s) SETs `lag:<contender>:<i>` to
+ *    its send time in db 2; the destination publishes keyspace notifications, and a subscriber
+ *    records when every key arrives. Writer and subscriber run in a child process of their own.
+ *    Every write is measured (no sampling). Catch-up: the last write sent → every write arrived.
+ *    Db 2 (these writes, and capture's heartbeat key: capture runs with `--dbs 2,1`) is flushed on
+ *    the source after each contender, so every contender's full sync reads the same data.
+ * RSS of every process of a contender (capture, applier, redis-shake, the destination redis) is
+ * sampled from /proc/<pid>/status (VmRSS) every 250 ms: the peak during the full sync and overall;
+ * VmHWM (the kernel's own peak) is read before the process stops, as a cross-check.
+ *
+ * Every process started here is stopped at the end, on an error and on Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import type { RunningApplier } from '../../services/applier/service.js';
-import type { RunningCapture } from '../../services/capture/service.js';
 import { verifyDatabases, type VerifyResult } from '../../services/destination/verify.js';
-import { pipelineNames, redisClient, runApplier, runCapture } from '../helpers/pipeline.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { pipelineNames, redisClient, type PipelineNames } from '../helpers/pipeline.js';
+import { startService, type ServiceProcess } from '../helpers/processes.js';
+import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { uniqueName } from '../helpers/stack-env.js';
 import {
-  MB, RssSampler, cleanupAll, cleanupOnSignal, cpuSecSince, deleteTopics, fillSource, load1, machine, now, once, parseFlags, percentile, printJson, printTable,
-  procStats, progress, ratio, serverPid, startNativeReplica, startSource, waitFor, type Row,
+  MB, ProcRssSampler, cleanupAll, cleanupOnSignalUntilDone, deleteTopics, fillSource, fillSourceMixed, fmt, load1, machine, now, once, parseFlags, percentile, printGrid,
+  printJson, procStats, progress, ratio, serverPid, sleep, startNativeReplica, startSource, waitFor, type SourceFill,
 } from './common.js';
 
+/** The dataset's db. */
 const DB = 1;
+/** The incremental writes and capture's heartbeat key: flushed on the source between contenders. */
+const PROBE_DB = 2;
 const TIMEOUT_MS = 20 * 60_000;
 const PROBE_ENV = 'REPLISTREAM_BENCH_E2E_PROBE';
 
+type Name = 'native' | 'replistream' | 'redisshake';
+const LABEL: Record<Name, string> = { native: 'native replica', replistream: 'replistream', redisshake: 'RedisShake' };
+
+/** One way of synchronizing a fresh destination from the source. */
+interface Contender {
+  name: Name;
+  dest: RedisServer;
+  /** Starts the synchronization (the clock runs from just before). */
+  start(): Promise<void>;
+  /** Throws when a process of the contender died. */
+  check(): void;
+  /** The contender's own processes (name → pid): their RSS and CPU are its figures. */
+  procs(): Record<string, number>;
+  /** Pid of the destination redis-server when it is not one of procs(). */
+  destPid: number | null;
+  /** Extra figures, by row label (replistream: link start, capture done). */
+  extra(): Record<string, number | null>;
+  stop(): Promise<void>;
+}
+
+interface ProcFigures {
+  /** VmRSS samples (every 250 ms): the peak until equal DBSIZE, and overall. */
+  peakFull: number | null;
+  peak: number | null;
+  /** VmHWM (the kernel's peak RSS) at equal DBSIZE, and before the stop. */
+  hwmFull: number | null;
+  hwm: number | null;
+  cpuFull: number;
+  cpu: number;
+}
+
+interface Result {
+  name: Name;
+  fullSyncSec: number;
+  extra: Record<string, number | null>;
+  verify: VerifyResult & { ttlRetries: number };
+  verifySec: number;
+  probe: ProbeResult;
+  lag: ProbeTarget;
+  verifyAfter: VerifyResult & { ttlRetries: number };
+  procs: Record<string, ProcFigures>;
+  dest: ProcFigures | null;
+  load1: number;
+}
+
 export async function benchE2e(args: string[]): Promise<void> {
   const f = parseFlags('e2e', args, {
-    keys: { default: 1_000_000, help: 'small keys in the source (DEBUG POPULATE), plus keys/1000 collections of each type' },
+    keys: { default: 1_000_000, help: 'keys of the dataset (mixed: all of them; populate: the small strings, plus keys/1000 collections of each type)' },
+    dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets) or populate (the older shape: strings plus 50- and 1000-element collections)' },
     sample: { default: 10_000, help: 'keys compared by verify --sample (each direction)' },
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
@@ -42,173 +104,446 @@ export async function benchE2e(args: string[]): Promise<void> {
     partitions: { default: 4, help: 'partitions of the capture topic' },
     compression: { default: 'snappy', help: 'Kafka record compression of the capture: snappy (default of the service), gzip or none' },
     'write-mode': { default: 'restore', help: 'applier full-sync writes: restore or commands' },
+    only: { default: '', help: 'comma-separated subset of native,replistream,redisshake (default: all; redisshake when REDISSHAKE_BIN is set)' },
     'keep-topics': { default: false, help: 'keep the Kafka topics of the run' },
-    'lag-csv': { default: '', help: 'write every write\'s send time and lag per destination to this CSV file' },
+    'lag-csv': { default: '', help: 'write every write\'s send time and lag to CSV files: this path with .<contender> before the extension' },
   });
   if (f.sync !== 'diskless' && f.sync !== 'disk') throw new Error('--sync is diskless or disk');
   if (f['write-mode'] !== 'restore' && f['write-mode'] !== 'commands') throw new Error('--write-mode is restore or commands');
+  if (f.dataset !== 'mixed' && f.dataset !== 'populate') throw new Error('--dataset is mixed or populate');
   const sync = f.sync as 'diskless' | 'disk';
   if (!['snappy', 'gzip', 'none'].includes(f.compression)) throw new Error('--compression is snappy, gzip or none');
   const compression = f.compression as 'snappy' | 'gzip' | 'none';
+  const shakeBin = process.env.REDISSHAKE_BIN || null;
+  if (shakeBin && !existsSync(shakeBin)) throw new Error(`REDISSHAKE_BIN=${shakeBin}: no such file`);
+  const wanted = f.only ? f.only.split(',').map((s) => s.trim()).filter(Boolean) : ['native', 'replistream', 'redisshake'];
+  for (const w of wanted) if (!(w in LABEL)) throw new Error(`--only: ${w} is not native, replistream or redisshake`);
+  if (f.only && wanted.includes('redisshake') && !shakeBin) throw new Error('--only redisshake needs REDISSHAKE_BIN');
+  const order = (['native', 'replistream', 'redisshake'] as Name[]).filter((n) => wanted.includes(n) && (n !== 'redisshake' || shakeBin));
   const loadBefore = load1();
 
   let src: RedisServer | null = null;
-  let dest: RedisServer | null = null;
-  let srcClient: Redis | null = null;
-  let destClient: Redis | null = null;
-  let native: Awaited<ReturnType<typeof startNativeReplica>> | null = null;
-  let capture: RunningCapture | null = null;
-  let applier: RunningApplier | null = null;
-  let rss: RssSampler | null = null;
-  const names = pipelineNames();
-  const group = uniqueName('g');
-  let topicsCreated = false;
+  let srcProbe: Redis | null = null;
+  let current: Contender | null = null;
+  const rss = new ProcRssSampler(250);
+  const results: Result[] = [];
   const cleanup = once(() => {
-    rss?.stop();
+    rss.stop();
     return cleanupAll([
-      applier ? () => applier!.stop() : null,
-      capture ? () => capture!.stop() : null,
-      native ? () => native!.stop() : null,
-      srcClient ? () => srcClient!.disconnect() : null,
-      destClient ? () => destClient!.disconnect() : null,
-      dest ? () => dest!.stop() : null,
+      current ? () => current!.stop() : null,
+      srcProbe ? () => srcProbe!.disconnect() : null,
       src ? () => src!.stop() : null,
-      topicsCreated && !f['keep-topics'] ? () => deleteTopics(names.topicPrefix, [group]) : null,
     ]);
   });
-  const offSignals = cleanupOnSignal(cleanup);
+  const offSignals = cleanupOnSignalUntilDone(cleanup);
   try {
-    progress(`source: filling ${f.keys.toLocaleString('en-US')} keys + collections in db ${DB}`);
+    progress(`source: filling ${f.keys.toLocaleString('en-US')} keys (${f.dataset}) in db ${DB}`);
     src = await startSource(sync);
-    const fill = await fillSource(src, DB, f.keys, 0);
-    srcClient = redisClient(src.url, DB);
+    const fill: SourceFill = f.dataset === 'mixed' ? await fillSourceMixed(src, DB, f.keys) : await fillSource(src, DB, f.keys, 0);
+    srcProbe = redisClient(src.url, PROBE_DB);
     const keys = fill.dbsize;
     progress(`source: ${keys.toLocaleString('en-US')} keys, used_memory ${(fill.usedMemory / MB).toFixed(1)} MB (${fill.fillSec.toFixed(1)} s)`);
+    const srcPid = await serverPid(srcProbe);
 
-    // ---- baseline: native replica, full sync ----------------------------------------------------
-    progress('native replica: full sync');
-    native = await startNativeReplica();
-    const nat = native;
-    const natDb = redisClient(nat.server.url, DB);
-    const n0 = now();
-    await nat.replicate(src.port);
-    const n1 = await waitFor(async () => (await natDb.dbsize().catch(() => -1)) === keys, 'the native replica\'s DBSIZE', TIMEOUT_MS, 10);
-    natDb.disconnect();
-    const nativeFullSec = (n1 - n0) / 1000;
-    const nativeCpuFull = procStats(nat.pid).cpuSec;
-    const v0 = now();
-    const nativeVerify = await verifyDatabases(src.url, nat.server.url, [DB], new Map(), { sample: f.sample });
-    const nativeVerifySec = (now() - v0) / 1000;
-
-    // ---- replistream, full sync -----------------------------------------------------------------
-    progress('replistream: full sync (capture + applier)');
-    dest = await startRedis();
-    destClient = redisClient(dest.url, DB);
-    const dc = destClient;
-    const destPid = await serverPid(dc);
-    rss = new RssSampler(100);
-    const cpu0 = process.cpuUsage();
-    const r0 = now();
-    topicsCreated = true;
-    capture = await runCapture(src.url, names, { dbs: [DB], partitions: f.partitions, compression });
-    const cap = capture;
-    const rCap = now();
-    let snapshotEndAt: number | null = null;
-    cap.service.once('snapshot-end', () => (snapshotEndAt = now()));
-    const failure = { error: null as Error | null };
-    void cap.service.failure().then((e) => (failure.error ??= e));
-    applier = await runApplier(dest.url, names, group, { writeMode: f['write-mode'] as 'restore' | 'commands' });
-    const app = applier;
-    void app.consumer.done.catch((e: Error) => (failure.error ??= e));
-    const rApp = now();
-    const r1 = await waitFor(async () => {
-      if (failure.error) throw failure.error;
-      return (await dc.dbsize()) === keys;
-    }, 'the destination\'s DBSIZE', TIMEOUT_MS, 20);
-    const rsFullSec = (r1 - r0) / 1000;
-    const rsSyncSec = (r1 - rCap) / 1000;
-    const captureDoneSec = snapshotEndAt === null ? null : ((snapshotEndAt as number) - rCap) / 1000;
-    const rsCpuFull = cpuSecSince(cpu0);
-    const destCpuFull = procStats(destPid).cpuSec;
-    const rssFull = rss.peak;
-    const v1 = now();
-    const rsVerify = await verifyDatabases(src.url, dest.url, [DB], new Map(), { sample: f.sample });
-    const rsVerifySec = (now() - v1) / 1000;
-
-    // ---- incremental: paced writes, lag per write -----------------------------------------------
-    progress(`incremental: ${f.rate.toLocaleString('en-US')} SET/s for ${f.duration} s, lag measured on both`);
-    const total = Math.round(f.rate * f.duration);
-    const probe = await runProbe({
-      source: { port: src.port, db: DB },
-      targets: [{ name: 'replistream', port: dest.port }, { name: 'native', port: nat.server.port }],
-      prefix: `lag:${names.topicPrefix}:`,
-      rate: f.rate,
-      total,
-      drainMs: 120_000,
-      csv: f['lag-csv'] || null,
-      check: () => failure.error,
-    });
-    const rsLag = probe.targets.find((t) => t.name === 'replistream')!;
-    const natLag = probe.targets.find((t) => t.name === 'native')!;
-    const vr = await verifyDatabases(src.url, dest.url, [DB], new Map(), { sample: f.sample });
-    const vn = await verifyDatabases(src.url, nat.server.url, [DB], new Map(), { sample: f.sample });
+    for (const name of order) {
+      progress(`${LABEL[name]}: full sync`);
+      if (name === 'native') current = await nativeContender(src.port);
+      else if (name === 'replistream') current = await replistreamContender(src, { partitions: f.partitions, compression, writeMode: f['write-mode'], keepTopics: f['keep-topics'] });
+      else current = await redisShakeContender(shakeBin!, src, sync);
+      const r = await runContender(current, { src, srcPid, keys, rss, f, sync });
+      results.push(r);
+      const c = current;
+      current = null;
+      for (const p of [...Object.keys(c.procs()), 'dest']) rss.remove(`${name}:${p}`);
+      await c.stop();
+      await srcProbe.flushdb();
+      await sleep(2000);
+    }
     rss.stop();
-    const rsCpuTotal = cpuSecSince(cpu0);
 
-    // ---- report ---------------------------------------------------------------------------------
-    const verdict = (v: VerifyResult) => (v.equal ? `equal (${v.compared.toLocaleString('en-US')})` : `DIFFERENT: ${v.differences.length}`);
-    const rows: Row[] = [
-      ['full sync: link start → equal DBSIZE (s)', rsSyncSec, nativeFullSec, ratio(rsSyncSec, nativeFullSec)],
-      ['  the same from service start (topics, group join) (s)', rsFullSec, nativeFullSec, ratio(rsFullSec, nativeFullSec)],
-      ['  capture done: snapshot in Kafka (s)', captureDoneSec, null],
-      ['  keys/s', keys / rsSyncSec, keys / nativeFullSec, ratio(nativeFullSec, rsSyncSec)],
-      ['  CPU s (node: capture+applier / replica)', rsCpuFull, nativeCpuFull, ratio(rsCpuFull, nativeCpuFull)],
-      ['  CPU s of the destination redis', destCpuFull, null],
-      [`  verify --sample ${f.sample}`, verdict(rsVerify), verdict(nativeVerify)],
-      ['  verify time (s)', rsVerifySec, nativeVerifySec],
-      [`incremental: ${f.rate.toLocaleString('en-US')} SET/s × ${f.duration} s, writer achieved ops/s`, probe.writerOpsPerSec, probe.writerOpsPerSec],
-      ['  ops/s delivered', rsLag.deliveredOpsPerSec, natLag.deliveredOpsPerSec, ratio(rsLag.deliveredOpsPerSec, natLag.deliveredOpsPerSec)],
-      ['  lag p50 (ms)', rsLag.p50, natLag.p50, ratio(rsLag.p50, natLag.p50)],
-      ['  lag p90 (ms)', rsLag.p90, natLag.p90, ratio(rsLag.p90, natLag.p90)],
-      ['  lag p99 (ms)', rsLag.p99, natLag.p99, ratio(rsLag.p99, natLag.p99)],
-      ['  lag p99.9 (ms)', rsLag.p999, natLag.p999, ratio(rsLag.p999, natLag.p999)],
-      ['  lag max (ms)', rsLag.max, natLag.max, ratio(rsLag.max, natLag.max)],
-      ['  writes not seen', rsLag.missing, natLag.missing],
-      [`  verify --sample ${f.sample} after`, verdict(vr), verdict(vn)],
-      ['peak RSS of the node process (MB)', rss.peak / MB, null],
-    ];
-    const m = machine();
-    printTable(
-      `e2e bench — ${keys.toLocaleString('en-US')} keys (${f.keys.toLocaleString('en-US')} small, ${fill.collections.toLocaleString('en-US')} collections) in db ${DB}, ${sync} sync, ${f.partitions} partitions, ${compression}, write mode ${f['write-mode']}, ${m.cpus} CPUs, load ${loadBefore} → ${m.loadavg1}`,
-      ['', 'replistream', 'native replica', 'replistream/native'],
-      rows,
-      [
-        'capture and applier run in this process (one node process; the stack\'s Kafka and registry are shared); the writer and the lag',
-        'subscribers (keyspace notifications on each destination) run in a child process. Lag = notification received − SET sent, every write.',
-        `writer: ${probe.sent.toLocaleString('en-US')} SETs sent, ${probe.acked.toLocaleString('en-US')} acked, source reply p99 ${probe.ackP99.toFixed(2)} ms; peak RSS after the full sync ${(rssFull / MB).toFixed(0)} MB, peak V8 heap used ${(rss.peakHeap / MB).toFixed(0)} MB; node CPU over both phases ${rsCpuTotal.toFixed(1)} s.`,
-      ],
-    );
-    const lagJson = (t: ProbeTarget) => ({ deliveredOpsPerSec: t.deliveredOpsPerSec, p50: t.p50, p90: t.p90, p99: t.p99, p999: t.p999, max: t.max, mean: t.mean, seen: t.seen, missing: t.missing });
-    printJson({
-      bench: 'e2e', machine: m, loadBefore, compression, keys, smallKeys: f.keys, collections: fill.collections, sync, partitions: f.partitions, writeMode: f['write-mode'], sample: f.sample,
-      rate: f.rate, durationSec: f.duration, writerOpsPerSec: probe.writerOpsPerSec,
-      replistream: {
-        fullSyncSec: rsSyncSec, fullSyncWithSetupSec: rsFullSec, setupSec: (rApp - r0) / 1000, captureDoneSec, cpuSecFull: rsCpuFull, destCpuSecFull: destCpuFull,
-        verify: { equal: rsVerify.equal, compared: rsVerify.compared, sec: rsVerifySec }, verifyAfter: vr.equal, peakRssFull: rssFull, peakRss: rss.peak, peakHeapUsed: rss.peakHeap, lag: lagJson(rsLag),
-      },
-      native: { fullSyncSec: nativeFullSec, cpuSecFull: nativeCpuFull, verify: { equal: nativeVerify.equal, compared: nativeVerify.compared, sec: nativeVerifySec }, verifyAfter: vn.equal, lag: lagJson(natLag) },
-      ratio: {
-        fullSyncTime: ratio(rsSyncSec, nativeFullSec), fullSyncTimeWithSetup: ratio(rsFullSec, nativeFullSec),
-        lagP50: ratio(rsLag.p50, natLag.p50), lagP99: ratio(rsLag.p99, natLag.p99), deliveredOpsPerSec: ratio(rsLag.deliveredOpsPerSec, natLag.deliveredOpsPerSec),
-      },
-    });
-    for (const [what, v] of [['replistream', rsVerify], ['native', nativeVerify], ['replistream after', vr], ['native after', vn]] as const) {
-      if (!v.equal) progress(`verify ${what}: ${JSON.stringify(v.differences.slice(0, 5))}`);
+    report(results, { keys, fill, f, sync, compression, loadBefore, shakeBin });
+    for (const r of results) {
+      for (const [what, v] of [['', r.verify], [' after', r.verifyAfter]] as const) {
+        if (!v.equal) progress(`verify ${r.name}${what}: ${JSON.stringify(v.differences.slice(0, 5))}`);
+      }
     }
   } finally {
     offSignals();
     await cleanup();
   }
+}
+
+// ----- one contender: full sync, incremental, figures --------------------------------------------
+
+async function runContender(
+  c: Contender,
+  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; duration: number; 'lag-csv': string }; sync: string },
+): Promise<Result> {
+  const { rss, f, keys } = ctx;
+  const cpuOf = (pid: number) => {
+    try {
+      return procStats(pid).cpuSec;
+    } catch {
+      return NaN;
+    }
+  };
+  const hwmOf = (pid: number): number | null => {
+    try {
+      return procStats(pid).hwm;
+    } catch {
+      return null;
+    }
+  };
+  rss.phase = 'full';
+  // CPU from the start on: processes already running (the native replica, a destination) count from here
+  const cpuBase = new Map<number, number>();
+  for (const pid of [...Object.values(c.procs()), c.destPid ?? 0]) if (pid) cpuBase.set(pid, cpuOf(pid));
+  const destDb = redisClient(c.dest.url, DB);
+  try {
+    const t0 = now();
+    await c.start();
+    const procs = c.procs();
+    for (const pid of Object.values(procs)) if (!cpuBase.has(pid)) cpuBase.set(pid, 0);
+    for (const [n, pid] of Object.entries(procs)) rss.add(`${c.name}:${n}`, pid);
+    if (c.destPid) rss.add(`${c.name}:dest`, c.destPid);
+    const t1 = await waitFor(async () => {
+      c.check();
+      return (await destDb.dbsize().catch(() => -1)) === keys;
+    }, `the ${LABEL[c.name]} destination's DBSIZE`, TIMEOUT_MS, 20);
+    const fullSyncSec = (t1 - t0) / 1000;
+    const cpuFull = new Map<number, number>();
+    const hwmFull = new Map<number, number>();
+    for (const pid of [...Object.values(procs), ...(c.destPid ? [c.destPid] : [])]) {
+      cpuFull.set(pid, cpuOf(pid) - (cpuBase.get(pid) ?? 0));
+      const h = hwmOf(pid);
+      if (h !== null) hwmFull.set(pid, h);
+    }
+    const peakFull = (n: string) => rss.peak(`${c.name}:${n}`, 'full');
+    rss.phase = 'incremental';
+    progress(`${LABEL[c.name]}: ${keys.toLocaleString('en-US')} keys in ${fullSyncSec.toFixed(2)} s; verify --sample ${f.sample}`);
+    const v0 = now();
+    const verify = await verifySettled(ctx.src.url, c.dest.url, [DB], f.sample);
+    const verifySec = (now() - v0) / 1000;
+    c.check();
+    await sleep(1000);
+
+    progress(`${LABEL[c.name]}: incremental, ${f.rate.toLocaleString('en-US')} SET/s for ${f.duration} s`);
+    const csv = f['lag-csv'] ? f['lag-csv'].replace(/(\.[^./]*)?$/, (ext) => `.${c.name}${ext}`) : null;
+    const probe = await runProbe({
+      source: { port: ctx.src.port, db: PROBE_DB },
+      targets: [{ name: c.name, port: c.dest.port }],
+      prefix: `lag:${c.name}:`,
+      rate: f.rate,
+      total: Math.round(f.rate * f.duration),
+      drainMs: 120_000,
+      csv,
+      check: () => {
+        try {
+          c.check();
+          return null;
+        } catch (e) {
+          return e as Error;
+        }
+      },
+    });
+    const verifyAfter = await verifySettled(ctx.src.url, c.dest.url, [DB, PROBE_DB], f.sample);
+    rss.sample();
+    const figures = (n: string, pid: number): ProcFigures => ({
+      peakFull: peakFull(n), peak: rss.peak(`${c.name}:${n}`), hwmFull: hwmFull.get(pid) ?? null, hwm: hwmOf(pid),
+      cpuFull: cpuFull.get(pid) ?? NaN, cpu: cpuOf(pid) - (cpuBase.get(pid) ?? 0),
+    });
+    const procFigures: Record<string, ProcFigures> = {};
+    for (const [n, pid] of Object.entries(procs)) procFigures[n] = figures(n, pid);
+    const lag = probe.targets[0];
+    progress(`${LABEL[c.name]}: lag p50 ${fmt(lag.p50)} p99 ${fmt(lag.p99)} max ${fmt(lag.max)} ms, catch-up ${fmt(lag.catchUpMs)} ms, ${lag.missing} not seen`);
+    return {
+      name: c.name, fullSyncSec, extra: c.extra(), verify, verifySec, probe, lag, verifyAfter,
+      procs: procFigures, dest: c.destPid ? figures('dest', c.destPid) : null, load1: load1(),
+    };
+  } finally {
+    destDb.disconnect();
+  }
+}
+
+/** A private redis-server made a replica of the source by REPLICAOF: the destination is the replica. */
+async function nativeContender(srcPort: number): Promise<Contender> {
+  const native = await startNativeReplica();
+  return {
+    name: 'native',
+    dest: native.server,
+    destPid: null,
+    async start() {
+      await native.replicate(srcPort);
+    },
+    check() {},
+    procs: () => ({ replica: native.pid }),
+    extra: () => ({}),
+    stop: () => native.stop(),
+  };
+}
+
+/** `replistream capture` + `replistream apply`, as processes with their /status. */
+async function replistreamContender(src: RedisServer, o: { partitions: number; compression: string; writeMode: string; keepTopics: boolean }): Promise<Contender> {
+  const dest = await startRedis();
+  const destClient = redisClient(dest.url);
+  const destPid = await serverPid(destClient);
+  destClient.disconnect();
+  const names: PipelineNames = pipelineNames();
+  const group = uniqueName('g');
+  const capPort = await freePort();
+  const appPort = await freePort();
+  let cap: ServiceProcess | null = null;
+  let app: ServiceProcess | null = null;
+  let poller: NodeJS.Timeout | null = null;
+  let t0Wall = 0;
+  let t0 = 0;
+  let linkStartedAt: number | null = null;
+  let snapshotEndAt: number | null = null;
+  const common = ['--source-id', names.sourceId, '--topic-prefix', names.topicPrefix];
+  const alive = (p: ServiceProcess | null, what: string) => {
+    if (p && (p.child.exitCode !== null || p.child.signalCode !== null)) {
+      throw new Error(`${what} exited (${p.child.exitCode ?? p.child.signalCode}):\n${p.log().split('\n').slice(-15).join('\n')}`);
+    }
+  };
+  const killOnExit = () => {
+    for (const p of [cap, app]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  };
+  return {
+    name: 'replistream',
+    dest,
+    destPid,
+    async start() {
+      t0Wall = Date.now();
+      t0 = now();
+      process.once('exit', killOnExit);
+      cap = startService(['capture', '--source', src.url, '--dbs', `${PROBE_DB},${DB}`, '--partitions', String(o.partitions), '--compression', o.compression, '--http-port', String(capPort), ...common]);
+      app = startService(['apply', '--destination', dest.url, '--group', group, '--write-mode', o.writeMode, '--http-port', String(appPort), ...common]);
+      poller = setInterval(() => {
+        if (snapshotEndAt !== null) return;
+        void fetch(`http://127.0.0.1:${capPort}/status`, { signal: AbortSignal.timeout(1000) })
+          .then((r) => (r.ok ? (r.json() as Promise<Record<string, unknown>>) : null))
+          .then((st) => {
+            if (!st) return;
+            if (typeof st.linkStartedAt === 'number') linkStartedAt ??= st.linkStartedAt;
+            if (Number(st.fullSyncs) >= 1 && st.state === 'synchronizing') snapshotEndAt ??= now();
+          })
+          .catch(() => undefined);
+      }, 200);
+    },
+    check() {
+      alive(cap, 'capture');
+      alive(app, 'applier');
+    },
+    procs: () => ({ capture: cap?.child.pid ?? 0, applier: app?.child.pid ?? 0 }),
+    extra() {
+      // called at the end of the incremental phase: the link start relative to the process start
+      return {
+        linkStartSec: linkStartedAt === null ? null : (linkStartedAt - t0Wall) / 1000,
+        captureDoneSec: snapshotEndAt === null ? null : (snapshotEndAt - t0) / 1000,
+      };
+    },
+    async stop() {
+      if (poller) clearInterval(poller);
+      await cleanupAll([
+        ...[app, cap].map((p) => (p ? async () => {
+          const killer = setTimeout(() => void p.kill9(), 10_000);
+          await p.term();
+          clearTimeout(killer);
+        } : null)),
+        () => dest.stop(),
+        !o.keepTopics ? () => deleteTopics(names.topicPrefix, [group]) : null,
+      ]);
+      process.off('exit', killOnExit);
+    },
+  };
+}
+
+/** A RedisShake process (sync_reader → redis_writer), its TOML written here; its work dir removed at the end. */
+async function redisShakeContender(bin: string, src: RedisServer, sync: 'diskless' | 'disk'): Promise<Contender> {
+  const dest = await startRedis();
+  const destClient = redisClient(dest.url);
+  const destPid = await serverPid(destClient);
+  destClient.disconnect();
+  const dir = mkdtempSync(join(tmpdir(), 'replistream-bench-shake-'));
+  const config = join(dir, 'shake.toml');
+  writeFileSync(config, [
+    '[sync_reader]',
+    `address = "127.0.0.1:${src.port}"`,
+    'sync_rdb = true',
+    'sync_aof = true',
+    `try_diskless = ${sync === 'diskless'}`,
+    '',
+    '[redis_writer]',
+    `address = "127.0.0.1:${dest.port}"`,
+    '',
+    '[advanced]',
+    `dir = "${join(dir, 'data')}"`,
+    'log_file = "shake.log"',
+    'log_level = "info"',
+    'log_interval = 5',
+    'rdb_restore_command_behavior = "panic"',
+    '',
+  ].join('\n'));
+  let child: ChildProcess | null = null;
+  let out = '';
+  const killOnExit = () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  const tail = () => {
+    const log = join(dir, 'data', 'shake.log');
+    return `${out.split('\n').slice(-10).join('\n')}${existsSync(log) ? `\n${readFileSync(log, 'utf8').split('\n').slice(-10).join('\n')}` : ''}`;
+  };
+  return {
+    name: 'redisshake',
+    dest,
+    destPid,
+    async start() {
+      process.once('exit', killOnExit);
+      child = spawn(bin, [config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const keep = (d: Buffer) => {
+        out += d.toString();
+        if (out.length > 200_000) out = out.slice(-100_000);
+      };
+      child.stdout!.on('data', keep);
+      child.stderr!.on('data', keep);
+      child.on('error', (e) => (out += `\nspawn: ${e.message}`));
+    },
+    check() {
+      if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`redis-shake exited (${child.exitCode ?? child.signalCode}):\n${tail()}`);
+    },
+    procs: () => ({ 'redis-shake': child?.pid ?? 0 }),
+    extra: () => ({}),
+    async stop() {
+      await cleanupAll([
+        async () => {
+          const p = child;
+          if (!p || p.exitCode !== null || p.signalCode !== null) return;
+          const exited = new Promise((r) => p.once('exit', r));
+          p.kill('SIGINT'); // redis-shake stops on SIGINT (SIGTERM is only logged)
+          const killer = setTimeout(() => p.kill('SIGKILL'), 5000);
+          await exited;
+          clearTimeout(killer);
+        },
+        () => dest.stop(),
+        () => rmSync(dir, { recursive: true, force: true }),
+      ]);
+      process.off('exit', killOnExit);
+    },
+  };
+}
+
+/**
+ * verifyDatabases, tried again (a new random sample) up to twice when every difference is a TTL off
+ * by under 5 s: the source and the destination are read one after the other, and on a loaded
+ * machine the two reads of one key can be more than the 1 s tolerance apart.
+ */
+async function verifySettled(src: string, dest: string, dbs: number[], sample: number): Promise<VerifyResult & { ttlRetries: number }> {
+  let retries = 0;
+  for (;;) {
+    const v = await verifyDatabases(src, dest, dbs, new Map(), { sample });
+    const timingOnly = !v.equal && v.differences.every((d) => {
+      const m = /^ttl differs: source (\d+) ms, destination (\d+) ms$/.exec(d.reason);
+      return m !== null && Math.abs(Number(m[1]) - Number(m[2])) < 5000;
+    });
+    if (!timingOnly || retries >= 2) return { ...v, ttlRetries: retries };
+    progress(`verify: ${v.differences.length} TTLs differ by < 5 s (reads apart on a loaded machine): again with a new sample`);
+    retries++;
+  }
+}
+
+// ----- report ------------------------------------------------------------------------------------
+
+function report(
+  results: Result[],
+  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; duration: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
+): void {
+  const by = (n: Name) => results.find((r) => r.name === n) ?? null;
+  const nat = by('native');
+  const rs = by('replistream');
+  const sh = by('redisshake');
+  const cols = [rs, sh].filter((r): r is Result => r !== null);
+  const head = ['', ...(nat ? ['native'] : []), ...cols.flatMap((r) => (nat ? [LABEL[r.name], `${r.name === 'replistream' ? 'rs' : 'shake'}/native`] : [LABEL[r.name]]))];
+  type Cell = number | string | null | undefined;
+  const times = (a: number | null | undefined, b: number | null | undefined): string | null => {
+    const x = ratio(a, b);
+    return x === null ? null : `${fmt(x, x >= 100 ? 0 : 2)}×`;
+  };
+  const row = (label: string, get: (r: Result) => Cell, withRatio = true): Cell[] => {
+    const n = nat ? get(nat) : null;
+    return [label, ...(nat ? [n] : []), ...cols.flatMap((r) => {
+      const v = get(r);
+      return nat ? [v, withRatio && typeof v === 'number' && typeof n === 'number' ? times(v, n) : null] : [v];
+    })];
+  };
+  const verdict = (v: VerifyResult & { ttlRetries: number }) => (v.equal ? `equal (${v.compared.toLocaleString('en-US')}${v.ttlRetries ? `, try ${v.ttlRetries + 1}` : ''})` : `DIFFERENT: ${v.differences.length}`);
+  const mb = (x: number | null | undefined) => (x === null || x === undefined ? null : x / MB);
+  const sumProcs = (r: Result, k: keyof ProcFigures) => Object.values(r.procs).reduce((a, p) => a + (p[k] ?? NaN), 0);
+  const proc = (r: Result, n: string) => r.procs[n] ?? null;
+  const top = (a: number | null, b: number | null) => Math.max(a ?? 0, b ?? 0);
+  const rssCell = (p: ProcFigures | null) => (p ? `${Math.round(top(p.peakFull, p.hwmFull) / MB)} / ${Math.round(top(p.peak, p.hwm) / MB)}` : null);
+  const rows: Cell[][] = [
+    row('full sync: start → equal DBSIZE (s)', (r) => r.fullSyncSec),
+    row('  keys/s', (r) => o.keys / r.fullSyncSec),
+    row('  of which: start → replication link started (s)', (r) => r.extra.linkStartSec ?? null, false),
+    row('  start → snapshot in Kafka (capture done) (s)', (r) => r.extra.captureDoneSec ?? null, false),
+    row('  CPU s of the sync process(es)', (r) => sumProcs(r, 'cpuFull')),
+    row('  CPU s of the destination redis', (r) => r.dest?.cpuFull ?? (r.name === 'native' ? 'the replica' : null), false),
+    row(`  verify --sample ${o.f.sample}`, (r) => verdict(r.verify), false),
+    row(`incremental: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.duration} s, writer achieved ops/s`, (r) => r.probe.writerOpsPerSec, false),
+    row('  ops/s delivered', (r) => r.lag.deliveredOpsPerSec),
+    row('  lag p50 (ms)', (r) => r.lag.p50),
+    row('  lag p90 (ms)', (r) => r.lag.p90),
+    row('  lag p99 (ms)', (r) => r.lag.p99),
+    row('  lag p99.9 (ms)', (r) => r.lag.p999),
+    row('  lag max (ms)', (r) => r.lag.max),
+    row('  catch-up after the load stops (ms)', (r) => r.lag.catchUpMs),
+    row('  writes not seen', (r) => r.lag.missing, false),
+    row(`  verify --sample ${o.f.sample} after (dbs ${DB}, ${PROBE_DB})`, (r) => verdict(r.verifyAfter), false),
+    row('peak RSS, capture: full sync / overall (MB)', (r) => rssCell(proc(r, 'capture')), false),
+    row('peak RSS, applier: full sync / overall (MB)', (r) => rssCell(proc(r, 'applier')), false),
+    row('peak RSS, redis-shake: full sync / overall (MB)', (r) => rssCell(proc(r, 'redis-shake')), false),
+    row('peak RSS of the sync process(es), sum of the peaks (MB)', (r) => (r.name === 'native' ? null : mb(Object.values(r.procs).reduce((a, p) => a + top(p.peak, p.hwm), 0)))),
+    row('peak RSS of the destination redis (MB)', (r) => {
+      const d = r.name === 'native' ? r.procs.replica : r.dest;
+      return d ? mb(top(d.peak, d.hwm)) : null;
+    }),
+    row('CPU s of the sync process(es), both phases', (r) => sumProcs(r, 'cpu')),
+    row('load1 after', (r) => r.load1, false),
+  ];
+  const shown = rows.filter((r) => r.slice(1).some((c) => c !== null && c !== undefined));
+  const m = machine();
+  const sampled = results.flatMap((r) => Object.entries(r.procs).map(([n, p]) => `${n} ${Math.round((p.peakFull ?? NaN) / MB)} / ${Math.round((p.peak ?? NaN) / MB)}`)).join(', ');
+  printGrid(
+    `e2e bench — ${o.keys.toLocaleString('en-US')} keys in db ${DB} (${o.f.dataset}: ${o.fill.smallKeys.toLocaleString('en-US')} small strings, ${o.fill.collections.toLocaleString('en-US')} collections; source used_memory ${fmt(o.fill.usedMemory / MB, 0)} MB), ${o.sync} sync, ${o.f.partitions} partitions, ${o.compression}, write mode ${o.f['write-mode']}, ${m.cpus} CPUs, load ${o.loadBefore} → ${m.loadavg1}`,
+    head,
+    shown,
+    [
+      'Each contender on its own fresh destination, one after another, on the same source data (db 2, the incremental writes and the capture\'s',
+      'heartbeat key, is flushed on the source between contenders). Full sync: from REPLICAOF / the processes spawned (`replistream capture` and',
+      '`replistream apply` together, node + tsx start, topics, group join included; redis-shake) until DBSIZE of db 1 equals the source\'s.',
+      'Lag = keyspace notification at the destination − SET sent on the source, every write (a child process writes and listens).',
+      '"equal (…, try N)": the first sample(s) differed only in TTLs off by < 5 s (the two reads apart on a loaded machine); a new sample was equal.',
+      'Catch-up: the last write sent → the last write arrived. Peak RSS: the larger of VmRSS sampled every 250 ms (/proc/<pid>/status) and',
+      'VmHWM (the kernel\'s peak), "full sync" until equal DBSIZE, "overall" with the incremental phase. The native replica is the',
+      `destination itself (its RSS holds the data). VmRSS samples alone, full sync / overall (MB): ${sampled}.`,
+      `redis-shake: ${o.shakeBin ?? 'not run (set REDISSHAKE_BIN to a RedisShake binary)'}.`,
+    ],
+  );
+  const lagJson = (t: ProbeTarget) => ({ deliveredOpsPerSec: t.deliveredOpsPerSec, p50: t.p50, p90: t.p90, p99: t.p99, p999: t.p999, max: t.max, mean: t.mean, catchUpMs: t.catchUpMs, seen: t.seen, missing: t.missing });
+  const json = (r: Result) => ({
+    fullSyncSec: r.fullSyncSec, ...r.extra, verify: { equal: r.verify.equal, compared: r.verify.compared, sec: r.verifySec }, verifyAfter: r.verifyAfter.equal,
+    writerOpsPerSec: r.probe.writerOpsPerSec, ackP99: r.probe.ackP99, lag: lagJson(r.lag), procs: r.procs, dest: r.dest, load1: r.load1,
+  });
+  printJson({
+    bench: 'e2e', machine: m, loadBefore: o.loadBefore, dataset: o.f.dataset, keys: o.keys, smallKeys: o.fill.smallKeys, collections: o.fill.collections, usedMemory: o.fill.usedMemory,
+    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, durationSec: o.f.duration,
+    redisShakeBin: o.shakeBin,
+    ...Object.fromEntries(results.map((r) => [r.name, json(r)])),
+    ratio: Object.fromEntries(cols.map((r) => [r.name, {
+      fullSyncTime: ratio(r.fullSyncSec, nat?.fullSyncSec), lagP50: ratio(r.lag.p50, nat?.lag.p50), lagP99: ratio(r.lag.p99, nat?.lag.p99),
+      deliveredOpsPerSec: ratio(r.lag.deliveredOpsPerSec, nat?.lag.deliveredOpsPerSec),
+    }])),
+  });
 }
 
 // ----- the lag probe (a child process) -----------------------------------------------------------
@@ -235,6 +570,8 @@ interface ProbeTarget {
   p999: number;
   max: number;
   mean: number;
+  /** The last write sent → every write seen (ms); NaN when some were never seen. */
+  catchUpMs: number;
 }
 
 interface ProbeResult {
@@ -349,6 +686,7 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
       p999: percentile(sorted, 99.9),
       max: sorted.length ? sorted[sorted.length - 1] : NaN,
       mean: lags.length ? sum / lags.length : NaN,
+      catchUpMs: s.seen === total ? Math.max(0, s.last - tLastSent) : NaN,
     };
   });
   if (cfg.csv) {

@@ -49,7 +49,7 @@ import {
   cleanupAll, cleanupOnSignal, deleteTopics, fmt, load1, machine, masterOffset, now, once, parseFlags, percentile, printGrid, printJson, progress, ratio, sleep, startNativeReplica,
 } from './common.js';
 
-const DBS = [0, 1, 7];
+export const DBS = [0, 1, 7];
 const GEN_ENV = 'REPLISTREAM_BENCH_MIXED_GEN';
 const LAG_OK_MS = 250;
 const P99_LIMIT_MS = 1000;
@@ -122,7 +122,7 @@ interface PipelineOptions {
   keepTopics: boolean;
 }
 
-interface LagStats {
+export interface LagStats {
   p50: number;
   p99: number;
   max: number;
@@ -481,7 +481,7 @@ function num(x: unknown): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
 }
 
-class Svc {
+export class Svc {
   proc: ServiceProcess | null = null;
   /** Counters of earlier processes of this service (a restart starts the counters from 0). */
   private base = zero();
@@ -561,7 +561,7 @@ class Svc {
 
 // ----- the lag probe (this process) ---------------------------------------------------------------
 
-class LagProbe {
+export class LagProbe {
   private readonly sent: number[] = [];
   private readonly regular: number[] = [];
   private readonly recv = new Map<string, number[]>();
@@ -738,7 +738,7 @@ type GenMessage =
   | { type: 'error'; error: string };
 
 /** The parent's handle of the generator child. */
-class Generator {
+export class Generator {
   private waiters: Array<(m: GenMessage) => void> = [];
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m: GenMessage) => {
