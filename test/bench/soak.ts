@@ -230,7 +230,8 @@ export async function benchSoak(args: string[]): Promise<void> {
       trend('lag p50', 'ms', xs, useIdx.map((i) => lags[i].p50), 'lag'),
       trend('lag p99', 'ms', xs, useIdx.map((i) => lags[i].p99), 'lag'),
     ];
-    const window = xs.length ? `${fmt(xs[0], 2)}–${fmt(xs[xs.length - 1], 2)} min` : '—';
+    const span = xs.length ? xs[xs.length - 1] - xs[0] : 0;
+    const window = xs.length ? `${fmt(xs[0], 2)}–${fmt(xs[xs.length - 1], 2)} min${span < 5 ? ' (under 5 min: the verdicts are indicative only)' : ''}` : '—';
     printGrid(
       `soak trend — least-squares line over the samples ${window}${warm.length >= 3 ? ` (first ${f['warmup-sec']} s left out)` : ' (run shorter than twice the warm-up: all samples but the first)'}`,
       ['series', 'slope /min', 'slope /hour', 't', 'mean', 'first', 'last', 'samples', 'verdict'],
