@@ -32,6 +32,7 @@ import { partitionOfKey, routeUnit, type Participant } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
 import { DEFAULT_MAX_RECORD_BYTES, RecordPacker, type SealedRecord } from '../events/split.js';
 import { keyIndexes } from './command-keys.js';
+import { collectIfIdle, noteActivity } from './idle-gc.js';
 
 /** What capture needs from the transport. Implemented over Kafka in service.ts. */
 export interface EventSink {
@@ -459,6 +460,7 @@ export class CaptureService extends EventEmitter {
       count += r.count;
     }
     this.inflightBytes += bytes;
+    noteActivity(bytes);
     const done = (): void => {
       this.inflightBytes -= bytes;
       this.outstanding.delete(sent);
@@ -501,8 +503,12 @@ export class CaptureService extends EventEmitter {
   private tick(): void {
     // During a snapshot records leave when full (and all at its end): no timer flush.
     if (this.parser === null) void this.enqueue(() => this.flush());
-    // Every second: a record buffer grown by a burst is let go (it grows again when needed).
-    if (++this.ticks % 50 === 0) for (const t of this.targets.values()) t.packer.trim();
+    // Every second: a record buffer grown by a burst is let go (it grows again when needed), and
+    // once a burst is over its garbage is collected (idle-gc.ts).
+    if (++this.ticks % 50 === 0) {
+      for (const t of this.targets.values()) t.packer.trim();
+      if (collectIfIdle()) this.log.debug('burst over: memory collected');
+    }
   }
 
   /** Seals every open record and waits until Kafka acknowledged everything handed over so far. */

@@ -12,22 +12,12 @@ import { copyInto } from './rdb/util.js';
 /** Bytes a payload adds to the serialized value: the type byte, the version and the CRC. */
 export const DUMP_OVERHEAD = 11;
 
-/**
- * A payload for a type byte and `value[start, end)` with its 10-byte trailer (version, CRC) not
- * yet written: for a caller that computes many CRCs at once (the RDB parser, see
- * `dumpTrailerLoaded`).
- */
-export function dumpPayloadWithoutTrailer(type: number, value: Uint8Array, start: number, end: number): Buffer {
-  const out = Buffer.allocUnsafe(end - start + DUMP_OVERHEAD);
-  out[0] = type;
-  copyInto(value, start, end, out, 1);
-  return out;
-}
-
 /** Builds a payload from a type byte and `value[start, end)` (the serialized value bytes). */
 export function buildDumpPayload(type: number, value: Uint8Array, rdbVersion: number, start = 0, end = value.length): Buffer {
-  const out = dumpPayloadWithoutTrailer(type, value, start, end);
   const n = end - start;
+  const out = Buffer.allocUnsafe(n + DUMP_OVERHEAD);
+  out[0] = type;
+  copyInto(value, start, end, out, 1);
   out[n + 1] = rdbVersion & 0xff;
   out[n + 2] = (rdbVersion >> 8) & 0xff;
   crc64WriteLE(out, 0, n + 3, out, n + 3);

@@ -2,13 +2,16 @@
  * Producing change events.
  *
  * `send(topic, partition, events)` packs the events (split when needed, services/events/split.ts)
- * into EventBatch records of at most `maxRecordBytes` (wire format included), and produces them to
- * that partition with an idempotent producer (`idempotent: true, maxInFlightRequests: 1`, acks=-1):
- * per-partition order holds across retries and no retry duplicates a record. Concurrent `send`s to
- * one partition are queued in call order. It resolves when every record is acknowledged.
+ * into EventBatch records of at most `maxRecordBytes` (wire format included); `sendRecords` takes
+ * records a `RecordPacker` already packed (capture encodes as it goes). Records go out with an
+ * idempotent producer (`idempotent: true, maxInFlightRequests: 1`, acks=-1): per-partition order
+ * holds across retries and no retry duplicates a record. Sends to one partition are queued in call
+ * order; a send resolves when every one of its records is acknowledged.
  *
- * Kafka's size limit applies to a whole produce batch per partition, so one produce request
- * carries records totalling at most `maxRecordBytes` (usually one full record).
+ * One produce request at a time carries the next records of every partition that has some
+ * waiting (so four partitions cost one round trip, not four): at most `maxRecordBytes` per
+ * partition, because Kafka's size limit applies to a partition's whole batch, and about four
+ * records' worth in all.
  */
 import kafkajs from 'kafkajs';
 import type { CompressionTypes, Kafka, Producer } from 'kafkajs';
@@ -54,6 +57,22 @@ export interface SendResult {
 
 const CODECS = { snappy: Codes.Snappy, gzip: Codes.GZIP, none: Codes.None } as const;
 
+/** One `send`/`sendRecords` call: its records, how many are acknowledged, and its outcome. */
+interface Job {
+  records: SealedRecord[];
+  next: number;
+  result: SendResult;
+  index: SnapshotIndexEntry[];
+  resolve: (r: SendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+interface PartitionQueue {
+  topic: string;
+  partition: number;
+  jobs: Job[];
+}
+
 export class EventProducer {
   readonly positionsTopic: string;
   readonly maxRecordBytes: number;
@@ -64,7 +83,11 @@ export class EventProducer {
   private readonly maxEvents?: number;
   private readonly logger?: Logger;
   private readonly timeoutMs: number;
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per topic-partition, the sends not fully acknowledged yet, oldest first. */
+  private readonly queues = new Map<string, PartitionQueue>();
+  private readonly unsettled = new Set<Promise<unknown>>();
+  private requesting = false;
+  private turn = 0;
   private connected = false;
 
   constructor(options: EventProducerOptions) {
@@ -104,93 +127,152 @@ export class EventProducer {
    * its last durable position (duplicates are recognised downstream by position).
    */
   send(topic: string, partition: number, events: ChangeEvent[]): Promise<SendResult> {
-    return this.enqueue(topic, partition, () => this.doSend(topic, partition, events));
+    let records: SealedRecord[];
+    try {
+      records = packEncoded(events, this.maxRecordBytes, { maxEvents: this.maxEvents }).map((b): SealedRecord => {
+        const sb = b.events.find((e) => e.kind === 'snapshot-begin');
+        return { body: b.body, count: b.events.length, snapshotBegin: sb ? { epoch: sb.pos.epoch, db: sb.db } : null };
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.sendRecords(topic, partition, records);
   }
 
   /**
    * Produce records already packed by a `RecordPacker` (services/events/split.ts), in order, to
-   * `topic`/`partition`: `send` without the encoding. Queued with the `send`s of that partition.
+   * `topic`/`partition`: `send` without the encoding. Queued behind the earlier sends of that
+   * partition; sends to several partitions share produce requests.
    */
   sendRecords(topic: string, partition: number, records: SealedRecord[]): Promise<SendResult> {
-    return this.enqueue(topic, partition, () => this.produce(topic, partition, records));
-  }
-
-  private enqueue(topic: string, partition: number, work: () => Promise<SendResult>): Promise<SendResult> {
+    if (records.length === 0) return Promise.resolve({ records: 0, firstOffset: null, lastOffset: null, bytes: 0 });
+    if (!Number.isInteger(partition) || partition < 0) return Promise.reject(new ReplistreamError('INTERNAL', `send: bad partition ${partition}`));
     const key = `${topic}\u0000${partition}`;
-    const prev = this.queues.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(work);
-    const tail = next.catch(() => undefined);
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
+    let q = this.queues.get(key);
+    if (!q) this.queues.set(key, (q = { topic, partition, jobs: [] }));
+    const queue = q;
+    const done = new Promise<SendResult>((resolve, reject) => {
+      queue.jobs.push({ records, next: 0, result: { records: 0, firstOffset: null, lastOffset: null, bytes: 0 }, index: [], resolve, reject });
     });
-    return next;
+    const tracked = done.catch(() => undefined);
+    this.unsettled.add(tracked);
+    void tracked.then(() => this.unsettled.delete(tracked));
+    this.pump();
+    return done;
   }
 
-  private async doSend(topic: string, partition: number, events: ChangeEvent[]): Promise<SendResult> {
-    if (events.length === 0) return { records: 0, firstOffset: null, lastOffset: null, bytes: 0 };
-    const records = packEncoded(events, this.maxRecordBytes, { maxEvents: this.maxEvents }).map((b): SealedRecord => {
-      const sb = b.events.find((e) => e.kind === 'snapshot-begin');
-      return { body: b.body, count: b.events.length, snapshotBegin: sb ? { epoch: sb.pos.epoch, db: sb.db } : null };
-    });
-    return this.produce(topic, partition, records);
-  }
-
-  private async produce(topic: string, partition: number, records: SealedRecord[]): Promise<SendResult> {
-    const result: SendResult = { records: 0, firstOffset: null, lastOffset: null, bytes: 0 };
-    if (records.length === 0) return result;
-    if (!Number.isInteger(partition) || partition < 0) throw new ReplistreamError('INTERNAL', `send: bad partition ${partition}`);
-    await this.connect();
-    const schemaId = await this.registry.registerForTopic(topic);
-
-    const index: SnapshotIndexEntry[] = [];
-    for (let i = 0; i < records.length; ) {
-      // one produce request: records totalling ≤ maxRecordBytes (the broker limits the batch)
-      let j = i;
-      let size = 0;
-      while (j < records.length && (j === i || size + WIRE_HEADER_BYTES + records[j].body.length <= this.maxRecordBytes)) size += WIRE_HEADER_BYTES + records[j++].body.length;
-      const group = records.slice(i, j);
-      const timestamp = Date.now();
-      let meta;
-      try {
-        meta = await this.producer.send({
-          topic,
-          acks: -1,
-          timeout: this.timeoutMs,
-          compression: this.compression,
-          messages: group.map((m) => ({
-            partition,
-            value: toWire(schemaId, m.body),
-            timestamp: String(timestamp),
-            headers: m.snapshotBegin ? { [SNAPSHOT_BEGIN_HEADER]: String(m.snapshotBegin.epoch) } : undefined,
-          })),
-        });
-      } catch (err) {
-        throw kafkaError(`producing ${group.length} record(s) to ${topic}[${partition}]`, err);
+  /**
+   * Sends the next produce request unless one is in flight: for every partition with queued
+   * records, the next ones of its oldest send, at most `maxRecordBytes` per partition (Kafka
+   * limits each partition's batch) and about 4 records' worth per request.
+   */
+  private pump(): void {
+    if (this.requesting) return;
+    const parts: Array<{ queue: PartitionQueue; job: Job; from: number; to: number; bytes: number }> = [];
+    let total = 0;
+    for (const queue of this.rotate()) {
+      const job = queue.jobs[0];
+      if (!job) continue;
+      let to = job.next;
+      let bytes = 0;
+      while (to < job.records.length && (to === job.next || bytes + WIRE_HEADER_BYTES + job.records[to].body.length <= this.maxRecordBytes)) {
+        bytes += WIRE_HEADER_BYTES + job.records[to++].body.length;
       }
-      const md = meta.find((m) => m.partition === partition) ?? meta[0];
+      parts.push({ queue, job, from: job.next, to, bytes });
+      total += bytes;
+      if (total >= 4 * this.maxRecordBytes) break;
+    }
+    if (parts.length === 0) return;
+    this.requesting = true;
+    void this.request(parts).finally(() => {
+      this.requesting = false;
+      this.pump();
+    });
+  }
+
+  /** Queues with sends waiting, in turn from one request to the next (no partition starves another). */
+  private rotate(): PartitionQueue[] {
+    for (const [key, q] of this.queues) if (q.jobs.length === 0) this.queues.delete(key);
+    const all = [...this.queues.values()];
+    const start = all.length ? this.turn++ % all.length : 0;
+    return [...all.slice(start), ...all.slice(0, start)];
+  }
+
+  private async request(parts: Array<{ queue: PartitionQueue; job: Job; from: number; to: number; bytes: number }>): Promise<void> {
+    const timestamp = Date.now();
+    const what = parts.map((p) => `${p.queue.topic}[${p.queue.partition}]`).join(', ');
+    let meta: Awaited<ReturnType<Producer['sendBatch']>>;
+    try {
+      await this.connect();
+      const ids = await Promise.all(parts.map((p) => this.registry.registerForTopic(p.queue.topic)));
+      const byTopic = new Map<string, Array<{ partition: number; value: Buffer; timestamp: string; headers?: Record<string, string> }>>();
+      parts.forEach((p, i) => {
+        let messages = byTopic.get(p.queue.topic);
+        if (!messages) byTopic.set(p.queue.topic, (messages = []));
+        for (let k = p.from; k < p.to; k++) {
+          const r = p.job.records[k];
+          messages.push({
+            partition: p.queue.partition,
+            value: toWire(ids[i], r.body),
+            timestamp: String(timestamp),
+            headers: r.snapshotBegin ? { [SNAPSHOT_BEGIN_HEADER]: String(r.snapshotBegin.epoch) } : undefined,
+          });
+        }
+      });
+      meta = await this.producer.sendBatch({
+        acks: -1,
+        timeout: this.timeoutMs,
+        compression: this.compression,
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+      });
+    } catch (err) {
+      // The sends involved fail; later sends of the same partitions go on (the caller resends
+      // from its durable position, duplicates are recognised downstream).
+      const error = kafkaError(`producing ${parts.reduce((n, p) => n + p.to - p.from, 0)} record(s) to ${what}`, err);
+      for (const p of parts) {
+        p.queue.jobs.splice(p.queue.jobs.indexOf(p.job), 1);
+        p.job.reject(error);
+      }
+      return;
+    }
+    for (const p of parts) {
+      const { topic, partition } = p.queue;
+      const n = p.to - p.from;
+      const md = meta.find((m) => m.topicName === topic && m.partition === partition);
       const base = BigInt(md?.baseOffset ?? md?.offset ?? '-1');
+      const result = p.job.result;
       if (base >= 0n) {
         result.firstOffset ??= base.toString();
-        result.lastOffset = (base + BigInt(group.length - 1)).toString();
-        group.forEach((m, k) => {
-          if (m.snapshotBegin) {
-            index.push({ topic, partition, offset: (base + BigInt(k)).toString(), epoch: m.snapshotBegin.epoch, db: m.snapshotBegin.db, timestampMs: timestamp });
-          }
-        });
+        result.lastOffset = (base + BigInt(n - 1)).toString();
+        for (let k = p.from; k < p.to; k++) {
+          const sb = p.job.records[k].snapshotBegin;
+          if (sb) p.job.index.push({ topic, partition, offset: (base + BigInt(k - p.from)).toString(), epoch: sb.epoch, db: sb.db, timestampMs: timestamp });
+        }
       }
-      result.records += group.length;
-      result.bytes += size;
-      i = j;
+      result.records += n;
+      result.bytes += p.bytes;
+      p.job.next = p.to;
+      if (p.job.next === p.job.records.length) {
+        p.queue.jobs.shift();
+        void this.complete(topic, partition, p.job);
+      }
     }
-    const latest = index[index.length - 1];
-    if (latest) await this.writePosition(snapshotIndexKey(topic, partition), latest as unknown as PositionValue);
-    return result;
+  }
+
+  /** A send whose records are all acknowledged: its snapshot index entry, then its result. */
+  private async complete(topic: string, partition: number, job: Job): Promise<void> {
+    const latest = job.index[job.index.length - 1];
+    try {
+      if (latest) await this.writePosition(snapshotIndexKey(topic, partition), latest as unknown as PositionValue);
+      job.resolve(job.result);
+    } catch (err) {
+      job.reject(err);
+    }
   }
 
   /** Wait for every `send` issued so far. */
   async flush(): Promise<void> {
-    await Promise.all([...this.queues.values()]);
+    await Promise.all([...this.unsettled]);
   }
 
   /** Write `value` (JSON) under `key` in the compacted positions topic; null deletes the key. */

@@ -31,6 +31,23 @@ const KIND_OF_REDIS_TYPE: Record<RedisType, number> = {
 /** Value kind by type byte. */
 const KIND_OF: readonly number[] = REDIS_TYPE_OF.map((t) => (t === undefined ? -1 : KIND_OF_REDIS_TYPE[t]));
 
+/** An entry item (the one place its fields and their order are written: one object shape). */
+export function newEntry(
+  db: number,
+  key: Buffer,
+  type: RedisType,
+  encoding: string,
+  expireAtMs: number | null,
+  idle: number | null,
+  freq: number | null,
+  value: TypedValue,
+  payload: Buffer | null,
+  piece: { index: number; last: boolean } | null,
+  offset: number,
+): RdbEntry {
+  return { kind: 'entry', db, key, type, encoding, expireAtMs, idle, freq, value, payload, piece, offset };
+}
+
 /** Counted in a piece's size for each element, on top of its bytes. */
 const ELEMENT_OVERHEAD = 16;
 
@@ -79,6 +96,15 @@ export abstract class EntryReader extends RdbCursor {
       this.entryStartAbs = this.base + at;
       this.keepFromAbs = this.entryStartAbs;
     }
+  }
+
+  /** Forgets the entry's start and prefix opcodes. */
+  protected resetPrefix(): void {
+    this.entryStartAbs = -1;
+    this.keepFromAbs = -1;
+    this.expireAtMs = null;
+    this.idle = null;
+    this.freq = null;
   }
 
   /** Type byte `t` (supported: the caller checked) and the key are read; the value starts at `pos`. */
@@ -137,20 +163,8 @@ export abstract class EntryReader extends RdbCursor {
   }
 
   protected entryItem(value: TypedValue, payload: Buffer | null, piece: { index: number; last: boolean } | null): RdbEntry {
-    return {
-      kind: 'entry',
-      db: this.db,
-      key: this.key,
-      type: this.redisType,
-      encoding: this.encoding,
-      expireAtMs: this.expireAtMs,
-      idle: this.idle,
-      freq: this.freq,
-      value,
-      payload,
-      piece,
-      offset: this.entryStartAbs,
-    };
+    const { db, key, redisType, encoding, expireAtMs, idle, freq, entryStartAbs } = this;
+    return newEntry(db, key, redisType, encoding, expireAtMs, idle, freq, value, payload, piece, entryStartAbs);
   }
 
   private flushPiece(last: boolean): void {
@@ -172,16 +186,12 @@ export abstract class EntryReader extends RdbCursor {
 
   /** After the last item of an entry: nothing of it is kept. */
   protected resetEntry(): void {
-    this.entryStartAbs = -1;
-    this.keepFromAbs = -1;
+    this.resetPrefix();
     this.pieceMode = false;
     this.pieceIndex = 0;
     // Collections hand `items` out in their value: never reuse it (strings and modules leave it alone).
     if (this.kind !== K_STRING && this.kind !== K_MODULE) this.items = [];
     this.acc = 0;
-    this.expireAtMs = null;
-    this.idle = null;
-    this.freq = null;
     this.vPhase = 0;
     this.resetValue();
     this.mark = this.pos;

@@ -25,7 +25,7 @@
 import { ReplistreamError } from '../../common/errors.js';
 import { NEED } from './cursor.js';
 import type { RdbItem, RdbParserOptions } from './items.js';
-import { FIRST_OPCODE, RDB_OPCODE, REDIS_TYPE_OF, unsupportedType } from './types.js';
+import { FIRST_OPCODE, RDB_OPCODE, RDB_TYPE, REDIS_TYPE_OF, unsupportedType } from './types.js';
 import { moduleName, rdbError } from './util.js';
 import { ValueReader } from './values.js';
 
@@ -164,7 +164,7 @@ export class RdbParser extends ValueReader {
   private finishDone(): void {
     if (this.pos < this.end) this.remainder.push(Buffer.from(this.buf.subarray(this.pos, this.end)));
     this.mark = this.pos = this.end;
-    this.buf = Buffer.alloc(0);
+    this.setBuffer(Buffer.alloc(0));
     this.base += this.end;
     this.pos = this.mark = this.end = 0;
   }
@@ -222,6 +222,7 @@ export class RdbParser extends ValueReader {
     const op = this.buf[start];
     this.pos = start + 1;
     if (op < FIRST_OPCODE) {
+      if (op === RDB_TYPE.STRING && this.smallStringEntry(start)) return;
       if (REDIS_TYPE_OF[op] === undefined) throw rdbError(this.base + start, unsupportedType(op), { type: op });
       const key = this.readString();
       // Committed: the entry begins. Its value follows at once (no trip through the step loop).

@@ -12,8 +12,8 @@ export function intToBuf(v: number | bigint): Buffer {
   return Buffer.from(String(v), 'latin1');
 }
 
-/** Below this many bytes a byte loop beats building a view for TypedArray#set. */
-const SMALL_COPY = 32;
+/** Below this many bytes a byte loop beats building a view (Buffer#subarray) for TypedArray#set. */
+const SMALL_COPY = 64;
 
 /** Copies `src[start, end)` to `dst[at]`. */
 export function copyInto(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number): void {

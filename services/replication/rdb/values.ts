@@ -3,13 +3,13 @@
  * at a time (an element, a blob, a stream consumer…), and hands elements to `add()`.
  */
 import type { StreamId, StreamValue, TypedValue } from '../../events/model.js';
-import { EntryReader, K_HASH, K_LIST, K_SET, K_STREAM, K_STRING, K_ZSET } from './entry.js';
+import { EntryReader, K_HASH, K_LIST, K_SET, K_STREAM, K_STRING, K_ZSET, newEntry } from './entry.js';
 import { decodeIntset } from './intset.js';
 import { decodeListpack, type LpValue } from './listpack.js';
 import { lzfDecompress, LzfStreamDecoder } from './lzf.js';
 import { decodeStreamNode, readStreamId, type StreamEntry } from './stream.js';
 import { RDB_TYPE as T } from './types.js';
-import { copyInto, intToBuf, moduleName, parseScore, rdbError } from './util.js';
+import { intToBuf, moduleName, parseScore, rdbError } from './util.js';
 import { decodeZiplist } from './ziplist.js';
 import { decodeZipmap } from './zipmap.js';
 
@@ -92,6 +92,58 @@ export abstract class ValueReader extends EntryReader {
     }
   }
 
+  /**
+   * The common entry in one go: a plain string key and a plain string value with 6- or 14-bit
+   * lengths, all in the buffer, whole (within the limit). Small keys dominate most RDBs, and this
+   * skips the general path's state machine. Returns false, having consumed nothing, for anything
+   * else. `start`: buffer index of the type byte (STRING), which the caller has read.
+   */
+  protected smallStringEntry(start: number): boolean {
+    const buf = this.buf;
+    const end = this.end;
+    let p = start + 1;
+    if (p + 2 > end) return false;
+    let b = buf[p];
+    let klen: number;
+    if (b < 0x40) {
+      klen = b;
+      p += 1;
+    } else if (b < 0x80) {
+      klen = ((b & 0x3f) << 8) | buf[p + 1];
+      p += 2;
+    } else return false;
+    const ks = p;
+    const vs = ks + klen; // the value: its length, then its bytes
+    p = vs;
+    if (p + 2 > end) return false;
+    b = buf[p];
+    let vlen: number;
+    if (b < 0x40) {
+      vlen = b;
+      p += 1;
+    } else if (b < 0x80) {
+      vlen = ((b & 0x3f) << 8) | buf[p + 1];
+      p += 2;
+    } else return false;
+    const ve = p + vlen;
+    if (ve > end) return false;
+    const entryStart = this.entryStartAbs >= 0 ? this.entryStartAbs : this.base + start;
+    if (this.base + ve - entryStart > this.limit && vlen !== 0) return false; // piece mode
+    const key = this.bufCopy(ks, vs);
+    let value: Buffer;
+    let payload: Buffer | null = null;
+    if (this.payloads) {
+      payload = this.makePayload(T.STRING, vs, ve);
+      value = payload.subarray(1 + p - vs, 1 + ve - vs);
+    } else {
+      value = this.bufCopy(p, ve);
+    }
+    this.out.push(newEntry(this.db, key, 'string', 'string', this.expireAtMs, this.idle, this.freq, { type: 'string', value }, payload, null, entryStart));
+    this.pos = ve;
+    this.resetPrefix();
+    return true;
+  }
+
   private stepString(): void {
     if (this.vPhase === 0) {
       const len = this.readStringHeader();
@@ -126,8 +178,7 @@ export abstract class ValueReader extends EntryReader {
           this.out.push(this.entryItem({ type: 'string', value: payload.subarray(at, at + len) }, payload, null));
           return this.resetEntry();
         }
-        const v = (this.strValue = Buffer.allocUnsafe(len));
-        copyInto(this.buf, p, e, v, 0);
+        this.strValue = this.bufCopy(p, e);
         return this.endValue();
       } else {
         this.vCount = len;
@@ -154,8 +205,7 @@ export abstract class ValueReader extends EntryReader {
       const n = Math.min(this.vCount, this.limit);
       const p = this.pos;
       if (p + n > this.end) this.needMore(p + n);
-      const slice = Buffer.allocUnsafe(n);
-      this.buf.copy(slice, 0, p, p + n);
+      const slice = this.bufCopy(p, p + n);
       this.pos = p + n;
       this.vCount -= n;
       this.mark = this.pos;

@@ -10,9 +10,9 @@ import type { Admin, Kafka } from 'kafkajs';
 import { createKafka } from '../../../services/transport/kafka.js';
 import { EventRegistry, fromWire, subjectFor, toWire } from '../../../services/transport/registry.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../../../services/transport/topics.js';
-import { EventProducer } from '../../../services/transport/producer.js';
+import { EventProducer, type SendResult } from '../../../services/transport/producer.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type StartFrom } from '../../../services/transport/consumer.js';
-import { PieceAssembler } from '../../../services/events/split.js';
+import { PieceAssembler, RecordPacker, type SealedRecord } from '../../../services/events/split.js';
 import { avroTypeFor, eventToAvro, inlineSchema, loadNamedSchemas } from '../../../services/events/codec.js';
 import type { ChangeEvent } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
@@ -260,6 +260,37 @@ describe('transport against the local stack', () => {
     await s.producer.flush();
     const { batches } = await consume(s, { mode: 'earliest' }, (b) => eventsOf(b).length >= 60);
     expect(eventsOf(batches)).toStrictEqual(Array.from({ length: 30 }, (_, i) => [hb(i), hb(1000 + i)]).flat());
+  });
+
+  it('packed records to several partitions at once: shared requests, call order and offsets per partition', async () => {
+    const s = await setup(3);
+    const packer = new RecordPacker(4_000); // small records: several per send
+    const sends: Array<Promise<SendResult>> = [];
+    const sent: ChangeEvent[][] = [[], [], []];
+    for (let round = 0; round < 5; round++) {
+      for (let p = 0; p < 3; p++) {
+        const out: SealedRecord[] = [];
+        for (let i = 0; i < 40; i++) {
+          const e = hb(round * 1000 + p * 100 + i);
+          sent[p].push(e);
+          packer.push(e, out);
+        }
+        packer.seal(out);
+        sends.push(s.producer.sendRecords(s.topic, p, out));
+      }
+    }
+    const results = await Promise.all(sends);
+    for (let p = 0; p < 3; p++) {
+      const mine = results.filter((_, i) => i % 3 === p);
+      // offsets follow call order within a partition, without gaps
+      let next = 0n;
+      for (const r of mine) {
+        expect(BigInt(r.firstOffset!)).toBe(next);
+        next = BigInt(r.lastOffset!) + 1n;
+      }
+    }
+    const { batches } = await consume(s, { mode: 'earliest' }, (b) => eventsOf(b).length >= 600);
+    for (let p = 0; p < 3; p++) expect(eventsOf(batches.filter((b) => b.partition === p))).toStrictEqual(sent[p]);
   });
 
   it('a record that is not an event batch stops the consumer with an error naming it', async () => {
