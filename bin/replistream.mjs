@@ -1,6 +1,54 @@
 #!/usr/bin/env node
-// The `replistream` command. Runs the TypeScript sources through tsx's loader (a dependency),
-// so there is no build step between a clone and a working CLI.
-import { register } from 'tsx/esm/api';
-register();
-await import('../services/cli.ts');
+// The `replistream` command. It runs the compiled JavaScript, `dist/services/cli.js` from
+// `npm run build`, when that build is there and current: no TypeScript loader, no transpiling at
+// start. It falls back to the TypeScript sources through tsx's loader when
+//  - there is no build (a fresh clone before `npm run build` still works, only starts slower), or
+//  - the build is stale: a file under services/ or a tsconfig is newer than the start of the last
+//    complete build (dist/.built, written by `npm run build`), so an edit never silently runs old
+//    code; a note on stderr says so. A build in progress has no dist/.built yet: sources too.
+// In the image there are no sources: the build is run as it is.
+// REPLISTREAM_RUN=dist|src forces one (dist fails when there is no build).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const compiled = join(root, 'dist', 'services', 'cli.js');
+const sources = join(root, 'services');
+
+/** Why the build cannot be run, or null when it is current. */
+function staleness() {
+  if (!existsSync(compiled)) return 'no build';
+  if (!existsSync(sources)) return null; // an install without sources (the image): the build is all there is
+  let built;
+  try {
+    built = statSync(join(root, 'dist', '.built')).mtimeMs;
+  } catch {
+    return 'dist/ is not a complete `npm run build`';
+  }
+  const inputs = readdirSync(sources, { recursive: true })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(sources, f))
+    .concat([join(root, 'tsconfig.json'), join(root, 'tsconfig.build.json')]);
+  for (const f of inputs) {
+    try {
+      if (statSync(f).mtimeMs > built) return `${f.slice(root.length)} is newer than dist/`;
+    } catch {
+      // deleted meanwhile
+    }
+  }
+  return null;
+}
+
+const forced = process.env.REPLISTREAM_RUN;
+const why = forced === 'src' ? 'REPLISTREAM_RUN=src' : forced === 'dist' ? null : staleness();
+if (why === null) {
+  await import(pathToFileURL(compiled).href);
+} else {
+  if (why !== 'no build' && forced !== 'src') {
+    process.stderr.write(`replistream: ${why}; running the TypeScript sources through tsx (\`npm run build\` to compile)\n`);
+  }
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../services/cli.ts');
+}

@@ -1,13 +1,65 @@
 /**
  * The services as real processes (the `replistream` CLI), for tests that `kill -9` them.
  * Every process started here is registered and killed by `killAll()` (call it in afterEach).
+ * `bin/replistream.mjs` runs the compiled build in dist/ when it is current, else the sources
+ * through tsx: `ensureBuild()` compiles it when it is missing or stale. The integration tests'
+ * global setup calls it; outside vitest (the benches) importing this module calls it, so the
+ * services a bench spawns run fresh compiled code and the build is done before anything is timed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { stack } from './stack-env.js';
 
-const BIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bin', 'replistream.mjs');
+const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+const BIN = join(ROOT, 'bin', 'replistream.mjs');
+
+/** Why dist/ is not current (the rule of bin/replistream.mjs), or null when it is. */
+export function buildStaleness(): string | null {
+  let built: number;
+  try {
+    built = statSync(join(ROOT, 'dist', '.built')).mtimeMs;
+  } catch {
+    return 'no complete build in dist/';
+  }
+  if (!existsSync(join(ROOT, 'dist', 'services', 'cli.js'))) return 'no build in dist/';
+  const sources = join(ROOT, 'services');
+  const inputs = readdirSync(sources, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(sources, f))
+    .concat([join(ROOT, 'tsconfig.json'), join(ROOT, 'tsconfig.build.json')]);
+  for (const f of inputs) {
+    try {
+      if (statSync(f).mtimeMs > built) return `${f.slice(ROOT.length + 1)} is newer than dist/`;
+    } catch {
+      // deleted meanwhile
+    }
+  }
+  return null;
+}
+
+/**
+ * `npm run build` when dist/ is not current. A failed build (say a type error in a file being
+ * edited) leaves no dist/.built, so the services then run the sources through tsx: still the
+ * current code, only with a slower start; the failure is printed.
+ */
+export async function ensureBuild(): Promise<void> {
+  const why = buildStaleness();
+  if (why === null) return;
+  process.stderr.write(`[replistream build] ${why}: npm run build\n`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const child = spawn(npm, ['run', '-s', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c) => resolve(c));
+  });
+  if (code !== 0) {
+    process.stderr.write(`[replistream build] npm run build failed (exit ${code}): the services run the TypeScript sources through tsx\n`);
+  }
+}
+
+if (!process.env.VITEST) await ensureBuild();
 
 export interface ServiceProcess {
   child: ChildProcess;
