@@ -16,6 +16,7 @@ import type { StreamId } from '../../events/model.js';
 import { DUMP_OVERHEAD } from '../dump-payload.js';
 import { BATCH_VALUES, batchValue, checksumBatch, clearBatch, Crc64, crc64WriteLE, loadWindow, WINDOW_BYTES, writeBatchTrailer } from './crc64.js';
 import { lzfDecompress } from './lzf.js';
+import { Slab } from './slab.js';
 import { readStreamId } from './stream.js';
 import { i64leNumber, intToBuf, parseScore, rdbError } from './util.js';
 
@@ -47,6 +48,9 @@ export class RdbCursor {
   protected needEnd = 0;
   /** Absolute offset from which bytes must be kept (an entry that will be a payload), or -1. */
   protected keepFromAbs = -1;
+
+  /** Memory for the Buffers handed out (see slab.ts). */
+  protected readonly slab = new Slab();
 
   /** RDB version from the header: DUMP payloads carry it. */
   protected version = 0;
@@ -94,9 +98,9 @@ export class RdbCursor {
     }
   }
 
-  /** `buf[s, e)` in a fresh Buffer (small ones come from Node's pool). */
+  /** `buf[s, e)` in a fresh Buffer. */
   protected bufCopy(s: number, e: number): Buffer {
-    const out = Buffer.allocUnsafe(e - s);
+    const out = this.slab.alloc(e - s);
     this.copyFromBuf(s, e, out, 0);
     return out;
   }
@@ -221,9 +225,12 @@ export class RdbCursor {
     crc64WriteLE(p, 0, n + 3, p, n + 3);
   }
 
-  /** A payload for a value of type `type` in `buf[vs, ve)`; settleChecksums() writes its trailer. */
+  /**
+   * A payload for a value of type `type` in `buf[vs, ve)`; settleChecksums() writes its trailer.
+   * From the slab: `slab.lastOffset` tells where, for views of it.
+   */
   protected makePayload(type: number, vs: number, ve: number): Buffer {
-    const p = Buffer.allocUnsafe(ve - vs + DUMP_OVERHEAD);
+    const p = this.slab.alloc(ve - vs + DUMP_OVERHEAD);
     p[0] = type;
     this.copyFromBuf(vs, ve, p, 1);
     this.unsettled.push(p);

@@ -1,12 +1,14 @@
 /** CRC-64, LZF, DUMP payloads, toJsonSafe, inspectRdb and the async parse APIs. */
 import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
+import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDumpPayload, parseDumpPayload } from '../../../services/replication/dump-payload.js';
 import { batchValue, checksumBatch, clearBatch, Crc64, crc64, loadWindow, WINDOW_BYTES, writeBatchTrailer } from '../../../services/replication/rdb/crc64.js';
 import { fromJsonSafe, inspectRdb, toJsonSafe } from '../../../services/replication/rdb/inspect.js';
 import { lzfDecompress, LzfStreamDecoder } from '../../../services/replication/rdb/lzf.js';
+import { Slab } from '../../../services/replication/rdb/slab.js';
 import { parseRdbFile, parseRdbStream, type RdbItem } from '../../../services/replication/rdb/index.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { normalizeValue } from './live.js';
@@ -300,5 +302,43 @@ describe('checksums of big pushes', () => {
     const bad = Buffer.from(rdb);
     bad[rdb.length - 30] ^= 0x10;
     expect(() => parseWhole(bad, { maxEntryBytes: 1 << 20 })).toThrow(/checksum mismatch/);
+  });
+});
+
+describe('slab Buffers', () => {
+  it('are Buffers to every public check, with their own bytes', () => {
+    const slab = new Slab();
+    const a = slab.alloc(5);
+    a.set([104, 101, 108, 108, 111]);
+    const at = slab.lastOffset;
+    const b = slab.view(at + 1, 3);
+    for (const x of [a, b]) {
+      expect(Buffer.isBuffer(x)).toBe(true);
+      expect(x instanceof Buffer).toBe(true);
+      expect(x.constructor).toBe(Buffer);
+      expect(inspect(x)).toMatch(/^<Buffer /);
+      expect(JSON.stringify(x)).toBe(JSON.stringify(Buffer.from(x)));
+      expect(x.subarray(0, 1)).toBeInstanceOf(Buffer);
+    }
+    expect(a.toString()).toBe('hello');
+    expect(b).toEqual(Buffer.from('ell'));
+    expect(Buffer.from('ell')).toEqual(b);
+    expect(b.equals(Buffer.from('ell'))).toBe(true);
+    expect(Buffer.concat([a, b]).toString()).toBe('helloell');
+    expect(slab.alloc(0).length).toBe(0);
+    // Successive Buffers do not overlap; big ones get memory of their own.
+    const c = slab.alloc(3);
+    c.fill(0);
+    expect(a.toString()).toBe('hello');
+    const big = slab.alloc(1 << 20);
+    expect(big.length).toBe(1 << 20);
+    expect(slab.lastOffset).toBe(-1);
+    // Many small ones run through several slabs.
+    const many = Array.from({ length: 5000 }, (_, i) => {
+      const x = slab.alloc(40);
+      x.fill(i & 0xff);
+      return x;
+    });
+    many.forEach((x, i) => expect(x.every((v) => v === (i & 0xff))).toBe(true));
   });
 });
