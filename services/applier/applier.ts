@@ -18,6 +18,7 @@ import type { Logger } from '../common/log.js';
 import { ReplistreamError } from '../common/errors.js';
 import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import type { DecodedBatch, EventConsumer, BatchContext } from '../transport/consumer.js';
+import { HeapBudget } from '../common/heap-budget.js';
 import { planApply, type PlanStream } from './barrier.js';
 import { StreamQueue } from './stream-queue.js';
 
@@ -40,6 +41,8 @@ export interface ApplierOptions {
   maxQueuedBytes?: number;
   /** Events per plan (default 5000). */
   maxEventsPerPlan?: number;
+  /** Resident size above which a full garbage collection is asked for between plans (default 256 MiB). */
+  memoryBudgetBytes?: number;
 }
 
 export interface ApplierStats {
@@ -61,6 +64,8 @@ export interface ApplierStats {
   queuedBytes: number;
   /** Failed plans retried (retriable destination errors). */
   retries: number;
+  /** Full collections asked for because the process was over its memory budget. */
+  heapCollections: number;
 }
 
 const streamId = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -78,7 +83,9 @@ export class Applier {
     discardedPieces: 0,
     queuedBytes: 0,
     retries: 0,
+    heapCollections: 0,
   };
+  private readonly heap: HeapBudget;
   private readonly opts: Required<Omit<ApplierOptions, 'cluster'>> & { cluster: boolean };
   private readonly queues = new Map<string, StreamQueue>();
   /** Streams assigned to this process (null until the first assignment: accept whatever comes). */
@@ -93,7 +100,8 @@ export class Applier {
   private loop: Promise<void> | null = null;
 
   constructor(opts: ApplierOptions) {
-    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 5000, cluster: false, ...opts };
+    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 5000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...opts };
+    this.heap = new HeapBudget(this.opts.memoryBudgetBytes);
   }
 
   /** Starts the apply loop (resolves when stopped). */
@@ -225,6 +233,7 @@ export class Applier {
             }
           }
           progressed = plan.consumed.size > 0 || plan.events > 0;
+          if (this.heap.check()) this.stats.heapCollections++;
         }
         failures = 0;
       } catch (err) {

@@ -118,6 +118,8 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
     logger: log,
     // the handler only queues (the applier's loop writes): decoding is all it does per batch
     partitionsConsumedConcurrently: 4,
+    // a fetch lands in the applier's queues whole: 1 MiB of small events is ~15k objects
+    maxBytesPerPartition: 1024 * 1024,
     onAssignment: (assignment) => applier?.setAssignment(assignment),
   });
   applier = new Applier({

@@ -14,6 +14,13 @@ import type { ChangeEvent } from '../events/model.js';
 import { PieceAssembler } from '../events/split.js';
 import type { QueuedEvent } from './barrier.js';
 
+/**
+ * What a decoded event costs in memory beyond its record bytes (objects, Buffer headers): small
+ * keys are ~60 bytes on the wire and several times that decoded, so bytes alone would let a
+ * queue of small events grow ten times past its budget.
+ */
+const EVENT_OVERHEAD_BYTES = 600;
+
 export interface QueuedRecord {
   offset: string;
   bytes: number;
@@ -22,7 +29,7 @@ export interface QueuedRecord {
 
 export class StreamQueue {
   readonly items: QueuedEvent[] = [];
-  /** Record bytes held (queued events and pending pieces), for backpressure. */
+  /** Memory held, estimated (record bytes plus a per-event overhead), for backpressure. */
   bytes = 0;
   paused = false;
   /** Next offset expected from Kafka (null until the first record). */
@@ -53,6 +60,7 @@ export class StreamQueue {
       }
       this.next = off + 1n;
       accepted++;
+      // the record's bytes are charged to the first event it completes (or to the pieces held)
       let bytes = r.bytes;
       for (const ev of r.events) {
         const piece = 'piece' in ev ? ev.piece : null;
@@ -60,15 +68,22 @@ export class StreamQueue {
         const whole = this.assembler.push(ev);
         if (!whole) continue;
         const offset = whole === ev ? r.offset : (this.firstPieceOffset ?? r.offset);
-        if (whole !== ev) this.firstPieceOffset = null;
+        let charge = bytes + EVENT_OVERHEAD_BYTES;
+        if (whole !== ev) {
+          this.firstPieceOffset = null;
+          charge += this.pieceBytes;
+          this.bytes -= this.pieceBytes;
+          this.pieceBytes = 0;
+        }
         this.items.push({ event: whole, offset });
-        this.itemBytes.push(bytes + (whole !== ev ? this.pieceBytes : 0));
-        if (whole !== ev) this.pieceBytes = 0;
+        this.itemBytes.push(charge);
+        this.bytes += charge;
         bytes = 0;
       }
-      if (this.assembler.pending > 0) this.pieceBytes += bytes;
-      else if (bytes > 0 && this.itemBytes.length > 0) this.itemBytes[this.itemBytes.length - 1] += bytes;
-      this.bytes += r.bytes;
+      if (bytes > 0 && this.assembler.pending > 0) {
+        this.pieceBytes += bytes;
+        this.bytes += bytes;
+      }
     }
     return { accepted, reread };
   }
@@ -78,7 +93,7 @@ export class StreamQueue {
     if (n <= 0) return;
     this.items.splice(0, n);
     for (const b of this.itemBytes.splice(0, n)) this.bytes -= b;
-    if (this.items.length === 0 && this.assembler.pending === 0) this.bytes = 0;
+    if (this.items.length === 0) this.bytes = this.pieceBytes;
   }
 
   /** Where reading must resume if this process stopped now: the first record not wholly applied. */
