@@ -11,9 +11,11 @@
  * the module's memory first (a memcpy, cheap next to the CRC). Inputs shorter than WASM_MIN bytes
  * stay in JS, where a call into the module would cost more than the bytes.
  *
- * The RDB parser checksums the file and every payload's value bytes from the same windows of its
- * buffer, copied into the module once (loadWindow), with one call per window for the file and one
- * per batch of payloads (a JS→wasm call per payload would cost as much as its bytes).
+ * The RDB parser checksums the file from windows of its buffer copied into the module once
+ * (loadWindow), and builds its RESTORE payloads there too, a batch per call: each payload's bytes
+ * are copied from the window and checksummed in the module, then the batch is copied out in one go
+ * (a JS→wasm call, or a typed-array view to copy through, per payload would cost as much as the
+ * payload's bytes).
  *
  * No wasm toolchain is among the dependencies and the module is a few loops, so it is assembled
  * here from its instructions (wasm-asm.ts holds the binary-format encoders).
@@ -29,10 +31,12 @@ const SLICES = 16;
 
 // Wasm memory layout (bytes).
 const SLICE_TABLES = 0; // table k, entry i at k × 2048 + i × 8 (i64)
-const BATCH = SLICE_TABLES + SLICES * 2048; // payload values for payloadCrcs, 16 bytes each
+const BATCH = SLICE_TABLES + SLICES * 2048; // payloads for `build`, 16 bytes each
 const BATCH_MAX = 2048;
-const SCRATCH = BATCH + BATCH_MAX * 16; // inputs are copied here
-const PAGES = 4;
+const OUT = BATCH + BATCH_MAX * 16; // where `build` writes them
+const OUT_BYTES = 65536;
+const SCRATCH = OUT + OUT_BYTES; // inputs are copied here
+const PAGES = 5;
 const SCRATCH_BYTES = PAGES * 65536 - SCRATCH;
 /** Below this many bytes the JS byte loop is cheaper than a copy and a call into the module. */
 const WASM_MIN = 24;
@@ -74,15 +78,15 @@ const T_HI = new Uint32Array(SLICES * 256);
 // Function indexes in the module.
 const F_UPDATE = 0;
 const F_HI = 1;
-const F_PAYLOADS = 2;
+const F_BUILD = 2;
 const F_CRC = 3;
 
 /**
  * The module. Exports:
  * - `update(lo, hi, ptr, len) → lo`: continues the register (lo, hi) over memory[ptr, ptr + len);
  * - `hi()`: the high half of the last register returned;
- * - `payloads(count)`: for each of the `count` entries at BATCH (i32 start, i32 end, i32 type in;
- *   i64 out at +8), the register after the type byte and memory[start, end).
+ * - `build(count, v0, v1)`: for each of the `count` entries at BATCH (i32 start, end, type,
+ *   out), writes at OUT + out the DUMP payload [type][memory[start, end)][v0][v1][CRC-64 LE].
  */
 function crcModuleBytes(): Uint8Array<ArrayBuffer> {
   // crc(c: i64, p: i32, n: i32) → i64: the slice-by-16 loop, then byte by byte.
@@ -166,20 +170,23 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
     crc.get(C);
   }
 
-  // payloads(count): for each batch entry, crc(T0[type], start, end - start) into its +8.
-  const payloads = new Code();
+  // build(count, v0, v1): for each batch entry, the payload at OUT + out.
+  const build = new Code();
   {
-    const [COUNT, IT, END] = [0, 1, 2];
-    payloads.i32(BATCH).tee(IT).get(COUNT).i32(4).i32Shl().i32Add().set(END);
-    payloads.block().loop();
-    payloads.get(IT).get(END).i32LtU().i32Eqz().brIf(1);
-    payloads.get(IT); // address of the result
-    payloads.get(IT).i32Load(8).i32(3).i32Shl().i64Load(SLICE_TABLES); // T0[type]: the register after the type byte
-    payloads.get(IT).i32Load(0);
-    payloads.get(IT).i32Load(4).get(IT).i32Load(0).i32Sub();
-    payloads.call(F_CRC).i64Store(8);
-    payloads.get(IT).i32(16).i32Add().set(IT);
-    payloads.br(0).end().end();
+    const [COUNT, V0, V1, IT, END, O, N] = [0, 1, 2, 3, 4, 5, 6];
+    build.i32(BATCH).tee(IT).get(COUNT).i32(4).i32Shl().i32Add().set(END);
+    build.block().loop();
+    build.get(IT).get(END).i32LtU().i32Eqz().brIf(1);
+    build.get(IT).i32Load(12).i32(OUT).i32Add().set(O);
+    build.get(IT).i32Load(4).get(IT).i32Load(0).i32Sub().set(N);
+    build.get(O).get(IT).i32Load(8).i32Store8(); // type
+    build.get(O).i32(1).i32Add().get(IT).i32Load(0).get(N).memoryCopy(); // value
+    build.get(O).get(N).i32Add().get(V0).i32Store8(1); // version
+    build.get(O).get(N).i32Add().get(V1).i32Store8(2);
+    build.get(O).get(N).i32Add(); // address of the CRC
+    build.i64(0).get(O).get(N).i32(3).i32Add().call(F_CRC).i64Store(3);
+    build.get(IT).i32(16).i32Add().set(IT);
+    build.br(0).end().end();
   }
 
   const update = new Code()
@@ -191,7 +198,7 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
   const fns = [];
   fns[F_UPDATE] = { name: 'update', params: [I32, I32, I32, I32], results: [I32], locals: [[1, I64]] as Array<[number, number]>, code: update };
   fns[F_HI] = { name: 'hi', params: [], results: [I32], locals: [], code: new Code().globalGet(0) };
-  fns[F_PAYLOADS] = { name: 'payloads', params: [I32], results: [], locals: [[2, I32]] as Array<[number, number]>, code: payloads };
+  fns[F_BUILD] = { name: 'build', params: [I32, I32, I32], results: [], locals: [[4, I32]] as Array<[number, number]>, code: build };
   fns[F_CRC] = { name: null, params: [I64, I32, I32], results: [I64], locals: [[2, I64], [1, I32]] as Array<[number, number]>, code: crc };
   return wasmModule({ pages: PAGES, globalsI32: 1, functions: fns });
 }
@@ -199,14 +206,14 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
 interface CrcExports {
   update(lo: number, hi: number, ptr: number, len: number): number;
   hi(): number;
-  payloads(count: number): void;
+  build(count: number, v0: number, v1: number): void;
   memory: WebAssembly.Memory;
 }
 
 const wasm = new WebAssembly.Instance(new WebAssembly.Module(crcModuleBytes())).exports as unknown as CrcExports;
 const wasmUpdate = wasm.update;
 const wasmHi = wasm.hi;
-const wasmPayloads = wasm.payloads;
+const wasmBuild = wasm.build;
 // The module's memory never grows, so these views stay valid.
 const mem = new Uint8Array(wasm.memory.buffer);
 const mem32 = new Int32Array(wasm.memory.buffer);
@@ -330,8 +337,11 @@ export function crc64WriteLE(data: Uint8Array, start: number, end: number, targe
 
 /** Largest region `loadWindow` takes. */
 export const WINDOW_BYTES = SCRATCH_BYTES;
-/** Most values one batch lists. */
-export const BATCH_VALUES = BATCH_MAX;
+
+/** Most payloads one batch lists. */
+export const BATCH_PAYLOADS = BATCH_MAX;
+/** Most bytes one batch builds (the span from its first payload's start to its last one's end). */
+export const BATCH_BYTES = OUT_BYTES;
 
 let windowBase = 0;
 let windowStart = 0;
@@ -357,41 +367,26 @@ export function clearBatch(): void {
 }
 
 /**
- * Lists the loaded `[start, end)` as the value of a DUMP payload of type `type`, for the next
- * checksumBatch(). At most BATCH_VALUES.
+ * Lists a DUMP payload for the next buildBatch(): type byte `type`, value the loaded
+ * `[start, end)`, written at `out` in the batch's output (out + end − start + 11 ≤ BATCH_BYTES).
  */
-export function batchValue(type: number, start: number, end: number): void {
-  if (start < windowStart || end > windowEnd || batchCount >= BATCH_MAX) throw new Error('crc64 batch: value outside the window, or too many');
+export function batchPayload(type: number, start: number, end: number, out: number): void {
+  if (start < windowStart || end > windowEnd || batchCount >= BATCH_MAX || out + end - start + 11 > OUT_BYTES) {
+    throw new Error('crc64 batch: payload outside the window or the output, or too many');
+  }
   const i = (BATCH >> 2) + batchCount * 4;
   mem32[i] = windowBase + start;
   mem32[i + 1] = windowBase + end;
   mem32[i + 2] = type;
+  mem32[i + 3] = out;
   batchCount++;
 }
 
-/** Computes the CRCs of the batched values (then read them with writeBatchTrailer). */
-export function checksumBatch(): void {
-  if (batchCount > 0) wasmPayloads(batchCount);
-}
-
 /**
- * Writes at `target[at]` the 10-byte DUMP payload trailer of batch value `i` after
- * checksumBatch(): the RDB version (u16 LE), then the CRC-64 (u64 LE) of the type byte, the
- * value and the version.
+ * Builds the listed payloads (RDB version `rdbVersion` in their trailers) and returns the batch's
+ * output, `span` bytes: payload i is at its `out`. Valid until the next call into this module.
  */
-export function writeBatchTrailer(i: number, rdbVersion: number, target: Uint8Array, at: number): void {
-  const r = (BATCH >> 2) + i * 4 + 2;
-  let lo = mem32[r];
-  let hi = mem32[r + 1];
-  const v0 = rdbVersion & 0xff;
-  const v1 = (rdbVersion >> 8) & 0xff;
-  let idx = (lo ^ v0) & 0xff;
-  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
-  hi = (hi >>> 8) ^ T_HI[idx];
-  idx = (lo ^ v1) & 0xff;
-  lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[idx];
-  hi = (hi >>> 8) ^ T_HI[idx];
-  target[at] = v0;
-  target[at + 1] = v1;
-  writeLE(lo, hi, target, at + 2);
+export function buildBatch(rdbVersion: number, span: number): Uint8Array {
+  if (batchCount > 0) wasmBuild(batchCount, rdbVersion & 0xff, (rdbVersion >> 8) & 0xff);
+  return new Uint8Array(wasm.memory.buffer, OUT, span);
 }

@@ -14,7 +14,7 @@
  */
 import type { StreamId } from '../../events/model.js';
 import { DUMP_OVERHEAD } from '../dump-payload.js';
-import { BATCH_VALUES, batchValue, checksumBatch, clearBatch, Crc64, crc64WriteLE, loadWindow, WINDOW_BYTES, writeBatchTrailer } from './crc64.js';
+import { BATCH_BYTES, BATCH_PAYLOADS, batchPayload, buildBatch, clearBatch, Crc64, crc64WriteLE, loadWindow, WINDOW_BYTES } from './crc64.js';
 import { lzfDecompress } from './lzf.js';
 import { Slab } from './slab.js';
 import { readStreamId } from './stream.js';
@@ -49,8 +49,9 @@ export class RdbCursor {
   /** Absolute offset from which bytes must be kept (an entry that will be a payload), or -1. */
   protected keepFromAbs = -1;
 
-  /** Memory for the Buffers handed out (see slab.ts). */
+  /** Memory for the Buffers handed out (see slab.ts); payloads have their own, see settleChecksums(). */
   protected readonly slab = new Slab();
+  protected readonly payloadSlab = new Slab();
 
   /** RDB version from the header: DUMP payloads carry it. */
   protected version = 0;
@@ -58,13 +59,17 @@ export class RdbCursor {
   private crc = new Crc64();
   private crcDone = 0; // absolute offset up to which `crc` covers the input
   /**
-   * Payloads built during this push whose trailer (version, CRC) is still to be written, and the
-   * buffer index of each one's value bytes: settleChecksums() does them all at once.
+   * Payloads handed out during this push whose bytes are still to be written (settleChecksums()
+   * builds them all at once): the Buffer, its offset in its slab's memory, and its type byte and
+   * value as buffer indexes. Arrays kept across pushes, `pendingCount` long.
    */
-  private unsettled: Buffer[] = [];
-  private unsettledAt: number[] = [];
-  /** Scratch: which unsettled payload each value of a CRC batch is. */
-  private readonly batched = new Int32Array(BATCH_VALUES);
+  private pendingCount = 0;
+  private readonly pending: Buffer[] = [];
+  private readonly pendingMemory: ArrayBuffer[] = [];
+  private readonly pendingOffset: number[] = [];
+  private readonly pendingType: number[] = [];
+  private readonly pendingStart: number[] = [];
+  private readonly pendingEnd: number[] = [];
 
   // Last blob read by readBlob().
   protected bsrc: Uint8Array = this.buf;
@@ -159,85 +164,106 @@ export class RdbCursor {
   }
 
   /**
-   * Brings the file CRC up to buffer index `to` (when verifying) and writes the trailers of the
-   * payloads built since the last call. Both read the same bytes, so the buffer is copied into the
-   * CRC module once, a window at a time, and checksummed there with one call for the file and one
-   * per batch of payloads. Runs before the items of a push are handed out, while the buffer still
-   * holds every unsettled payload's bytes (they are inside the current entry or after `crcDone`,
-   * which nothing discards mid-push).
+   * Brings the file CRC up to buffer index `to` (when verifying) and writes the bytes of the
+   * payloads handed out since the last call. Both read the same bytes, so the buffer is copied into
+   * the CRC module once, a window at a time; the module checksums the file in one call and builds
+   * a batch of payloads (value copy, version, CRC) in another, and the batch is copied to the
+   * payloads' slab in one go. Runs before the items of a push are handed out, while the buffer
+   * still holds every pending payload's bytes (they are inside the current entry or after
+   * `crcDone`, which nothing discards mid-push).
    */
   protected settleChecksums(to: number): void {
-    const pays = this.unsettled;
-    const count = pays.length;
+    const count = this.pendingCount;
     const fileFrom = this.crcDone - this.base;
     const file = this.verify && to > fileFrom;
     if (count === 0 && !file) return;
-    const starts = this.unsettledAt;
-    const valueEnd = (k: number): number => starts[k] + pays[k].length - DUMP_OVERHEAD;
+    const starts = this.pendingStart;
+    const ends = this.pendingEnd;
     let lo = file ? fileFrom : starts[0];
     if (count > 0 && starts[0] < lo) lo = starts[0];
     let hi = file ? to : lo;
-    if (count > 0 && valueEnd(count - 1) > hi) hi = valueEnd(count - 1);
-    const batched = this.batched;
+    if (count > 0 && ends[count - 1] > hi) hi = ends[count - 1];
     let i = 0;
     for (let w0 = lo; w0 < hi; w0 += WINDOW_BYTES) {
       const w1 = Math.min(hi, w0 + WINDOW_BYTES);
       let j = i;
-      while (j < count && valueEnd(j) <= w1) j++;
+      while (j < count && ends[j] <= w1) j++;
       // Payloads ending in this window that began in an earlier one: on their own, before the
       // window is loaded (that uses the module's memory too). Rare.
       for (let k = i; k < j; k++) {
         if (starts[k] < w0) {
-          this.settleAlone(pays[k]);
+          this.buildPayload(this.pending[k], this.pendingType[k], starts[k], ends[k]);
           starts[k] = -1;
         }
       }
       loadWindow(this.buf, w0, w1);
       if (file) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, to));
-      for (let k = i; k < j; ) {
-        clearBatch();
-        let n = 0;
-        for (; k < j && n < BATCH_VALUES; k++) {
-          if (starts[k] < 0) continue;
-          batchValue(pays[k][0], starts[k], valueEnd(k));
-          batched[n++] = k;
-        }
-        checksumBatch();
-        for (let b = 0; b < n; b++) {
-          const p = pays[batched[b]];
-          writeBatchTrailer(b, this.version, p, p.length - DUMP_OVERHEAD + 1);
-        }
-      }
+      this.buildPending(i, j);
       i = j;
     }
     if (file) this.crcDone = this.base + to;
-    if (count > 0) {
-      this.unsettled = [];
-      this.unsettledAt = [];
+    this.pending.fill(undefined as unknown as Buffer, 0, count);
+    this.pendingMemory.fill(undefined as unknown as ArrayBuffer, 0, count);
+    this.pendingCount = 0;
+  }
+
+  /** Builds pending payloads [i, j) (those not built alone) from the loaded window, in batches. */
+  private buildPending(i: number, j: number): void {
+    const starts = this.pendingStart;
+    const ends = this.pendingEnd;
+    const offsets = this.pendingOffset;
+    for (let k = i; k < j; ) {
+      if (starts[k] < 0) {
+        k++;
+        continue;
+      }
+      // One batch: payloads of the same slab, within BATCH_BYTES of the first one.
+      clearBatch();
+      const memory = this.pendingMemory[k];
+      const base = offsets[k];
+      let span = 0;
+      for (let n = 0; k < j && n < BATCH_PAYLOADS; k++) {
+        if (starts[k] < 0) continue;
+        const end = offsets[k] - base + ends[k] - starts[k] + DUMP_OVERHEAD;
+        if (this.pendingMemory[k] !== memory || end > BATCH_BYTES) break;
+        batchPayload(this.pendingType[k], starts[k], ends[k], offsets[k] - base);
+        span = end;
+        n++;
+      }
+      new Uint8Array(memory, base, span).set(buildBatch(this.version, span));
     }
   }
 
-  /** The trailer of a payload whose bytes are all in place but its version and CRC. */
-  private settleAlone(p: Buffer): void {
-    const n = p.length - DUMP_OVERHEAD;
+  /** Writes a payload's bytes (type, value `buf[vs, ve)`, version, CRC) into `p`. */
+  private buildPayload(p: Buffer, type: number, vs: number, ve: number): void {
+    const n = ve - vs;
+    p[0] = type;
+    this.copyFromBuf(vs, ve, p, 1);
     p[n + 1] = this.version & 0xff;
     p[n + 2] = (this.version >> 8) & 0xff;
     crc64WriteLE(p, 0, n + 3, p, n + 3);
   }
 
   /**
-   * A payload for a value of type `type` in `buf[vs, ve)`; settleChecksums() writes its trailer.
-   * From the slab: `slab.lastOffset` tells where, for views of it.
+   * A RESTORE payload for a value of type `type` in `buf[vs, ve)`. A slab one (`payloadSlab.lastOffset`
+   * says where, for views of it) is written by settleChecksums(), before the push returns.
    */
   protected makePayload(type: number, vs: number, ve: number): Buffer {
-    const p = this.slab.alloc(ve - vs + DUMP_OVERHEAD);
-    p[0] = type;
-    this.copyFromBuf(vs, ve, p, 1);
-    this.unsettled.push(p);
-    this.unsettledAt.push(vs);
+    const p = this.payloadSlab.alloc(ve - vs + DUMP_OVERHEAD);
+    const at = this.payloadSlab.lastOffset;
+    if (at < 0) {
+      this.buildPayload(p, type, vs, ve);
+      return p;
+    }
+    const k = this.pendingCount++;
+    this.pending[k] = p;
+    this.pendingMemory[k] = this.payloadSlab.memory;
+    this.pendingOffset[k] = at;
+    this.pendingType[k] = type;
+    this.pendingStart[k] = vs;
+    this.pendingEnd[k] = ve;
     return p;
   }
-
 
   // ---------------------------------------------------------------------------------------------
   // Primitive reads. Each either returns with `pos` advanced, or throws NEED / RDB_FORMAT.

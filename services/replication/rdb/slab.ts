@@ -23,11 +23,16 @@ const SLAB_BYTES = 64 * 1024;
 const MAX_SLAB_ALLOC = SLAB_BYTES / 8;
 
 export class Slab {
-  private memory: ArrayBuffer = new ArrayBuffer(0);
+  private memory_: ArrayBuffer = new ArrayBuffer(0);
   private capacity = 0;
   private used = 0;
   /** Offset in `memoryOf()` of the Buffer last returned by alloc(), or -1 if it is not a slab's. */
   lastOffset = -1;
+
+  /** The current slab's memory (where the last alloc() with `lastOffset >= 0` is). */
+  get memory(): ArrayBuffer {
+    return this.memory_;
+  }
 
   /** An uninitialized Buffer of `n` bytes. */
   alloc(n: number): Buffer {
@@ -37,14 +42,14 @@ export class Slab {
     }
     if (this.used + n > this.capacity) {
       // Uninitialized memory, like Node's pool (every byte handed out gets written).
-      this.memory = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer as ArrayBuffer;
+      this.memory_ = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer as ArrayBuffer;
       this.capacity = SLAB_BYTES;
       this.used = 0;
     }
     const at = this.used;
     this.used = (at + n + 7) & ~7; // 8-byte aligned, as Node's pool
     this.lastOffset = at;
-    return new SlabBuffer(this.memory, at, n) as unknown as Buffer;
+    return new SlabBuffer(this.memory_, at, n) as unknown as Buffer;
   }
 
   /**
@@ -52,6 +57,6 @@ export class Slab {
    * returned (check `lastOffset >= 0` first).
    */
   view(offset: number, n: number): Buffer {
-    return new SlabBuffer(this.memory, offset, n) as unknown as Buffer;
+    return new SlabBuffer(this.memory_, offset, n) as unknown as Buffer;
   }
 }

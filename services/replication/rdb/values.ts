@@ -134,8 +134,8 @@ export abstract class ValueReader extends EntryReader {
     let payload: Buffer | null = null;
     if (this.payloads) {
       payload = this.makePayload(T.STRING, vs, ve);
-      const at = this.slab.lastOffset;
-      value = at >= 0 ? this.slab.view(at + 1 + p - vs, vlen) : payload.subarray(1 + p - vs, 1 + ve - vs);
+      const at = this.payloadSlab.lastOffset;
+      value = at >= 0 ? this.payloadSlab.view(at + 1 + p - vs, vlen) : payload.subarray(1 + p - vs, 1 + ve - vs);
     } else {
       value = this.bufCopy(p, ve);
     }
@@ -175,9 +175,9 @@ export abstract class ValueReader extends EntryReader {
           // The value's bytes are inside the payload: share them instead of copying twice.
           const vs = this.valueStartAbs - this.base;
           const payload = this.makePayload(T.STRING, vs, e);
-          const slabAt = this.slab.lastOffset;
+          const slabAt = this.payloadSlab.lastOffset;
           const at = 1 + p - vs;
-          const value = slabAt >= 0 ? this.slab.view(slabAt + at, len) : payload.subarray(at, at + len);
+          const value = slabAt >= 0 ? this.payloadSlab.view(slabAt + at, len) : payload.subarray(at, at + len);
           this.out.push(this.entryItem({ type: 'string', value }, payload, null));
           return this.resetEntry();
         }

@@ -103,6 +103,13 @@ export class Code {
   i64Store(offset = 0): this {
     return this.op(0x37, 3, ...uleb(offset));
   }
+  i32Store8(offset = 0): this {
+    return this.op(0x3a, 0, ...uleb(offset));
+  }
+  /** memory.copy (bulk memory): [dst, src, n] → copies n bytes, overlap allowed. */
+  memoryCopy(): this {
+    return this.op(0xfc, 0x0a, 0x00, 0x00);
+  }
   i32Eqz(): this {
     return this.op(0x45);
   }

@@ -5,7 +5,7 @@ import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDumpPayload, parseDumpPayload } from '../../../services/replication/dump-payload.js';
-import { batchValue, checksumBatch, clearBatch, Crc64, crc64, loadWindow, WINDOW_BYTES, writeBatchTrailer } from '../../../services/replication/rdb/crc64.js';
+import { BATCH_BYTES, batchPayload, buildBatch, clearBatch, Crc64, crc64, loadWindow, WINDOW_BYTES } from '../../../services/replication/rdb/crc64.js';
 import { fromJsonSafe, inspectRdb, toJsonSafe } from '../../../services/replication/rdb/inspect.js';
 import { lzfDecompress, LzfStreamDecoder } from '../../../services/replication/rdb/lzf.js';
 import { Slab } from '../../../services/replication/rdb/slab.js';
@@ -69,30 +69,35 @@ describe('crc64 (Jones)', () => {
     expect(c.value).toBe(bitwise(big, 3, big.length, 0x0123456789abcdefn));
   });
 
-  it('windows: the file CRC and a batch of payload trailers from one loaded window', () => {
+  it('windows: the file CRC and a batch of payloads built from one loaded window', () => {
     const rnd = prng(9);
     const data = Buffer.from(Array.from({ length: WINDOW_BYTES + 100 }, () => Math.floor(rnd() * 256)));
     const values: Array<[number, number, number]> = [
       [4, 60, 61],
       [0, 61, 400],
       [16, 1000, 1321],
-      [18, 1400, 1400 + 70_000],
+      [18, 1400, 1400 + 40_000],
       [255, WINDOW_BYTES + 40, WINDOW_BYTES + 50],
     ];
     loadWindow(data, 50, WINDOW_BYTES + 50);
     const file = new Crc64(7n).updateLoaded(55, WINDOW_BYTES + 50);
     expect(file.value).toBe(bitwise(data, 55, WINDOW_BYTES + 50, 7n));
-    batchValue(7, 100, 200);
+    batchPayload(7, 100, 200, 0);
     clearBatch();
-    for (const [type, s, e] of values) batchValue(type, s, e);
-    checksumBatch();
+    let out = 3;
+    const at: number[] = [];
+    for (const [type, s, e] of values) {
+      batchPayload(type, s, e, out);
+      at.push(out);
+      out += e - s + 11 + 5;
+    }
+    const built = Buffer.from(buildBatch(11, out));
     values.forEach(([type, s, e], i) => {
-      const trailer = Buffer.alloc(10);
-      writeBatchTrailer(i, 11, trailer, 0);
-      const full = buildDumpPayload(type, data, 11, s, e);
-      expect(trailer.equals(full.subarray(full.length - 10))).toBe(true);
+      const expected = buildDumpPayload(type, data, 11, s, e);
+      expect(built.subarray(at[i], at[i] + expected.length).equals(expected)).toBe(true);
     });
-    expect(() => batchValue(0, 10, 20)).toThrow(/outside the window/);
+    expect(() => batchPayload(0, 10, 20, 0)).toThrow(/outside the window/);
+    expect(() => batchPayload(0, 100, 200, BATCH_BYTES - 50)).toThrow(/outside the window or the output/);
   });
 });
 
@@ -277,9 +282,11 @@ describe('checksums of big pushes', () => {
   // CRC module (WINDOW_BYTES each): values that straddle a window edge, and values bigger than a
   // window, take other paths than the rest.
   const rnd = prng(21);
+  // Big ones (payloads of their own), then many small ones (built in batches, some across windows).
   const sizes = [10, 100, 3000, 40_000, WINDOW_BYTES - 7, WINDOW_BYTES + 5, 150_000, 1, 70_000];
-  const values = Array.from({ length: 60 }, (_, i) => {
-    const n = sizes[i % sizes.length] + (i % 5);
+  const small = [7, 130, 1000, 5000, 8000];
+  const values = Array.from({ length: 60 + 1500 }, (_, i) => {
+    const n = i < 60 ? sizes[i % sizes.length] + (i % 5) : small[i % small.length] + (i % 7);
     return Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
   });
   const rdb = rdbFile(10, [selectDb(0), ...values.map((v, i) => b([0], str(`key:${i}`), str(v)))]);
