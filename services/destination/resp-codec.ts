@@ -19,8 +19,6 @@ export class RespReplyError extends Error {
 /** A reply: status and bulk strings as strings (utf8), integers, nil, errors, arrays. */
 export type RespReply = string | number | null | RespReplyError | RespReply[];
 
-const CRLF = Buffer.from('\r\n');
-
 function digits(n: number): number {
   let d = 1;
   while (n >= 10) {
@@ -28,6 +26,20 @@ function digits(n: number): number {
     d++;
   }
   return d;
+}
+
+/** Writes `<prefix><n>\r\n` at `at` (lengths as ASCII digits, without a string in between). */
+function writeHeader(out: Buffer, at: number, prefix: number, n: number): number {
+  out[at++] = prefix;
+  const d = digits(n);
+  for (let i = at + d - 1; i >= at; i--) {
+    out[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  at += d;
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  return at;
 }
 
 /** Encodes `commands` (each an array of arguments) as RESP arrays of bulk strings, in one buffer. */
@@ -46,16 +58,18 @@ export function encodeCommands(commands: readonly (readonly RespArg[])[]): Buffe
   let at = 0;
   let li = 0;
   for (const args of commands) {
-    out[at++] = 0x2a; // '*'
-    at += out.write(String(args.length), at, 'latin1');
-    at = CRLF.copy(out, at) + at;
+    at = writeHeader(out, at, 0x2a, args.length); // '*'
     for (const a of args) {
       const n = lengths[li++];
-      out[at++] = 0x24; // '$'
-      at += out.write(String(n), at, 'latin1');
-      at = CRLF.copy(out, at) + at;
-      at += typeof a === 'string' ? out.write(a, at, 'utf8') : a.copy(out, at);
-      at = CRLF.copy(out, at) + at;
+      at = writeHeader(out, at, 0x24, n); // '$'
+      if (typeof a !== 'string') at += a.copy(out, at);
+      else if (n === a.length && n <= 16) {
+        // short ASCII (names, numbers): byte by byte is cheaper than a call into the encoder
+        for (let i = 0; i < n; i++) out[at + i] = a.charCodeAt(i);
+        at += n;
+      } else at += out.write(a, at, 'utf8');
+      out[at++] = 0x0d;
+      out[at++] = 0x0a;
     }
   }
   return out;
