@@ -78,49 +78,67 @@ const T_HI = new Uint32Array(SLICES * 256);
 // Function indexes in the module.
 const F_UPDATE = 0;
 const F_HI = 1;
-const F_BUILD = 2;
+const F_SETTLE = 2;
 const F_CRC = 3;
+const F_CRC2 = 4;
 
 /**
  * The module. Exports:
  * - `update(lo, hi, ptr, len) → lo`: continues the register (lo, hi) over memory[ptr, ptr + len);
  * - `hi()`: the high half of the last register returned;
- * - `build(count, v0, v1)`: for each of the `count` entries at BATCH (i32 start, end, type,
- *   out), writes at OUT + out the DUMP payload [type][memory[start, end)][v0][v1][CRC-64 LE].
+ * - `settle(lo, hi, from, to, count, v0, v1, withFile) → lo`: for each of the `count` entries at
+ *   BATCH (i32 start, end, type, out), writes at OUT + out the DUMP payload
+ *   [type][memory[start, end)][v0][v1][CRC-64 LE]; with `withFile`, continues the register
+ *   (lo, hi) over memory[from, to), which holds the values.
  */
+/** Table lookups, shared by the functions below: each works on the i32 local `w` of its code. */
+class Lookups {
+  constructor(
+    private readonly c: Code,
+    private readonly w: number,
+  ) {}
+
+  /** Pushes T[table][byte j (0…3) of w] as an i64: the byte is moved to bits 3…10 (× 8), an address. */
+  lookup(j: number, table: number): void {
+    const c = this.c;
+    c.get(this.w);
+    if (j === 0) c.i32(3).i32Shl();
+    else c.i32(8 * j - 3).i32ShrU();
+    c.i32(0x7f8).i32And().i64Load(SLICE_TABLES + table * 2048);
+  }
+
+  /**
+   * XORs the lookups of the 8 bytes of i64 local `x` (byte j in memory order uses table
+   * `first - j`) onto the i64 on the stack, or leaves them as a new i64 when `onStack` is false.
+   */
+  fold8(x: number, first: number, onStack: boolean): void {
+    const c = this.c;
+    c.get(x).i32WrapI64().set(this.w);
+    for (let j = 0; j < 4; j++) {
+      this.lookup(j, first - j);
+      if (onStack || j > 0) c.i64Xor();
+    }
+    c.get(x).i64(32).i64ShrU().i32WrapI64().set(this.w);
+    for (let j = 0; j < 4; j++) {
+      this.lookup(j, first - 4 - j);
+      c.i64Xor();
+    }
+  }
+}
+
 function crcModuleBytes(): Uint8Array<ArrayBuffer> {
-  // crc(c: i64, p: i32, n: i32) → i64: the slice-by-16 loop, then byte by byte.
+  // crc(c: i64, p: i32, n: i32) → i64: the slice-by-16 loop, then the tail.
   const crc = new Code();
   {
     const [C, P, N, A, B, W] = [0, 1, 2, 3, 4, 5]; // A, B: i64 words of a step; W: i32 half being looked up
-    // T[table][byte j (0…3) of W] as an i64: the byte is moved to bits 3…10 (× 8) and used as address.
-    const lookup = (j: number, table: number): void => {
-      crc.get(W);
-      if (j === 0) crc.i32(3).i32Shl();
-      else crc.i32(8 * j - 3).i32ShrU();
-      crc.i32(0x7f8).i32And().i64Load(SLICE_TABLES + table * 2048);
-    };
-    // XORs onto the stack the lookups of the 8 bytes of i64 local `x`; byte j (in memory order)
-    // uses table `first - j`.
-    const fold8 = (x: number, first: number, onStack: boolean): void => {
-      crc.get(x).i32WrapI64().set(W);
-      for (let j = 0; j < 4; j++) {
-        lookup(j, first - j);
-        if (onStack || j > 0) crc.i64Xor();
-      }
-      crc.get(x).i64(32).i64ShrU().i32WrapI64().set(W);
-      for (let j = 0; j < 4; j++) {
-        lookup(j, first - 4 - j);
-        crc.i64Xor();
-      }
-    };
+    const t = new Lookups(crc, W);
     // while (n >= 16) { A = c ^ load64(p); B = load64(p + 8); c = fold(A) ^ fold(B); p += 16; n -= 16 }
     crc.block().loop();
     crc.get(N).i32(SLICES).i32LtU().brIf(1);
     crc.get(C).get(P).i64Load().i64Xor().set(A);
     crc.get(P).i64Load(8).set(B);
-    fold8(A, 15, false);
-    fold8(B, 7, true);
+    t.fold8(A, 15, false);
+    t.fold8(B, 7, true);
     crc.set(C);
     crc.get(P).i32(SLICES).i32Add().set(P);
     crc.get(N).i32(SLICES).i32Sub().set(N);
@@ -131,7 +149,7 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
     crc.block();
     crc.get(N).i32(8).i32And().i32Eqz().brIf(0);
     crc.get(C).get(P).i64Load().i64Xor().set(A);
-    fold8(A, 7, false);
+    t.fold8(A, 7, false);
     crc.set(C);
     crc.get(P).i32(8).i32Add().set(P);
     crc.end();
@@ -141,7 +159,7 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
     crc.get(C).i32WrapI64().get(P).i32Load().i32Xor().set(W);
     crc.get(C).i64(32).i64ShrU();
     for (let j = 0; j < 4; j++) {
-      lookup(j, 3 - j);
+      t.lookup(j, 3 - j);
       crc.i64Xor();
     }
     crc.set(C);
@@ -152,9 +170,9 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
     crc.get(N).i32(2).i32And().i32Eqz().brIf(0);
     crc.get(C).i32WrapI64().get(P).i32Load16U().i32Xor().set(W);
     crc.get(C).i64(16).i64ShrU();
-    lookup(0, 1);
+    t.lookup(0, 1);
     crc.i64Xor();
-    lookup(1, 0);
+    t.lookup(1, 0);
     crc.i64Xor();
     crc.set(C);
     crc.get(P).i32(2).i32Add().set(P);
@@ -164,29 +182,92 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
     crc.get(N).i32(1).i32And().i32Eqz().brIf(0);
     crc.get(C).i64(8).i64ShrU();
     crc.get(C).i32WrapI64().get(P).i32Load8U().i32Xor().set(W);
-    lookup(0, 0);
+    t.lookup(0, 0);
     crc.i64Xor().set(C);
     crc.end();
     crc.get(C);
   }
 
-  // build(count, v0, v1): for each batch entry, the payload at OUT + out.
-  const build = new Code();
+  // crc2(f: i64, g: i64, p: i32, n: i32) → f, with g in global 1: two registers over the same
+  // bytes (the file's and a payload's, over a value). In each 16-byte step the second word is not
+  // mixed with a register, so its 8 lookups serve both; the two chains also overlap in the CPU.
+  const crc2 = new Code();
   {
-    const [COUNT, V0, V1, IT, END, O, N] = [0, 1, 2, 3, 4, 5, 6];
-    build.i32(BATCH).tee(IT).get(COUNT).i32(4).i32Shl().i32Add().set(END);
-    build.block().loop();
-    build.get(IT).get(END).i32LtU().i32Eqz().brIf(1);
-    build.get(IT).i32Load(12).i32(OUT).i32Add().set(O);
-    build.get(IT).i32Load(4).get(IT).i32Load(0).i32Sub().set(N);
-    build.get(O).get(IT).i32Load(8).i32Store8(); // type
-    build.get(O).i32(1).i32Add().get(IT).i32Load(0).get(N).memoryCopy(); // value
-    build.get(O).get(N).i32Add().get(V0).i32Store8(1); // version
-    build.get(O).get(N).i32Add().get(V1).i32Store8(2);
-    build.get(O).get(N).i32Add(); // address of the CRC
-    build.i64(0).get(O).get(N).i32(3).i32Add().call(F_CRC).i64Store(3);
-    build.get(IT).i32(16).i32Add().set(IT);
-    build.br(0).end().end();
+    const [F, G, P, N, A, A2, B, FB, W] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    const t = new Lookups(crc2, W);
+    crc2.block().loop();
+    crc2.get(N).i32(SLICES).i32LtU().brIf(1);
+    crc2.get(P).i64Load().set(B);
+    crc2.get(F).get(B).i64Xor().set(A);
+    crc2.get(G).get(B).i64Xor().set(A2);
+    crc2.get(P).i64Load(8).set(B);
+    t.fold8(B, 7, false);
+    crc2.set(FB);
+    crc2.get(FB);
+    t.fold8(A, 15, true);
+    crc2.set(F);
+    crc2.get(FB);
+    t.fold8(A2, 15, true);
+    crc2.set(G);
+    crc2.get(P).i32(SLICES).i32Add().set(P);
+    crc2.get(N).i32(SLICES).i32Sub().set(N);
+    crc2.br(0).end().end();
+    crc2.get(G).get(P).get(N).call(F_CRC).globalSet(1);
+    crc2.get(F).get(P).get(N).call(F_CRC);
+  }
+
+  // settle(lo, hi, from, to, count, v0, v1, withFile) → lo: builds each batch payload at
+  // OUT + out ([type][value][v0][v1][CRC-64 LE]); with `withFile`, continues the file register
+  // (lo, hi) over [from, to) on the way (payload values lie inside it, in order).
+  const settle = new Code();
+  {
+    const [LO, HI, FROM, TO, COUNT, V0, V1, WITH_FILE] = [0, 1, 2, 3, 4, 5, 6, 7];
+    const [F, G, IT, END, O, S, N, W] = [8, 9, 10, 11, 12, 13, 14, 15]; // F, G: i64
+    const t = new Lookups(settle, W);
+    // One byte into register G: G = T0[(G ^ byte) & 0xff] ^ (G >> 8).
+    const byteIntoG = (v: number): void => {
+      settle.get(G).i64(8).i64ShrU();
+      settle.get(G).i32WrapI64().get(v).i32Xor().set(W);
+      t.lookup(0, 0);
+      settle.i64Xor().set(G);
+    };
+    settle.get(LO).i64ExtendI32U().get(HI).i64ExtendI32U().i64(32).i64Shl().i64Or().set(F);
+    settle.i32(BATCH).tee(IT).get(COUNT).i32(4).i32Shl().i32Add().set(END);
+    settle.block().loop();
+    settle.get(IT).get(END).i32LtU().i32Eqz().brIf(1);
+    settle.get(IT).i32Load(0).set(S);
+    settle.get(IT).i32Load(4).get(S).i32Sub().set(N);
+    settle.get(IT).i32Load(12).i32(OUT).i32Add().set(O);
+    settle.get(IT).i32Load(8).i32(3).i32Shl().i64Load(SLICE_TABLES).set(G); // T0[type]: after the type byte
+    // with the file: F over the gap before the value, then F and G over the value together
+    settle.block();
+    settle.get(WITH_FILE).i32Eqz().brIf(0);
+    settle.get(F).get(FROM).get(S).get(FROM).i32Sub().call(F_CRC).set(F);
+    settle.get(F).get(G).get(S).get(N).call(F_CRC2).set(F);
+    settle.globalGet(1).set(G);
+    settle.get(S).get(N).i32Add().set(FROM);
+    settle.end();
+    settle.block(); // without: G alone
+    settle.get(WITH_FILE).brIf(0);
+    settle.get(G).get(S).get(N).call(F_CRC).set(G);
+    settle.end();
+    byteIntoG(V0);
+    byteIntoG(V1);
+    // the payload
+    settle.get(O).get(IT).i32Load(8).i32Store8();
+    settle.get(O).i32(1).i32Add().get(S).get(N).memoryCopy();
+    settle.get(O).get(N).i32Add().get(V0).i32Store8(1);
+    settle.get(O).get(N).i32Add().get(V1).i32Store8(2);
+    settle.get(O).get(N).i32Add().get(G).i64Store(3);
+    settle.get(IT).i32(16).i32Add().set(IT);
+    settle.br(0).end().end();
+    // the file after the last value
+    settle.block();
+    settle.get(WITH_FILE).i32Eqz().brIf(0);
+    settle.get(F).get(FROM).get(TO).get(FROM).i32Sub().call(F_CRC).set(F);
+    settle.end();
+    settle.get(F).i64(32).i64ShrU().i32WrapI64().globalSet(0);
+    settle.get(F).i32WrapI64();
   }
 
   const update = new Code()
@@ -198,22 +279,23 @@ function crcModuleBytes(): Uint8Array<ArrayBuffer> {
   const fns = [];
   fns[F_UPDATE] = { name: 'update', params: [I32, I32, I32, I32], results: [I32], locals: [[1, I64]] as Array<[number, number]>, code: update };
   fns[F_HI] = { name: 'hi', params: [], results: [I32], locals: [], code: new Code().globalGet(0) };
-  fns[F_BUILD] = { name: 'build', params: [I32, I32, I32], results: [], locals: [[4, I32]] as Array<[number, number]>, code: build };
+  fns[F_SETTLE] = { name: 'settle', params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [I32], locals: [[2, I64], [6, I32]] as Array<[number, number]>, code: settle };
   fns[F_CRC] = { name: null, params: [I64, I32, I32], results: [I64], locals: [[2, I64], [1, I32]] as Array<[number, number]>, code: crc };
-  return wasmModule({ pages: PAGES, globalsI32: 1, functions: fns });
+  fns[F_CRC2] = { name: null, params: [I64, I64, I32, I32], results: [I64], locals: [[4, I64], [1, I32]] as Array<[number, number]>, code: crc2 };
+  return wasmModule({ pages: PAGES, globals: [I32, I64], functions: fns });
 }
 
 interface CrcExports {
   update(lo: number, hi: number, ptr: number, len: number): number;
   hi(): number;
-  build(count: number, v0: number, v1: number): void;
+  settle(lo: number, hi: number, from: number, to: number, count: number, v0: number, v1: number, withFile: number): number;
   memory: WebAssembly.Memory;
 }
 
 const wasm = new WebAssembly.Instance(new WebAssembly.Module(crcModuleBytes())).exports as unknown as CrcExports;
 const wasmUpdate = wasm.update;
 const wasmHi = wasm.hi;
-const wasmBuild = wasm.build;
+const wasmSettle = wasm.settle;
 // The module's memory never grows, so these views stay valid.
 const mem = new Uint8Array(wasm.memory.buffer);
 const mem32 = new Int32Array(wasm.memory.buffer);
@@ -292,6 +374,12 @@ export class Crc64 {
     const lo = (data[at] | (data[at + 1] << 8) | (data[at + 2] << 16) | (data[at + 3] << 24)) >>> 0;
     const hi = (data[at + 4] | (data[at + 5] << 8) | (data[at + 6] << 16) | (data[at + 7] << 24)) >>> 0;
     return lo === this.lo && hi === this.hi;
+  }
+
+  /** See buildBatch (addresses in the module's memory). */
+  settleLoaded(from: number, to: number, count: number, rdbVersion: number): void {
+    this.lo = wasmSettle(this.lo, this.hi, from, to, count, rdbVersion & 0xff, (rdbVersion >> 8) & 0xff, 1) >>> 0;
+    this.hi = wasmHi() >>> 0;
   }
 
   /** Adds the loaded `[start, end)` (see loadWindow) to the checksum. */
@@ -384,9 +472,12 @@ export function batchPayload(type: number, start: number, end: number, out: numb
 
 /**
  * Builds the listed payloads (RDB version `rdbVersion` in their trailers) and returns the batch's
- * output, `span` bytes: payload i is at its `out`. Valid until the next call into this module.
+ * output, `span` bytes: each payload is at its `out`. Valid until the next call into this module.
+ * With `file`, also continues it over the loaded `[from, to)`, which must hold the listed values
+ * (the file CRC and the payloads' then share their reads of the values).
  */
-export function buildBatch(rdbVersion: number, span: number): Uint8Array {
-  if (batchCount > 0) wasmBuild(batchCount, rdbVersion & 0xff, (rdbVersion >> 8) & 0xff);
+export function buildBatch(rdbVersion: number, span: number, file: Crc64 | null = null, from = 0, to = 0): Uint8Array {
+  if (file !== null) file.settleLoaded(windowBase + from, windowBase + to, batchCount, rdbVersion);
+  else if (batchCount > 0) wasmSettle(0, 0, 0, 0, batchCount, rdbVersion & 0xff, (rdbVersion >> 8) & 0xff, 0);
   return new Uint8Array(wasm.memory.buffer, OUT, span);
 }

@@ -197,8 +197,7 @@ export class RdbCursor {
         }
       }
       loadWindow(this.buf, w0, w1);
-      if (file) this.crc.updateLoaded(Math.max(w0, fileFrom), Math.min(w1, to));
-      this.buildPending(i, j);
+      this.buildPending(i, j, file ? Math.max(w0, fileFrom) : -1, Math.min(w1, to));
       i = j;
     }
     if (file) this.crcDone = this.base + to;
@@ -207,31 +206,61 @@ export class RdbCursor {
     this.pendingCount = 0;
   }
 
-  /** Builds pending payloads [i, j) (those not built alone) from the loaded window, in batches. */
-  private buildPending(i: number, j: number): void {
+  /**
+   * Builds pending payloads [i, j) (those not built alone) from the loaded window, in batches,
+   * and brings the file CRC from `fileAt` (-1: not verifying) to `fileTo` on the way.
+   */
+  private buildPending(i: number, j: number, fileAt: number, fileTo: number): void {
+    let k = i;
+    if (fileAt >= 0) {
+      // Values that began before the file position (an entry read over several pushes: the file
+      // CRC has passed its start) are built apart from it.
+      const starts = this.pendingStart;
+      while (k < j && starts[k] < fileAt) k++;
+      this.buildBatches(i, k, null, 0, 0);
+      this.buildBatches(k, j, this.crc, fileAt, fileTo);
+    } else {
+      this.buildBatches(i, j, null, 0, 0);
+    }
+  }
+
+  /** Batches of buildPending; with `file`, the values lie in [fileAt, fileTo). */
+  private buildBatches(i: number, j: number, file: Crc64 | null, fileAt: number, fileTo: number): void {
     const starts = this.pendingStart;
     const ends = this.pendingEnd;
     const offsets = this.pendingOffset;
-    for (let k = i; k < j; ) {
-      if (starts[k] < 0) {
-        k++;
-        continue;
-      }
+    let k = i;
+    for (;;) {
+      while (k < j && starts[k] < 0) k++;
+      if (k >= j) break;
       // One batch: payloads of the same slab, within BATCH_BYTES of the first one.
       clearBatch();
       const memory = this.pendingMemory[k];
       const base = offsets[k];
       let span = 0;
+      let last = k;
       for (let n = 0; k < j && n < BATCH_PAYLOADS; k++) {
         if (starts[k] < 0) continue;
         const end = offsets[k] - base + ends[k] - starts[k] + DUMP_OVERHEAD;
         if (this.pendingMemory[k] !== memory || end > BATCH_BYTES) break;
         batchPayload(this.pendingType[k], starts[k], ends[k], offsets[k] - base);
         span = end;
+        last = k;
         n++;
       }
-      new Uint8Array(memory, base, span).set(buildBatch(this.version, span));
+      // The file goes to this batch's last value, or to `fileTo` with the last batch.
+      let batchFileTo = fileTo;
+      for (let m = k; m < j; m++) {
+        if (starts[m] >= 0) {
+          batchFileTo = ends[last];
+          break;
+        }
+      }
+      const built = buildBatch(this.version, span, file, fileAt, batchFileTo);
+      fileAt = batchFileTo;
+      new Uint8Array(memory, base, span).set(built);
     }
+    if (file && fileTo > fileAt) file.updateLoaded(fileAt, fileTo);
   }
 
   /** Writes a payload's bytes (type, value `buf[vs, ve)`, version, CRC) into `p`. */

@@ -1,6 +1,6 @@
 /**
  * Just enough of the WebAssembly binary format to assemble a tiny module in memory: one memory
- * (exported as `memory`), mutable i32 globals, functions written with the `Code` builder (exported
+ * (exported as `memory`), mutable globals, functions written with the `Code` builder (exported
  * by name, or internal). Used by crc64.ts; there is no wasm toolchain among the dependencies and
  * the module is too small to deserve one. Format reference: the WebAssembly core specification,
  * "Binary Format" chapter.
@@ -183,13 +183,13 @@ function name(s: string): number[] {
 }
 
 /**
- * A module with `pages` × 64 KiB of memory, `globalsI32` mutable i32 globals (initially 0) and
+ * A module with `pages` × 64 KiB of memory, mutable globals of the given types (initially 0) and
  * the functions, whose indexes are their positions in `functions`.
  */
-export function wasmModule(def: { pages: number; globalsI32: number; functions: WasmFunction[] }): Uint8Array<ArrayBuffer> {
+export function wasmModule(def: { pages: number; globals: number[]; functions: WasmFunction[] }): Uint8Array<ArrayBuffer> {
   const fns = def.functions;
   const types = fns.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))]);
-  const globals = Array.from({ length: def.globalsI32 }, () => [I32, 1, 0x41, 0, 0x0b]);
+  const globals = def.globals.map((t) => [t, 1, t === I32 ? 0x41 : 0x42, 0, 0x0b]); // mutable, const 0
   const exports = [
     ...fns.flatMap((f, i) => (f.name === null ? [] : [[...name(f.name), 0x00, ...uleb(i)]])),
     [...name('memory'), 0x02, 0],
