@@ -96,6 +96,17 @@ describe('crc64 (Jones)', () => {
       const expected = buildDumpPayload(type, data, 11, s, e);
       expect(built.subarray(at[i], at[i] + expected.length).equals(expected)).toBe(true);
     });
+    // The same batch while continuing a file CRC over the bytes around the values (load again:
+    // buildDumpPayload used the module's memory).
+    loadWindow(data, 50, WINDOW_BYTES + 50);
+    for (let i = 0; i < values.length; i++) batchPayload(values[i][0], values[i][1], values[i][2], at[i]);
+    const withFile = new Crc64(7n);
+    const built2 = Buffer.from(buildBatch(11, out, withFile, 55, WINDOW_BYTES + 50));
+    values.forEach(([type, s, e], i) => {
+      const expected = buildDumpPayload(type, data, 11, s, e);
+      expect(built2.subarray(at[i], at[i] + expected.length).equals(expected)).toBe(true);
+    });
+    expect(withFile.value).toBe(file.value);
     expect(() => batchPayload(0, 10, 20, 0)).toThrow(/outside the window/);
     expect(() => batchPayload(0, 100, 200, BATCH_BYTES - 50)).toThrow(/outside the window or the output/);
   });
