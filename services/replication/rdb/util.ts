@@ -1,4 +1,5 @@
 import { ReplistreamError } from '../../common/errors.js';
+import { Slab } from './slab.js';
 
 /** An RDB_FORMAT error whose message names the file offset (and whatever `msg` adds). */
 export function rdbError(offset: number, msg: string, details: Record<string, unknown> = {}): ReplistreamError {
@@ -7,9 +8,16 @@ export function rdbError(offset: number, msg: string, details: Record<string, un
   });
 }
 
+/** Memory for the small Buffers the decoders hand out (elements, integers as text): see slab.ts. */
+const slab = new Slab();
+
 /** Decimal ASCII form of an integer element (Redis returns integer-encoded elements as strings). */
 export function intToBuf(v: number | bigint): Buffer {
-  return Buffer.from(String(v), 'latin1');
+  const s = String(v);
+  const n = s.length;
+  const out = slab.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = s.charCodeAt(i);
+  return out;
 }
 
 /** Below this many bytes a byte loop beats building a view (Buffer#subarray) for TypedArray#set. */
@@ -25,9 +33,9 @@ export function copyInto(src: Uint8Array, start: number, end: number, dst: Uint8
   }
 }
 
-/** Copies `src[start, end)` into a fresh Buffer (small ones come from Node's pool). */
+/** Copies `src[start, end)` into a fresh Buffer. */
 export function copyOut(src: Uint8Array, start: number, end: number): Buffer {
-  const out = Buffer.allocUnsafe(end - start);
+  const out = slab.alloc(end - start);
   copyInto(src, start, end, out, 0);
   return out;
 }
