@@ -11,6 +11,11 @@
  *
  * The buffer keeps bytes from `keepFromAbs` (the start of an entry whose bytes become its
  * payload) or else from `pos`; older bytes are dropped when room is needed.
+ *
+ * Checksums are settled at the end of each push (settleChecksums): windows of the buffer are
+ * copied into the CRC module (crc64.ts), which continues the file CRC and writes the bytes of the
+ * RESTORE payloads handed out during the push (slab Buffers, see slab.ts, filled before the push
+ * returns).
  */
 import type { StreamId } from '../../events/model.js';
 import { DUMP_OVERHEAD } from '../dump-payload.js';
