@@ -25,12 +25,12 @@ import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent, CommandEvent, Heartbeat, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
 import { ReplicaLink, type ReplicaLinkOptions } from '../replication/link/index.js';
-import { RdbParser, type RdbItem } from '../replication/rdb/index.js';
+import type { RdbItem, RdbParser } from '../replication/rdb/index.js';
 import type { CommandUnit } from '../replication/resp/grouper.js';
 import { KeyFilter } from './key-filter.js';
 import { partitionOfKey, routeUnit, type Participant } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
-import { DEFAULT_MAX_RECORD_BYTES, RecordPacker, type SealedRecord } from '../events/split.js';
+import type { RecordPacker, SealedRecord } from '../events/split.js';
 import { keyIndexes } from './command-keys.js';
 import { collectIfIdle, noteActivity } from './idle-gc.js';
 
@@ -110,6 +110,19 @@ export interface CaptureStats {
 type Work = () => Promise<void>;
 
 /**
+ * The RDB parser and the event encoder are loaded in the background (module loading is most of
+ * a capture's start-up): the link does not need them to connect, and `start` waits for them
+ * while it reads the stored position anyway.
+ */
+const heavy = Promise.all([import('../replication/rdb/index.js'), import('../events/split.js')]).then(([rdb, split]) => ({
+  RdbParser: rdb.RdbParser,
+  RecordPacker: split.RecordPacker,
+  DEFAULT_MAX_RECORD_BYTES: split.DEFAULT_MAX_RECORD_BYTES,
+}));
+heavy.catch(() => undefined); // awaited in start()
+let modules: Awaited<typeof heavy> | null = null;
+
+/**
  * Memory per key is what the parser decodes at once: for small elements the decoded form costs
  * ~100 bytes of heap per element (a Buffer each), and an entry's first piece holds everything
  * decoded while its serialized size stayed under the bound (LZF-compressed list nodes decode to
@@ -138,8 +151,11 @@ export class CaptureService extends EventEmitter {
   private inflightBytes = 0;
   private readonly outstanding = new Set<Promise<void>>();
   private inflightWaiters: Array<() => void> = [];
-  private readonly maxRecordBytes: number;
+  /** Set by start() (the default comes with the encoder module). */
+  private maxRecordBytes = 0;
   private readonly heartbeatKeyBytes: Buffer | null;
+  /** First partition of this capture's range. */
+  private readonly base: number;
   private readonly maxInflightBytes: number;
   private ticks = 0;
   private lastUnitEnd: { offset: number; db: number } | null = null;
@@ -160,16 +176,15 @@ export class CaptureService extends EventEmitter {
     this.opts = opts;
     this.log = opts.logger;
     this.heartbeatKeyBytes = opts.heartbeatKey ? Buffer.from(opts.heartbeatKey) : null;
-    this.maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+    this.base = opts.partitionBase ?? 0;
     this.maxInflightBytes = opts.maxInflightBytes ?? 8 * 1024 * 1024;
   }
 
-  private get base(): number {
-    return this.opts.partitionBase ?? 0;
-  }
 
   async start(): Promise<void> {
-    const last = await this.opts.sink.readPosition();
+    const [last, loaded] = await Promise.all([this.opts.sink.readPosition(), heavy]);
+    modules = loaded;
+    this.maxRecordBytes = this.opts.maxRecordBytes ?? loaded.DEFAULT_MAX_RECORD_BYTES;
     let start = null;
     if (last) {
       this.stats.epoch = last.epoch;
@@ -290,7 +305,7 @@ export class CaptureService extends EventEmitter {
     this.snapshotOffset = offset;
     this.snapshotSeq = 0;
     this.snapshotKeysPerDb.clear();
-    this.parser = new RdbParser({ maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, payloads: this.opts.snapshotFormat !== 'typed' });
+    this.parser = new (modules as NonNullable<typeof modules>).RdbParser({ maxEntryBytes: this.opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, payloads: this.opts.snapshotFormat !== 'typed' });
     this.lastUnitEnd = null;
     // Recorded before any event of the epoch: a restart now means a new full sync.
     await this.opts.sink.writePosition({ epoch: this.stats.epoch, replid, offset, db: 0, state: 'snapshot', updatedAt: Date.now() });
@@ -434,7 +449,7 @@ export class CaptureService extends EventEmitter {
     const id = db * 1_048_576 + partition;
     let t = this.targets.get(id);
     if (!t) {
-      t = { db, partition, packer: new RecordPacker(this.maxRecordBytes), sealed: [] };
+      t = { db, partition, packer: new (modules as NonNullable<typeof modules>).RecordPacker(this.maxRecordBytes), sealed: [] };
       this.targets.set(id, t);
     }
     return t;

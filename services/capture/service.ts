@@ -10,8 +10,7 @@ import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import type { SealedRecord } from '../events/split.js';
 import { createKafka } from '../transport/kafka.js';
-import { EventProducer, type Compression } from '../transport/producer.js';
-import { EventRegistry } from '../transport/registry.js';
+import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
 import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
 import { EpochCoordinator, mastersFromSlots } from './cluster.js';
@@ -67,12 +66,14 @@ export interface RunningCapture {
 
 export async function startCapture(s: CaptureSettings, log: Logger): Promise<RunningCapture> {
   log.info({ source: redactUrl(s.source), sourceId: s.sourceId, kafka: s.kafka }, 'capture starting');
-  // The stored position is read from Kafka while the source is inspected.
+  // The stored position is read from Kafka while the source is inspected, and the producer's
+  // modules (the encoder, the registry client) load meanwhile: only the position is needed before
+  // the replication link starts.
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-capture-${s.sourceId}`, logger: log });
-  const registry = new EventRegistry({ url: s.registry, logger: log });
   const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
-  const producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
-  const storedRead = producer.readLatestPositions();
+  const transportModules = Promise.all([import('../transport/producer.js'), import('../transport/registry.js')]);
+  transportModules.catch(() => undefined); // awaited below
+  const storedRead = transportModules.then(([{ readLatestPositions }]) => readLatestPositions(kafka, positionsTopic, log));
   storedRead.catch(() => undefined); // awaited below
   const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null } as never);
   // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
@@ -113,6 +114,16 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
 
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
   const totalPartitions = s.partitions * masters.length;
+  let producer: InstanceType<Awaited<typeof transportModules>[0]['EventProducer']>;
+  let registry: InstanceType<Awaited<typeof transportModules>[1]['EventRegistry']>;
+  try {
+    const [{ EventProducer }, { EventRegistry }] = await transportModules;
+    registry = new EventRegistry({ url: s.registry, logger: log });
+    producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
+  } catch (err) {
+    admin.disconnect();
+    throw err;
+  }
 
   // Start-up: only the stored position is needed before the replication link starts. Topics,
   // schema registration and the producer's connection are made meanwhile, all at once; the

@@ -292,7 +292,7 @@ export class EventProducer {
 
   /** Every position written (latest value per key), the snapshot index excluded. */
   async readLatestPositions(): Promise<Map<string, PositionValue>> {
-    return splitPositions(await readCompactedTopic(this.kafka, this.positionsTopic, { logger: this.logger })).positions;
+    return readLatestPositions(this.kafka, this.positionsTopic, this.logger);
   }
 
   /** The snapshot index (`positions.ts`): latest acknowledged snapshot-begin per topic-partition. */
@@ -305,5 +305,106 @@ export class EventProducer {
     if (!this.connected) return;
     this.connected = false;
     await this.producer.disconnect().catch((err) => this.logger?.warn({ err }, 'producer disconnect failed'));
+  }
+}
+
+/**
+ * Every position written to `topic` (latest value per key), the snapshot index excluded: what a
+ * starting capture needs before its replication link can start.
+ *
+ * Read with plain Fetch requests to the partition's leader, from the log start to the high
+ * watermark of the moment (no consumer group: a group join costs the broker's
+ * `group.initial.rebalance.delay.ms`, 3 s by default). kafkajs has no public API for that, so its
+ * cluster client is taken from the `Kafka` object; when that is not possible (another kafkajs
+ * version) or the read fails, `readCompactedTopic` (positions.ts, through a throwaway consumer
+ * group) does it instead.
+ */
+export async function readLatestPositions(kafka: Kafka, topic: string, logger?: Logger): Promise<Map<string, PositionValue>> {
+  try {
+    const direct = await readCompactedDirect(kafka, topic);
+    if (direct) return splitPositions(direct).positions;
+  } catch (err) {
+    logger?.debug({ err: (err as Error)?.message, topic }, 'direct read of the positions topic failed; reading through a consumer group');
+  }
+  return splitPositions(await readCompactedTopic(kafka, topic, { logger })).positions;
+}
+
+interface FetchedRecord {
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  isControlRecord?: boolean;
+}
+
+interface ClusterClient {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  addTargetTopic(topic: string): Promise<void>;
+  fetchTopicsOffset(topics: Array<{ topic: string; partitions: Array<{ partition: number }>; fromBeginning: boolean }>): Promise<Array<{ partitions: Array<{ partition: number; offset: string }> }>>;
+  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+  findBroker(o: { nodeId: string }): Promise<{
+    fetch(o: object): Promise<{ responses: Array<{ partitions: Array<{ partition: number; errorCode: number; messages: FetchedRecord[] }> }> }>;
+  }>;
+}
+
+/** `readCompactedTopic` for a one-partition topic without a consumer group; null when kafkajs's cluster client is not reachable. */
+async function readCompactedDirect(kafka: Kafka, topic: string): Promise<Map<string, PositionValue> | null> {
+  const create = Object.getOwnPropertySymbols(kafka).find((sym) => sym.description === 'private:Kafka:createCluster');
+  const factory = create ? (kafka as unknown as Record<symbol, unknown>)[create] : undefined;
+  if (typeof factory !== 'function') return null;
+  const cluster = (factory as (o: object) => ClusterClient)({ allowAutoTopicCreation: false, isolationLevel: 1 });
+  const out = new Map<string, PositionValue>();
+  await cluster.connect();
+  try {
+    try {
+      await cluster.addTargetTopic(topic);
+    } catch (err) {
+      if ((err as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return out; // never written yet
+      throw err;
+    }
+    const offsetOf = async (fromBeginning: boolean): Promise<bigint> => {
+      const [t] = await cluster.fetchTopicsOffset([{ topic, partitions: [{ partition: 0 }], fromBeginning }]);
+      return BigInt(t.partitions.find((p) => p.partition === 0)?.offset ?? '0');
+    };
+    const [low, high] = await Promise.all([offsetOf(true), offsetOf(false)]);
+    const leader = Object.entries(cluster.findLeaderForPartitions(topic, [0])).find(([, parts]) => parts.includes(0))?.[0];
+    if (leader === undefined) throw new Error(`no leader for ${topic}[0]`);
+    const broker = await cluster.findBroker({ nodeId: leader });
+    for (let offset = low; offset < high; ) {
+      const res = await broker.fetch({
+        replicaId: -1,
+        isolationLevel: 1,
+        maxWaitTime: 0,
+        minBytes: 1,
+        maxBytes: 16 * 1024 * 1024,
+        topics: [{ topic, partitions: [{ partition: 0, fetchOffset: offset.toString(), maxBytes: 16 * 1024 * 1024 }] }],
+      });
+      const part = res.responses[0]?.partitions.find((p) => p.partition === 0);
+      if (!part) throw new Error(`no fetch response for ${topic}[0]`);
+      if (part.errorCode) throw new Error(`fetching ${topic}[0] at ${offset}: error code ${part.errorCode}`);
+      let next = offset;
+      for (const m of part.messages) {
+        const at = BigInt(m.offset);
+        if (at < offset) continue; // a batch starts before the offset asked for
+        if (at >= high) break;
+        next = at + 1n;
+        if (m.isControlRecord || !m.key) continue;
+        const k = m.key.toString('utf8');
+        if (m.value === null || m.value.length === 0) {
+          out.delete(k);
+          continue;
+        }
+        try {
+          out.set(k, JSON.parse(m.value.toString('utf8')) as PositionValue);
+        } catch {
+          /* not JSON: ignored, as readCompactedTopic does */
+        }
+      }
+      if (next === offset) throw new Error(`fetching ${topic}[0] at ${offset} made no progress`); // → the consumer-group read
+      offset = next;
+    }
+    return out;
+  } finally {
+    await cluster.disconnect().catch(() => undefined);
   }
 }

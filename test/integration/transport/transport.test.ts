@@ -10,7 +10,8 @@ import type { Admin, Kafka } from 'kafkajs';
 import { createKafka } from '../../../services/transport/kafka.js';
 import { EventRegistry, fromWire, subjectFor, toWire } from '../../../services/transport/registry.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../../../services/transport/topics.js';
-import { EventProducer, type SendResult } from '../../../services/transport/producer.js';
+import { EventProducer, readLatestPositions, type SendResult } from '../../../services/transport/producer.js';
+import { readCompactedTopic, snapshotIndexKey, splitPositions } from '../../../services/transport/positions.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type StartFrom } from '../../../services/transport/consumer.js';
 import { PieceAssembler, RecordPacker, type SealedRecord } from '../../../services/events/split.js';
 import { avroTypeFor, eventToAvro, inlineSchema, loadNamedSchemas } from '../../../services/events/codec.js';
@@ -330,6 +331,13 @@ describe('transport against the local stack', () => {
     const positions = await s.producer.readLatestPositions();
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(Object.fromEntries(positions)).toEqual({ 'capture/db0': { offset: 20, replid: 'a' } });
+    // read without a consumer group (no group join), the same as through one
+    await s.producer.writePosition(snapshotIndexKey(s.topic, 0), { topic: s.topic, partition: 0, offset: '0', epoch: 1, db: 0, timestampMs: 1 });
+    const direct = await readLatestPositions(kafka, s.positions, logger);
+    expect(Object.fromEntries(direct)).toEqual(Object.fromEntries(splitPositions(await readCompactedTopic(kafka, s.positions)).positions));
+    expect(Object.fromEntries(direct)).toEqual({ 'capture/db0': { offset: 20, replid: 'a' } });
+    // a positions topic that does not exist yet holds nothing
+    expect((await readLatestPositions(kafka, `${s.positions}-none`, logger)).size).toBe(0);
   });
 
   it('ensureTopics is idempotent and refuses a different partition count', async () => {
