@@ -180,7 +180,6 @@ export class CaptureService extends EventEmitter {
     this.maxInflightBytes = opts.maxInflightBytes ?? 8 * 1024 * 1024;
   }
 
-
   async start(): Promise<void> {
     const [last, loaded] = await Promise.all([this.opts.sink.readPosition(), heavy]);
     modules = loaded;

@@ -36,7 +36,9 @@ import { ReplyReader, SnapshotReader, type HandshakeReply } from '../resp/reply-
  *   (e.g. acknowledged by Kafka); the ACKed offset and `position` then stop at the start of the
  *   oldest unconfirmed unit (everything before it — confirmed units, SELECT, PING, REPLCONF — is
  *   done). Units may be confirmed in any batch size, in order. `maxUnconfirmedBytes` (default
- *   256 MiB) pauses the socket while that much stream is emitted but unconfirmed.
+ *   256 MiB) pauses the socket while that much stream is emitted but unconfirmed. The link keeps
+ *   only the offsets and database of an unconfirmed unit, not the unit: a consumer that encodes
+ *   units as they come holds the only copy.
  *
  * Reconnection
  * - After a cut, the link reconnects with exponential backoff (`reconnect.initialDelayMs` doubling
