@@ -31,9 +31,9 @@ const SLICES = 16;
 
 // Wasm memory layout (bytes).
 const SLICE_TABLES = 0; // table k, entry i at k × 2048 + i × 8 (i64)
-const BATCH = SLICE_TABLES + SLICES * 2048; // payloads for `build`, 16 bytes each
+const BATCH = SLICE_TABLES + SLICES * 2048; // payloads for `settle`, 16 bytes each
 const BATCH_MAX = 2048;
-const OUT = BATCH + BATCH_MAX * 16; // where `build` writes them
+const OUT = BATCH + BATCH_MAX * 16; // where `settle` writes them
 const OUT_BYTES = 65536;
 const SCRATCH = OUT + OUT_BYTES; // inputs are copied here
 const PAGES = 5;
@@ -298,13 +298,13 @@ const wasmHi = wasm.hi;
 const wasmSettle = wasm.settle;
 // The module's memory never grows, so these views stay valid.
 const mem = new Uint8Array(wasm.memory.buffer);
-const mem32 = new Int32Array(wasm.memory.buffer);
+/** Wasm memory is little-endian whatever the host: words go through a DataView. */
+const memView = new DataView(wasm.memory.buffer);
 
 (function loadTables() {
-  const dv = new DataView(wasm.memory.buffer);
   const put = (at: number, lo: number, hi: number): void => {
-    dv.setUint32(at, lo, true);
-    dv.setUint32(at + 4, hi, true);
+    memView.setUint32(at, lo, true);
+    memView.setUint32(at + 4, hi, true);
   };
   for (let i = 0; i < SLICES * 256; i++) put(SLICE_TABLES + i * 8, T_LO[i], T_HI[i]);
 })();
@@ -462,11 +462,11 @@ export function batchPayload(type: number, start: number, end: number, out: numb
   if (start < windowStart || end > windowEnd || batchCount >= BATCH_MAX || out + end - start + 11 > OUT_BYTES) {
     throw new Error('crc64 batch: payload outside the window or the output, or too many');
   }
-  const i = (BATCH >> 2) + batchCount * 4;
-  mem32[i] = windowBase + start;
-  mem32[i + 1] = windowBase + end;
-  mem32[i + 2] = type;
-  mem32[i + 3] = out;
+  const at = BATCH + batchCount * 16;
+  memView.setInt32(at, windowBase + start, true);
+  memView.setInt32(at + 4, windowBase + end, true);
+  memView.setInt32(at + 8, type, true);
+  memView.setInt32(at + 12, out, true);
   batchCount++;
 }
 
