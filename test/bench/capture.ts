@@ -115,7 +115,7 @@ export async function benchCapture(args: string[]): Promise<void> {
     const cap = capture;
     // the link starts inside runCapture, before the Kafka set-up is complete: time from it
     const linkAt = cap.service.stats.linkStartedAt;
-    const cReady = linkAt === null ? now() : c0 + (linkAt - c0Wall);
+    const cReady = typeof linkAt === 'number' ? c0 + (linkAt - c0Wall) : now();
     const failure = { error: null as Error | null };
     void cap.service.failure().then((e) => (failure.error = e));
     if (cap.service.stats.fullSyncs > 0 && cap.service.stats.state === 'synchronizing') throw new Error('the full sync ended before it could be timed');
