@@ -32,7 +32,7 @@ import { partitionOfKey, routeUnit, type Participant } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
 import type { RecordPacker, SealedRecord } from '../events/split.js';
 import { keyIndexes } from './command-keys.js';
-import { collectIfIdle, noteActivity } from './idle-gc.js';
+import { collectIfIdle, noteActivity, paceExternal } from './idle-gc.js';
 
 /** What capture needs from the transport. Implemented over Kafka in service.ts. */
 export interface EventSink {
@@ -326,6 +326,7 @@ export class CaptureService extends EventEmitter {
     if (!parser) return;
     this.stats.snapshotBytes += chunk.length;
     for (const item of parser.push(chunk)) this.onRdbItem(item);
+    paceExternal();
     // Backpressure: the next chunk waits while too many bytes wait for Kafka's acks.
     if (this.inflightBytes > this.maxInflightBytes) await this.inflightBelow(this.maxInflightBytes / 2);
   }
@@ -542,6 +543,7 @@ export class CaptureService extends EventEmitter {
     }
     const end = this.lastUnitEnd;
     await this.flushEvents();
+    paceExternal();
     // The durable position is recorded at most every 100 ms (the timer flush catches up): it only
     // bounds what a restart re-sends, and duplicates are recognised downstream.
     if (end && end.offset > this.stats.durableOffset && (force || Date.now() - this.lastPositionWriteMs >= 100)) {

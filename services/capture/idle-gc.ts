@@ -1,14 +1,20 @@
 /**
- * Giving memory back after a burst.
+ * Keeping the process small: garbage collection at the moments the pipeline knows about.
  *
- * A burst (a full sync, a write storm) leaves garbage behind: records and their copies inside
- * kafkajs (external memory, up to the tens of MB V8 lets accumulate before it collects), decoded
- * keys promoted to the old generation. When the pipeline then goes quiet nothing allocates, so V8
- * never collects it and the process keeps its peak size. Once the pipeline has moved enough bytes
- * and has been idle for a moment, one full collection returns the process to its resting size.
+ * - During a burst, kafkajs copies every record several times while it builds a produce request
+ *   (encoders growing by doubling, the compressed batch, the request), so ArrayBuffer garbage
+ *   piles up at a rate of several times the data rate, and V8 only collects it after it has grown
+ *   by ~64 MB. `paceExternal` runs a scavenge (a young-generation collection, well under a
+ *   millisecond for this heap) each time ArrayBuffer memory has grown by 24 MB since the last
+ *   one: those buffers die young, and the peak stays lower (1M-key full sync: peaks 226-253 MB
+ *   instead of 227-279 MB over six runs each, no CPU cost measurable).
+ * - A burst (a full sync, a write storm) also leaves garbage behind that nothing collects once
+ *   the pipeline goes quiet (nothing allocates), so the process would keep its peak size.
+ *   `collectIfIdle`: once the pipeline has moved enough bytes and has been quiet for a moment,
+ *   one full collection returns the process to its resting size.
  *
- * `gc()` is exposed at run time (the same as node's --expose-gc flag); if that is refused, this
- * does nothing.
+ * `gc()` is exposed at run time (the same as node's --expose-gc flag); if that is refused, both
+ * do nothing.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -61,4 +67,20 @@ export function collectIfIdle(): boolean {
   if (!gc) return false;
   gc();
   return true;
+}
+
+/** ArrayBuffer growth between two scavenges. */
+const PACE_BYTES = 24 * 1024 * 1024;
+let paceMark = 0;
+
+/** Called as data goes through: a scavenge when ArrayBuffer memory grew by PACE_BYTES since the last one. */
+export function paceExternal(): void {
+  const ab = process.memoryUsage().arrayBuffers;
+  if (ab < paceMark + PACE_BYTES) {
+    if (ab < paceMark) paceMark = ab; // V8 collected meanwhile
+    return;
+  }
+  const gc = gcFunction() as ((options?: { type: 'minor' | 'major' }) => void) | null;
+  gc?.({ type: 'minor' });
+  paceMark = process.memoryUsage().arrayBuffers;
 }
