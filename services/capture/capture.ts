@@ -123,13 +123,15 @@ heavy.catch(() => undefined); // awaited in start()
 let modules: Awaited<typeof heavy> | null = null;
 
 /**
- * Memory per key is what the parser decodes at once: for small elements the decoded form costs
- * ~100 bytes of heap per element (a Buffer each), and an entry's first piece holds everything
- * decoded while its serialized size stayed under the bound (LZF-compressed list nodes decode to
- * several times their size). At 8 MiB (the parser's default) a 1M-element list is one 1M-Buffer
- * piece, ~150 MB of heap; at 1 MiB its first piece is ~200k elements and the next ones ~32k.
+ * Entries whose serialized size stays under this bound travel with their RESTORE payload; bigger
+ * ones as typed pieces without one. Module values can only be written by RESTORE, so the bound
+ * must stay above the module values users keep (JSON documents, Bloom filters run to megabytes):
+ * 8 MiB, the parser's default. Lowering it saves memory on huge lists (an entry's first piece
+ * holds everything decoded while its serialized size stayed under the bound: ~150 MB of heap for
+ * a 1M-element list at 8 MiB) but makes module values above it impossible to sync; that wants a
+ * piece size in the parser separate from this bound, not a lower bound.
  */
-const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
+const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 * 1024;
 
 /** One (db, partition) of the output: its open record and the records sealed, not handed over yet. */
 interface Target {
