@@ -4,12 +4,14 @@
  *
  * - Registration: the EventBatch schema, as ONE self-contained schema (every named type inlined,
  *   see codec.ts `eventBatchSchemaText`), under the subject `<topic>-value` (TopicNameStrategy),
- *   the way @kafkajs/confluent-schema-registry's `register` does it, over plain HTTP (no schema
- *   parsing, no client library to load at start-up): `GET /config/{subject}` (404 for a new
- *   subject), `POST /subjects/{subject}/versions`, then for a new subject
- *   `PUT /config/{subject}` BACKWARD. A subject that exists with another compatibility level (an
- *   operator set NONE, or the global default leaks through) keeps it, with a warning. Network
- *   failures and 5xx answers are retried (`retries`, backoff from 100 ms). The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
+ *   through @kafkajs/confluent-schema-registry's `register` (loaded on first use, so it stays off
+ *   the path to the replication link's start), which reads `GET /config/{subject}` (404 for a new
+ *   subject → registers, then sets the subject to BACKWARD). Quirk handled: a subject that exists
+ *   with another compatibility level (an operator set NONE, or the global default leaks through)
+ *   makes the library refuse; we then register with `POST /subjects/{subject}/versions` directly,
+ *   leaving the operator's setting alone, with a warning. The look-ups by id below stay on plain
+ *   HTTP: the library returns them parsed by its own avsc, and a resolver needs the schema text.
+ *   Network failures and 5xx answers are retried (`retries`, backoff from 100 ms). The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
  *   content id, the same for the same schema under several subjects); it is only ever looked up
  *   again through the same API (`GET /schemas/ids/{id}`), so either id mode works.
  * - Encoding: our codec (codec.ts) writes the body; this module adds the header.
@@ -23,6 +25,11 @@ import { ReplistreamError } from '../common/errors.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
 import type { ChangeEvent } from '../events/model.js';
+
+interface LibraryClient {
+  registry: InstanceType<typeof import('@kafkajs/confluent-schema-registry').SchemaRegistry>;
+  avro: (typeof import('@kafkajs/confluent-schema-registry').SchemaType)['AVRO'];
+}
 
 export const MAGIC_BYTE = 0;
 export const WIRE_HEADER_BYTES = 5;
@@ -93,6 +100,7 @@ export class EventRegistry {
   private readonly retries: number;
   private readonly logger?: Logger;
   private readonly authHeader?: string;
+  private readonly auth?: { username: string; password: string };
   private readonly schemaText = eventBatchSchemaText();
   /** subject → id promise (each subject registered once per process). */
   private readonly registered = new Map<string, Promise<number>>();
@@ -107,7 +115,10 @@ export class EventRegistry {
     }
     this.url = config.url.replace(/\/+$/, '');
     this.logger = config.logger;
-    if (config.username) this.authHeader = `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}`;
+    if (config.username) {
+      this.auth = { username: config.username, password: config.password ?? '' };
+      this.authHeader = `Basic ${Buffer.from(`${this.auth.username}:${this.auth.password}`).toString('base64')}`;
+    }
     this.retries = config.retries ?? 5;
   }
 
@@ -139,22 +150,33 @@ export class EventRegistry {
     return this.register(subjectFor(topic));
   }
 
-  private async doRegister(subject: string): Promise<number> {
-    const path = `/config/${encodeURIComponent(subject)}`;
-    let isNew = false;
-    try {
-      const config = (await this.request('GET', path)) as { compatibilityLevel?: string; compatibility?: string } | null;
-      const level = String(config?.compatibilityLevel ?? config?.compatibility ?? '').toUpperCase();
-      if (level !== 'BACKWARD') {
-        this.logger?.warn({ subject, compatibility: level }, 'schema registry subject has a compatibility level other than BACKWARD; registering anyway');
-      }
-    } catch (err) {
-      if ((err as ReplistreamError).details?.status !== 404) throw err;
-      isNew = true;
+  private library: Promise<LibraryClient> | null = null;
+
+  private client(): Promise<LibraryClient> {
+    if (!this.library) {
+      this.library = import('@kafkajs/confluent-schema-registry').then((mod) => {
+        const { SchemaRegistry, SchemaType } = ((mod as { default?: unknown }).default ?? mod) as typeof import('@kafkajs/confluent-schema-registry');
+        const auth = this.auth ? { username: this.auth.username, password: this.auth.password } : undefined;
+        return { registry: new SchemaRegistry({ host: this.url, auth, clientId: 'replistream', retry: { retries: this.retries } }), avro: SchemaType.AVRO };
+      });
+      this.library.catch(() => (this.library = null));
     }
-    const id = await this.registerDirect(subject);
-    if (isNew) await this.request('PUT', path, { compatibility: 'BACKWARD' });
-    return id;
+    return this.library;
+  }
+
+  private async doRegister(subject: string): Promise<number> {
+    const { registry, avro } = await this.client();
+    try {
+      const { id } = await registry.register({ type: avro, schema: this.schemaText }, { subject });
+      return id;
+    } catch (err) {
+      const name = (err as Error)?.name;
+      if (name === 'ConfluentSchemaRegistryCompatibilityError' || /Compatibility does not match/.test((err as Error)?.message ?? '')) {
+        this.logger?.warn({ subject, err: (err as Error).message }, 'schema registry subject has a compatibility level other than BACKWARD; registering anyway');
+        return this.registerDirect(subject);
+      }
+      throw registryError(this.url, `registering subject ${subject}`, err);
+    }
   }
 
   /** `request`, retrying network failures and 5xx answers with backoff. */
