@@ -1151,7 +1151,7 @@ function report(r: PipelineResult, partitions: number): void {
       [
         'build-up: the time the capture (SIGTERM, then started again) or every applier of the group was stopped; the native replica is stopped as long by DEBUG SLEEP.',
         `backlog applied: restart → every write sent before the restart is at the destination. drain: restart → lag back under ${LAG_OK_MS} ms (every probe of the next second).`,
-        'Both include the service\'s start (node + tsx load, Kafka group join / PSYNC). "behind before": lag p99 was over 1 s before the stop',
+        'Both include the service\'s start (node and module load, Kafka group join / PSYNC). "behind before": lag p99 was over 1 s before the stop',
         '(the pipeline does not keep up with this load at all), so the drain was not waited for beyond the build-up time.',
       ],
     );
