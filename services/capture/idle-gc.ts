@@ -16,8 +16,7 @@
  * `gc()` is exposed at run time (the same as node's --expose-gc flag); if that is refused, both
  * do nothing.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { fullCollection } from '../common/heap-budget.js';
 
 /** Bytes moved since the last collection before a quiet moment triggers one. */
 const MIN_BYTES = 32 * 1024 * 1024;
@@ -26,27 +25,9 @@ const QUIET_BYTES = 256 * 1024;
 /** Consecutive quiet checks before collecting (checks are about a second apart). */
 const QUIET_CHECKS = 2;
 
-let collect: (() => void) | null | undefined;
 let sinceCollect = 0;
 let sinceCheck = 0;
 let quietChecks = 0;
-
-function gcFunction(): (() => void) | null {
-  if (collect === undefined) {
-    try {
-      const existing = (globalThis as { gc?: () => void }).gc;
-      if (typeof existing === 'function') collect = existing;
-      else {
-        setFlagsFromString('--expose-gc');
-        const fn = runInNewContext('gc') as unknown;
-        collect = typeof fn === 'function' ? (fn as () => void) : null;
-      }
-    } catch {
-      collect = null;
-    }
-  }
-  return collect;
-}
 
 /** The pipeline moved `n` bytes (records handed to Kafka). */
 export function noteActivity(n: number): void {
@@ -63,7 +44,7 @@ export function collectIfIdle(): boolean {
   sinceCheck = 0;
   if (sinceCollect < MIN_BYTES || quietChecks < QUIET_CHECKS) return false;
   sinceCollect = 0;
-  const gc = gcFunction();
+  const gc = fullCollection();
   if (!gc) return false;
   gc();
   return true;
@@ -80,7 +61,7 @@ export function paceExternal(): void {
     if (ab < paceMark) paceMark = ab; // V8 collected meanwhile
     return;
   }
-  const gc = gcFunction() as ((options?: { type: 'minor' | 'major' }) => void) | null;
+  const gc = fullCollection() as ((options?: { type: 'minor' | 'major' }) => void) | null;
   gc?.({ type: 'minor' });
   paceMark = process.memoryUsage().arrayBuffers;
 }

@@ -33,8 +33,8 @@ const EMPTY = Buffer.alloc(0);
 const isLong = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= -MAX_SAFE_LONG && n <= MAX_SAFE_LONG;
 const isInt = (n: unknown): n is number => typeof n === 'number' && n === (n | 0);
 
-/** Bytes of a zigzag varint (a safe integer). */
-function longLen(n: number): number {
+/** Bytes of a zigzag varint (a safe integer): an Avro long's encoded size. */
+export function longLen(n: number): number {
   if (n >= -64 && n < 64) return 1;
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
   let len = 1;

@@ -25,6 +25,7 @@
  */
 import { ReplistreamError } from '../common/errors.js';
 import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
+import { longLen } from './fast-writer.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, StreamValue, TypedValue } from './model.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 900_000;
@@ -41,16 +42,6 @@ export function maxEventBytes(maxBytes = DEFAULT_MAX_RECORD_BYTES): number {
 // ---------------------------------------------------------------------------------------------
 // Encoded sizes (exact, Avro binary encoding)
 
-/** Bytes of an Avro long (zigzag varint). */
-function longLen(n: number): number {
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  let len = 1;
-  while (z >= 128) {
-    z = Math.floor(z / 128);
-    len++;
-  }
-  return len;
-}
 const bytesLen = (len: number): number => longLen(len) + len;
 const bufLen = (b: Buffer): number => bytesLen(b.length);
 /** A non-empty array's count varint (upper bound) — the terminating 0 is counted by the caller. */

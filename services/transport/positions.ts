@@ -41,6 +41,24 @@ export interface SnapshotIndexEntry {
 export type PositionValue = Record<string, unknown>;
 
 /**
+ * Folds one record of the compacted positions topic into `out` (latest value per key; an empty
+ * value is a tombstone). False when the value is not JSON (the record is ignored).
+ */
+export function applyPositionRecord(out: Map<string, PositionValue>, key: Buffer, value: Buffer | null): boolean {
+  const k = key.toString('utf8');
+  if (value === null || value.length === 0) {
+    out.delete(k);
+    return true;
+  }
+  try {
+    out.set(k, JSON.parse(value.toString('utf8')) as PositionValue);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Every key's latest JSON value in a compacted topic (tombstones remove keys), read from the
  * beginning to the end offsets of the moment of the call.
  */
@@ -83,15 +101,8 @@ export async function readCompactedTopic(
               for (const m of batch.messages) {
                 if (BigInt(m.offset) > last) break;
                 if (!m.key) continue;
-                const k = m.key.toString('utf8');
-                if (m.value === null || m.value.length === 0) {
-                  out.delete(k);
-                  continue;
-                }
-                try {
-                  out.set(k, JSON.parse(m.value.toString('utf8')) as PositionValue);
-                } catch {
-                  options.logger?.warn({ topic, offset: m.offset, key: k }, 'ignoring a positions record that is not JSON');
+                if (!applyPositionRecord(out, m.key, m.value)) {
+                  options.logger?.warn({ topic, offset: m.offset, key: m.key.toString('utf8') }, 'ignoring a positions record that is not JSON');
                 }
               }
               if (BigInt(batch.lastOffset()) >= last) remaining.delete(batch.partition);

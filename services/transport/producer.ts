@@ -20,7 +20,7 @@ import type { Logger } from '../common/log.js';
 import type { ChangeEvent } from '../events/model.js';
 import { DEFAULT_MAX_RECORD_BYTES, WIRE_HEADER_BYTES, packEncoded, type SealedRecord } from '../events/split.js';
 import { kafkaError } from './kafka.js';
-import { readCompactedTopic, snapshotIndexKey, splitPositions, type PositionValue, type SnapshotIndexEntry } from './positions.js';
+import { applyPositionRecord, readCompactedTopic, snapshotIndexKey, splitPositions, type PositionValue, type SnapshotIndexEntry } from './positions.js';
 import { toWire, type EventRegistry } from './registry.js';
 
 const { CompressionTypes: Codes, Partitioners } = kafkajs;
@@ -389,16 +389,7 @@ async function readCompactedDirect(kafka: Kafka, topic: string): Promise<Map<str
         if (at >= high) break;
         next = at + 1n;
         if (m.isControlRecord || !m.key) continue;
-        const k = m.key.toString('utf8');
-        if (m.value === null || m.value.length === 0) {
-          out.delete(k);
-          continue;
-        }
-        try {
-          out.set(k, JSON.parse(m.value.toString('utf8')) as PositionValue);
-        } catch {
-          /* not JSON: ignored, as readCompactedTopic does */
-        }
+        applyPositionRecord(out, m.key, m.value); // not JSON: ignored, as readCompactedTopic does
       }
       if (next === offset) throw new Error(`fetching ${topic}[0] at ${offset} made no progress`); // → the consumer-group read
       offset = next;
