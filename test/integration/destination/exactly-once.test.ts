@@ -89,7 +89,8 @@ describe('exactly once', () => {
       const evs = workload(n);
       const killer = client(d.url);
       let crashes = 0;
-      for (let round = 0; round < 6; round++) {
+      // the writer may finish a run before the crash lands: go on until at least one crash hit it
+      for (let round = 0; round < 30 && (round < 6 || crashes === 0); round++) {
         const w = writer(d.url, { maxOpsPerTransaction: 40 });
         await w.start();
         const running = (async () => {
@@ -98,7 +99,7 @@ describe('exactly once', () => {
           () => null,
           (e: unknown) => e,
         );
-        await new Promise((r) => setTimeout(r, 5 + Math.random() * 60));
+        await new Promise((r) => setTimeout(r, 2 + Math.random() * (round < 6 ? 60 : 15)));
         if (how === 'client disconnect') w.disconnect();
         else await killer.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
         const err = await running;
