@@ -25,6 +25,8 @@ export class RespConnection {
   private connecting: Promise<net.Socket> | null = null;
   private parser = new RespReplyParser();
   private readonly pending: Pending[] = [];
+  /** Counts the sockets opened: a WATCH holds only on the socket that sent it. */
+  private opened = 0;
 
   constructor(
     private readonly ep: RedisEndpoint,
@@ -32,8 +34,20 @@ export class RespConnection {
     private readonly connectTimeoutMs = 10_000,
   ) {}
 
-  /** Sends `commands` in one write; resolves with one reply per command, in order. */
-  async send(commands: readonly (readonly RespArg[])[]): Promise<RespReply[]> {
+  /** Which socket is open (changes at every reconnection); pass it to `send` to stay on it. */
+  get connectionId(): number {
+    return this.opened;
+  }
+
+  /**
+   * Sends `commands` in one write; resolves with one reply per command, in order. With
+   * `onConnection`, fails (CONNECTION, retriable) instead of reconnecting when that socket is gone:
+   * a MULTI…EXEC must go on the socket that sent its WATCH.
+   */
+  async send(commands: readonly (readonly RespArg[])[], onConnection?: number): Promise<RespReply[]> {
+    if (onConnection !== undefined && (this.socket === null || this.opened !== onConnection)) {
+      throw new ReplistreamError('CONNECTION', `${this.ep.display}: connection lost between WATCH and EXEC`, { retriable: true });
+    }
     const socket = await this.connect();
     return this.sendOn(socket, commands);
   }
@@ -60,6 +74,7 @@ export class RespConnection {
       this.connecting = this.open().then(
         (s) => {
           this.socket = s;
+          this.opened++;
           this.connecting = null;
           return s;
         },

@@ -333,9 +333,9 @@ function sleep(ms: number): Promise<void> {
  * WATCHed key changed). Standalone transactions go through the writer's own RESP connection
  * (resp-connection.ts); cluster slots through their ioredis client.
  */
-async function sendBatch(target: Redis | RespConnection, commands: Arg[][]): Promise<Array<[Error | null, unknown]>> {
+async function sendBatch(target: Redis | RespConnection, commands: Arg[][], onConnection?: number): Promise<Array<[Error | null, unknown]>> {
   if (target instanceof RespConnection) {
-    const replies = await target.send(commands);
+    const replies = await target.send(commands, onConnection);
     return replies.map((r): [Error | null, unknown] => (r instanceof Error ? [r, null] : [null, r]));
   }
   const p = target.pipeline();
@@ -1127,7 +1127,8 @@ export class DestinationWriter {
       if (watched) await sendBatch(target, [['UNWATCH']]).catch(() => undefined);
       return { kind: 'watch-aborted' };
     }
-    // 2. the transaction itself, in one write
+    // 2. the transaction itself, in one write, on the connection that holds the WATCH
+    const watchedOn = target instanceof RespConnection ? target.connectionId : undefined;
     const tx: Arg[][] = [['MULTI']];
     const queued: Array<{ origin: OpOrigin | null; args: Arg[] }> = [];
     const q = (args: Arg[], origin: OpOrigin | null) => {
@@ -1149,7 +1150,7 @@ export class DestinationWriter {
     tx.push(['EXEC']);
     let res: Array<[Error | null, unknown]>;
     try {
-      res = await sendBatch(target, tx);
+      res = await sendBatch(target, tx, watchedOn);
     } catch (err) {
       return { kind: 'unknown', error: err as Error };
     }
