@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serverArgs, serverBinary, type ServerKind } from '../../services/stack/servers.js';
 
 /**
  * A private redis-server for one test: its own port, its own directory, stopped by `stop()`.
@@ -32,8 +33,14 @@ export async function freePort(): Promise<number> {
 
 export const REDIS_SERVER_BIN = process.env.REPLISTREAM_REDIS_SERVER_BIN ?? 'redis-server';
 
-/** Starts redis-server with `config` (directive → value, or a list of values for repeated directives). */
-export async function startRedis(config: Record<string, string | number | string[]> = {}): Promise<RedisServer> {
+/**
+ * Starts a server with `config` (directive → value, or a list of values for repeated directives).
+ * `server` picks the version (services/stack/servers.ts): Redis 7.0 by default, or Redis 6.2 /
+ * Valkey 8.1, fetched and cached on first use.
+ */
+export async function startRedis(config: Record<string, string | number | string[]> = {}, opts: { server?: ServerKind } = {}): Promise<RedisServer> {
+  const kind = opts.server ?? 'redis-7.0';
+  const bin = kind === 'redis-7.0' ? REDIS_SERVER_BIN : serverBinary(kind);
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'replistream-redis-'));
   const args = [
@@ -43,12 +50,12 @@ export async function startRedis(config: Record<string, string | number | string
     '--save', '',
     '--appendonly', 'no',
     '--logfile', join(dir, 'redis.log'),
-    '--enable-debug-command', 'yes',
+    ...serverArgs(kind),
   ];
   for (const [k, v] of Object.entries(config)) {
     for (const one of Array.isArray(v) ? v : [v]) args.push(`--${k}`, ...String(one).split(' '));
   }
-  const child: ChildProcess = spawn(REDIS_SERVER_BIN, args, { stdio: 'ignore' });
+  const child: ChildProcess = spawn(bin, args, { stdio: 'ignore' });
   const server: RedisServer = {
     port,
     dir,
@@ -68,7 +75,7 @@ export async function startRedis(config: Record<string, string | number | string
   };
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited early:\n${server.logTail()}`);
+    if (child.exitCode !== null) throw new Error(`${kind} server exited early:\n${server.logTail()}`);
     if (await pingPort(port)) return server;
     await new Promise((r) => setTimeout(r, 50));
   }
