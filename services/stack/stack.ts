@@ -7,10 +7,11 @@
  * `up` started and `up` is idempotent (a part that already answers is left alone).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { connect } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { parseServerKind, serverArgs, serverBinary, type ServerKind } from './servers.js';
 
 export const KAFKA_VERSION = '4.1.1';
 const LOG4J_VERSION = '2.24.3';
@@ -52,6 +53,9 @@ export interface Part {
   start(): number;
   ready(): Promise<boolean>;
   logFile: string;
+  /** Redis instances: the server asked for, and the one the running instance was started with. */
+  server?: ServerKind;
+  running?(): string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -83,6 +87,69 @@ function findModernJava(): string | null {
     if ((c === 'java' || existsSync(c)) && javaMajor(c) >= 21) return c;
   }
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programs the stack runs, from Debian's archive
+
+/** A program on PATH, or null. `command -v` semantics without a shell. */
+export function onPath(program: string, pathEnv = process.env.PATH ?? ''): string | null {
+  for (const dir of pathEnv.split(delimiter)) {
+    if (!dir) continue;
+    const file = join(dir, program);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
+}
+
+/** The Debian packages missing for the programs `up` runs (Maven and Java only until Kafka is cached). */
+export function missingPackages(layout: StackLayout, env: NodeJS.ProcessEnv = process.env): string[] {
+  const path = env.PATH ?? '';
+  const missing: string[] = [];
+  if (!env.REPLISTREAM_REDIS_SERVER_BIN && !onPath('redis-server', path)) missing.push('redis-server');
+  if (!onPath('redis-cli', path)) missing.push('redis-tools');
+  const needMaven = !existsSync(join(layout.cacheDir, `kafka-${KAFKA_VERSION}`, 'libs', `kafka_2.13-${KAFKA_VERSION}.jar`)) && !onPath('mvn', path);
+  if (needMaven) missing.push('maven'); // brings a Java runtime with it
+  else if (!onPath('java', path)) missing.push('default-jre-headless');
+  return missing;
+}
+
+/**
+ * Installs what is missing with apt-get when it can (root on a Debian-like machine, where a fresh
+ * checkout otherwise stops at the first redis-server it cannot start); anywhere else stops with
+ * the exact command that would.
+ */
+export function ensurePrograms(
+  layout: StackLayout,
+  opts: { env?: NodeJS.ProcessEnv; root?: boolean; log?: (line: string) => void } = {},
+): void {
+  const env = opts.env ?? process.env;
+  const missing = missingPackages(layout, env);
+  if (missing.length === 0) return;
+  const root = opts.root ?? process.getuid?.() === 0;
+  const aptGet = onPath('apt-get', env.PATH ?? '');
+  const command = `${root ? '' : 'sudo '}apt-get update && ${root ? '' : 'sudo '}apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (!root || !aptGet || env.REPLISTREAM_STACK_NO_INSTALL === '1') {
+    throw new Error(
+      `stack: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed (needed to run the local stack). Install with:\n  ${command}` +
+        (aptGet ? '' : '\n(or the same packages with your system\'s package manager)'),
+    );
+  }
+  (opts.log ?? ((l) => process.stderr.write(l)))(`stack: installing ${missing.join(' ')} from the Debian archive (apt-get)\n`);
+  const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync(aptGet, args, { env: aptEnv, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) {
+      throw new Error(`stack: apt-get ${args[0]} failed (exit ${r.status}); run it yourself:\n  ${command}\n${(r.stdout + r.stderr).split('\n').slice(-15).join('\n')}`);
+    }
+  }
+  const still = missingPackages(layout, env);
+  if (still.length) throw new Error(`stack: installed ${missing.join(' ')} but ${still.join(', ')} still not found on PATH (${env.PATH})`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,20 +265,37 @@ function spawnDetached(name: string, layout: StackLayout, cmd: string, args: str
   return child.pid;
 }
 
-function redisPart(name: string, port: number, layout: StackLayout, extra: string[] = []): Part {
+function redisPart(name: string, port: number, layout: StackLayout, extra: string[] = [], kind: ServerKind = 'redis-7.0'): Part {
   const dir = join(layout.stateDir, name);
+  const kindFile = join(layout.stateDir, `${name}.server`);
   return {
     name,
     port,
+    server: kind,
     logFile: join(layout.stateDir, `${name}.log`),
     start() {
+      const bin = serverBinary(kind, layout.cacheDir); // fetched on first use (6.2, Valkey)
       mkdirSync(dir, { recursive: true });
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-        '--enable-debug-command', 'yes', '--daemonize', 'no', '--repl-backlog-size', '64mb', ...extra];
-      return spawnDetached(name, layout, process.env.REPLISTREAM_REDIS_SERVER_BIN ?? 'redis-server', args, dir);
+        ...serverArgs(kind), '--daemonize', 'no', '--repl-backlog-size', '64mb', ...extra];
+      writeFileSync(kindFile, kind);
+      return spawnDetached(name, layout, bin, args, dir);
     },
     ready: () => redisAnswers(port),
+    running: () => (existsSync(kindFile) ? readFileSync(kindFile, 'utf8').trim() : 'redis-7.0'),
   };
+}
+
+/** Which server each Redis instance of the stack runs: options first, then REPLISTREAM_<ROLE>_SERVER. */
+export interface StackServers {
+  source?: ServerKind;
+  destination?: ServerKind;
+  cluster?: ServerKind;
+}
+
+function serverFor(role: keyof StackServers, servers: StackServers, env = process.env): ServerKind {
+  const name = `REPLISTREAM_${role.toUpperCase()}_SERVER`;
+  return servers[role] ?? parseServerKind(env[name], name);
 }
 
 function kafkaPart(layout: StackLayout): Part {
@@ -284,17 +368,19 @@ function registryPart(layout: StackLayout): Part {
   };
 }
 
-export function stackParts(layout: StackLayout, opts: { cluster?: boolean } = {}): Part[] {
+export function stackParts(layout: StackLayout, opts: { cluster?: boolean; servers?: StackServers } = {}): Part[] {
+  const servers = opts.servers ?? {};
   const parts = [
     kafkaPart(layout),
     registryPart(layout),
-    redisPart('redis-source', layout.sourcePort, layout),
-    redisPart('redis-destination', layout.destinationPort, layout),
+    redisPart('redis-source', layout.sourcePort, layout, [], serverFor('source', servers)),
+    redisPart('redis-destination', layout.destinationPort, layout, [], serverFor('destination', servers)),
   ];
   const clusterMarker = join(layout.stateDir, 'cluster.enabled');
   if (opts.cluster || existsSync(clusterMarker)) {
+    const kind = serverFor('cluster', servers);
     layout.clusterPorts.forEach((p, i) =>
-      parts.push(redisPart(`redis-cluster-${i + 1}`, p, layout, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'])),
+      parts.push(redisPart(`redis-cluster-${i + 1}`, p, layout, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'], kind)),
     );
   }
   return parts;
@@ -320,17 +406,25 @@ function tail(file: string, lines = 25): string {
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(no log)';
 }
 
-export async function up(opts: { cluster?: boolean; timeoutMs?: number } = {}): Promise<void> {
+export async function up(opts: { cluster?: boolean; timeoutMs?: number; servers?: StackServers } = {}): Promise<void> {
   const layout = stackLayout();
   mkdirSync(layout.stateDir, { recursive: true });
   if (opts.cluster) writeFileSync(join(layout.stateDir, 'cluster.enabled'), '1');
   const parts = stackParts(layout, opts);
+  ensurePrograms(layout);
   // Downloads first (slow once, cached after), so the readiness clock measures startup only.
   kafkaLibs(layout);
   registryHome(layout);
   const started: Part[] = [];
   for (const part of parts) {
-    if (await part.ready()) continue;
+    if (await part.ready()) {
+      // left alone: say so when it runs another server than the one asked for now
+      const running = part.running?.();
+      if (part.server && running && running !== part.server) {
+        process.stderr.write(`stack: ${part.name} already runs ${running}, not ${part.server}: \`npm run stack -- down\` first to change it\n`);
+      }
+      continue;
+    }
     if (pidOf(layout, part.name)) continue; // starting already (a previous `up` still waiting)
     part.start();
     started.push(part);
@@ -388,12 +482,14 @@ export async function down(): Promise<void> {
   rmSync(layout.stateDir, { recursive: true, force: true });
 }
 
-export interface PartStatus { name: string; port: number; pid: number | null; answers: boolean }
+export interface PartStatus { name: string; port: number; pid: number | null; answers: boolean; server?: string }
 
 export async function status(): Promise<PartStatus[]> {
   const layout = stackLayout();
   const parts = stackParts(layout);
-  return Promise.all(parts.map(async (p) => ({ name: p.name, port: p.port, pid: pidOf(layout, p.name), answers: await p.ready() })));
+  return Promise.all(
+    parts.map(async (p) => ({ name: p.name, port: p.port, pid: pidOf(layout, p.name), answers: await p.ready(), ...(p.running ? { server: p.running() } : {}) })),
+  );
 }
 
 export function stackEnv(): Record<string, string> {
