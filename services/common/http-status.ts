@@ -1,16 +1,19 @@
 /**
- * The HTTP face of a running service: /healthz (process alive), /readyz (connected and working),
- * /status (task state, progress and lag as JSON, read by `replistream status`), /metrics
- * (Prometheus text format from prom-client).
+ * The HTTP face of a running service: / (the status page, HTML), /healthz (process alive), /readyz
+ * (connected and working), /status (task state, progress and lag as JSON, read by
+ * `replistream status`), /metrics (Prometheus text format from prom-client), and POST /pause and
+ * /resume when the service can pause.
  */
 import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
-export type TaskState = 'prechecking' | 'full-sync' | 'synchronizing' | 'failed' | 'stopped' | 'starting';
-
 export interface StatusSource {
-  status(): Record<string, unknown> & { state: TaskState };
+  status(): Record<string, unknown> & { state: string };
   ready(): boolean;
+  /** The status page (HTML). */
+  page?(): string;
+  /** pause / resume: resolves to the new status, rejects with a message when not possible now. */
+  control?(action: 'pause' | 'resume'): Promise<Record<string, unknown>>;
 }
 
 export function newMetricsRegistry(service: string): Registry {
@@ -20,14 +23,27 @@ export function newMetricsRegistry(service: string): Registry {
   return registry;
 }
 
-export async function startHttpStatus(port: number, source: StatusSource, metrics: Registry): Promise<Server | null> {
+/**
+ * `host` is the bind address: loopback by default, because pause/resume are served without
+ * authentication; expose the port deliberately (`--http-host 0.0.0.0`) behind a trusted network.
+ */
+export async function startHttpStatus(port: number, source: StatusSource, metrics: Registry, host = '127.0.0.1'): Promise<Server | null> {
   if (!port) return null;
   const server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     const send = (code: number, body: string, type = 'application/json') => {
-      res.writeHead(code, { 'content-type': type });
+      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
+    if (req.method === 'POST' && (url === '/pause' || url === '/resume')) {
+      if (!source.control) return send(404, JSON.stringify({ error: `this service cannot ${url.slice(1)}` }));
+      source.control(url.slice(1) as 'pause' | 'resume').then(
+        (st) => send(200, JSON.stringify(st)),
+        (err: Error) => send(409, JSON.stringify({ error: err.message })),
+      );
+      return;
+    }
+    if (url === '/' && source.page) return send(200, source.page(), 'text/html; charset=utf-8');
     if (url === '/healthz') return send(200, '{"ok":true}');
     if (url === '/readyz') return source.ready() ? send(200, '{"ready":true}') : send(503, '{"ready":false}');
     if (url === '/status') return send(200, JSON.stringify(source.status()));
@@ -39,7 +55,7 @@ export async function startHttpStatus(port: number, source: StatusSource, metric
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return server;
 }
