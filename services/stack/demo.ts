@@ -2,7 +2,9 @@
  * `npm run demo`: the main job on the local stack, end to end. Brings the stack up, loads a
  * sample dataset into the stack's source Redis (its destination is emptied first), starts a
  * capture and an applier (the real CLI, as child processes), keeps a small write workload
- * running, and prints the task status and a source/destination comparison every 5 s.
+ * running, and prints the task status and a source/destination comparison every 5 s. Start-up
+ * ends once both services synchronize and the destination equals the source, with the status
+ * page's URL and the commands to watch, verify and stop.
  * Ctrl-C stops what the demo started; the stack stays up (`npm run stack -- down` stops it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,6 +34,7 @@ async function loadSample(url: string): Promise<void> {
 
 function service(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
   child.on('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`demo: ${args[0]} exited (${code ?? signal})\n`);
@@ -42,6 +45,27 @@ function service(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
 }
 
 let stopping = false;
+const children: ChildProcess[] = [];
+
+/** Until capture and applier both report `synchronizing` on their status endpoints. */
+async function waitSynchronizing(timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const states: Record<string, string> = {};
+  for (;;) {
+    for (const [name, port] of [['capture', 9464], ['applier', 9465]] as const) {
+      try {
+        const body = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { state?: string };
+        states[name] = String(body.state);
+      } catch {
+        states[name] = 'starting';
+      }
+    }
+    if (states.capture === 'synchronizing' && states.applier === 'synchronizing') return;
+    if (process.exitCode) throw new Error('a service exited during start-up (its error is above)');
+    if (Date.now() > deadline) throw new Error(`not synchronizing after ${timeoutMs / 1000} s: capture ${states.capture}, applier ${states.applier}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
 
 async function main(): Promise<void> {
   process.stdout.write('demo: starting the local stack…\n');
@@ -56,6 +80,26 @@ async function main(): Promise<void> {
   const env = { ...process.env, ...s, REPLISTREAM_TOPIC_PREFIX: prefix, REPLISTREAM_SOURCE_ID: 'stack', REPLISTREAM_LOG_LEVEL: 'warn' };
   const capture = service(['capture', '--dbs', '0', '--http-port', '9464'], env);
   const applier = service(['apply', '--group', `${prefix}-destination`, '--http-port', '9465'], env);
+
+  // Start-up ends when both services synchronize and the destination holds the sample exactly
+  // (compared before the write workload starts, so a write in flight cannot differ).
+  await waitSynchronizing(180_000);
+  const full = await verifyDatabases(s.REPLISTREAM_SOURCE, s.REPLISTREAM_DESTINATION, [0], new Map());
+  if (!full.equal) throw new Error(`the destination differs from the source after the full sync: ${full.differences.length} difference(s), e.g. ${full.differences[0]?.key}: ${full.differences[0]?.reason}`);
+  const verifyCmd = `node bin/replistream.mjs verify --source ${s.REPLISTREAM_SOURCE} --destination ${s.REPLISTREAM_DESTINATION} --dbs 0`;
+  process.stdout.write(
+    [
+      `demo: synchronizing — the destination equals the source (${full.compared} keys compared)`,
+      '',
+      `  status page   http://127.0.0.1:9465/  (applier)   http://127.0.0.1:9464/  (capture)`,
+      '  watch         node bin/replistream.mjs status --http http://127.0.0.1:9465',
+      `  verify        ${verifyCmd}`,
+      '  stop          Ctrl-C here (stops capture and applier), then: npm run stack -- down',
+      '',
+      'demo: a small write workload runs on the source now; status and a sampled comparison every 5 s',
+      '',
+    ].join('\n'),
+  );
 
   const src = new Redis(s.REPLISTREAM_SOURCE, { protocol: 2 } as never);
   let n = 0;
@@ -98,5 +142,7 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM'); // nothing the demo started outlives it
   process.exit(1);
 });
