@@ -1,5 +1,5 @@
 /**
- * `replistream`: one command, the subcommands of PRODUCT.md. Each parses its flags, resolves the
+ * `replistream`: one command, the subcommands of docs/guarantees.md. Each parses its flags, resolves the
  * settings (flags > environment > --config file > defaults, see config/options.ts) and hands them
  * to its service. Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
  */
@@ -82,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+// Exit explicitly: a command that failed may still hold sockets or timers (a Kafka client
+// retrying, a Redis connection reconnecting) that would otherwise keep the process alive after its
+// error was printed. Output is not lost: stdout/stderr pipes and files are written synchronously
+// and the logger flushes on exit.
+main(process.argv.slice(2)).then((code) => process.exit(code));

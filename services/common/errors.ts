@@ -37,7 +37,7 @@ export class ReplistreamError extends Error {
     this.details = options.details;
   }
 
-  /** Process exit code per PRODUCT.md: 2 for usage/configuration, 1 for everything else. */
+  /** Process exit code (docs/guarantees.md, command line contract): 2 for usage/configuration, 1 for everything else. */
   get exitCode(): number {
     return this.code === 'CONFIG' ? 2 : 1;
   }

@@ -1,5 +1,5 @@
 /**
- * Keeping Kafka records under the broker's limit (PRODUCT.md G7).
+ * Keeping Kafka records under the broker's limit (G7 in docs/guarantees.md).
  *
  * - `splitForRecordLimit(event, maxBytes)` cuts an event whose encoding would not fit one record
  *   into pieces (`piece: {index, last}`), each fitting alone in a record of `maxBytes`:

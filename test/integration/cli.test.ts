@@ -1,5 +1,5 @@
 /**
- * The command line contract (PRODUCT.md): exit codes 0 / 1 / 2, errors that name the problem,
+ * The command line contract (docs/guarantees.md): exit codes 0 / 1 / 2, errors that name the problem,
  * secrets kept out of the output, and the small commands (precheck, verify, status, rdb inspect).
  */
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
