@@ -21,10 +21,26 @@ export async function withStartupRetry<T>(what: string, log: Logger, start: () =
 }
 
 /**
- * Runs a started service until SIGTERM/SIGINT (exit code 0) or until `failure` settles with an
- * error (exit code 1), then stops it. The common life of `capture` and `apply`.
+ * How long a service may take to stop after SIGTERM/SIGINT or a fatal error. An orchestrator
+ * sends SIGKILL after its own grace period; past this bound the CLI exits anyway. Nothing is lost
+ * by that: positions are committed only after what they cover is durable, so an unfinished stop
+ * leaves the last committed position in place, as a crash would.
  */
-export async function runUntilStopped(what: string, log: Logger, failure: Promise<unknown>, stop: () => Promise<void>): Promise<number> {
+export const STOP_DEADLINE_MS = 1500;
+
+/**
+ * Runs a started service until SIGTERM/SIGINT (exit code 0) or until `failure` settles with an
+ * error (exit code 1), then stops it, waiting at most `stopDeadlineMs` for the stop (a server
+ * that is gone can make a graceful stop wait on its timeouts). The common life of `capture` and
+ * `apply`.
+ */
+export async function runUntilStopped(
+  what: string,
+  log: Logger,
+  failure: Promise<unknown>,
+  stop: () => Promise<void>,
+  stopDeadlineMs = STOP_DEADLINE_MS,
+): Promise<number> {
   const outcome = await new Promise<number>((resolve) => {
     const onSignal = (sig: string) => {
       log.info({ signal: sig }, 'stopping');
@@ -45,6 +61,18 @@ export async function runUntilStopped(what: string, log: Logger, failure: Promis
       },
     );
   });
-  await stop();
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([
+    stop().then(
+      () => true,
+      (err: Error) => {
+        log.warn({ err: err?.message ?? String(err) }, `${what}: error while stopping`);
+        return true;
+      },
+    ),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), stopDeadlineMs))),
+  ]);
+  clearTimeout(timer);
+  if (!stopped) log.warn({ deadlineMs: stopDeadlineMs }, `${what}: not stopped within the deadline (a server is unreachable); exiting with the positions committed so far`);
   return outcome;
 }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { configError } from '../common/errors.js';
+import { maskRedisUrl } from '../common/redis-url.js';
 import { camel, envName, optionsFor, type CommandName } from './options.js';
 
 const REQUIRED: Record<CommandName, string[]> = {
@@ -26,10 +27,18 @@ export function loadConfig(
   const configPath = (flags.config as string | undefined) ?? env[envName('config')];
   let file: Record<string, unknown> = {};
   if (configPath) {
+    let text: string;
     try {
-      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      text = readFileSync(configPath, 'utf8');
     } catch (err) {
-      throw configError('config', `cannot read ${configPath} as JSON`, err);
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a JSON file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+      throw configError('config', `cannot read ${configPath}: ${why}`);
+    }
+    try {
+      file = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw configError('config', `${configPath} is not valid JSON: ${(err as Error).message}`);
     }
     if (typeof file !== 'object' || file === null || Array.isArray(file)) throw configError('config', `${configPath} must hold a JSON object`);
     const known = new Set(options.flatMap((o) => [o.name, camel(o.name)]));
@@ -46,8 +55,8 @@ export function loadConfig(
       origin = `--${o.name}`;
     } else if (env[envName(o.name)] !== undefined && env[envName(o.name)] !== '') {
       const v = env[envName(o.name)]!;
-      raw = o.boolean ? /^(1|true|yes|on)$/i.test(v) : o.repeatable ? v.split(',').filter(Boolean) : v;
       origin = envName(o.name);
+      raw = o.boolean ? envBoolean(o.name, origin, v) : o.repeatable ? v.split(',').filter(Boolean) : v;
     } else if (file[o.name] !== undefined || file[camel(o.name)] !== undefined) {
       raw = file[o.name] ?? file[camel(o.name)];
       if (typeof raw === 'number') raw = String(raw);
@@ -64,10 +73,20 @@ export function loadConfig(
     const parsed = o.schema.safeParse(raw);
     if (!parsed.success) {
       const why = parsed.error.issues.map((i) => i.message).join('; ');
-      const shown = o.secret ? '(value hidden)' : JSON.stringify(raw);
+      const shown = o.secret ? (typeof raw === 'string' ? maskRedisUrl(raw) : '(value hidden)') : JSON.stringify(raw);
       throw configError(o.name, `invalid value ${shown} from ${origin}: ${why}`);
     }
     out[camel(o.name)] = parsed.data;
   }
   return out;
+}
+
+/**
+ * A boolean from the environment, strictly: a typo such as `maybe` or `ture` is an error naming
+ * the variable, never a silent false.
+ */
+function envBoolean(setting: string, variable: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value.trim())) return true;
+  if (/^(0|false|no|off)$/i.test(value.trim())) return false;
+  throw configError(setting, `${variable}=${JSON.stringify(value)} is not a boolean: use true or false (or 1/0, yes/no, on/off)`);
 }

@@ -5,6 +5,7 @@
  * (`npm run docs:config`).
  */
 import { z } from 'zod';
+import { redisUrlProblem } from '../common/redis-url.js';
 
 export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'verify' | 'rdb-inspect';
 
@@ -24,18 +25,41 @@ export interface OptionSpec {
   repeatable?: boolean;
 }
 
-const redisUrl = z
-  .string()
-  .refine((s) => /^rediss?:\/\/[^/]+/.test(s), 'must be a redis:// or rediss:// URL, e.g. redis://user:pass@host:6379');
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const redisUrl = z.string().superRefine((s, ctx) => {
+  const problem = redisUrlProblem(s);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** Whole numbers only: no '', '1e3', '0x10' or ' 5 ' silently read as numbers. */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 const dbList = z
   .string()
   .regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of database numbers, e.g. 0,1')
-  .transform((s) => s.split(',').map(Number));
+  .transform((s) => [...new Set(s.split(',').map(Number))]);
 const dbMap = z
   .string()
   .regex(/^\d+:\d+(,\d+:\d+)*$/, 'must look like 0:0,1:3 (source db:destination db)')
+  .superRefine((s, ctx) => {
+    const seen = new Map<string, string>();
+    for (const pair of s.split(',')) {
+      const src = String(Number(pair.split(':')[0]));
+      const before = seen.get(src);
+      if (before !== undefined) ctx.addIssue({ code: 'custom', message: `source db ${src} is mapped twice (${before} and ${pair}); each source db goes to one destination db` });
+      seen.set(src, pair);
+    }
+  })
   .transform((s) => new Map(s.split(',').map((p) => p.split(':').map(Number) as [number, number])));
+const httpUrl = z.string().refine((s) => {
+  try {
+    return /^https?:$/.test(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8081');
 const startFrom = z
   .string()
   .refine(
@@ -47,8 +71,9 @@ export const OPTIONS: OptionSpec[] = [
   // shared
   { name: 'config', description: 'JSON file with any of these settings (keys as flag names or camelCase).', commands: 'all', schema: z.string() },
   { name: 'kafka', description: 'Kafka bootstrap brokers, comma-separated host:port.', commands: ['capture', 'apply'], schema: z.string().regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port…]') },
-  { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: z.string().url() },
+  { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: httpUrl },
   { name: 'http-port', description: 'Port for /healthz, /readyz, /status and /metrics; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
+  { name: 'kafka-timeout-ms', description: 'How long a service waits at start for the Kafka brokers (and the schema registry) before it exits naming them.', commands: ['capture', 'apply'], schema: int(1000, 3_600_000), default: 30_000 },
   { name: 'log-level', description: 'trace, debug, info, warn, error or fatal.', commands: 'all', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info' },
   { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
   { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
@@ -59,7 +84,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'exclude', description: 'Skip keys matching this glob (repeatable).', commands: ['capture'], schema: z.array(z.string()), repeatable: true, default: [] },
   { name: 'partitions', description: 'Partitions per database topic (≥ the number of appliers of a group).', commands: ['capture'], schema: int(1, 10000), default: 4 },
   { name: 'replication-factor', description: 'Replication factor of created topics.', commands: ['capture'], schema: int(1, 10), default: 1 },
-  { name: 'retention-ms', description: 'Retention of created topics (-1 keeps everything, for replay).', commands: ['capture'], schema: z.coerce.number().int().min(-1), default: -1 },
+  { name: 'retention-ms', description: 'Retention of created topics (-1 keeps everything, for replay).', commands: ['capture'], schema: int(-1), default: -1 },
   { name: 'heartbeat-key', description: 'Key written on the source every second for end-to-end lag.', commands: ['capture', 'verify'], schema: z.string().min(1), default: 'REPLISTREAM_TIMESTAMP_HEARTBEAT' },
   { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
   { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
@@ -76,7 +101,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'refuse-flush', description: 'Stop instead of applying FLUSHDB/FLUSHALL from the source.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
   { name: 'on-command-error', description: 'A command the destination rejects: fail (stop, naming its position) or skip (count it).', commands: ['apply'], schema: z.enum(['fail', 'skip']), default: 'fail' },
   // status / verify
-  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464.', commands: ['status'], schema: z.string().url() },
+  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464.', commands: ['status'], schema: httpUrl },
   { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },

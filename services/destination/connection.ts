@@ -14,6 +14,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
 import { ReplistreamError } from '../common/errors.js';
 import { redactUrl } from '../common/log.js';
+import { maskRedisUrl, redisUrlProblem } from '../common/redis-url.js';
 
 export interface RedisEndpoint {
   host: string;
@@ -26,15 +27,9 @@ export interface RedisEndpoint {
 }
 
 export function parseRedisUrl(url: string, setting = 'destination'): RedisEndpoint {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (err) {
-    throw new ReplistreamError('CONFIG', `${setting}: not a valid Redis URL: ${redactUrl(url)}`, { setting, cause: err });
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new ReplistreamError('CONFIG', `${setting}: must be a redis:// or rediss:// URL, got ${redactUrl(url)}`, { setting });
-  }
+  const problem = redisUrlProblem(url);
+  if (problem) throw new ReplistreamError('CONFIG', `${setting}: invalid value ${maskRedisUrl(url)}: ${problem}`, { setting });
+  const u = new URL(url);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
   const port = u.port ? Number(u.port) : 6379;
   return {

@@ -33,7 +33,7 @@ describe('configuration', () => {
   });
   it('requires what a command needs and hides secrets in errors', () => {
     expect(() => loadConfig('capture', base, {})).toThrow(/source: required for 'capture'/);
-    expect(() => loadConfig('apply', { ...base, destination: 'http://u:secret@h:1', group: 'g' }, {})).toThrow(/\(value hidden\)/);
+    expect(() => loadConfig('apply', { ...base, destination: 'http://u:secret@h:1', group: 'g' }, {})).toThrow(/invalid value http:\/\/\*\*\*@h:1 from --destination/);
     expect(() => loadConfig('apply', { ...base, destination: 'http://u:secret@h:1', group: 'g' }, {})).not.toThrow(/secret/);
   });
   it('parses db maps, start positions and repeatable flags', () => {
