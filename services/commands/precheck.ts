@@ -7,19 +7,20 @@
 import { Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
 import { redactUrl } from '../common/log.js';
+import { serverVersionFromInfo, type ServerVersion } from '../common/server-version.js';
 import { precheckDestination } from '../destination/precheck.js';
 
 export async function precheckCommand(c: Record<string, unknown>): Promise<number> {
   const source = String(c.source);
   const client = new Redis(source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false } as never);
-  let sourceVersion = '';
+  let sourceVersion: ServerVersion | null = null;
   const lines: string[] = [];
   try {
     await client.connect();
     const info = await client.info('server');
-    sourceVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? '';
+    sourceVersion = serverVersionFromInfo(info);
     const dbs = Object.keys(Object.fromEntries((await client.info('keyspace')).split('\n').filter((l) => l.startsWith('db')).map((l) => [l.split(':')[0].slice(2), 1]))).map(Number);
-    lines.push(`source ${redactUrl(source)}: Redis ${sourceVersion}, databases with keys: ${dbs.join(',') || 'none'}`);
+    lines.push(`source ${redactUrl(source)}: ${sourceVersion.label}, databases with keys: ${dbs.join(',') || 'none'}`);
     const backlog = Number(/repl_backlog_size:(\d+)/.exec(await client.info('replication'))?.[1] ?? 0);
     if (backlog && backlog < 64 * 1024 * 1024) lines.push(`warning: source repl-backlog-size is ${backlog} bytes; a larger backlog (e.g. 256mb) avoids full resyncs after a pause`);
   } catch (err) {
@@ -29,8 +30,8 @@ export async function precheckCommand(c: Record<string, unknown>): Promise<numbe
   }
   const dbMap = (c.dbMap as Map<number, number> | undefined) ?? null;
   const dbs = dbMap ? [...new Set(dbMap.values())] : Array.from({ length: 16 }, (_, i) => i);
-  const r = await precheckDestination(String(c.destination), dbs, c.conflictMode as 'intercept' | 'ignore', { sourceVersion, writeMode: 'restore' });
-  lines.push(`destination ${redactUrl(String(c.destination))}: ${r.topology} Redis ${r.version}, maxmemory-policy ${r.maxmemoryPolicy ?? 'unknown'}`);
+  const r = await precheckDestination(String(c.destination), dbs, c.conflictMode as 'intercept' | 'ignore', { sourceVersion: sourceVersion ?? undefined, writeMode: 'restore' });
+  lines.push(`destination ${redactUrl(String(c.destination))}: ${r.topology} ${r.server.label}, maxmemory-policy ${r.maxmemoryPolicy ?? 'unknown'}`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   lines.push('precheck passed');
   process.stdout.write(lines.join('\n') + '\n');

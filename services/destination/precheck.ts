@@ -1,20 +1,25 @@
 /**
  * Destination precheck (the reference's "Pre-check and Intercept"): the mapped databases must be
  * empty in `intercept` mode (replistream's own keys aside), the eviction policy should be
- * `noeviction`, and in RESTORE mode the destination must be the same version as the source or later.
+ * `noeviction`, and in RESTORE mode the destination must read the RDB version the source writes
+ * (common/server-version.ts: Valkey's own version is not comparable with Redis's).
  */
 import type { Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { type Topology, closeTopology, info, openTopology, parseVersion, topologyMasters, versionAtLeast } from './connection.js';
+import { restoreIncompatibility, serverVersionFromInfo, serverVersionOf, type ServerVersion } from '../common/server-version.js';
+import { type Topology, closeTopology, info, openTopology, topologyMasters } from './connection.js';
 import { printableKey } from './translate.js';
 
 export interface PrecheckOptions {
   logger?: Pick<Logger, 'warn' | 'info'>;
   /** Keys starting with these are replistream's own (positions, markers) and do not count. Default `replistream:`. */
   ignorePrefixes?: string[];
-  /** The source's version ("7.0.15"): with write mode restore, the destination must not be older. */
-  sourceVersion?: string;
+  /**
+   * The source's server (from its INFO server; a plain "7.0.15" is taken as Redis): with write mode
+   * restore, the destination must read the RDB version the source writes.
+   */
+  sourceVersion?: string | ServerVersion;
   writeMode?: 'restore' | 'commands';
   /** Keys to name in the error (default 5). */
   maxKeys?: number;
@@ -22,7 +27,9 @@ export interface PrecheckOptions {
 
 export interface PrecheckResult {
   topology: 'standalone' | 'cluster';
+  /** The destination's own release ("8.1.8" for Valkey 8.1; `server.redisCompatible` has its redis_version). */
   version: string;
+  server: ServerVersion;
   maxmemoryPolicy: string | null;
   /** Non-fatal findings (eviction policy, unreadable settings). */
   warnings: string[];
@@ -38,7 +45,8 @@ export async function precheckDestination(url: string, dbs: number[], mode: 'int
     const masters = topologyMasters(topo);
     const warnings: string[] = [];
     const serverInfo = await info(masters[0], 'server');
-    const version = serverInfo.get('redis_version') ?? 'unknown';
+    const server = serverVersionFromInfo(serverInfo);
+    const version = server.version;
 
     // eviction policy
     let policy: string | null = null;
@@ -56,13 +64,13 @@ export async function precheckDestination(url: string, dbs: number[], mode: 'int
 
     // version
     if (options.sourceVersion && options.writeMode !== 'commands') {
-      const s = parseVersion(options.sourceVersion);
-      const d = parseVersion(version);
-      if (!versionAtLeast(d, s[0], s[1], s[2])) {
+      const source = typeof options.sourceVersion === 'string' ? serverVersionOf('Redis', options.sourceVersion) : options.sourceVersion;
+      const why = restoreIncompatibility(source, server);
+      if (why) {
         throw new ReplistreamError(
           'PRECHECK',
-          `destination Redis ${version} is older than the source (${options.sourceVersion}): RESTORE payloads may not be readable; upgrade the destination or set write-mode to commands`,
-          { setting: 'write-mode', details: { sourceVersion: options.sourceVersion, destinationVersion: version } },
+          `${why}: RESTORE payloads may not be readable; upgrade the destination, or set write-mode to commands (typed writes work with any version)`,
+          { setting: 'write-mode', details: { sourceVersion: source.label, destinationVersion: server.label, sourceRdbVersion: source.rdbVersion, destinationRdbVersion: server.rdbVersion } },
         );
       }
     }
@@ -89,7 +97,7 @@ export async function precheckDestination(url: string, dbs: number[], mode: 'int
       }
     }
     for (const w of warnings) options.logger?.warn({ destination: topo.endpoint.display }, w);
-    return { topology: topo.kind, version, maxmemoryPolicy: policy, warnings, found };
+    return { topology: topo.kind, version, server, maxmemoryPolicy: policy, warnings, found };
   } finally {
     closeTopology(topo);
   }
