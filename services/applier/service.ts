@@ -41,6 +41,7 @@ async function discoverTopics(kafka: Kafka, s: ApplySettings, log: Logger, timeo
   await admin.connect();
   const deadline = Date.now() + timeoutMs;
   let warned = false;
+  let pollMs = 100;
   try {
     for (;;) {
       const names = await admin.listTopics();
@@ -55,7 +56,9 @@ async function discoverTopics(kafka: Kafka, s: ApplySettings, log: Logger, timeo
       }
       if (!warned) log.info({ prefix: s.topicPrefix, sourceId: s.sourceId }, 'waiting for capture to create the topics');
       warned = true;
-      await new Promise((r) => setTimeout(r, 2000));
+      // Capture creates the topics within a second of its start: look again soon, then less often.
+      await new Promise((r) => setTimeout(r, pollMs));
+      pollMs = Math.min(2000, pollMs * 2);
     }
   } finally {
     await admin.disconnect().catch(() => {});
