@@ -6,6 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { configError } from './errors.js';
 
 export interface StatusSource {
   status(): Record<string, unknown> & { state: string };
@@ -54,7 +55,14 @@ export async function startHttpStatus(port: number, source: StatusSource, metric
     send(404, '{"error":"not found"}');
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    // a port that cannot be had is a setting to change (exit 2), found before any sync work starts
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const where = `${host ?? '0.0.0.0'}:${port}`;
+      if (err.code === 'EADDRINUSE') reject(configError('http-port', `port ${where} is already in use by another process; choose another http-port (0 disables the port)`, err));
+      else if (err.code === 'EACCES') reject(configError('http-port', `no permission to listen on ${where} (ports below 1024 need privileges); choose another http-port`, err));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(configError('http-host', `cannot listen on ${where}: ${host} is not an address of this host (${err.code}); set http-host to one of its addresses`, err));
+      else reject(err);
+    });
     server.listen(port, host, () => resolve());
   });
   return server;
