@@ -93,3 +93,53 @@ export function kafkaError(what: string, err: unknown): ReplistreamError {
   }
   return new ReplistreamError('INTERNAL', msg, { cause: err, retriable: e?.retriable ?? false });
 }
+
+/**
+ * `work` bounded by `timeoutMs`. kafkajs retries an unreachable broker for minutes (8 retries of
+ * up to 30 s each, per request); at start-up that is a service that neither works nor exits.
+ * Past the bound this rejects with a CONNECTION error that names the brokers, the `kafka` setting
+ * and what a plain TCP connection to each broker says (refused, no answer, or connected: then
+ * the broker answers on TCP but not as Kafka, or advertises an address this host cannot reach).
+ * A failure of `work` before the bound is returned as a kafka error naming the brokers too.
+ */
+export async function withinKafkaTimeout<T>(work: Promise<T>, brokers: string, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), timeoutMs)));
+  try {
+    const r = await Promise.race([work.then((v) => ({ v })), expired]);
+    if (r !== 'expired') return r.v;
+  } catch (err) {
+    const e = kafkaError(what, err);
+    if (e.setting !== 'kafka' || e.message.includes(brokers)) throw e;
+    throw new ReplistreamError(e.code, `kafka ${brokers}: ${e.message}; check the kafka setting`, { cause: e.cause, setting: 'kafka', retriable: false });
+  } finally {
+    clearTimeout(timer);
+  }
+  work.catch(() => undefined); // abandoned: its late failure is not news
+  const probes = await Promise.all(parseBrokers(brokers).map((b) => probeTcp(b, 1000)));
+  throw new ReplistreamError(
+    'CONNECTION',
+    `kafka: no answer from the brokers ${brokers} within ${timeoutMs / 1000} s while ${what} (${probes.join('; ')}); check the kafka setting, or raise kafka-timeout-ms`,
+    { setting: 'kafka', retriable: false },
+  );
+}
+
+/** What a TCP connection to `hostPort` says within `timeoutMs`. */
+async function probeTcp(hostPort: string, timeoutMs: number): Promise<string> {
+  const { connect } = await import('node:net');
+  const i = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(hostPort.slice(i + 1));
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (what: string) => {
+      socket.destroy();
+      resolve(`${hostPort}: ${what}`);
+    };
+    socket.setTimeout(timeoutMs, () => done('no answer to a TCP connect'));
+    socket.once('connect', () => done('TCP connects, but no Kafka answer'));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' ? 'host name not found' : err.message),
+    );
+  });
+}
