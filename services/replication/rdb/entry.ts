@@ -9,7 +9,7 @@
 import type { RedisType, TypedValue } from '../../events/model.js';
 import { RdbCursor } from './cursor.js';
 import type { RdbEntry, RdbItem } from './items.js';
-import { ENCODING_OF, REDIS_TYPE_OF } from './types.js';
+import { REDIS_TYPE_OF, REDIS_TYPES, type TypeTable } from './types.js';
 
 /** Value kinds (what the TypedValue will be), by Redis type. */
 export const K_STRING = 0;
@@ -51,11 +51,19 @@ export function newEntry(
 /** Counted in a piece's size for each element, on top of its bytes. */
 const ELEMENT_OVERHEAD = 16;
 
+/** Keys of the empty collections skipped that the parser keeps for a log line (Redis logs as many). */
+const EMPTY_KEYS_KEPT = 10;
+
 export abstract class EntryReader extends RdbCursor {
   protected readonly limit: number;
   protected readonly payloads: boolean;
 
   protected db = 0;
+  /** The type bytes of the file's flavour (`REDIS` or `VALKEY` magic), set from the header. */
+  protected types: TypeTable = REDIS_TYPES;
+  /** Empty collections skipped (see endValue), and the first few of their keys. */
+  protected emptyCount = 0;
+  protected readonly emptyKeys: Array<{ db: number; key: Buffer }> = [];
   /** Items completed by the current push. */
   protected out: RdbItem[] = [];
 
@@ -113,7 +121,7 @@ export abstract class EntryReader extends RdbCursor {
     this.vType = t;
     this.redisType = REDIS_TYPE_OF[t]!;
     this.kind = KIND_OF[t];
-    this.encoding = ENCODING_OF[t]!;
+    this.encoding = this.types.encoding[t]!;
     this.valueStartAbs = this.base + this.pos;
     this.vPhase = 0;
   }
@@ -173,8 +181,21 @@ export abstract class EntryReader extends RdbCursor {
     this.acc = 0;
   }
 
-  /** The value ends at `pos`: emits the entry (or its last piece). */
+  /**
+   * The value ends at `pos`: emits the entry (or its last piece). A list, set, sorted set or hash
+   * without elements is skipped instead, as Redis skips it when it loads a file (rdbLoadObject's
+   * empty-key case: old versions could save such keys). Passed on, it would reach the
+   * destination as a RESTORE payload Redis refuses ("Bad data format") or as an HSET/RPUSH
+   * without arguments. An empty intset or zipmap, which no server writes and Redis's integrity
+   * check refuses, is skipped the same way rather than stopping the sync. Streams may be empty
+   * and are kept.
+   */
   protected endValue(): void {
+    if (this.items.length === 0 && this.pieceIndex === 0 && this.kind >= K_LIST && this.kind <= K_HASH) {
+      this.emptyCount++;
+      if (this.emptyKeys.length < EMPTY_KEYS_KEPT) this.emptyKeys.push({ db: this.db, key: this.key });
+      return this.resetEntry();
+    }
     if (this.pieceMode) {
       this.flushPiece(true);
     } else {

@@ -18,14 +18,17 @@
  * file (the public API and the top-level records). types.ts names the type bytes and opcodes.
  *
  * Formats covered: RDB 1–12 (`REDIS0001`…`REDIS0012`) and Valkey (`VALKEY080`, `VALKEY081`…).
- * Value types 0–5, 7, 9–21, 24, 25; opcodes 244–255. Types 6 (pre-GA module), 22 and 23 (7.4
- * release-candidate hash TTLs; Valkey 9's HASH_2) and unknown bytes stop the parse with an error
- * naming the byte and its offset: an unknown type cannot be skipped safely.
+ * Value types 0–5, 7, 9–21; in `REDIS` files 22–25 (Redis 7.4's hashes with field TTLs: 22 and 23
+ * as 7.4's development builds wrote them, 24 and 25 as released), in `VALKEY` files 22 (Valkey 9's
+ * HASH_2): the magic decides what 22 means (types.ts). Opcodes 244–255. Type 6 (pre-GA module),
+ * Valkey files with types above 22, and unknown bytes stop the parse with an error naming the
+ * byte and its offset: an unknown type cannot be skipped safely. Empty lists, sets, sorted sets
+ * and hashes are skipped as Redis skips them on load, and counted (`emptyKeysSkipped`).
  */
 import { ReplistreamError } from '../../common/errors.js';
 import { NEED } from './cursor.js';
 import type { RdbItem, RdbParserOptions } from './items.js';
-import { FIRST_OPCODE, RDB_OPCODE, RDB_TYPE, REDIS_TYPE_OF, unsupportedType } from './types.js';
+import { FIRST_OPCODE, RDB_OPCODE, RDB_TYPE, REDIS_TYPES, unsupportedType, VALKEY_TYPES } from './types.js';
 import { moduleName, rdbError } from './util.js';
 import { ValueReader } from './values.js';
 
@@ -66,6 +69,19 @@ export class RdbParser extends ValueReader {
   /** The RDB version from the header (0 before it is read; 80+ for Valkey). */
   get rdbVersion(): number {
     return this.version;
+  }
+
+  /**
+   * Keys skipped because they hold an empty list, set, sorted set or hash (Redis skips them when
+   * it loads a file, and a destination would refuse them): how many so far.
+   */
+  get emptyKeysSkipped(): number {
+    return this.emptyCount;
+  }
+
+  /** The first (up to 10) of the keys counted by `emptyKeysSkipped`, for a log line. */
+  get emptyKeysSample(): ReadonlyArray<{ db: number; key: Buffer }> {
+    return this.emptyKeys;
   }
 
   /** Feeds bytes; returns every item they complete. */
@@ -188,6 +204,7 @@ export class RdbParser extends ValueReader {
       throw rdbError(0, `not an RDB file (header ${JSON.stringify(magic)})`);
     }
     this.version = version;
+    this.types = magic.startsWith('VALKEY') ? VALKEY_TYPES : REDIS_TYPES;
     this.pos = 9;
     this.state = S_OPCODE;
     this.out.push({ kind: 'header', version, offset: 0 });
@@ -223,7 +240,7 @@ export class RdbParser extends ValueReader {
     this.pos = start + 1;
     if (op < FIRST_OPCODE) {
       if (op === RDB_TYPE.STRING && this.smallStringEntry(start)) return;
-      if (REDIS_TYPE_OF[op] === undefined) throw rdbError(this.base + start, unsupportedType(op), { type: op });
+      if (this.types.redisType[op] === undefined) throw rdbError(this.base + start, unsupportedType(op, this.types.valkey), { type: op });
       const key = this.readString();
       // Committed: the entry begins. Its value follows at once (no trip through the step loop).
       this.startPrefix(start);

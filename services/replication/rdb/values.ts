@@ -78,6 +78,8 @@ export abstract class ValueReader extends EntryReader {
         return this.stepHash();
       case T.HASH_METADATA:
         return this.stepHashMetadata();
+      case T.HASH_METADATA_PRE_GA: // = T.VALKEY_HASH_2: the magic decides (see types.ts)
+        return this.types.valkey ? this.stepValkeyHash2() : this.stepHashMetadata();
       case T.MODULE_2:
         return this.stepModule();
       case T.LIST_QUICKLIST:
@@ -250,10 +252,16 @@ export abstract class ValueReader extends EntryReader {
     this.endValue();
   }
 
-  /** HASH_METADATA: int64 LE minExpire, count, then (ttl, field, value); ttl 0 = none, else minExpire + ttl − 1. */
+  /**
+   * HASH_METADATA: int64 LE minExpire, count, then (ttl, field, value); ttl 0 = none, else
+   * minExpire + ttl − 1. HASH_METADATA_PRE_GA (7.4 development builds, in `REDIS` files): no
+   * minExpire, and ttl is the absolute time (0 = none). Redis 7.4 still loads the pre-release
+   * layout, so these files are read rather than refused.
+   */
   private stepHashMetadata(): void {
     if (this.vPhase === 0) {
-      const minExpire = this.readMs();
+      const preGa = this.vType === T.HASH_METADATA_PRE_GA;
+      const minExpire = preGa ? 1 : this.readMs(); // pre-GA: 1 + ttl − 1 = the absolute ttl
       const count = this.readLen();
       this.minExpire = minExpire;
       this.vCount = count;
@@ -265,6 +273,28 @@ export abstract class ValueReader extends EntryReader {
       const field = this.readString();
       const value = this.readString();
       this.add({ field, value, expireAtMs: ttl === 0 ? null : this.minExpire + ttl - 1 }, field.length + value.length);
+      this.elementDone();
+    }
+    this.endValue();
+  }
+
+  /**
+   * Valkey 9's HASH_2 (type 22 in a `VALKEY` file): count, then (field, value, int64 LE expiry in
+   * ms) for every field, −1 for a field without one. Unlike Redis's types, 0 is not "none" there
+   * but a time long past: such a field goes out with expireAtMs 0, and HPEXPIREAT 0 at the
+   * destination deletes it, as Valkey would have. The typed value carries each field's TTL like
+   * the Redis 7.4 types; the payload keeps the type byte and the file's version (80+), so only a
+   * Valkey 9+ destination RESTOREs it.
+   */
+  private stepValkeyHash2(): void {
+    this.readCountOnce();
+    while (this.vCount > 0) {
+      const field = this.readString();
+      const value = this.readString();
+      const at = this.pos;
+      const ms = this.readMs();
+      if (ms < -1) throw rdbError(this.base + at, `hash-2 field expiry ${ms} is negative (only -1, "no expiry", is)`);
+      this.add({ field, value, expireAtMs: ms === -1 ? null : ms }, field.length + value.length);
       this.elementDone();
     }
     this.endValue();
@@ -293,7 +323,10 @@ export abstract class ValueReader extends EntryReader {
     }
   }
 
-  /** Single-blob encodings: zipmap, ziplists, intset, listpacks (HASH_LISTPACK_EX: minExpire first). */
+  /**
+   * Single-blob encodings: zipmap, ziplists, intset, listpacks (HASH_LISTPACK_EX: minExpire first;
+   * its 7.4 development-build form HASH_LISTPACK_EX_PRE_GA is the same listpack without it).
+   */
   private stepBlob(): void {
     if (this.vPhase === 0 && this.vType === T.HASH_LISTPACK_EX) {
       this.minExpire = this.readMs();
@@ -315,7 +348,7 @@ export abstract class ValueReader extends EntryReader {
       case T.SET_INTSET:
         decodeIntset(bsrc, bstart, bend, boff, vals);
         break;
-      default: // HASH_LISTPACK, ZSET_LISTPACK, SET_LISTPACK, HASH_LISTPACK_EX
+      default: // HASH_LISTPACK, ZSET_LISTPACK, SET_LISTPACK, HASH_LISTPACK_EX(_PRE_GA)
         decodeListpack(bsrc, bstart, bend, boff, vals);
     }
     switch (this.kind) {
@@ -332,14 +365,14 @@ export abstract class ValueReader extends EntryReader {
         break;
       default: {
         // hash
-        if (this.vType === T.HASH_LISTPACK_EX) {
-          if (vals.length % 3) throw rdbError(boff, 'hash-listpack-ex does not hold field/value/ttl triples');
+        if (this.vType === T.HASH_LISTPACK_EX || this.vType === T.HASH_LISTPACK_EX_PRE_GA) {
+          if (vals.length % 3) throw rdbError(boff, `${this.encoding} does not hold field/value/ttl triples`);
           for (let i = 0; i < vals.length; i += 3) {
             const field = toBuf(vals[i]);
             const value = toBuf(vals[i + 1]);
             const ttl = vals[i + 2];
             if (typeof ttl !== 'number' && typeof ttl !== 'bigint') {
-              throw rdbError(boff, 'hash-listpack-ex field TTL is not an integer');
+              throw rdbError(boff, `${this.encoding} field TTL is not an integer`);
             }
             this.add({ field, value, expireAtMs: ttl === 0 ? null : Number(ttl) }, field.length + value.length);
           }
@@ -385,7 +418,8 @@ export abstract class ValueReader extends EntryReader {
         vals.length = 0;
         if (v2) decodeListpack(this.bsrc, this.bstart, this.bend, this.boff, vals);
         else decodeZiplist(this.bsrc, this.bstart, this.bend, this.boff, vals);
-        if (vals.length === 0) throw rdbError(this.boff, 'empty quicklist node');
+        // An empty node is skipped, as Redis does when it loads one (a list of only empty nodes
+        // is then an empty list: endValue skips it).
         this.addBufs(vals);
       }
       this.checkPieceSwitch();

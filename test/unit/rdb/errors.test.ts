@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { crc64 } from '../../../services/replication/rdb/crc64.js';
 import { RdbParser, type RdbParserOptions } from '../../../services/replication/rdb/parser.js';
-import { b, len, listpack, rdbFile, selectDb, str } from './builders.js';
+import { b, i64le, len, listpack, rdbFile, selectDb, str } from './builders.js';
 import { loadFixture, parseChunks, parseWhole, splitEvery } from './util.js';
 
 function failure(fn: () => unknown): ReplistreamError {
@@ -86,8 +86,6 @@ describe('errors', () => {
     for (const [t, re] of [
       [6, /offset 11: value type 6 \(module value in the 4\.0 pre-release format\)/],
       [8, /offset 11: unknown value type or opcode 8/],
-      [22, /offset 11: value type 22 \(hash with field TTLs in the 7\.4 release-candidate format, or Valkey 9 HASH_2\)/],
-      [23, /offset 11: value type 23/],
       [26, /offset 11: unknown value type or opcode 26/],
       [243, /offset 11: unknown value type or opcode 243/],
     ] as const) {
@@ -95,6 +93,22 @@ describe('errors', () => {
       expect(err.message).toMatch(re);
       expect(err.details).toMatchObject({ offset: 11, type: t });
     }
+  });
+
+  it('in a VALKEY file, the type bytes above 22 (Redis 7.4 hash types in a REDIS file) are refused, naming the type', () => {
+    for (const t of [23, 24, 25, 26, 243]) {
+      const err = parseFails(rdbFile('VALKEY080', [selectDb(0), b([t]), str('k'), str('x')]));
+      expect(err.message).toMatch(new RegExp(`offset 11: value type ${t} is not a Valkey value type`));
+      expect(err.message).toMatch(/Valkey 9 writes no type above 22/);
+      expect(err.details).toMatchObject({ offset: 11, type: t });
+    }
+    expect(parseFails(rdbFile('VALKEY080', [selectDb(0), b([24]), str('k'), str('x')])).message).toMatch(/Redis 7\.4 hash type in a REDIS file/);
+  });
+
+  it('Valkey hash-2: a negative field expiry other than -1 names its offset', () => {
+    // type 22 at 11, key at 12-13, count at 14, field 15-16, value 17-18, expiry at 19
+    const v = b(len(1), str('f'), str('v'), i64le(-2));
+    expect(parseFails(rdbFile('VALKEY080', [selectDb(0), b([22]), str('k'), v])).message).toMatch(/offset 19: hash-2 field expiry -2 is negative/);
   });
 
   it('corrupt containers name the blob offset', () => {
@@ -132,7 +146,7 @@ describe('errors', () => {
 
   it('an error is sticky: the next push throws it again', () => {
     const p = new RdbParser();
-    const bad = withType(22);
+    const bad = withType(6);
     let first: unknown;
     try {
       p.push(bad);

@@ -11,12 +11,12 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDumpPayload } from '../../../services/replication/dump-payload.js';
 import { fromJsonSafe, toJsonSafe, typedValueToJson } from '../../../services/replication/rdb/inspect.js';
-import type { RdbItem } from '../../../services/replication/rdb/parser.js';
+import { RdbParser, type RdbItem } from '../../../services/replication/rdb/parser.js';
 import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { b } from './builders.js';
 import { HANDMADE } from './handmade.js';
 import { connect, normalizeValue, readAllKeys } from './live.js';
-import { entries, keyId, parseWhole } from './util.js';
+import { entries, keyId, parseWhole, splitEvery } from './util.js';
 
 function other(i: RdbItem): unknown {
   switch (i.kind) {
@@ -88,6 +88,17 @@ describe('hand-built RDB files', () => {
         });
       });
 
+      it(`empty collections: ${h.emptyKeys?.length ?? 0} skipped and counted, whole and byte by byte`, () => {
+        const want = h.emptyKeys ?? [];
+        for (const chunks of [[h.rdb], splitEvery(h.rdb, 1)]) {
+          const p = new RdbParser();
+          for (const c of chunks) p.push(c);
+          p.finish();
+          expect(p.emptyKeysSkipped).toBe(want.length);
+          expect(p.emptyKeysSample.map((k) => k.key.toString())).toEqual(want.slice(0, 10));
+        }
+      });
+
       it('other items', () => {
         const got = items.map(other).filter((x) => x !== null);
         expect(got).toEqual(h.others.map((o) => {
@@ -127,6 +138,33 @@ const GOLDEN: Record<string, string> = {
     '2d6675747572652d6669656c640178fe000002766b0676616c6b6579ffafdd7b6725819c64',
   // REDIS0004 (no CRC), SELECTDB 0, type 3 zset "z": 2 members, n = 253 (NaN), i = 254 (+inf).
   'nan-score': '524544495330303034fe0003017a02016efd0169feff',
+  // Decoded by hand against Valkey 9's rdbLoadObject for RDB_TYPE_HASH_2:
+  //   56414c4b4559303830 "VALKEY080" | fa 0a valkey-ver 05 9.0.0 | fe 00
+  //   fc 00d8c32cbb030000             EXPIRETIME_MS 4102444800000
+  //   16 02 h2 04                     type 22, key, 4 fields, each (field, value, int64 LE expiry):
+  //     05 plain 06 "no ttl" ffffffffffffffff     -1: no TTL
+  //     04 soon 01 x 887be5cf8b010000              1700000005000
+  //     04 past 04 gone 0000000000000000           0: a time long past
+  //     c007 | c3 09 28 014c4ce01b00014c4c | 00d8c32cbb030000   int8 7, LZF "L" × 40, 4102444800000
+  //   16 08 h2:empty 00               type 22 with 0 fields (skipped)
+  //   00 05 after 01 v                a string | ff + CRC-64 LE
+  'valkey9-hash2':
+    '56414c4b4559303830fa0a76616c6b65792d76657205392e302e30fe00fc00d8c32cbb030000160268320405706c61696e' +
+    '066e6f2074746cffffffffffffffff04736f6f6e0178887be5cf8b010000047061737404676f6e650000000000000000c0' +
+    '07c30928014c4ce01b00014c4c00d8c32cbb030000160868323a656d70747900000561667465720176ff3b5ab6bb66e92785',
+  // Decoded by hand against 7.4's rdbLoadObject for the two PRE_GA types:
+  //   REDIS0012 | fa 09 redis-ver 0b 255.255.255 | fe 00
+  //   16 08 hmeta-rc 03               type 22, no minExpire, 3 × (length ttl, field, value):
+  //     00 01 a 01 1 | 81 0000018bcfe56800 01 b 01 2 | 81 000003bb2cc3d800 01 c c003
+  //                                   ttl 0 = none; 64-bit lengths 1700000000000 and 4102444800000, absolute
+  //   16 0e hmeta-rc:empty 00         0 fields (skipped)
+  //   17 08 hlpex-rc 2b 2b000000 0900 …  type 23, no minExpire: the listpack of 9 (f1 v1 0 f2 v2 1.8e12 f3 42 0)
+  //   17 0e hlpex-rc:empty 07 070000000000ff   an empty listpack (skipped) | ff + CRC-64 LE
+  'v12-hash-ttl-pre-ga':
+    '524544495330303132fa0972656469732d7665720b3235352e3235352e323535fe001608686d6574612d72630300016101' +
+    '31810000018bcfe568000162013281000003bb2cc3d8000163c003160e686d6574612d72633a656d707479001708686c70' +
+    '65782d72632b2b0000000900826631038276310300018266320382763203f400505c18a301000009826633032a010001ff' +
+    '170e686c7065782d72633a656d70747907070000000000ffff3a5ac138bae49456',
 };
 
 describe('golden bytes of hand-built files', () => {

@@ -2,8 +2,18 @@
  * Hand-built RDB files for what redis-server 7.0.15 cannot write, each with the items the parser
  * must produce. Provenance: built with ./builders.ts from the layouts in Redis's rdb.c (tags 2.2
  * to 7.4: rdbLoadObject, rdbLoadCheckModuleValue, rdbFunctionLoad), listpack.c, ziplist.c,
- * intset.c, zipmap.c and t_stream.c, and Valkey 8/9's header (VALKEY080); see also
- * /work/shared/reference/replication-and-rdb-notes.md §2.
+ * intset.c, zipmap.c and t_stream.c, and Valkey's rdb.h / rdb.c (8.x and 9.0: the VALKEY080
+ * header, RDB_TYPE_HASH_2).
+ *
+ * The formats no server here can write, and where their layout comes from:
+ * - Valkey 9's HASH_2 (type 22 in a VALKEY file): rdbSaveObject writes the field count, then per
+ *   field its name, its value and rdbSaveMillisecondTime(expiry) (int64 LE), EXPIRY_NONE (−1)
+ *   for a field without a TTL; rdbLoadObject reads it back the same way.
+ * - Redis 7.4 development builds' HASH_METADATA_PRE_GA (22) and HASH_LISTPACK_EX_PRE_GA (23) in a
+ *   REDIS file: 7.4's rdbLoadObject still reads them; they are 24 and 25 without the leading
+ *   minExpire, and 22's per-field TTL is the absolute time (0 = none).
+ * - Empty collections: what rdbLoadObject answers with RDB_LOAD_ERR_EMPTY_KEY (a count of 0, a
+ *   container without elements, a quicklist whose nodes are all empty), which rdbLoadRio skips.
  */
 import {
   aux,
@@ -60,6 +70,8 @@ export interface Handmade {
    * NaN scores 7.0 rejects).
    */
   verifiedBy: 'server' | 'check-rdb' | null;
+  /** Keys (in db order) holding an empty collection: skipped by the parser, counted, none an entry. */
+  emptyKeys?: string[];
 }
 
 /** Collects body parts and the expected entries (with their file offsets) as a file is built. */
@@ -83,6 +95,14 @@ class FileBuilder {
   select(db: number): this {
     this.db = db;
     return this.raw(selectDb(db));
+  }
+
+  readonly emptyKeys: string[] = [];
+
+  /** A key holding an empty collection: in the file, but the parser must skip it. */
+  empty(key: string, typeByte: number, valueBytes: Buffer): this {
+    this.emptyKeys.push(key);
+    return this.raw([typeByte], str(key), valueBytes);
   }
 
   entry(
@@ -120,7 +140,7 @@ function build(
   fill(f);
   const rdb = rdbFile(version, f.parts, { crc });
   const v = typeof version === 'number' ? version : Number(h.slice(6));
-  return { name, covers, version: v, rdb, entries: f.entries, others, verifiedBy };
+  return { name, covers, version: v, rdb, entries: f.entries, others, verifiedBy, emptyKeys: f.emptyKeys };
 }
 
 const LONG_KEY = 'k'.repeat(300);
@@ -384,4 +404,80 @@ export const HANDMADE: Handmade[] = [
     f.select(3);
     f.entry({ key: 'z', type: 'string', encoding: 'string', expireAtMs: null, value: 'no crc', typeByte: 0, valueBytes: str('no crc') });
   }, [], 'zero'),
+
+  build('valkey9-hash2', 'Valkey 9: hash with field TTLs (HASH_2: type 22 in a VALKEY080 file), -1 = no TTL, 0 = a time long past; integer-encoded and LZF fields, a key TTL; an empty one skipped', 'VALKEY080', null, (f) => {
+    f.raw(aux('valkey-ver', '9.0.0'));
+    f.select(0);
+    f.entry({
+      key: 'h2', type: 'hash', encoding: 'hash-2', expireAtMs: FUTURE,
+      prefix: b([OP.EXPIRETIME_MS], i64le(FUTURE)),
+      value: [
+        { field: 'plain', value: 'no ttl' },
+        { field: 'soon', value: 'x', expireAtMs: T0 + 5000 },
+        { field: 'past', value: 'gone', expireAtMs: 0 },
+        { field: '7', value: 'L'.repeat(40), expireAtMs: FUTURE },
+      ],
+      typeByte: 22,
+      valueBytes: b(len(4), str('plain'), str('no ttl'), i64le(-1), str('soon'), str('x'), i64le(T0 + 5000),
+        str('past'), str('gone'), i64le(0), intStr(7), lzfStr('L'.repeat(40)), i64le(FUTURE)),
+    });
+    f.empty('h2:empty', 22, len(0));
+    f.entry({ key: 'after', type: 'string', encoding: 'string', expireAtMs: null, value: 'v', typeByte: 0, valueBytes: str('v') });
+  }, [{ kind: 'aux', key: 'valkey-ver', value: '9.0.0' }]),
+
+  build('v12-hash-ttl-pre-ga', 'Redis 7.4 development builds (redis-ver 255.255.255): hash with field TTLs as hashtable (22: no minExpire, absolute TTLs, 0 = none) and listpack (23: no minExpire); an empty one of each skipped', 12, null, (f) => {
+    f.raw(aux('redis-ver', '255.255.255'));
+    f.select(0);
+    f.entry({
+      key: 'hmeta-rc', type: 'hash', encoding: 'hash-metadata-pre-ga', expireAtMs: null,
+      value: [{ field: 'a', value: '1' }, { field: 'b', value: '2', expireAtMs: T0 }, { field: 'c', value: '3', expireAtMs: FUTURE }],
+      typeByte: 22, valueBytes: b(len(3), len(0), str('a'), str('1'), len(T0), str('b'), str('2'), len(FUTURE), str('c'), intStr(3)),
+    });
+    f.empty('hmeta-rc:empty', 22, len(0));
+    f.entry({
+      key: 'hlpex-rc', type: 'hash', encoding: 'hash-listpack-ex-pre-ga', expireAtMs: null,
+      value: [{ field: 'f1', value: 'v1' }, { field: 'f2', value: 'v2', expireAtMs: 1_800_000_000_000 }, { field: 'f3', value: '42' }],
+      typeByte: 23, valueBytes: str(listpack(['f1', 'v1', 0, 'f2', 'v2', 1_800_000_000_000, 'f3', 42, 0])),
+    });
+    f.empty('hlpex-rc:empty', 23, str(listpack([])));
+  }, [{ kind: 'aux', key: 'redis-ver', value: '255.255.255' }]),
+
+  build('empty-collections', 'empty lists, sets, sorted sets and hashes in every RDB 10 encoding (counts of 0, containers without elements, quicklists of empty nodes), as old versions could save them: skipped as Redis skips them on load; a quicklist with empty nodes among others keeps the others', 10, 'server', (f) => {
+    f.select(0);
+    f.entry({ key: 'before', type: 'string', encoding: 'string', expireAtMs: null, value: 'b', typeByte: 0, valueBytes: str('b') });
+    f.empty('e:list', 1, len(0));
+    f.empty('e:set', 2, len(0));
+    f.empty('e:zset', 3, len(0));
+    f.empty('e:hash', 4, len(0));
+    f.empty('e:zset2', 5, len(0));
+    f.empty('e:list-ziplist', 10, str(ziplist([])));
+    f.empty('e:zset-ziplist', 12, str(ziplist([])));
+    f.empty('e:hash-ziplist', 13, str(ziplist([])));
+    f.empty('e:quicklist', 14, len(0));
+    f.empty('e:quicklist-nodes', 14, b(len(2), str(ziplist([])), str(ziplist([]))));
+    f.empty('e:hash-listpack', 16, str(listpack([])));
+    f.empty('e:zset-listpack', 17, str(listpack([])));
+    f.empty('e:quicklist2', 18, len(0));
+    f.entry({
+      key: 'ql:some-empty', type: 'list', encoding: 'list-quicklist', expireAtMs: null, value: ['z'],
+      typeByte: 14, valueBytes: b(len(2), str(ziplist([])), str(ziplist(['z']))),
+    });
+    f.entry({
+      key: 'ql2:some-empty', type: 'list', encoding: 'list-quicklist-2', expireAtMs: null, value: ['x', 'y'],
+      typeByte: 18, valueBytes: b(len(3), len(2), str(listpack([])), len(2), str(listpack(['x'])), len(2), str(listpack(['y']))),
+    });
+    f.select(1);
+    f.empty('e:quicklist2-nodes', 18, b(len(1), len(2), str(listpack([]))));
+    f.entry({ key: 'after', type: 'string', encoding: 'string', expireAtMs: null, value: 'a', typeByte: 0, valueBytes: str('a') });
+  }),
+
+  build('empty-collections-12', 'empty collections in encodings newer than RDB 10 (set listpack 20, hash metadata 24, hash listpack-ex 25), and an intset and a zipmap without elements (no server writes those two, the integrity check of Redis 7.0 refuses them: skipped too rather than stopping)', 12, null, (f) => {
+    f.select(0);
+    f.empty('e:set-listpack', 20, str(listpack([])));
+    f.empty('e:hash-metadata', 24, b(i64le(T0), len(0)));
+    f.empty('e:hash-listpack-ex', 25, b(i64le(T0), str(listpack([]))));
+    f.empty('e:intset', 11, str(intset(2, [])));
+    f.empty('e:zipmap', 9, str(zipmap([])));
+    f.entry({ key: 'kept', type: 'string', encoding: 'string', expireAtMs: null, value: 'k', typeByte: 0, valueBytes: str('k') });
+  }),
 ];
