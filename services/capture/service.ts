@@ -9,7 +9,7 @@ import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import type { SealedRecord } from '../events/split.js';
-import { createKafka } from '../transport/kafka.js';
+import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
 import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
@@ -35,6 +35,8 @@ export interface CaptureSettings {
   compression: Compression;
   httpPort: number;
   snapshotFormat?: SnapshotFormat;
+  /** How long start-up waits for Kafka and the schema registry (default 30 s). */
+  kafkaTimeoutMs?: number;
 }
 
 const POSITION_KEY = 'capture';
@@ -73,7 +75,13 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   const positionsTopic = positionsTopicName(s.topicPrefix, s.sourceId);
   const transportModules = Promise.all([import('../transport/producer.js'), import('../transport/registry.js')]);
   transportModules.catch(() => undefined); // awaited below
-  const storedRead = transportModules.then(([{ readLatestPositions }]) => readLatestPositions(kafka, positionsTopic, log));
+  const kafkaTimeoutMs = s.kafkaTimeoutMs ?? 30_000;
+  const storedRead = withinKafkaTimeout(
+    transportModules.then(([{ readLatestPositions }]) => readLatestPositions(kafka, positionsTopic, log)),
+    s.kafka,
+    kafkaTimeoutMs,
+    `reading the stored positions from ${positionsTopic}`,
+  );
   storedRead.catch(() => undefined); // awaited below
   const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null } as never);
   // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
@@ -129,20 +137,29 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   // schema registration and the producer's connection are made meanwhile, all at once; the
   // pipeline's first write to Kafka waits for them (the link meanwhile holds at most its buffer of
   // the snapshot, then pauses the source's transfer), and startCapture fails as before if they do.
+  // Each side is bounded by kafka-timeout-ms, and its error names its own setting.
   const kadmin = kafka.admin();
-  const transportReady = (async () => {
-    await kadmin.connect();
-    try {
-      await Promise.all([
-        ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs }),
-        ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor }),
-        ...[...topics.values()].map((t) => registry.registerForTopic(t)),
-        producer.connect(),
-      ]);
-    } finally {
-      await kadmin.disconnect().catch(() => undefined);
-    }
-  })();
+  const kafkaSide = withinKafkaTimeout(
+    (async () => {
+      await kadmin.connect();
+      try {
+        await Promise.all([
+          ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs }),
+          ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor }),
+          producer.connect(),
+        ]);
+      } finally {
+        await kadmin.disconnect().catch(() => undefined);
+      }
+    })(),
+    s.kafka,
+    kafkaTimeoutMs,
+    'creating the topics and connecting the producer',
+  );
+  const registrySide = withinDeadline(Promise.all([...topics.values()].map((t) => registry.registerForTopic(t))), kafkaTimeoutMs, () =>
+    new ReplistreamError('CONNECTION', `registry: the schema registry ${redactUrl(s.registry)} did not answer within ${kafkaTimeoutMs / 1000} s (kafka-timeout-ms); check the registry setting`, { setting: 'registry' }),
+  );
+  const transportReady = Promise.all([kafkaSide, registrySide]).then(() => undefined);
   transportReady.catch(() => undefined); // awaited below; failures are reported there
   let ready = false;
   const whenReady = async (): Promise<void> => {
@@ -156,8 +173,8 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   try {
     stored = await storedRead;
   } catch (err) {
-    await transportReady.catch(() => undefined);
-    await producer.disconnect().catch(() => undefined);
+    // not waiting for transportReady: with Kafka gone it would wait out kafkajs's retries
+    await withinDeadline(producer.disconnect(), 1000, () => null).catch(() => undefined);
     admin.disconnect();
     throw err;
   }
@@ -212,8 +229,8 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   try {
     await transportReady;
   } catch (err) {
-    for (const svc of services) await svc.stop().catch(() => undefined);
-    await producer.disconnect().catch(() => undefined);
+    await withinDeadline(Promise.all(services.map((svc) => svc.stop())), 1000, () => null).catch(() => undefined);
+    await withinDeadline(producer.disconnect(), 1000, () => null).catch(() => undefined);
     admin.disconnect();
     throw err;
   }
@@ -290,6 +307,29 @@ class ClusterCaptureView extends EventEmitter {
   }
   failure(): Promise<ReplistreamError> {
     return Promise.race(this.parts.map((p) => p.failure()));
+  }
+}
+
+/**
+ * `work`, or past `ms` the error `onTimeout` makes (null: resolve undefined, for a bounded
+ * clean-up). The abandoned work's late failure is ignored.
+ */
+async function withinDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => Error | null): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([
+      work,
+      new Promise<undefined>((resolve, reject) => {
+        timer = setTimeout(() => {
+          const e = onTimeout();
+          if (e) reject(e);
+          else resolve(undefined);
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
