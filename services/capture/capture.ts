@@ -372,6 +372,12 @@ export class CaptureService extends EventEmitter {
     const parser = this.parser;
     if (!parser) return;
     parser.finish();
+    // Keys holding an empty list/set/zset/hash were skipped by the parser, as Redis skips them when
+    // it loads an RDB (a destination would refuse their RESTORE payloads): said once per sync.
+    if (parser.emptyKeysSkipped > 0) {
+      const first = parser.emptyKeysSample.map((k) => `${k.db}:${k.key.toString('utf8', 0, 200)}`);
+      this.log.warn({ epoch: this.stats.epoch, count: parser.emptyKeysSkipped, first }, 'snapshot keys holding an empty collection skipped (as Redis skips them on load)');
+    }
     if (!this.began) this.broadcastBegin();
     this.began = false;
     for (const db of this.opts.dbs) {

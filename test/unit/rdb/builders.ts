@@ -1,8 +1,8 @@
 /**
- * Small builders for hand-made RDB files, following the format notes
- * (/work/shared/reference/replication-and-rdb-notes.md §2) and Redis's rdb.c / listpack.c /
- * ziplist.c / intset.c / zipmap.c. Used for what redis-server 7.0.15 cannot write (zipmaps,
- * ziplists, quicklist v1, stream v1/v3, hash field TTLs, SLOT_INFO, Valkey headers, modules…).
+ * Small builders for hand-made RDB files, following Redis's rdb.c / listpack.c / ziplist.c /
+ * intset.c / zipmap.c and Valkey's rdb.c. Used for what redis-server 7.0.15 cannot write
+ * (zipmaps, ziplists, quicklist v1, stream v1/v3, hash field TTLs, SLOT_INFO, Valkey headers and
+ * HASH_2, modules, empty collections…).
  */
 import { createRequire } from 'node:module';
 import { crc64 } from '../../../services/replication/rdb/crc64.js';
