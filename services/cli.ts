@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ReplistreamError, describeError } from './common/errors.js';
 import { createLogger } from './common/log.js';
+import { configureConnections } from './common/connection-settings.js';
 import { loadConfig } from './config/load.js';
 import { optionsFor, type CommandName } from './config/options.js';
 
@@ -40,6 +41,8 @@ export function buildProgram(): Command {
   const run = (name: CommandName, body: (config: Record<string, unknown>) => Promise<number | void>) =>
     async function (this: Command) {
       const config = loadConfig(name, flagsOf(this, name));
+      // TLS files are read and credentials checked before any connection is made
+      configureConnections(config, (warning) => createLogger(String(config.logLevel), 'config').warn(warning));
       const code = await body(config);
       process.exitCode = typeof code === 'number' ? code : 0;
     };

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
+import { connections, redisTlsForUrl } from '../common/connection-settings.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import type { SealedRecord } from '../events/split.js';
@@ -83,7 +84,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
     `reading the stored positions from ${positionsTopic}`,
   );
   storedRead.catch(() => undefined); // awaited below
-  const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null } as never);
+  const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null, tls: redisTlsForUrl('source', s.source) } as never);
   // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
   // "Connection is closed": keep the event's message, it names the real cause.
   let lastError: Error | null = null;
@@ -208,7 +209,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   for (const m of masters) {
     services.push(
       new CaptureService({
-        link: { url: m.url },
+        link: { url: m.url, tls: connections().redis.source },
         sink: sinkFor(m.index),
         partitions: s.partitions,
         partitionBase: m.index * s.partitions,
@@ -248,7 +249,7 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   let heartbeat: NodeJS.Timeout | null = null;
   const writer: Redis | Cluster = isCluster
     ? new Cluster([{ host: new URL(s.source).hostname, port: Number(new URL(s.source).port) }], {
-        redisOptions: { username: decodeURIComponent(new URL(s.source).username) || undefined, password: decodeURIComponent(new URL(s.source).password) || undefined, protocol: 2 } as never,
+        redisOptions: { username: decodeURIComponent(new URL(s.source).username) || undefined, password: decodeURIComponent(new URL(s.source).password) || undefined, protocol: 2, tls: redisTlsForUrl('source', s.source) } as never,
       })
     : admin;
   writer.on('error', () => undefined);

@@ -100,12 +100,33 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'from', description: 'Where a group starts: committed, earliest, latest-snapshot, offset:P@O or time:ISO8601.', commands: ['apply'], schema: startFrom, default: 'committed' },
   { name: 'refuse-flush', description: 'Stop instead of applying FLUSHDB/FLUSHALL from the source.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
   { name: 'on-command-error', description: 'A command the destination rejects: fail (stop, naming its position) or skip (count it).', commands: ['apply'], schema: z.enum(['fail', 'skip']), default: 'fail' },
+  // secured connections (certificate and key settings are paths to PEM files)
+  ...tlsOptions('source', 'the source', ['capture', 'precheck', 'verify']),
+  ...tlsOptions('destination', 'the destination', ['apply', 'precheck', 'verify']),
+  { name: 'kafka-tls', description: 'Connect to the Kafka brokers over TLS (implied by kafka-tls-ca, kafka-tls-cert or kafka-tls-insecure).', commands: ['capture', 'apply'], schema: z.boolean(), boolean: true, default: false },
+  ...tlsOptions('kafka', 'the Kafka brokers', ['capture', 'apply']),
+  { name: 'kafka-sasl-mechanism', description: 'Kafka SASL authentication: plain, scram-sha-256 or scram-sha-512 (with kafka-sasl-username and kafka-sasl-password).', commands: ['capture', 'apply'], schema: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']) },
+  { name: 'kafka-sasl-username', description: 'Kafka SASL user name.', commands: ['capture', 'apply'], schema: z.string().min(1) },
+  { name: 'kafka-sasl-password', description: 'Kafka SASL password.', commands: ['capture', 'apply'], schema: z.string(), secret: true },
+  { name: 'registry-username', description: 'Schema registry user name (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string().min(1) },
+  { name: 'registry-password', description: 'Schema registry password (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string(), secret: true },
   // status / verify
   { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464.', commands: ['status'], schema: httpUrl },
   { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },
 ];
+
+/** The TLS settings of one kind of server: CA, client certificate and key, server name, no verification. */
+function tlsOptions(prefix: string, who: string, commands: CommandName[]): OptionSpec[] {
+  return [
+    { name: `${prefix}-tls-ca`, description: `CA certificate file (PEM) that ${who}'s TLS certificate is verified against, instead of the system's CAs.`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-cert`, description: `Client certificate file (PEM) for ${who}, when it asks for one (with ${prefix}-tls-key).`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-key`, description: `Private key file (PEM) of ${prefix}-tls-cert.`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-servername`, description: `Name ${who}'s certificate must carry (SNI), when it is not the host name connected to.`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-insecure`, description: `Do not verify ${who}'s TLS certificate (logs a warning; for tests only).`, commands, schema: z.boolean(), boolean: true, default: false },
+  ];
+}
 
 export function envName(option: string): string {
   return `REPLISTREAM_${option.replace(/-/g, '_').toUpperCase()}`;

@@ -12,7 +12,9 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
+import type { ConnectionOptions } from 'node:tls';
 import { ReplistreamError } from '../common/errors.js';
+import { redisTls } from '../common/connection-settings.js';
 import { redactUrl } from '../common/log.js';
 import { maskRedisUrl, redisUrlProblem } from '../common/redis-url.js';
 
@@ -22,6 +24,8 @@ export interface RedisEndpoint {
   username?: string;
   password?: string;
   tls: boolean;
+  /** For rediss://: CA, client certificate, server name from the source-tls-* / destination-tls-* settings. */
+  tlsOptions?: ConnectionOptions;
   /** The URL as given, with the password masked, for messages. */
   display: string;
 }
@@ -38,6 +42,7 @@ export function parseRedisUrl(url: string, setting = 'destination'): RedisEndpoi
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     tls: u.protocol === 'rediss:',
+    tlsOptions: u.protocol === 'rediss:' ? redisTls(setting === 'source' ? 'source' : 'destination', host) : undefined,
     display: redactUrl(url),
   };
 }
@@ -65,7 +70,7 @@ export function safeRedisOptions(ep: RedisEndpoint, name: string): { options: Re
     connectionName: name,
     retryStrategy: (times: number) => (connectedOnce ? Math.min(50 * 2 ** Math.min(times, 6), 2_000) : null),
   };
-  if (ep.tls) opts.tls = { servername: ep.host };
+  if (ep.tls) opts.tls = ep.tlsOptions ?? { servername: ep.host };
   return {
     options: opts,
     markConnected: () => {

@@ -9,6 +9,7 @@ import type { ConnectionOptions } from 'node:tls';
 import SnappyCodec from 'kafkajs-snappy';
 import { ReplistreamError } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/log.js';
+import { connections, tlsOptionsOf, type ConnectionSettings } from '../common/connection-settings.js';
 
 const { Kafka: KafkaClient, logLevel, CompressionCodecs, CompressionTypes } = kafkajs;
 
@@ -52,14 +53,25 @@ export function parseBrokers(brokers: string[] | string): string[] {
   return list;
 }
 
+/**
+ * kafkajs's `ssl` and `sasl` from the kafka-tls-* and kafka-sasl-* settings: TLS with the CA and
+ * client certificate when given (the system's CAs otherwise), SASL PLAIN or SCRAM. The broker's
+ * host name is verified against its certificate unless kafka-tls-servername names another.
+ */
+export function kafkaSecurityOf(k: ConnectionSettings['kafka']): { ssl?: ConnectionOptions; sasl?: SASLOptions } {
+  const out: { ssl?: ConnectionOptions; sasl?: SASLOptions } = {};
+  if (k.tls) out.ssl = tlsOptionsOf(k.tls);
+  if (k.sasl) out.sasl = { mechanism: k.sasl.mechanism, username: k.sasl.username, password: k.sasl.password } as SASLOptions;
+  return out;
+}
+
 export function createKafka(config: KafkaClientConfig): Kafka {
   const logger = config.logger ?? createLogger(undefined, 'kafka');
   const level = LEVELS[config.logLevel ?? 'warn'];
   const kafkaConfig: KafkaConfig = {
     brokers: parseBrokers(config.brokers),
     clientId: config.clientId ?? 'replistream',
-    ssl: config.ssl,
-    sasl: config.sasl,
+    ...(config.ssl === undefined && config.sasl === undefined ? kafkaSecurityOf(connections().kafka) : { ssl: config.ssl, sasl: config.sasl }),
     connectionTimeout: config.connectionTimeoutMs ?? 3_000,
     requestTimeout: config.requestTimeoutMs ?? 30_000,
     retry: { ...DEFAULT_RETRY, ...config.retry },
@@ -86,7 +98,12 @@ export function kafkaError(what: string, err: unknown): ReplistreamError {
   const name = e?.name ?? '';
   const msg = `${what}: ${e?.message ?? String(err)}`;
   if (/SASLAuthentication/.test(name) || /SASL|authentication/i.test(e?.message ?? '')) {
-    return new ReplistreamError('AUTH', msg, { cause: err, setting: 'kafka' });
+    return new ReplistreamError('AUTH', `${msg} (check kafka-sasl-mechanism, kafka-sasl-username and kafka-sasl-password)`, { cause: err, setting: 'kafka-sasl-username' });
+  }
+  const cause = (e as { cause?: { code?: string } })?.cause;
+  const code = (e as { code?: string })?.code ?? cause?.code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL/.test(code)) {
+    return new ReplistreamError('CONNECTION', `${msg} (${code}: check kafka-tls-ca and kafka-tls-servername)`, { cause: err, setting: 'kafka-tls-ca' });
   }
   if (/Connection|Timeout|NoBrokerAvailable|BrokerNotFound|NumberOfRetriesExceeded/.test(name)) {
     return new ReplistreamError('CONNECTION', msg, { cause: err, retriable: true, setting: 'kafka' });

@@ -22,6 +22,7 @@
  */
 import type avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
+import { connections } from '../common/connection-settings.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
 import type { ChangeEvent } from '../events/model.js';
@@ -74,7 +75,11 @@ function registryError(url: string, what: string, err: unknown): ReplistreamErro
   const e = err as { status?: number; message?: string; code?: string; cause?: { code?: string } };
   const where = redactUrl(url);
   if (e?.status === 401 || e?.status === 403) {
-    return new ReplistreamError('AUTH', `schema registry ${where} refused the credentials (${what}): ${e.message}`, { cause: err, setting: 'registry', details: { status: e.status } });
+    return new ReplistreamError('AUTH', `schema registry ${where} refused the credentials (${what}): ${e.message} (check registry-username and registry-password)`, {
+      cause: err,
+      setting: 'registry-username',
+      details: { status: e.status },
+    });
   }
   if (e?.status === 409) {
     return new ReplistreamError('CONFIG', `schema registry ${where} refused the schema as incompatible (${what}): ${e.message}`, { cause: err, setting: 'registry', details: { status: e.status } });
@@ -115,8 +120,11 @@ export class EventRegistry {
     }
     this.url = config.url.replace(/\/+$/, '');
     this.logger = config.logger;
-    if (config.username) {
-      this.auth = { username: config.username, password: config.password ?? '' };
+    // explicit credentials, else the registry-username / registry-password settings
+    const username = config.username ?? connections().registry.username;
+    const password = config.username ? config.password : connections().registry.password;
+    if (username) {
+      this.auth = { username, password: password ?? '' };
       this.authHeader = `Basic ${Buffer.from(`${this.auth.username}:${this.auth.password}`).toString('base64')}`;
     }
     this.retries = config.retries ?? 5;
