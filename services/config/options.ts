@@ -120,11 +120,11 @@ export const OPTIONS: OptionSpec[] = [
 /** The TLS settings of one kind of server: CA, client certificate and key, server name, no verification. */
 function tlsOptions(prefix: string, who: string, commands: CommandName[]): OptionSpec[] {
   return [
-    { name: `${prefix}-tls-ca`, description: `CA certificate file (PEM) that ${who}'s TLS certificate is verified against, instead of the system's CAs.`, commands, schema: z.string().min(1) },
-    { name: `${prefix}-tls-cert`, description: `Client certificate file (PEM) for ${who}, when it asks for one (with ${prefix}-tls-key).`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-ca`, description: `CA certificate file (PEM) to verify the TLS certificate of ${who} with, instead of the system's CAs.`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-cert`, description: `Client certificate file (PEM) for ${who}, when a client certificate is required (with ${prefix}-tls-key).`, commands, schema: z.string().min(1) },
     { name: `${prefix}-tls-key`, description: `Private key file (PEM) of ${prefix}-tls-cert.`, commands, schema: z.string().min(1) },
-    { name: `${prefix}-tls-servername`, description: `Name ${who}'s certificate must carry (SNI), when it is not the host name connected to.`, commands, schema: z.string().min(1) },
-    { name: `${prefix}-tls-insecure`, description: `Do not verify ${who}'s TLS certificate (logs a warning; for tests only).`, commands, schema: z.boolean(), boolean: true, default: false },
+    { name: `${prefix}-tls-servername`, description: `Name the certificate of ${who} must carry (SNI), when it is not the host name connected to.`, commands, schema: z.string().min(1) },
+    { name: `${prefix}-tls-insecure`, description: `Do not verify the TLS certificate of ${who} (logs a warning; for tests only).`, commands, schema: z.boolean(), boolean: true, default: false },
   ];
 }
 
