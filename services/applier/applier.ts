@@ -16,11 +16,12 @@
  */
 import type { Logger } from '../common/log.js';
 import { ReplistreamError } from '../common/errors.js';
-import type { ChangeEvent, SourcePosition } from '../events/model.js';
+import { formatPosition } from '../destination/position.js';
+import { comparePositions, type ChangeEvent, type SourcePosition } from '../events/model.js';
 import type { DecodedBatch, EventConsumer, BatchContext } from '../transport/consumer.js';
 import { HeapBudget } from '../common/heap-budget.js';
 import { planApply, type PlanStream } from './barrier.js';
-import { StreamQueue } from './stream-queue.js';
+import { StreamQueue, seriesStartOffset, type OrphanPiece } from './stream-queue.js';
 
 /** What the applier needs from the destination writer. */
 export interface Writer {
@@ -31,7 +32,7 @@ export interface Writer {
 
 export interface ApplierOptions {
   writer: Writer;
-  consumer: Pick<EventConsumer, 'commit' | 'pause' | 'resume' | 'stop'>;
+  consumer: Pick<EventConsumer, 'commit' | 'pause' | 'resume' | 'seek' | 'stop'>;
   /** Topic of a source db consumed by this group; null when the group does not consume it. */
   topicOfDb: (db: number) => string | null;
   logger: Logger;
@@ -60,6 +61,10 @@ export interface ApplierStats {
   /** Reads of other processes' positions while a barrier waited for them. */
   remotePolls: number;
   discardedPieces: number;
+  /** Pieces read again without their beginning, of events the destination already holds. */
+  replayedPieces: number;
+  /** Partitions read again from a series' first record (a piece arrived without its beginning). */
+  seriesRewinds: number;
   /** Record bytes queued now. */
   queuedBytes: number;
   /** Failed plans retried (retriable destination errors). */
@@ -81,6 +86,8 @@ export class Applier {
     barrierWaits: 0,
     remotePolls: 0,
     discardedPieces: 0,
+    replayedPieces: 0,
+    seriesRewinds: 0,
     queuedBytes: 0,
     retries: 0,
     heapCollections: 0,
@@ -88,6 +95,8 @@ export class Applier {
   private readonly heap: HeapBudget;
   private readonly opts: Required<Omit<ApplierOptions, 'cluster'>> & { cluster: boolean };
   private readonly queues = new Map<string, StreamQueue>();
+  /** Per stream: the event whose series was last read again from its start (see settleOrphans). */
+  private readonly rewound = new Map<string, string>();
   /** Streams assigned to this process (null until the first assignment: accept whatever comes). */
   private assigned: Set<string> | null = null;
   /** Highest applied position per local stream (loaded from the writer before planning). */
@@ -146,10 +155,7 @@ export class Applier {
     if (this.assigned && !this.assigned.has(id)) return;
     let q = this.queues.get(id);
     if (!q) {
-      q = new StreamQueue(topic, partition, (reason, n) => {
-        this.stats.discardedPieces += n;
-        this.opts.logger.warn({ stream: id, reason, pieces: n }, 'discarded pieces of an event');
-      });
+      q = new StreamQueue(topic, partition, (reason, n) => this.onDiscard(id, reason, n));
       this.queues.set(id, q);
     }
     const before = q.bytes;
@@ -157,7 +163,7 @@ export class Applier {
     this.stats.records += accepted;
     this.stats.rereadRecords += reread;
     this.stats.queuedBytes += q.bytes - before;
-    if (!q.paused && q.bytes > this.opts.maxQueuedBytes) {
+    if (!q.paused && q.wholeBytes > this.opts.maxQueuedBytes) {
       q.paused = true;
       this.opts.consumer.pause(topic, [partition]);
     }
@@ -197,6 +203,7 @@ export class Applier {
       this.dirty = false;
       try {
         await this.loadPositions();
+        this.settleOrphans();
         const local = new Map<string, PlanStream>();
         const queues = new Map(this.queues); // a rebalance may replace them while the plan is written
         for (const [id, q] of queues) local.set(id, { items: q.items, applied: this.applied.get(id) ?? null });
@@ -227,7 +234,7 @@ export class Applier {
             this.stats.queuedBytes += q.bytes - before;
             const offset = q.commitOffset();
             if (offset !== null) this.commitSoon({ topic: q.topic, partition: q.partition, offset });
-            if (q.paused && q.bytes <= this.opts.maxQueuedBytes / 2) {
+            if (q.paused && q.wholeBytes <= this.opts.maxQueuedBytes / 2) {
               q.paused = false;
               this.opts.consumer.resume(q.topic, [q.partition]);
             }
@@ -269,6 +276,61 @@ export class Applier {
       backoff = 0.5;
       if (!progressed) await this.idle(null);
     }
+  }
+
+  /**
+   * Pieces read without the pieces before them (reading started inside a series: a group started
+   * with `--from offset:…`, or an offset committed by an older version). Never a silent gap: a
+   * piece of an event the destination's position already covers is a replay and is dropped;
+   * otherwise the partition is read again from the record of the series' first piece. If the same
+   * series comes back without its beginning again (the records before it were deleted by
+   * retention), the applier stops with an error naming the position.
+   */
+  private settleOrphans(): void {
+    for (const [id, q] of this.queues) {
+      if (q.orphans.length === 0) continue;
+      const applied = this.applied.get(id) ?? null;
+      let rewindTo: OrphanPiece | null = null;
+      for (const o of q.orphans) {
+        if (applied && comparePositions(o.eventPos, applied) <= 0) {
+          this.stats.replayedPieces++;
+          continue;
+        }
+        rewindTo = o;
+        break;
+      }
+      q.orphans.length = 0;
+      if (!rewindTo) continue;
+      const start = seriesStartOffset(rewindTo);
+      const seen = this.rewound.get(id);
+      if (seen !== undefined && seen === formatPosition(rewindTo.eventPos)) {
+        throw new ReplistreamError(
+          'PROTOCOL',
+          `${q.topic}[${q.partition}] offset ${rewindTo.offset}: piece ${rewindTo.index} of the event at ${formatPosition(rewindTo.eventPos)} was read again without the pieces before it ` +
+            `(read from offset ${start}), and the destination's position (${formatPosition(applied)}) shows the event was not applied: its first records are gone from the topic ` +
+            `(retention?); re-synchronize (a new group, or --from earliest on an emptied destination)`,
+          { retriable: false, details: { topic: q.topic, partition: q.partition, offset: rewindTo.offset } },
+        );
+      }
+      this.rewound.set(id, formatPosition(rewindTo.eventPos));
+      this.stats.seriesRewinds++;
+      this.opts.logger.warn(
+        { stream: id, offset: rewindTo.offset, piece: rewindTo.index, from: start, position: rewindTo.eventPos },
+        'read a piece of an event without the pieces before it: reading the partition again from the event\'s first record',
+      );
+      // a fresh queue (its own reread and piece state) fed from the first piece's record; the
+      // batches fetched before the seek are stale and skipped by the consumer
+      const fresh = new StreamQueue(q.topic, q.partition, (reason, n) => this.onDiscard(id, reason, n));
+      this.stats.queuedBytes -= q.bytes;
+      this.queues.set(id, fresh);
+      this.opts.consumer.seek(q.topic, q.partition, start);
+      if (q.paused) this.opts.consumer.resume(q.topic, [q.partition]);
+    }
+  }
+
+  private onDiscard(id: string, reason: string, n: number): void {
+    this.stats.discardedPieces += n;
+    this.opts.logger.warn({ stream: id, reason, pieces: n }, 'discarded pieces of an event (a series cut short: capture re-sent the event whole)');
   }
 
   /** Loads the applied position of every queued stream that has none yet. */

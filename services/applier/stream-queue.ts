@@ -6,11 +6,18 @@
  * read from Kafka once. Records delivered again (after a rebalance, kafkajs reads from the
  * committed offset) are recognised by offset and dropped, and counted.
  *
- * Events split into record pieces (services/events/split.ts) are rebuilt here; an event enters the
- * queue whole, with the offset of the record holding its first piece, and no offset commit passes
- * that record while its series is incomplete.
+ * Events split into record pieces (services/events/split.ts) are rebuilt here, and only here; an
+ * event enters the queue whole, with the offset of the record holding its first piece, and no
+ * offset commit passes that record while its series is incomplete. A piece read without the pieces
+ * before it (reading started inside a series) is kept aside as an *orphan*, never dropped: the
+ * applier compares it with the destination's position and either knows it applied (a replay) or
+ * reads the partition again from the series' first record (`seriesStartOffset`).
+ *
+ * Backpressure counts whole events only: a series being rebuilt must be read to its end to make
+ * progress, so its pieces never pause the partition (a 22 MB command held back by a 4 MiB budget
+ * would wait forever); its memory is bounded by the event's own size.
  */
-import type { ChangeEvent } from '../events/model.js';
+import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import { PieceAssembler } from '../events/split.js';
 import type { QueuedEvent } from './barrier.js';
 
@@ -27,6 +34,31 @@ export interface QueuedRecord {
   events: ChangeEvent[];
 }
 
+/** A piece read without the pieces before it. */
+export interface OrphanPiece {
+  /** Offset of the record holding it. */
+  offset: string;
+  /** Its index in the series. */
+  index: number;
+  /** Position of the whole event (of its first piece). */
+  eventPos: SourcePosition;
+}
+
+/** Position of the event a piece belongs to: a command's piece i has `seq` + i (split.ts). */
+function seriesPosition(ev: ChangeEvent, index: number): SourcePosition {
+  return ev.kind === 'command' ? { ...ev.pos, seq: ev.pos.seq - index } : ev.pos;
+}
+
+/**
+ * Offset of the record holding a series' first piece, from the record holding its piece `index`:
+ * capture writes a series' pieces into consecutive records of one partition, one piece per record
+ * (each piece is cut to fill a record alone).
+ */
+export function seriesStartOffset(o: OrphanPiece): string {
+  const start = BigInt(o.offset) - BigInt(o.index);
+  return (start < 0n ? 0n : start).toString();
+}
+
 export class StreamQueue {
   readonly items: QueuedEvent[] = [];
   /** Memory held, estimated (record bytes plus a per-event overhead), for backpressure. */
@@ -37,6 +69,9 @@ export class StreamQueue {
   private readonly assembler: PieceAssembler;
   private firstPieceOffset: string | null = null;
   private pieceBytes = 0;
+  /** Pieces read without their beginning, for the applier to settle (see the header). */
+  readonly orphans: OrphanPiece[] = [];
+  private orphanIn: { offset: string; event: ChangeEvent } | null = null;
   /** Bytes of the records that each queued item closes (released when the item is consumed). */
   private readonly itemBytes: number[] = [];
 
@@ -45,7 +80,21 @@ export class StreamQueue {
     readonly partition: number,
     onDiscard: (reason: string, pieces: number) => void,
   ) {
-    this.assembler = new PieceAssembler({ onDiscard: (reason, n) => onDiscard(reason, n) });
+    this.assembler = new PieceAssembler({
+      onDiscard: (reason, n) => {
+        const at = this.orphanIn;
+        if (reason === 'piece without its beginning' && at) {
+          const piece = 'piece' in at.event ? at.event.piece : null;
+          const index = piece?.index ?? 0;
+          this.orphans.push({ offset: at.offset, index, eventPos: seriesPosition(at.event, index) });
+        } else onDiscard(reason, n); // a series cut short: capture re-sent the event whole later
+      },
+    });
+  }
+
+  /** Bytes of whole events: what backpressure counts (pieces being rebuilt are not paused on). */
+  get wholeBytes(): number {
+    return this.bytes - this.pieceBytes;
   }
 
   /** Adds fetched records; returns how many were new and how many were read again. */
@@ -65,7 +114,9 @@ export class StreamQueue {
       for (const ev of r.events) {
         const piece = 'piece' in ev ? ev.piece : null;
         if (piece && piece.index === 0) this.firstPieceOffset = r.offset;
+        this.orphanIn = { offset: r.offset, event: ev };
         const whole = this.assembler.push(ev);
+        this.orphanIn = null;
         if (!whole) continue;
         const offset = whole === ev ? r.offset : (this.firstPieceOffset ?? r.offset);
         let charge = bytes + EVENT_OVERHEAD_BYTES;
@@ -98,8 +149,14 @@ export class StreamQueue {
 
   /** Where reading must resume if this process stopped now: the first record not wholly applied. */
   commitOffset(): string | null {
-    if (this.items.length > 0) return this.items[0].offset;
-    if (this.firstPieceOffset !== null) return this.firstPieceOffset;
+    let at: string | null = null;
+    const lower = (o: string) => {
+      if (at === null || BigInt(o) < BigInt(at)) at = o;
+    };
+    if (this.items.length > 0) lower(this.items[0].offset);
+    if (this.firstPieceOffset !== null) lower(this.firstPieceOffset);
+    if (this.orphans.length > 0) lower(seriesStartOffset(this.orphans[0]));
+    if (at !== null) return at;
     return this.next === null ? null : this.next.toString();
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeBatch, encodeEvent } from '../../../services/events/codec.js';
+import { decodeBatch, encodeBatch, encodeEvent } from '../../../services/events/codec.js';
 import {
   assemblePieces,
   DEFAULT_MAX_RECORD_BYTES,
@@ -154,6 +154,17 @@ describe('splitForRecordLimit', () => {
       expect(p.participants).toEqual([{ db: 0, partition: 1 }, { db: 0, partition: 2 }]);
     });
     expect(parts.some((p) => p.piece?.continued)).toBe(true);
+  });
+
+  it('one RPUSH of 1,000,000 elements (a 22 MB command) splits and reassembles without recursion', () => {
+    const elements = Array.from({ length: 1_000_000 }, (_, i) => Buffer.from(`element-${i}`));
+    const e = command([[b('RPUSH'), b('biglist'), ...elements]]);
+    const parts = splitForRecordLimit(e);
+    expect(parts.length).toBeGreaterThan(10);
+    const back = assemblePieces(parts.map((p) => decodeBatch(encodeBatch([p]))[0])) as CommandEvent;
+    expect(back.commands).toHaveLength(1);
+    expect(back.commands[0]).toHaveLength(1_000_002);
+    expect(back.commands[0][999_999].toString()).toBe('element-999997');
   });
 
   it('a 5 MB SET argument fits under the default limit', () => {

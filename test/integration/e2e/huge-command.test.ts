@@ -1,0 +1,108 @@
+/**
+ * One command far bigger than a Kafka record: an RPUSH of 1,000,000 elements (~22 MB) travels as a
+ * series of record pieces and is applied whole, once:
+ * - streamed normally (the series is longer than the applier's queue budget: its pieces must not
+ *   pause the partition they are waiting on);
+ * - read by a new group started in the middle of the series (`--from offset:`): the applier reads
+ *   the partition again from the series' first record instead of dropping what it cannot rebuild;
+ * - read again from the middle by the group that applied it: the destination's position shows it
+ *   is there, so it is not applied twice (an RPUSH applied twice doubles the list).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RunningApplier } from '../../../services/applier/service.js';
+import { createKafka } from '../../../services/transport/kafka.js';
+import { topicName } from '../../../services/transport/topics.js';
+import { redisClient, runApplier, runCapture, pipelineNames, until } from '../../helpers/pipeline.js';
+import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { stack, uniqueName } from '../../helpers/stack-env.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function server(): Promise<RedisServer> {
+  const s = await startRedis({});
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+const ELEMENTS = 1_000_000;
+
+async function endOffset(topic: string): Promise<bigint> {
+  const admin = createKafka({ brokers: stack().kafka, clientId: 'huge-command-test' }).admin();
+  await admin.connect();
+  try {
+    const [p0] = await admin.fetchTopicOffsets(topic);
+    return BigInt(p0.high);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function valueOf(url: string, key: string): Promise<string | null> {
+  const c = redisClient(url);
+  try {
+    return await c.get(key);
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function listOf(url: string): Promise<{ len: number; first: string | null; last: string | null }> {
+  const c = redisClient(url);
+  try {
+    const [len, first, last] = await Promise.all([c.llen('biglist'), c.lindex('biglist', 0), c.lindex('biglist', -1)]);
+    return { len, first, last };
+  } finally {
+    c.disconnect();
+  }
+}
+
+describe('a command of 1,000,000 elements', () => {
+  it('is applied whole and once: streamed, read from the middle of its series by a new group and by the group that applied it', async () => {
+    const source = await server();
+    const names = pipelineNames();
+    // one partition: the series' records are consecutive offsets the test can point into
+    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 1, noHeartbeat: true });
+    cleanups.push(() => capture.stop());
+    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture to finish its full sync');
+    const topic = topicName(names.topicPrefix, names.sourceId, 0);
+
+    const destA = await server();
+    const groupA = uniqueName('g');
+    let a: RunningApplier = await runApplier(destA.url, names, groupA);
+    cleanups.push(() => a.stop());
+
+    await until(async () => (await endOffset(topic)) > 0n, 30_000, 'the snapshot records');
+    const before = await endOffset(topic);
+    const src = redisClient(source.url);
+    cleanups.push(async () => src.disconnect());
+    await src.call('RPUSH', ['biglist', ...Array.from({ length: ELEMENTS }, (_, i) => `element-${i}`)]);
+    await src.set('after', 'the big command');
+    await until(async () => (await valueOf(destA.url, 'after')) === 'the big command', 120_000, 'the writes after the big command on destination A');
+    const after = await endOffset(topic);
+    const pieces = Number(after - before) - 1; // the last record holds the SET
+    expect(pieces).toBeGreaterThan(10);
+    expect(await listOf(destA.url)).toEqual({ len: ELEMENTS, first: 'element-0', last: `element-${ELEMENTS - 1}` });
+    expect(a.applier.stats.discardedPieces).toBe(0);
+
+    // A new group on an empty destination, started in the middle of the series.
+    const middle = before + BigInt(Math.floor(pieces / 2));
+    const destB = await server();
+    const b = await runApplier(destB.url, names, uniqueName('g'), { from: `offset:0@${middle}` });
+    cleanups.push(() => b.stop());
+    await until(async () => (await valueOf(destB.url, 'after')) === 'the big command', 120_000, 'destination B');
+    expect(await listOf(destB.url)).toEqual({ len: ELEMENTS, first: 'element-0', last: `element-${ELEMENTS - 1}` });
+    expect(b.applier.stats.seriesRewinds).toBe(1);
+
+    // The group that applied it, started again in the middle of the series: a replay.
+    await a.stop();
+    a = await runApplier(destA.url, names, groupA, { from: `offset:0@${middle}` });
+    await src.set('after', 'again');
+    await until(async () => (await valueOf(destA.url, 'after')) === 'again', 120_000, 'destination A after the restart');
+    expect(await listOf(destA.url)).toEqual({ len: ELEMENTS, first: 'element-0', last: `element-${ELEMENTS - 1}` });
+    expect(a.applier.stats.replayedPieces).toBeGreaterThan(0);
+    expect(a.applier.stats.seriesRewinds).toBe(0);
+  }, 300_000);
+});
