@@ -9,11 +9,11 @@ import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
-import { precheckDestination } from '../destination/precheck.js';
+import { checkDestinationDbsAt, precheckDestination } from '../destination/precheck.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type PartitionLag } from '../transport/consumer.js';
-import { createKafka, type Kafka } from '../transport/kafka.js';
+import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.js';
 import { EventRegistry } from '../transport/registry.js';
 import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
 import { Applier } from './applier.js';
@@ -33,12 +33,18 @@ export interface ApplySettings {
   refuseFlush: boolean;
   onCommandError: 'fail' | 'skip';
   httpPort: number;
+  /** How long start-up waits for the Kafka brokers (default 30 s). */
+  kafkaTimeoutMs?: number;
 }
 
 /** The source's db topics, waiting (with a log line) until capture has created at least one. */
 async function discoverTopics(kafka: Kafka, s: ApplySettings, log: Logger, timeoutMs = 10 * 60_000): Promise<Map<number, string>> {
   const admin = kafka.admin();
-  await admin.connect();
+  // bounded: kafkajs alone would retry an unreachable broker for minutes
+  await withinKafkaTimeout(admin.connect(), s.kafka, s.kafkaTimeoutMs ?? 30_000, 'looking for the topics').catch(async (err) => {
+    await admin.disconnect().catch(() => undefined);
+    throw err;
+  });
   const deadline = Date.now() + timeoutMs;
   let warned = false;
   let pollMs = 100;
@@ -79,8 +85,11 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   // Fail fast on an unreachable or auth-refusing destination, before waiting for topics.
   const positionKeyPrefix = `replistream:pos:${s.group}`;
   const hadProgress = await hasGroupProgress(s.destination, positionKeyPrefix);
+  // db-map names destination dbs that exist (checked before waiting for topics when it is given)
+  if (s.dbMap) await checkDestinationDbsAt(s.destination, [...s.dbMap.values()]);
   const topics = await discoverTopics(kafka, s, log);
   const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
+  if (!s.dbMap) await checkDestinationDbsAt(s.destination, [...dbMap.values()]);
 
   // Intercept: a new group (nothing committed yet) refuses a destination holding keys.
   if (s.conflictMode === 'intercept') {

@@ -1,14 +1,16 @@
 /** `replistream verify`: compares source and destination key by key (type, value digest, TTL ±1 s). */
-import { Redis } from 'ioredis';
+import { closeTopology, info, openTopology, topologyMasters } from '../destination/connection.js';
 import { verifyDatabases } from '../destination/verify.js';
 
+/** Databases of the source that hold keys (INFO keyspace of every master). */
 async function dbsWithKeys(url: string): Promise<number[]> {
-  const client = new Redis(url, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1 } as never);
+  const topo = await openTopology(url, 'replistream-verify-source', 'source');
   try {
-    await client.connect();
-    return (await client.info('keyspace')).split('\n').filter((l) => /^db\d+:/.test(l)).map((l) => Number(l.slice(2, l.indexOf(':'))));
+    const dbs = new Set<number>();
+    for (const m of topologyMasters(topo)) for (const k of (await info(m, 'keyspace')).keys()) if (/^db\d+$/.test(k)) dbs.add(Number(k.slice(2)));
+    return [...dbs].sort((a, b) => a - b);
   } finally {
-    client.disconnect();
+    closeTopology(topo);
   }
 }
 

@@ -100,12 +100,36 @@ export async function openRedis(ep: RedisEndpoint, name: string, setting = 'dest
   return client;
 }
 
+/**
+ * Why a connection to a Redis server failed, in one of three kinds a user acts on differently:
+ * the server is unreachable (address, firewall, server down), refused the user name or password,
+ * or accepted them but the user lacks a right (an ACL without a command replistream needs).
+ */
+export function classifyConnectFailure(err: unknown): { kind: 'unreachable' | 'authentication failed' | 'missing rights'; why: string } {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const msg = e instanceof Error ? e.message : String(err);
+  if (/NOPERM/i.test(msg)) return { kind: 'missing rights', why: msg.replace(/^NOPERM\s*/, '') };
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(msg)) return { kind: 'authentication failed', why: 'wrong user name or password' };
+  if (/NOAUTH/i.test(msg)) return { kind: 'authentication failed', why: 'the server requires a password and none was given' };
+  if (e?.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(msg)) return { kind: 'unreachable', why: 'connection refused' };
+  if (e?.code === 'ENOTFOUND' || e?.code === 'EAI_AGAIN' || /ENOTFOUND|EAI_AGAIN/.test(msg)) return { kind: 'unreachable', why: 'host name not found' };
+  if (e?.code === 'ETIMEDOUT' || /ETIMEDOUT|timed? ?out/i.test(msg)) return { kind: 'unreachable', why: 'no answer (timed out)' };
+  if (e?.code === 'EHOSTUNREACH' || e?.code === 'ENETUNREACH') return { kind: 'unreachable', why: 'no route to the host' };
+  if (/Connection is closed/i.test(msg)) return { kind: 'unreachable', why: 'the server closed the connection (a TLS port needs rediss://)' };
+  return { kind: 'unreachable', why: msg };
+}
+
 export function mapConnectError(err: unknown, ep: RedisEndpoint, setting: string): ReplistreamError {
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/WRONGPASS|NOAUTH|invalid password|invalid username-password|NOPERM/i.test(msg)) {
-    return new ReplistreamError('AUTH', `${ep.display} refused the credentials: ${msg}`, { setting, cause: err });
+  const { kind, why } = classifyConnectFailure(err);
+  const server = `${setting} ${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
+  if (kind === 'unreachable') {
+    return new ReplistreamError('CONNECTION', `${server}: unreachable: ${why}; check the ${setting} setting`, { setting, cause: err, retriable: true });
   }
-  return new ReplistreamError('CONNECTION', `cannot connect to ${ep.display}: ${msg}`, { setting, cause: err, retriable: true });
+  const user = ep.username ? `user ${JSON.stringify(ep.username)}` : 'the default user';
+  if (kind === 'authentication failed') {
+    return new ReplistreamError('AUTH', `${server}: authentication failed for ${user}: ${why}; check the credentials in the ${setting} setting`, { setting, cause: err });
+  }
+  return new ReplistreamError('AUTH', `${server}: missing rights for ${user}: ${why}`, { setting, cause: err });
 }
 
 /** Waits for `client` to be ready again after a drop (bounded), or throws a retriable error. */

@@ -5,7 +5,7 @@
  * (common/server-version.ts: Valkey's own version is not comparable with Redis's).
  */
 import type { Redis } from 'ioredis';
-import { ReplistreamError } from '../common/errors.js';
+import { ReplistreamError, configError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { restoreIncompatibility, serverVersionFromInfo, serverVersionOf, type ServerVersion } from '../common/server-version.js';
 import { type Topology, closeTopology, info, openTopology, topologyMasters } from './connection.js';
@@ -78,6 +78,7 @@ export async function precheckDestination(url: string, dbs: number[], mode: 'int
     // emptiness
     const found: Array<{ db: number; keys: string[] }> = [];
     const targets = [...new Set(dbs)].sort((a, b) => a - b);
+    await checkDestinationDbs(topo, targets);
     for (const db of targets) {
       if (topo.kind === 'cluster' && db !== 0) {
         throw new ReplistreamError('PRECHECK', `destination is a cluster: it has only db 0, cannot receive db ${db}`, { setting: 'db-map' });
@@ -121,4 +122,52 @@ async function firstKeys(topo: Topology, db: number, ignore: string[], max: numb
     } while (cursor !== '0');
   }
   return out;
+}
+
+/**
+ * The destination has every database `dbs` names: a db-map entry beyond its `databases` is a
+ * setting to fix, refused before anything is written (else the first write to it fails at run
+ * time with "ERR DB index is out of range"). A cluster has db 0 only.
+ */
+export async function checkDestinationDbs(topo: Topology, dbs: number[]): Promise<void> {
+  const server = `destination ${topo.endpoint.host}:${topo.endpoint.port}`;
+  const wanted = [...new Set(dbs)].sort((a, b) => a - b);
+  if (topo.kind === 'cluster') {
+    const bad = wanted.find((db) => db !== 0);
+    if (bad !== undefined) throw configError('db-map', `${server} is a cluster, which has db 0 only: db ${bad} cannot be written; map every source db to 0`);
+    return;
+  }
+  let count: number | null = null;
+  try {
+    const [, n] = (await topo.client.call('CONFIG', 'GET', 'databases')) as string[];
+    if (/^\d+$/.test(n ?? '')) count = Number(n);
+  } catch {
+    // CONFIG may be renamed or refused on a managed service: try each database instead
+  }
+  if (count === null) {
+    for (const db of wanted) {
+      try {
+        await topo.client.select(db);
+      } catch (err) {
+        if (/out of range|invalid DB index/i.test((err as Error).message)) throw configError('db-map', `${server} has no db ${db} (${(err as Error).message}); change db-map, or the destination's databases setting`);
+        throw err;
+      }
+    }
+    await topo.client.select(0);
+    return;
+  }
+  const bad = wanted.filter((db) => db >= count);
+  if (bad.length) {
+    throw configError('db-map', `${server} has ${count} databases (0-${count - 1}): db ${bad.join(', ')} does not exist; change db-map, or the destination's databases setting`);
+  }
+}
+
+/** `checkDestinationDbs` on a connection of its own. */
+export async function checkDestinationDbsAt(url: string, dbs: number[]): Promise<void> {
+  const topo = await openTopology(url, 'replistream-precheck');
+  try {
+    await checkDestinationDbs(topo, dbs);
+  } finally {
+    closeTopology(topo);
+  }
 }
