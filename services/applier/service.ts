@@ -7,12 +7,12 @@
 import { Counter, Gauge } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
-import { newMetricsRegistry, startHttpStatus } from '../common/http-status.js';
 import { redactUrl, type Logger } from '../common/log.js';
+import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
 import { checkDestinationDbsAt, precheckDestination } from '../destination/precheck.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
-import { EventConsumer, fetchGroupLag, parseStartFrom, type PartitionLag } from '../transport/consumer.js';
+import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
 import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.js';
 import { EventRegistry } from '../transport/registry.js';
 import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
@@ -35,6 +35,8 @@ export interface ApplySettings {
   httpPort: number;
   /** How long start-up waits for the Kafka brokers (default 30 s). */
   kafkaTimeoutMs?: number;
+  /** Bind address of the HTTP port (default loopback). */
+  httpHost?: string;
 }
 
 /** The source's db topics, waiting (with a log line) until capture has created at least one. */
@@ -75,10 +77,126 @@ export interface RunningApplier {
   applier: Applier;
   writer: DestinationWriter;
   consumer: EventConsumer;
+  /** Task state, progress, pause/resume and the HTTP port. */
+  status: ServiceStatus;
   stop(): Promise<void>;
 }
 
-export async function startApplier(s: ApplySettings, log: Logger): Promise<RunningApplier> {
+/**
+ * `status`: pass one to keep the port (and its state) after a failed start, as the CLI does;
+ * without it the start makes its own and closes it when the start fails.
+ */
+export async function startApplier(s: ApplySettings, log: Logger, status?: ServiceStatus): Promise<RunningApplier> {
+  const st = status ?? new ServiceStatus('applier', s.group, log);
+  try {
+    await st.listen(s.httpPort, s.httpHost);
+    st.task.to('prechecking');
+    return await startApplierParts(s, log, st);
+  } catch (err) {
+    if (!(err instanceof ReplistreamError && err.retriable)) st.startFailed(err, redactUrl(s.destination));
+    if (!status) await st.close();
+    throw err;
+  }
+}
+
+/**
+ * The full sync as this applier sees it: it is initializing from the first snapshot event of a
+ * partition until the snapshot end of every partition that had one is written (committed), and
+ * counts the snapshot keys and record bytes written, from the offsets the applier commits.
+ */
+class SnapshotTracker {
+  /** Partitions in a snapshot: from a snapshot-begin or -key until their snapshot-end is written. */
+  private readonly open = new Set<string>();
+  /** Per partition, the records with snapshot events not written yet. */
+  private readonly pending = new Map<string, Array<{ offset: number; keys: number; bytes: number; end: boolean }>>();
+  /**
+   * Per partition, the Kafka offsets of its snapshot: first record, next to write, and the last
+   * (the snapshot-end's, or the high watermark while it has not been read): with no total of keys
+   * before the snapshot ends, records are what progress and ETA are measured in.
+   */
+  private readonly spans = new Map<string, { start: number; next: number; end: number; ended: boolean }>();
+  keys = 0;
+  bytes = 0;
+  active = false;
+
+  constructor(private readonly onStart: () => void, private readonly onEnd: () => void) {}
+
+  /** A batch handed to the applier: true when it held snapshot events. */
+  received(batch: DecodedBatch): boolean {
+    const id = `${batch.topic}:${batch.partition}`;
+    let any = false;
+    for (const r of batch.records) {
+      let keys = 0;
+      let snap = false;
+      let end = false;
+      for (const e of r.events) {
+        if (e.kind === 'snapshot-begin' || e.kind === 'snapshot-key') {
+          if (!this.active) this.start();
+          this.open.add(id);
+          snap = true;
+          if (e.kind === 'snapshot-key' && !e.append && (e.piece === null || e.piece.last)) keys++;
+        } else if (e.kind === 'snapshot-end') {
+          snap = end = true;
+        }
+      }
+      if (!snap || !this.active) continue;
+      any = true;
+      const offset = Number(r.offset);
+      let span = this.spans.get(id);
+      if (!span) this.spans.set(id, (span = { start: offset, next: offset, end: offset + 1, ended: false }));
+      if (!span.ended) span.end = Math.max(span.end, end ? offset + 1 : Number(batch.highWatermark));
+      if (end) span.ended = true;
+      let list = this.pending.get(id);
+      if (!list) this.pending.set(id, (list = []));
+      list.push({ offset: Number(r.offset), keys, bytes: r.bytes, end });
+    }
+    return any;
+  }
+
+  /** Offsets committed: everything before them is written at the destination. */
+  committed(offsets: TopicPartitionOffset[]): void {
+    for (const o of offsets) {
+      const id = `${o.topic}:${o.partition}`;
+      const list = this.pending.get(id);
+      if (!list) continue;
+      const next = Number(o.offset);
+      const span = this.spans.get(id);
+      if (span) span.next = Math.min(Math.max(span.next, next), span.end);
+      while (list.length > 0 && list[0].offset < next) {
+        const r = list.shift()!;
+        this.keys += r.keys;
+        this.bytes += r.bytes;
+        if (r.end) this.open.delete(id);
+      }
+    }
+    if (this.active && this.open.size === 0) {
+      this.active = false;
+      this.onEnd();
+    }
+  }
+
+  /** Snapshot records written, and known to hold the snapshot (grows while capture still sends it). */
+  records(): { done: number; total: number } {
+    let done = 0;
+    let total = 0;
+    for (const s of this.spans.values()) {
+      done += s.next - s.start;
+      total += s.end - s.start;
+    }
+    return { done, total };
+  }
+
+  private start(): void {
+    this.active = true;
+    this.keys = 0;
+    this.bytes = 0;
+    this.pending.clear();
+    this.spans.clear();
+    this.onStart();
+  }
+}
+
+async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatus): Promise<RunningApplier> {
   log.info({ destination: redactUrl(s.destination), group: s.group, sourceId: s.sourceId }, 'applier starting');
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-apply-${s.group}`, logger: log });
   const registry = new EventRegistry({ url: s.registry, logger: log });
@@ -119,6 +237,13 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   await writer.start();
 
   const topicList = [...topics.values()];
+  const tracker = new SnapshotTracker(
+    () => st.fullSyncStarted(),
+    () => {
+      st.progress.update(tracker.keys, tracker.bytes);
+      st.fullSyncEnded();
+    },
+  );
   let applier: Applier | null = null;
   const consumer = new EventConsumer({
     kafka,
@@ -134,9 +259,48 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
     maxBytesPerPartition: 1024 * 1024,
     onAssignment: (assignment) => applier?.setAssignment(assignment),
   });
+  // Pause (operator): every topic stops fetching, and the applier's own backpressure resumes
+  // (a drained queue) wait for the operator's resume; the partitions the applier had paused stay
+  // paused after it. The applier writes what it had queued, then idles: its position is kept.
+  let paused = false;
+  const backpressured = new Set<string>();
+  const tp = (t: string, p: number) => `${p}\u0000${t}`;
+  const applierConsumer: ConstructorParameters<typeof Applier>[0]['consumer'] = {
+    commit: async (offsets) => {
+      await consumer.commit(offsets);
+      tracker.committed(offsets);
+    },
+    pause: (topic, partitions) => {
+      for (const p of partitions ?? []) backpressured.add(tp(topic, p));
+      consumer.pause(topic, partitions);
+    },
+    resume: (topic, partitions) => {
+      for (const p of partitions ?? []) backpressured.delete(tp(topic, p));
+      if (!paused) consumer.resume(topic, partitions);
+    },
+    seek: (topic, partition, offset) => consumer.seek(topic, partition, offset),
+    stop: (err) => consumer.stop(err),
+  };
+  st.control = async (action) => {
+    if (action === 'pause') {
+      if (!st.task.pause()) throw new Error(`cannot pause an applier that is ${st.task.state}`);
+      paused = true;
+      for (const t of topicList) consumer.pause(t);
+      log.info({ group: s.group }, 'paused: no more events are read; the position is kept');
+    } else {
+      if (!st.task.resume()) throw new Error(`cannot resume an applier that is ${st.task.state}, not paused`);
+      paused = false;
+      for (const t of topicList) consumer.resume(t);
+      for (const key of backpressured) {
+        const cut = key.indexOf('\u0000');
+        consumer.pause(key.slice(cut + 1), [Number(key.slice(0, cut))]);
+      }
+      log.info({ group: s.group }, 'resumed');
+    }
+  };
   applier = new Applier({
     writer,
-    consumer,
+    consumer: applierConsumer,
     topicOfDb: (db) => topics.get(db) ?? null,
     cluster: writer.destination?.topology === 'cluster',
     logger: log,
@@ -144,57 +308,87 @@ export async function startApplier(s: ApplySettings, log: Logger): Promise<Runni
   const running = applier;
   running.start();
 
-  const metrics = newMetricsRegistry('applier');
+  const metrics = st.metrics;
   new Gauge({ name: 'replistream_apply_lag_ms', help: 'Lag from the source heartbeat', registers: [metrics], collect() { this.set(writer.lagMs() ?? -1); } });
   new Gauge({ name: 'replistream_apply_events', help: 'Events applied', registers: [metrics], collect() { this.set(running.stats.events); } });
   new Counter({ name: 'replistream_apply_started_total', help: 'Applier starts', registers: [metrics] }).inc();
   let lastLag: PartitionLag[] = [];
-  const lagTimer = setInterval(() => {
-    consumer.fetchLag().then((l) => (lastLag = l), () => {});
-  }, 5000);
+  // Nothing to read once the group has joined and no snapshot came: synchronizing.
+  const readLag = () =>
+    consumer.fetchLag().then((l) => {
+      lastLag = l;
+      if (st.task.state === 'prechecking' && l.reduce((n, x) => n + x.lag, 0) === 0) st.task.follow('synchronizing');
+    }, () => {});
+  const lagTimer = setInterval(readLag, 5000);
   lagTimer.unref();
+  const progressTimer = setInterval(() => {
+    if (!tracker.active) return;
+    st.progress.update(tracker.keys, tracker.bytes);
+    const r = tracker.records();
+    st.progress.setRecords(r.done, r.total);
+  }, 500);
+  progressTimer.unref();
 
   let failed: Error | null = null;
-  consumer.done.catch((err: Error) => (failed = err));
-  await consumer.start((batch, ctx) => running.handle(batch, ctx));
+  consumer.done.catch((err: Error) => {
+    failed = err;
+    const e = err instanceof ReplistreamError ? err : null;
+    st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
+  });
+  await consumer.start(async (batch, ctx) => {
+    // Paused: a batch fetched before the pause waits here, the group membership kept alive.
+    while (paused && ctx.isRunning() && !ctx.isStale()) {
+      await new Promise((r) => setTimeout(r, 500));
+      await ctx.heartbeat().catch(() => undefined);
+    }
+    const snapshot = tracker.received(batch);
+    if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
+    return running.handle(batch, ctx);
+  });
+  void readLag();
 
-  const http = await startHttpStatus(
-    s.httpPort,
-    {
-      status: () => {
-        const offsetLag = lastLag.reduce((n, l) => n + l.lag, 0);
-        return {
-          role: 'applier',
-          group: s.group,
-          destination: redactUrl(s.destination),
-          state: failed ? 'failed' : 'synchronizing',
-          lagMs: writer.lagMs(),
-          offsetLag,
-          applier: { ...running.stats },
-          writer: { ...writer.stats },
-          error: failed ? (failed as Error).message : null,
-        };
-      },
-      ready: () => !failed,
-    },
-    metrics,
-  );
+  st.details = () => ({
+    group: s.group,
+    sourceId: s.sourceId,
+    destination: redactUrl(s.destination),
+    lagMs: writer.lagMs(),
+    offsetLag: lastLag.reduce((n, l) => n + l.lag, 0),
+    offsets: Object.fromEntries(lastLag.map((l) => [`${l.topic}[${l.partition}]`, `committed ${l.committed ?? 'none'} of ${l.high}`])),
+    skipped: { ...writer.stats.skipped },
+    applier: { ...running.stats },
+    writer: { ...writer.stats },
+    error: failed ? (failed as Error).message : null,
+  });
+  st.ready = () => !failed;
+  st.startTimers(() => writer.lagMs());
 
   return {
     applier: running,
     writer,
     consumer,
+    status: st,
     async stop() {
       clearInterval(lagTimer);
+      clearInterval(progressTimer);
       await running.stop().catch(() => {});
       await consumer.stop().catch(() => {});
       await writer.close().catch(() => {});
-      http?.close();
+      await st.close();
     },
   };
 }
 
 export async function runApplier(config: Record<string, unknown>, log: Logger): Promise<number> {
-  const running = await withStartupRetry('applier', log, () => startApplier(config as unknown as ApplySettings, log));
+  const s = config as unknown as ApplySettings;
+  const status = new ServiceStatus('applier', s.group, log);
+  let running: RunningApplier;
+  try {
+    running = await withStartupRetry('applier', log, () => startApplier(s, log, status));
+  } catch (err) {
+    status.startFailed(err, redactUrl(s.destination));
+    await holdWhilePrecheckFailed(status, log);
+    await status.close();
+    throw err;
+  }
   return runUntilStopped('applier', log, running.consumer.done, () => running.stop());
 }

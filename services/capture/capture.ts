@@ -97,6 +97,8 @@ export interface CaptureStats {
   durableOffset: number;
   snapshotKeys: number;
   snapshotBytes: number;
+  /** Length of the current snapshot transfer as the source announced it; null when unknown (diskless). */
+  snapshotBytesTotal: number | null;
   commands: number;
   eventsProduced: number;
   fullSyncs: number;
@@ -169,7 +171,7 @@ export class CaptureService extends EventEmitter {
   private rdbVersion = 0;
   private failed: ReplistreamError | null = null;
   readonly stats: CaptureStats = {
-    state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0,
+    state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0, snapshotBytesTotal: null,
     commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null, linkStartedAt: null,
   };
 
@@ -221,7 +223,13 @@ export class CaptureService extends EventEmitter {
     });
     this.link = link;
     this.stats.linkStartedAt ??= Date.now();
-    link.on('fullresync', (info) => void this.enqueue(() => this.onFullResync(info.replid, info.offset)));
+    link.on('fullresync', (info) => {
+      this.stats.snapshotBytesTotal = null; // until the transfer's preamble announces it
+      void this.enqueue(() => this.onFullResync(info.replid, info.offset));
+    });
+    link.on('rdb-size', (info) => {
+      if (this.link === link) this.stats.snapshotBytesTotal = info.bytes;
+    });
     link.on('continue', (info) => {
       this.stats.continues++;
       this.stats.replid = info.replid;

@@ -9,6 +9,7 @@ import { ReplistreamError } from '../common/errors.js';
 import { connections, redisTlsForUrl } from '../common/connection-settings.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
+import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
 import type { SealedRecord } from '../events/split.js';
 import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
@@ -35,6 +36,8 @@ export interface CaptureSettings {
   maxRecordBytes: number;
   compression: Compression;
   httpPort: number;
+  /** Bind address of the HTTP port (default loopback). */
+  httpHost?: string;
   snapshotFormat?: SnapshotFormat;
   /** How long start-up waits for Kafka and the schema registry (default 30 s). */
   kafkaTimeoutMs?: number;
@@ -64,10 +67,41 @@ export interface CaptureView extends EventEmitter {
 export interface RunningCapture {
   /** The pipeline (for a cluster source, a view over one pipeline per master). */
   service: CaptureView;
+  /** Task state, progress and the HTTP port. */
+  status: ServiceStatus;
   stop(): Promise<void>;
 }
 
-export async function startCapture(s: CaptureSettings, log: Logger): Promise<RunningCapture> {
+/** Keys the source holds in `dbs` (INFO keyspace): the total a full sync announces. */
+async function keyspaceKeys(client: Redis, dbs: number[]): Promise<number | null> {
+  try {
+    const text = await client.info('keyspace');
+    let n = 0;
+    for (const m of text.matchAll(/^db(\d+):keys=(\d+)/gm)) if (dbs.includes(Number(m[1]))) n += Number(m[2]);
+    return n;
+  } catch {
+    return null; // INFO may be renamed on managed services: progress then goes by bytes only
+  }
+}
+
+/**
+ * `status`: pass one to keep the port (and its state) after a failed start, as the CLI does;
+ * without it the start makes its own and closes it when the start fails.
+ */
+export async function startCapture(s: CaptureSettings, log: Logger, status?: ServiceStatus): Promise<RunningCapture> {
+  const st = status ?? new ServiceStatus('capture', s.sourceId, log);
+  try {
+    await st.listen(s.httpPort, s.httpHost);
+    st.task.to('prechecking');
+    return await startCaptureParts(s, log, st);
+  } catch (err) {
+    if (!(err instanceof ReplistreamError && err.retriable)) st.startFailed(err, redactUrl(s.source));
+    if (!status) await st.close();
+    throw err;
+  }
+}
+
+async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceStatus): Promise<RunningCapture> {
   log.info({ source: redactUrl(s.source), sourceId: s.sourceId, kafka: s.kafka }, 'capture starting');
   // The stored position is read from Kafka while the source is inspected, and the producer's
   // modules (the encoder, the registry client) load meanwhile: only the position is needed before
@@ -226,19 +260,67 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
   }
   const service: CaptureView = services.length === 1 ? services[0] : new ClusterCaptureView(services);
 
+  // Task state and full-sync progress follow the pipelines: a FULLRESYNC starts the count from the
+  // current totals (the stats are cumulative over the process's full syncs), +CONTINUE or the end
+  // of the snapshot makes the task synchronizing.
+  let base = { keys: 0, bytes: 0 };
+  let inFullSync = false;
+  const readKeyTotal = async () => {
+    if (!isCluster) return keyspaceKeys(admin, dbs);
+    const counts = await Promise.all(masters.map(async (m) => {
+      const c = new Redis(m.url, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, tls: redisTlsForUrl('source', m.url) } as never);
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return await keyspaceKeys(c, dbs);
+      } catch {
+        return null;
+      } finally {
+        c.disconnect();
+      }
+    }));
+    return counts.some((n) => n === null) ? null : counts.reduce((a: number, n) => a + (n as number), 0);
+  };
+  const onFullSync = () => {
+    if (inFullSync) return;
+    inFullSync = true;
+    base = { keys: service.stats.snapshotKeys, bytes: service.stats.snapshotBytes };
+    st.fullSyncStarted({ bytes: service.stats.snapshotBytesTotal });
+    void readKeyTotal().then((keys) => inFullSync && st.progress.setTotals({ keys }));
+  };
+  const followPipeline = () => {
+    const x = service.stats;
+    if (x.state === 'full-sync') onFullSync();
+    if (inFullSync) {
+      st.progress.update(x.snapshotKeys - base.keys, x.snapshotBytes - base.bytes);
+      if (x.snapshotBytesTotal !== null) st.progress.setTotals({ bytes: x.snapshotBytesTotal });
+      if (x.state === 'synchronizing') {
+        inFullSync = false;
+        st.fullSyncEnded();
+      }
+    } else if (x.state === 'synchronizing') st.task.follow('synchronizing');
+  };
+  for (const svc of services) {
+    svc.on('fullresync', onFullSync);
+    svc.on('continue', () => st.task.follow('synchronizing'));
+  }
+  const follower = setInterval(followPipeline, 250);
+  follower.unref();
+  void service.failure().then((e) => st.task.fail({ reason: e.message, code: e.code, ...(e.setting ? { setting: e.setting } : { server: redactUrl(s.source) }) }));
+
   for (const svc of services) await svc.start();
   try {
     await transportReady;
   } catch (err) {
+    clearInterval(follower);
     await withinDeadline(Promise.all(services.map((svc) => svc.stop())), 1000, () => null).catch(() => undefined);
     await withinDeadline(producer.disconnect(), 1000, () => null).catch(() => undefined);
     admin.disconnect();
     throw err;
   }
 
-  const { newMetricsRegistry, startHttpStatus } = await import('../common/http-status.js');
   const { Counter, Gauge } = await import('prom-client');
-  const metrics = newMetricsRegistry('capture');
+  const metrics = st.metrics;
   new Counter({ name: 'replistream_capture_events_total', help: 'Change events produced', registers: [metrics], collect() { this.reset(); this.inc(produced); } });
   new Gauge({ name: 'replistream_capture_source_offset', help: 'Source replication offset seen', registers: [metrics], collect() { this.set(service.stats.sourceOffset); } });
   new Gauge({ name: 'replistream_capture_durable_offset', help: 'Offset durable in Kafka', registers: [metrics], collect() { this.set(service.stats.durableOffset); } });
@@ -264,20 +346,33 @@ export async function startCapture(s: CaptureSettings, log: Logger): Promise<Run
     }, 1000);
   }
 
-  const http = await startHttpStatus(s.httpPort, {
-    status: () => ({ role: 'capture', sourceId: s.sourceId, source: redactUrl(s.source), ...service.stats, lagMs: service.stats.lastHeartbeatMs ? Date.now() - service.stats.lastHeartbeatMs : null }),
-    ready: () => service.ready(),
-  }, metrics);
+  const lagMs = () => (service.stats.lastHeartbeatMs ? Date.now() - service.stats.lastHeartbeatMs : null);
+  st.details = () => {
+    const { state: pipeline, ...stats } = service.stats;
+    return {
+      sourceId: s.sourceId,
+      source: redactUrl(s.source),
+      pipeline,
+      ...stats,
+      lagMs: lagMs(),
+      offsets: { epoch: stats.epoch, replid: stats.replid, 'source offset': stats.sourceOffset, 'durable in Kafka': stats.durableOffset },
+    };
+  };
+  st.ready = () => service.ready();
+  st.startTimers(lagMs);
+  followPipeline();
 
   return {
     service,
+    status: st,
     async stop() {
+      clearInterval(follower);
       if (heartbeat) clearInterval(heartbeat);
       for (const svc of services) await svc.stop();
       await producer.disconnect().catch(() => {});
       admin.disconnect();
       if (writer !== admin) writer.disconnect();
-      http?.close();
+      await st.close();
     },
   };
 }
@@ -297,7 +392,9 @@ class ClusterCaptureView extends EventEmitter {
     const state = all.some((x) => x.state === 'failed') ? 'failed' : all.some((x) => x.state === 'full-sync' || x.state === 'starting') ? 'full-sync' : all[0].state;
     return {
       state, epoch: Math.max(...all.map((x) => x.epoch)), replid: null, sourceOffset: sum('sourceOffset'), durableOffset: sum('durableOffset'),
-      snapshotKeys: sum('snapshotKeys'), snapshotBytes: sum('snapshotBytes'), commands: sum('commands'), eventsProduced: sum('eventsProduced'),
+      snapshotKeys: sum('snapshotKeys'), snapshotBytes: sum('snapshotBytes'),
+      snapshotBytesTotal: all.every((x) => x.snapshotBytesTotal !== null) ? all.reduce((n, x) => n + (x.snapshotBytesTotal as number), 0) : null,
+      commands: sum('commands'), eventsProduced: sum('eventsProduced'),
       fullSyncs: sum('fullSyncs'), continues: sum('continues'), lastHeartbeatMs: Math.max(0, ...all.map((x) => x.lastHeartbeatMs ?? 0)) || null,
       error: all.find((x) => x.error)?.error ?? null, masters: all,
       linkStartedAt: all.every((x) => x.linkStartedAt !== null) ? Math.min(...all.map((x) => x.linkStartedAt as number)) : null,
@@ -336,6 +433,16 @@ async function withinDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => 
 
 /** CLI entry: runs until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1). */
 export async function runCapture(config: Record<string, unknown>, log: Logger): Promise<number> {
-  const running = await withStartupRetry('capture', log, () => startCapture(config as unknown as CaptureSettings, log));
+  const s = config as unknown as CaptureSettings;
+  const status = new ServiceStatus('capture', s.sourceId, log);
+  let running: RunningCapture;
+  try {
+    running = await withStartupRetry('capture', log, () => startCapture(s, log, status));
+  } catch (err) {
+    status.startFailed(err, redactUrl(s.source));
+    await holdWhilePrecheckFailed(status, log);
+    await status.close();
+    throw err;
+  }
   return runUntilStopped('capture', log, running.service.failure(), () => running.stop());
 }

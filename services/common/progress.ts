@@ -15,8 +15,10 @@ export interface Progress {
   bytesDone: number;
   /** Announced by the source (the RDB transfer's length); null while unknown (diskless transfer). */
   bytesTotal: number | null;
-  /** 0–100, from bytes when their total is known, else from keys; null without a total. */
+  /** 0–100, from bytes when their total is known, else from keys, else from records; null without a total. */
   percent: number | null;
+  /** What the percent and ETA are measured in. */
+  basis: 'bytes' | 'keys' | 'records' | null;
   keysPerSecond: number;
   bytesPerSecond: number;
   /** Seconds left at the current rate; null without a total or a rate. */
@@ -40,6 +42,8 @@ export class ProgressMeter {
   private bytesTotal: number | null = null;
   private startedAt: number;
   private finished = false;
+  /** Records done / records known to make up the sync (Kafka offsets), when no key or byte total is. */
+  private records: { done: number; total: number; samples: Array<[number, number]> } | null = null;
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -57,7 +61,21 @@ export class ProgressMeter {
     this.bytesTotal = totals.bytes ?? null;
     this.startedAt = this.now();
     this.finished = false;
+    this.records = null;
     this.sample();
+  }
+
+  /**
+   * Records done of the records known to hold the sync: a fallback basis for a reader of the
+   * events (an applier) that has no total of keys or bytes, only Kafka offsets.
+   */
+  setRecords(done: number, total: number): void {
+    const now = this.now();
+    const r = (this.records ??= { done, total, samples: [] });
+    r.done = done;
+    r.total = total;
+    r.samples.push([now, done]);
+    while (r.samples.length > 2 && r.samples[0][0] < now - this.windowMs) r.samples.shift();
   }
 
   setTotals(totals: { keys?: number | null; bytes?: number | null }): void {
@@ -87,15 +105,26 @@ export class ProgressMeter {
     const bytesPerSecond = span > 0 && !this.finished ? (this.bytesDone - first.bytes) / span : 0;
     let percent: number | null = null;
     let etaSeconds: number | null = null;
+    let basis: Progress['basis'] = null;
     if (this.finished) {
       percent = 100;
       etaSeconds = 0;
+      basis = this.bytesTotal ? 'bytes' : 'keys';
     } else if (this.bytesTotal) {
+      basis = 'bytes';
       percent = Math.min(100, (100 * this.bytesDone) / this.bytesTotal);
       if (bytesPerSecond > 0) etaSeconds = Math.max(0, (this.bytesTotal - this.bytesDone) / bytesPerSecond);
     } else if (this.keysTotal) {
+      basis = 'keys';
       percent = Math.min(100, (100 * this.keysDone) / this.keysTotal);
       if (keysPerSecond > 0) etaSeconds = Math.max(0, (this.keysTotal - this.keysDone) / keysPerSecond);
+    } else if (this.records && this.records.total > 0) {
+      basis = 'records';
+      const r = this.records;
+      percent = Math.min(100, (100 * r.done) / r.total);
+      const [t0, d0] = r.samples[0];
+      const rate = now > t0 ? (r.done - d0) / ((now - t0) / 1000) : 0;
+      if (rate > 0) etaSeconds = Math.max(0, (r.total - r.done) / rate);
     }
     return {
       keysDone: this.keysDone,
@@ -103,6 +132,7 @@ export class ProgressMeter {
       bytesDone: this.bytesDone,
       bytesTotal: this.bytesTotal,
       percent: percent === null ? null : Math.round(percent * 10) / 10,
+      basis,
       keysPerSecond: Math.round(keysPerSecond),
       bytesPerSecond: Math.round(bytesPerSecond),
       etaSeconds: etaSeconds === null ? null : Math.round(etaSeconds),
@@ -153,7 +183,7 @@ export function progressBar(p: Progress, width = 30): string {
   const keys = `${p.keysDone}/${p.keysTotal ?? '?'} keys`;
   const bytes = `${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)}`;
   const rate = `${formatBytes(p.bytesPerSecond)}/s ${p.keysPerSecond} keys/s`;
-  return `[${bar}] ${pct}  ${keys}  ${bytes}  ${rate}  ETA ${p.done ? 'done' : formatDuration(p.etaSeconds)}`;
+  return `${width > 0 ? `[${bar}] ` : ''}${pct}  ${keys}  ${bytes}  ${rate}  ETA ${p.done ? 'done' : formatDuration(p.etaSeconds)}${p.basis === 'records' ? ' (by Kafka records)' : ''}`;
 }
 
 /** Fields of the periodic full-sync log line (pino object), readable as they are. */

@@ -136,6 +136,7 @@ export class ServiceStatus {
 
   /** A start-up error: a precheck item or the configuration is at fault, or something else. */
   startFailed(err: unknown, server?: string): void {
+    if (this.task.state === 'precheck-failed' || this.task.state === 'failed') return;
     const e = err instanceof ReplistreamError ? err : null;
     const failure: TaskFailure = { reason: describeError(err), ...(e?.setting ? { setting: e.setting } : {}), ...(server ? { server } : {}), ...(e ? { code: e.code } : {}) };
     if (this.task.state === 'not-started') this.task.to('prechecking');
@@ -148,6 +149,7 @@ export class ServiceStatus {
     const v = this.task.view();
     const { lagMs = null, offsets = {}, skipped = {}, error = null, ...more } = d;
     return {
+      ...more,
       role: this.role,
       name: this.name,
       state: v.state,
@@ -159,7 +161,6 @@ export class ServiceStatus {
       offsets,
       skipped,
       error: error ?? v.failure?.reason ?? null,
-      ...more,
       history: v.history,
       lagHistory: [...this.lagSamples],
     };
@@ -177,4 +178,18 @@ export class ServiceStatus {
       await closed;
     }
   }
+}
+
+/**
+ * After a failed precheck: the service keeps its port open, the page and /status showing what to
+ * fix, until it is told to stop (an orchestrator restarting it in a loop would hide the reason).
+ * Without a port there is nothing to show: returns at once.
+ */
+export async function holdWhilePrecheckFailed(status: ServiceStatus, log: Logger): Promise<void> {
+  if (status.task.state !== 'precheck-failed' || status.port === null) return;
+  log.error({ reason: status.task.failure?.reason, setting: status.task.failure?.setting, port: status.port }, 'precheck failed: the status page shows what to fix; stop this process (SIGTERM/Ctrl-C), fix it and start again');
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
 }

@@ -87,7 +87,9 @@ function progressSection(p: Progress | null): string {
     `<span id="progress-keys">${p.keysDone} of ${p.keysTotal ?? '?'} keys</span> · ` +
     `${esc(formatBytes(p.bytesDone))} of ${esc(formatBytes(p.bytesTotal))} · ` +
     `${p.keysPerSecond} keys/s, ${esc(formatBytes(p.bytesPerSecond))}/s · ` +
-    `ETA ${p.done ? 'done' : esc(formatDuration(p.etaSeconds))}</p></div>`
+    `ETA ${p.done ? 'done' : esc(formatDuration(p.etaSeconds))}` +
+    (p.basis === 'records' ? ' <span class="muted">(percent of the snapshot records in Kafka: no key total yet)</span>' : '') +
+    `</p></div>`
   );
 }
 

@@ -72,7 +72,8 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'config', description: 'JSON file with any of these settings (keys as flag names or camelCase).', commands: 'all', schema: z.string() },
   { name: 'kafka', description: 'Kafka bootstrap brokers, comma-separated host:port.', commands: ['capture', 'apply'], schema: z.string().regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port…]') },
   { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: httpUrl },
-  { name: 'http-port', description: 'Port for /healthz, /readyz, /status and /metrics; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
+  { name: 'http-port', description: 'Port for the status page (/), /healthz, /readyz, /status, /metrics and POST /pause, /resume; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
+  { name: 'http-host', description: 'Address the HTTP port binds to: loopback by default, since pause/resume need no credentials; 0.0.0.0 exposes it (in a container, or behind a trusted network).', commands: ['capture', 'apply'], schema: z.string().min(1), default: '127.0.0.1' },
   { name: 'kafka-timeout-ms', description: 'How long a service waits at start for the Kafka brokers (and the schema registry) before it exits naming them.', commands: ['capture', 'apply'], schema: int(1000, 3_600_000), default: 30_000 },
   { name: 'log-level', description: 'trace, debug, info, warn, error or fatal.', commands: 'all', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info' },
   { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
@@ -111,7 +112,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'registry-username', description: 'Schema registry user name (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string().min(1) },
   { name: 'registry-password', description: 'Schema registry password (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string(), secret: true },
   // status / verify
-  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464.', commands: ['status'], schema: httpUrl },
+  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
   { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },

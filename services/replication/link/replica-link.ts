@@ -141,6 +141,8 @@ export type ReplicaLinkEvents = {
   connected: [info: { host: string; port: number; tls: boolean }];
   fullresync: [info: FullResyncInfo];
   continue: [info: ContinueInfo];
+  /** The snapshot's length as the source announced it; null for a diskless transfer (no length). */
+  'rdb-size': [info: { bytes: number | null }];
   'rdb-chunk': [chunk: Buffer];
   'rdb-end': [info: RdbEndInfo];
   'rdb-abort': [error: ReplistreamError];
@@ -647,6 +649,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       s.mode = 'transfer';
       this.linkState = 'transfer';
       this.log.info({ diskless: r.type === 'eof', bytes: r.type === 'bulk' ? r.length : undefined }, 'receiving snapshot');
+      this.emit('rdb-size', { bytes: r.type === 'bulk' ? r.length : null });
       this.onTransferData(s, s.reader.takeRemainder());
       return;
     }

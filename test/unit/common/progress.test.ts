@@ -66,7 +66,7 @@ describe('status page', () => {
     role: 'applier', name: 'g1', state: 'initializing', stateLabel: 'initializing (full sync)', since: 0,
     failure: null, history: [], lagMs: 1500, lagHistory: [[0, 100], [5000, 3000], [10000, 1500]] as Array<[number, number]>,
     offsets: { 'db0/p0': 12 }, skipped: { 'MODULE.X': 3 }, error: '<script>alert(1)</script>',
-    progress: { keysDone: 10, keysTotal: 40, bytesDone: 100, bytesTotal: null, percent: 25, keysPerSecond: 5, bytesPerSecond: 50, etaSeconds: 6, startedAt: 0, elapsedSeconds: 2, done: false },
+    progress: { keysDone: 10, keysTotal: 40, bytesDone: 100, bytesTotal: null, percent: 25, basis: 'keys' as const, keysPerSecond: 5, bytesPerSecond: 50, etaSeconds: 6, startedAt: 0, elapsedSeconds: 2, done: false },
   };
   it('shows state, progress, offsets, skipped commands and the lag graph, escaping what it prints', () => {
     const html = renderStatusPage(body);
