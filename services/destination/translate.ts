@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
 import { ReplistreamError } from '../common/errors.js';
+import { dumpPayloadValue } from '../replication/dump-value.js';
 import { globEscape, keySlot } from './connection.js';
 
 export type Arg = string | Buffer;
@@ -299,6 +300,16 @@ export interface CommandContext {
   positionDb: number;
   keys: KeyTable | null;
   homeSlot: number;
+  /** RESTORE commands' payloads against what the destination reads (absent: passed unchanged). */
+  restore?: RestoreContext;
+}
+
+export interface RestoreContext {
+  /** Newest RDB version the destination RESTOREs (from its own DUMP). */
+  rdbVersion: number;
+  /** A payload it cannot read is written with typed commands (restore-fallback, or write-mode commands); else an error. */
+  fallback: boolean;
+  features: TypedWriteFeatures;
 }
 
 /** A translated command event: ops, plus barriers for a cluster destination. */
@@ -422,6 +433,12 @@ export function translateCommands(commands: Buffer[][], startDb: number, eventIn
       continue;
     }
     switch (name) {
+      case 'RESTORE': {
+        const typed = ctx.restore ? restoreAsTypedWrites(cmd, ctx.restore) : null;
+        if (typed) for (const args of typed) push(args, name, cur);
+        else push(cmd, name, cur);
+        continue;
+      }
       case 'MOVE': {
         const target = ctx.mapDb(Number(argString(cmd[2])));
         if (target === undefined) push(['DEL', cmd[1]], name, cur);
@@ -448,6 +465,35 @@ export function translateCommands(commands: Buffer[][], startDb: number, eventIn
     }
   }
   return { items, dropped };
+}
+
+/**
+ * A source's `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]` whose payload the
+ * destination cannot read (a newer RDB format: 7.0's into 6.2, Valkey 8's into 7.0) as typed
+ * writes of the value inside it, when the settings allow; null when RESTORE can run as it is.
+ * The source ran it successfully, so the key was absent or REPLACE was given: deleting the key
+ * first is what RESTORE did. IDLETIME/FREQ (eviction hints) have no typed equivalent and are dropped.
+ */
+export function restoreAsTypedWrites(cmd: Buffer[], r: RestoreContext): Arg[][] | null {
+  const payload = cmd[3];
+  if (!payload || payload.length < 11) return null; // malformed: let the destination answer it
+  const version = payloadRdbVersion(payload);
+  if (version <= r.rdbVersion) return null;
+  const key = cmd[1];
+  if (!r.fallback) {
+    throw new ReplistreamError(
+      'DESTINATION',
+      `RESTORE of key ${printableKey(key)}: its payload has RDB version ${rdbVersionName(version)}, the destination reads RDB versions up to ${rdbVersionName(r.rdbVersion)}; ` +
+        'enable restore-fallback to write such keys with typed commands (or set write-mode to commands)',
+      { setting: 'restore-fallback', details: { key: printableKey(key), payloadRdbVersion: version, destinationRdbVersion: r.rdbVersion } },
+    );
+  }
+  const value = dumpPayloadValue(payload);
+  const ttl = Number(argString(cmd[2]));
+  const absolute = cmd.slice(4).some((a) => argString(a).toUpperCase() === 'ABSTTL');
+  const out = typedWriteCommands(key, value, absolute && ttl > 0 ? ttl : null, true, r.features);
+  if (!absolute && ttl > 0) out.push(['PEXPIRE', key, String(ttl)]);
+  return out;
 }
 
 /** FUNCTION/SCRIPT commands made safe to run again on every master of a cluster. */

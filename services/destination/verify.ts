@@ -190,7 +190,7 @@ class Verifier {
       });
     }
     for (const i of streams) {
-      const [sm, dm] = await Promise.all([streamMeta(this.src, srcDb, keys[i]), streamMeta(this.dst, dstDb, keys[i])]);
+      const [sm, dm] = commonStreamFacts(...(await Promise.all([streamMeta(this.src, srcDb, keys[i]), streamMeta(this.dst, dstDb, keys[i])])));
       if (sm !== dm) this.report(srcDb, keys[i], `stream metadata differs: source ${sm}, destination ${dm}`);
     }
   }
@@ -330,8 +330,25 @@ async function valueHashes(t: Topology, db: number, keys: Buffer[]): Promise<str
   });
 }
 
-/** Stream facts a digest does not cover, as a canonical string. */
-async function streamMeta(t: Topology, db: number, key: Buffer): Promise<string> {
+type StreamFacts = Record<string, unknown> & { groups?: Array<Record<string, unknown>> };
+
+/**
+ * The two sides' stream facts as canonical strings, without the facts only one side reports:
+ * servers before 7.0 have no entries-added, max-deleted-entry-id, recorded-first-entry-id nor a
+ * group's entries-read, so a sync between 6.2 and 7.0+ compares what both know.
+ */
+function commonStreamFacts(a: StreamFacts | string, b: StreamFacts | string): [string, string] {
+  if (typeof a === 'string' || typeof b === 'string') return [JSON.stringify(a), JSON.stringify(b)];
+  const strip = (x: Record<string, unknown>, y: Record<string, unknown>) => Object.fromEntries(Object.entries(x).filter(([k]) => k in y));
+  const ga = a.groups ?? [];
+  const gb = b.groups ?? [];
+  const pa = { ...strip(a, b), groups: ga.map((g, i) => (gb[i] ? strip(g, gb[i]) : g)) };
+  const pb = { ...strip(b, a), groups: gb.map((g, i) => (ga[i] ? strip(g, ga[i]) : g)) };
+  return [JSON.stringify(pa), JSON.stringify(pb)];
+}
+
+/** Stream facts a digest does not cover (an error message when they cannot be read). */
+async function streamMeta(t: Topology, db: number, key: Buffer): Promise<StreamFacts | string> {
   const c = clientForKey(t, key);
   const p = c.pipeline();
   if (t.kind === 'standalone') p.select(db);
@@ -342,7 +359,7 @@ async function streamMeta(t: Topology, db: number, key: Buffer): Promise<string>
   const st = toMap(res[0][1] as unknown[]);
   const meta: Record<string, unknown> = {};
   for (const f of ['length', 'last-generated-id', 'max-deleted-entry-id', 'entries-added', 'recorded-first-entry-id']) if (f in st) meta[f] = st[f];
-  const groups: unknown[] = [];
+  const groups: Array<Record<string, unknown>> = [];
   for (const g of res[1][1] as unknown[][]) {
     const gm = toMap(g);
     const name = String(gm.name);
@@ -357,10 +374,13 @@ async function streamMeta(t: Topology, db: number, key: Buffer): Promise<string>
     });
     consumers.sort();
     const pending = ((r[1][1] as unknown[][]) ?? []).map((x) => [String(x[0]), String(x[1]), Number(x[3])]);
-    groups.push({ name, consumers: gm.consumers, pending: gm.pending, 'last-delivered-id': gm['last-delivered-id'], 'entries-read': gm['entries-read'] ?? null, consumerList: consumers, pel: pending });
+    groups.push({
+      name, consumers: gm.consumers, pending: gm.pending, 'last-delivered-id': gm['last-delivered-id'],
+      ...('entries-read' in gm ? { 'entries-read': gm['entries-read'] ?? null } : {}), consumerList: consumers, pel: pending,
+    });
   }
   groups.sort((x, y) => (String((x as { name: string }).name) < String((y as { name: string }).name) ? -1 : 1));
-  return JSON.stringify({ ...meta, groups });
+  return { ...meta, groups };
 }
 
 function toMap(a: unknown[]): Record<string, unknown> {

@@ -703,6 +703,8 @@ export class DestinationWriter {
       positionDb: this.opts.positionDb,
       keys: this.keyTable,
       homeSlot: this.keys!.homeSlot(stream),
+      // source RESTOREs with a payload too new for the destination: typed writes when allowed (translate.ts)
+      restore: this.dinfo ? { rdbVersion: this.dinfo.rdbVersion, fallback: this.opts.allowRestoreFallback || this.opts.writeMode === 'commands', features: this.dinfo.features } : undefined,
     };
   }
 
