@@ -1,0 +1,128 @@
+/**
+ * The version matrix: the end-to-end core (full sync of every type, the reference workload while
+ * streaming, kill -9 of capture and its resume by PSYNC) for each source → destination pair of
+ * servers that a migration uses: older → newer in restore mode, newer → older in commands mode
+ * (a newer RDB format cannot be RESTOREd by an older server), Redis ↔ Valkey both ways.
+ *
+ * `npm test` runs the pairs CI must cover; `npm run test:matrix` (REPLISTREAM_MATRIX=all) adds
+ * the same-version pairs and 6.2 ↔ Valkey. Each pair's outcome is printed as a table at the end.
+ */
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { ServerKind } from '../../../services/stack/servers.js';
+import { fillEveryType } from '../destination/helpers.js';
+import { redisClient, referenceWorkload, runApplier, pipelineNames, waitConverged, type PipelineNames } from '../../helpers/pipeline.js';
+import { killAll, startService, waitForLog, type ServiceProcess } from '../../helpers/processes.js';
+import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { uniqueName } from '../../helpers/stack-env.js';
+
+interface Pair {
+  source: ServerKind;
+  destination: ServerKind;
+  writeMode: 'restore' | 'commands';
+}
+
+const CORE: Pair[] = [
+  { source: 'redis-7.0', destination: 'redis-6.2', writeMode: 'commands' },
+  { source: 'redis-6.2', destination: 'redis-7.0', writeMode: 'restore' },
+  { source: 'redis-7.0', destination: 'valkey-8.1', writeMode: 'restore' },
+  { source: 'valkey-8.1', destination: 'redis-7.0', writeMode: 'commands' },
+];
+const WIDER: Pair[] = [
+  { source: 'redis-6.2', destination: 'redis-6.2', writeMode: 'restore' },
+  { source: 'redis-7.0', destination: 'redis-7.0', writeMode: 'restore' },
+  { source: 'valkey-8.1', destination: 'valkey-8.1', writeMode: 'restore' },
+  { source: 'redis-6.2', destination: 'valkey-8.1', writeMode: 'restore' },
+  { source: 'valkey-8.1', destination: 'redis-6.2', writeMode: 'commands' },
+];
+/** REPLISTREAM_MATRIX: unset (CORE), `all`, or pairs like `redis-7.0:redis-6.2,valkey-8.1:redis-7.0`. */
+function pairs(spec = process.env.REPLISTREAM_MATRIX): Pair[] {
+  if (!spec) return CORE;
+  if (spec === 'all') return [...CORE, ...WIDER];
+  const wanted = spec.split(',').map((p) => p.trim());
+  return [...CORE, ...WIDER].filter((p) => wanted.includes(`${p.source}:${p.destination}`));
+}
+const PAIRS = pairs();
+
+interface Row {
+  pair: string;
+  mode: string;
+  fullSync: string;
+  streaming: string;
+  kill9: string;
+  keys: number;
+  seconds: number;
+}
+const rows: Row[] = [];
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await killAll();
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+afterAll(() => {
+  const head = '| source → destination | write mode | full sync (every type) | streaming (reference workload) | kill -9 capture, resume | keys compared | s |';
+  const lines = [head, '|---|---|---|---|---|---|---|', ...rows.map((r) => `| ${r.pair} | ${r.mode} | ${r.fullSync} | ${r.streaming} | ${r.kill9} | ${r.keys} | ${r.seconds.toFixed(1)} |`)];
+  process.stdout.write(`\nversion matrix\n${lines.join('\n')}\n`);
+});
+
+async function server(kind: ServerKind): Promise<RedisServer> {
+  const s = await startRedis({ 'repl-backlog-size': '64mb' }, { server: kind });
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+function captureProcess(source: string, names: PipelineNames): ServiceProcess {
+  return startService(['capture', '--source', source, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0,1,2', '--partitions', '4']);
+}
+
+const DBS = [0, 1, 2];
+
+describe.each(PAIRS)('version matrix: $source → $destination ($writeMode mode)', (pair) => {
+  it('full sync of every type, the reference workload, kill -9 of capture: destination equals source', async () => {
+    const t0 = Date.now();
+    const row: Row = { pair: `${pair.source} → ${pair.destination}`, mode: pair.writeMode, fullSync: 'fail', streaming: '-', kill9: '-', keys: 0, seconds: 0 };
+    rows.push(row);
+    const source = await server(pair.source);
+    const destination = await server(pair.destination);
+    const src = redisClient(source.url);
+    cleanups.push(async () => src.disconnect());
+    await fillEveryType(src);
+    await redisClient(source.url, 1).set('db1:key', 'one');
+    await referenceWorkload(source.url, 0); // in the snapshot
+
+    const names = pipelineNames();
+    let capture = captureProcess(source.url, names);
+    await waitForLog(capture, /full sync captured/);
+    const applier = await runApplier(destination.url, names, uniqueName('g'), { writeMode: pair.writeMode });
+    cleanups.push(() => applier.stop());
+    const afterSnapshot = await waitConverged(source.url, destination.url, DBS);
+    expect(afterSnapshot.differences).toEqual([]);
+    expect(afterSnapshot.compared).toBeGreaterThan(50);
+    row.fullSync = 'equal';
+    row.streaming = 'fail';
+
+    for (let round = 1; round <= 2; round++) await referenceWorkload(source.url, round);
+    for (let i = 0; i < 100; i++) await src.incr('counter:exact');
+    const streamed = await waitConverged(source.url, destination.url, DBS);
+    expect(streamed.differences).toEqual([]);
+    row.streaming = 'equal';
+    row.kill9 = 'fail';
+
+    await capture.kill9();
+    await referenceWorkload(source.url, 3); // written while capture is down
+    for (let i = 0; i < 100; i++) await src.incr('counter:exact');
+    capture = captureProcess(source.url, names);
+    await waitForLog(capture, /source continued the stream \(\+CONTINUE\)/);
+    for (let i = 0; i < 100; i++) await src.lpush('list:nodup', String(i));
+    const resumed = await waitConverged(source.url, destination.url, DBS);
+    expect(resumed.differences).toEqual([]);
+    const dst = redisClient(destination.url);
+    cleanups.push(async () => dst.disconnect());
+    expect(await dst.get('counter:exact')).toBe('200');
+    expect(await dst.llen('list:nodup')).toBe(100);
+    row.kill9 = 'equal, +CONTINUE';
+    row.keys = resumed.compared;
+    row.seconds = (Date.now() - t0) / 1000;
+  });
+});
