@@ -11,6 +11,7 @@ import {
   typedWriteCommands,
 } from '../../../services/destination/translate.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
+import { buildDumpPayload } from '../../../services/replication/dump-payload.js';
 
 const B = (...a: Array<string | number>) => a.map((x) => Buffer.from(String(x)));
 const str = (args: Arg[]) => args.map((a) => (typeof a === 'string' ? a : a.toString())).join(' ');
@@ -187,5 +188,43 @@ describe('payloads and keys', () => {
     expect(keys.keysOf(B('EVAL', 'script', 1, 'k', 'argv')).map(String)).toEqual(['k']);
     expect(keys.keysOf(B('SORT', 'l', 'BY', 'x', 'STORE', 'dst')).map(String)).toEqual(['l', 'dst']);
     expect(keys.keysOf(B('MSET', 'a', 1, 'b', 2)).map(String)).toEqual(['a', 'b']);
+  });
+});
+
+describe('RESTORE of a payload newer than the destination reads', () => {
+  // a string value "abc" (type 0: length 3, then the bytes) in a payload of RDB version 10 (Redis 7.0)
+  const payload = buildDumpPayload(0, Buffer.from([3, 0x61, 0x62, 0x63]), 10);
+  const features = { streamMeta: false, createConsumer: true, hashFieldTtl: false };
+  const restore = (cmd: Buffer[], rdbVersion: number, fallback: boolean) => ops(translateCommands([cmd], 0, 1, ctx({ restore: { rdbVersion, fallback, features } }))).map((o) => str(o.args));
+
+  it('passes RESTORE unchanged when the destination reads the payload', () => {
+    const cmd = [...B('RESTORE', 'k', 0), payload, ...B('REPLACE')];
+    expect(restore(cmd, 10, false)).toEqual([str(cmd)]);
+  });
+
+  it('writes the value with typed commands when allowed, keeping an absolute or relative TTL', () => {
+    expect(restore([...B('RESTORE', 'k', 1900000000000), payload, ...B('REPLACE', 'ABSTTL')], 9, true)).toEqual(['DEL k', 'SET k abc', 'PEXPIREAT k 1900000000000']);
+    expect(restore([...B('RESTORE', 'k', 5000), payload], 9, true)).toEqual(['DEL k', 'SET k abc', 'PEXPIRE k 5000']);
+    expect(restore([...B('RESTORE', 'k', 0), payload, ...B('IDLETIME', 10)], 9, true)).toEqual(['DEL k', 'SET k abc']);
+  });
+
+  it('otherwise stops naming the key, both RDB versions and restore-fallback', () => {
+    let err: unknown;
+    try {
+      restore([...B('RESTORE', 'user:1', 0), payload], 9, false);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ReplistreamError);
+    expect((err as ReplistreamError).setting).toBe('restore-fallback');
+    expect((err as ReplistreamError).message).toBe(
+      'RESTORE of key "user:1": its payload has RDB version 10 (Redis 7.0), the destination reads RDB versions up to 9 (Redis 5.0–6.2); enable restore-fallback to write such keys with typed commands (or set write-mode to commands)',
+    );
+  });
+
+  it('refuses a payload whose checksum does not match instead of writing a garbled value', () => {
+    const bad = Buffer.from(payload);
+    bad[2] ^= 1;
+    expect(() => restore([...B('RESTORE', 'k', 0), bad], 9, true)).toThrow(/checksum mismatch/);
   });
 });
