@@ -6,12 +6,14 @@
  * header, RDB_TYPE_HASH_2).
  *
  * The formats no server here can write, and where their layout comes from:
- * - Valkey 9's HASH_2 (type 22 in a VALKEY file): rdbSaveObject writes the field count, then per
- *   field its name, its value and rdbSaveMillisecondTime(expiry) (int64 LE), EXPIRY_NONE (−1)
- *   for a field without a TTL; rdbLoadObject reads it back the same way.
+ * - Valkey 9's HASH_2 (type 22 in a VALKEY file; added by valkey-io/valkey#2089): rdbSaveObject
+ *   writes the field count, then per field its name, its value and rdbSaveMillisecondTime(expiry)
+ *   (int64 LE), EXPIRY_NONE (−1) for a field without a TTL; rdbLoadObject reads it back the same
+ *   way. No server writes an expiry below −1; the parser refuses one as corrupt.
  * - Redis 7.4 development builds' HASH_METADATA_PRE_GA (22) and HASH_LISTPACK_EX_PRE_GA (23) in a
- *   REDIS file: 7.4's rdbLoadObject still reads them; they are 24 and 25 without the leading
- *   minExpire, and 22's per-field TTL is the absolute time (0 = none).
+ *   REDIS file (such builds report redis-ver 255.255.255): redis/redis#13391 renamed them when it
+ *   put a minExpire in front (types 24 and 25), and 7.4's rdbLoadObject still reads them; 22's
+ *   per-field TTL is the absolute time (0 = none).
  * - Empty collections: what rdbLoadObject answers with RDB_LOAD_ERR_EMPTY_KEY (a count of 0, a
  *   container without elements, a quicklist whose nodes are all empty), which rdbLoadRio skips.
  */
