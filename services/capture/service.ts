@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
-import { connections, redisTlsForUrl } from '../common/connection-settings.js';
+import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connection-settings.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
@@ -130,6 +130,12 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     const msg = String((lastError as Error | null)?.message ?? (err as Error)?.message ?? err);
     if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
       throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
+    }
+    if (isTlsSetupFailure(lastError ?? err)) {
+      throw new ReplistreamError('CONNECTION', `TLS handshake with the source ${redactUrl(s.source)} failed: ${msg}; check the source-tls-ca, source-tls-servername, source-tls-cert and source-tls-key settings`, {
+        cause: err,
+        setting: 'source-tls-ca',
+      });
     }
     throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}: ${msg}`, { cause: err, retriable: true, setting: 'source' });
   }

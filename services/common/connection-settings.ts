@@ -137,6 +137,18 @@ export function connections(): ConnectionSettings {
   return current;
 }
 
+/**
+ * A TLS handshake that failed for a reason only a setting can fix: the certificate is not signed
+ * by a trusted CA, does not carry the name connected to, has expired, or the server wanted a
+ * client certificate. Retrying cannot help.
+ */
+export function isTlsSetupFailure(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } } | undefined;
+  const code = e?.code ?? e?.cause?.code ?? '';
+  if (/^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_\w+|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_\w*(CERTIFICATE|UNKNOWN_CA)\w*)$/.test(code)) return true;
+  return /self[- ]signed certificate|unable to verify the first certificate|unable to get (local )?issuer certificate|certificate has expired|Hostname\/IP does not match certificate|certificate required|unknown ca/i.test(e?.message ?? '');
+}
+
 /** Node TLS options from TLS material; the server name defaults to `host` unless it is an IP. */
 export function tlsOptionsOf(m: TlsMaterial, host?: string): ConnectionOptions {
   const opts: ConnectionOptions = { rejectUnauthorized: !m.insecure };

@@ -122,6 +122,15 @@ export function classifyConnectFailure(err: unknown): { kind: 'unreachable' | 'a
 export function mapConnectError(err: unknown, ep: RedisEndpoint, setting: string): ReplistreamError {
   const { kind, why } = classifyConnectFailure(err);
   const server = `${setting} ${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
+  if (kind === 'unreachable' && ep.tls && /ECONNRESET|closed the connection/.test(why)) {
+    // TLS 1.3: a server that wants a client certificate refuses it after the handshake, and its
+    // alert often loses the race with the reset of the client's first write
+    return new ReplistreamError('CONNECTION', `${server}: the TLS server closed the connection (${why}); if it requires a client certificate, set ${setting}-tls-cert and ${setting}-tls-key`, {
+      setting: `${setting}-tls-cert`,
+      cause: err,
+      retriable: true,
+    });
+  }
   if (kind === 'unreachable') {
     return new ReplistreamError('CONNECTION', `${server}: unreachable: ${why}; check the ${setting} setting`, { setting, cause: err, retriable: true });
   }
