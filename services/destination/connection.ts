@@ -14,7 +14,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
 import type { ConnectionOptions } from 'node:tls';
 import { ReplistreamError } from '../common/errors.js';
-import { redisTls } from '../common/connection-settings.js';
+import { isTlsSetupFailure, redisTls } from '../common/connection-settings.js';
 import { redactUrl } from '../common/log.js';
 import { maskRedisUrl, redisUrlProblem } from '../common/redis-url.js';
 
@@ -105,9 +105,10 @@ export async function openRedis(ep: RedisEndpoint, name: string, setting = 'dest
  * the server is unreachable (address, firewall, server down), refused the user name or password,
  * or accepted them but the user lacks a right (an ACL without a command replistream needs).
  */
-export function classifyConnectFailure(err: unknown): { kind: 'unreachable' | 'authentication failed' | 'missing rights'; why: string } {
+export function classifyConnectFailure(err: unknown): { kind: 'unreachable' | 'authentication failed' | 'missing rights' | 'tls'; why: string } {
   const e = err as NodeJS.ErrnoException | undefined;
   const msg = e instanceof Error ? e.message : String(err);
+  if (isTlsSetupFailure(err)) return { kind: 'tls', why: msg };
   if (/NOPERM/i.test(msg)) return { kind: 'missing rights', why: msg.replace(/^NOPERM\s*/, '') };
   if (/WRONGPASS|invalid password|invalid username-password/i.test(msg)) return { kind: 'authentication failed', why: 'wrong user name or password' };
   if (/NOAUTH/i.test(msg)) return { kind: 'authentication failed', why: 'the server requires a password and none was given' };
@@ -133,6 +134,12 @@ export function mapConnectError(err: unknown, ep: RedisEndpoint, setting: string
   }
   if (kind === 'unreachable') {
     return new ReplistreamError('CONNECTION', `${server}: unreachable: ${why}; check the ${setting} setting`, { setting, cause: err, retriable: true });
+  }
+  if (kind === 'tls') {
+    return new ReplistreamError('CONNECTION', `${server}: TLS handshake failed: ${why}; check the ${setting}-tls-ca, ${setting}-tls-servername, ${setting}-tls-cert and ${setting}-tls-key settings`, {
+      setting: `${setting}-tls-ca`,
+      cause: err,
+    });
   }
   const user = ep.username ? `user ${JSON.stringify(ep.username)}` : 'the default user';
   if (kind === 'authentication failed') {
