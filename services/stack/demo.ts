@@ -113,7 +113,9 @@ async function main(): Promise<void> {
       try {
         const body = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Record<string, unknown>;
         const { state, lagMs, epoch, sourceOffset, durableOffset, snapshotKeys, offsetLag } = body as Record<string, unknown>;
-        process.stdout.write(formatStatus({ [name]: { state, lagMs, epoch, sourceOffset, durableOffset, snapshotKeys, offsetLag } }));
+        // each service reports its own fields: leave out the other's
+        const shown = Object.fromEntries(Object.entries({ state, lagMs, epoch, sourceOffset, durableOffset, snapshotKeys, offsetLag }).filter(([, v]) => v !== undefined && v !== null));
+        process.stdout.write(formatStatus({ [name]: shown }));
       } catch {
         process.stdout.write(`${name}: starting…\n`);
       }
