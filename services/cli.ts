@@ -3,6 +3,7 @@
  * settings (flags > environment > --config file > defaults, see config/options.ts) and hands them
  * to its service. Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
  */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ReplistreamError, describeError } from './common/errors.js';
 import { createLogger } from './common/log.js';
@@ -30,6 +31,34 @@ function flagsOf(cmd: Command, name: CommandName): Record<string, string | strin
     if (v !== undefined) out[o.name] = v as string | string[] | boolean;
   }
   return out;
+}
+
+/**
+ * `rdb inspect FILE` given something that is not an RDB file at all (missing, a directory, empty,
+ * text) is a usage error, exit 2. A file that starts as an RDB file but is truncated or corrupt is
+ * a data error the parser reports with its offset, exit 1.
+ */
+function checkRdbFile(file: string): void {
+  const usage = (why: string) => new ReplistreamError('CONFIG', `rdb inspect: ${file}: ${why}`);
+  let fd: number;
+  try {
+    if (statSync(file).isDirectory()) throw usage('is a directory; give an RDB file (e.g. dump.rdb)');
+    fd = openSync(file, 'r');
+  } catch (err) {
+    if (err instanceof ReplistreamError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw usage(code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message);
+  }
+  try {
+    const head = Buffer.alloc(9);
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n === 0) throw usage('is empty (0 bytes), not an RDB file');
+    if (!head.subarray(0, Math.min(n, 5)).equals(Buffer.from('REDIS').subarray(0, Math.min(n, 5)))) {
+      throw usage(`is not an RDB file: it starts with ${JSON.stringify(head.subarray(0, n).toString('latin1'))}, an RDB file with "REDIS"`);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function buildProgram(): Command {
@@ -62,12 +91,25 @@ export function buildProgram(): Command {
   addOptions(program.command('status').description("Show a running task's state, progress and lag"), 'status').action(
     run('status', async (c) => (await import('./commands/status.js')).statusCommand(c)),
   );
+  for (const action of ['pause', 'resume'] as const) {
+    const what = action === 'pause' ? 'Pause running appliers (they stop reading and keep their position)' : 'Resume paused appliers from their position';
+    addOptions(program.command(action).description(what), action).action(
+      run(action, async (c) => (await import('./commands/control.js')).controlCommand(action, c)),
+    );
+  }
   const rdb = program.command('rdb').description('RDB file tools');
   addOptions(rdb.command('inspect').argument('<file>', 'RDB file').description('Print one JSON object per key'), 'rdb-inspect').action(
     async function (this: Command, file: string) {
       const c = loadConfig('rdb-inspect', flagsOf(this, 'rdb-inspect'));
+      checkRdbFile(file);
       const { inspectRdb } = await import('./replication/rdb/inspect.js');
-      await inspectRdb(file, process.stdout, c.format as 'jsonl');
+      try {
+        await inspectRdb(file, process.stdout, c.format as 'jsonl');
+      } catch (err) {
+        // the parser's message says where in the file; say which file
+        if (err instanceof ReplistreamError) throw new ReplistreamError(err.code, `rdb inspect: ${file}: ${err.message}`, { details: err.details });
+        throw err;
+      }
     },
   );
   return program;

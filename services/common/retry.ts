@@ -26,7 +26,7 @@ export async function withStartupRetry<T>(what: string, log: Logger, start: () =
  * by that: positions are committed only after what they cover is durable, so an unfinished stop
  * leaves the last committed position in place, as a crash would.
  */
-export const STOP_DEADLINE_MS = 1500;
+export const STOP_DEADLINE_MS = 1200;
 
 /**
  * Runs a started service until SIGTERM/SIGINT (exit code 0) or until `failure` settles with an
@@ -41,8 +41,9 @@ export async function runUntilStopped(
   stop: () => Promise<void>,
   stopDeadlineMs = STOP_DEADLINE_MS,
 ): Promise<number> {
+  let onSignal: (sig: string) => void = () => undefined;
   const outcome = await new Promise<number>((resolve) => {
-    const onSignal = (sig: string) => {
+    onSignal = (sig: string) => {
       log.info({ signal: sig }, 'stopping');
       resolve(0);
     };
@@ -61,6 +62,8 @@ export async function runUntilStopped(
       },
     );
   });
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
   let timer: NodeJS.Timeout | undefined;
   const stopped = await Promise.race([
     stop().then(
