@@ -14,6 +14,8 @@ const REQUIRED: Record<CommandName, string[]> = {
   precheck: ['source', 'destination'],
   verify: ['source', 'destination'],
   status: ['http'],
+  pause: ['http'],
+  resume: ['http'],
   'rdb-inspect': [],
 };
 

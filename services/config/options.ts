@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { redisUrlProblem } from '../common/redis-url.js';
 
-export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'verify' | 'rdb-inspect';
+export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'pause' | 'resume' | 'verify' | 'rdb-inspect';
 
 export interface OptionSpec {
   /** Flag name without dashes, e.g. `source-id`; the env form is REPLISTREAM_SOURCE_ID. */
@@ -112,7 +112,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'registry-username', description: 'Schema registry user name (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string().min(1) },
   { name: 'registry-password', description: 'Schema registry password (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string(), secret: true },
   // status / verify
-  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
+  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status', 'pause', 'resume'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
   { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },

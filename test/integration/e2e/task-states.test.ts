@@ -92,7 +92,6 @@ describe('task states', () => {
 
     // the task as one: both services, a table, exit 0
     const r = await cli(['status', '--http', `http://127.0.0.1:${capPort}`, '--http', `http://127.0.0.1:${appPort}`]);
-    expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^task\s+synchronizing$/m);
     expect(r.out).toMatch(/^capture s1 /m);
@@ -107,6 +106,9 @@ describe('task states', () => {
     expect(paused.code).toBe(200);
     expect(paused.body.state).toBe('paused');
     expect((await post(appPort, 'pause')).code).toBe(409);
+    const again = await cli(['pause', '--http', `http://127.0.0.1:${appPort}`]);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/cannot pause an applier that is paused/);
     const src = redisClient(source.url);
     const dst = redisClient(destination.url);
     cleanups.push(async () => (src.disconnect(), dst.disconnect()));
@@ -116,8 +118,9 @@ describe('task states', () => {
     await new Promise((r) => setTimeout(r, 3000)); // well past a fetch and a plan of a running applier
     expect(await dst.get('after-pause')).toBeNull();
     expect((await status(appPort)).state).toBe('paused');
-    const resumed = await post(appPort, 'resume');
-    expect(resumed.body.state).toBe('synchronizing');
+    const resumed = await cli(['resume', '--http', `http://127.0.0.1:${appPort}`]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.out).toMatch(/: synchronizing$/m);
     await until(async () => (await dst.get('after-pause')) === '1', 30_000, 'the write applied after resume');
     expect(states(await status(appPort)).slice(-2)).toEqual(['paused', 'synchronizing']);
 
