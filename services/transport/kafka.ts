@@ -106,7 +106,7 @@ export function kafkaError(what: string, err: unknown): ReplistreamError {
     return new ReplistreamError('CONNECTION', `${msg} (${code}: check kafka-tls-ca and kafka-tls-servername)`, { cause: err, setting: 'kafka-tls-ca' });
   }
   if (/Connection|Timeout|NoBrokerAvailable|BrokerNotFound|NumberOfRetriesExceeded/.test(name)) {
-    return new ReplistreamError('CONNECTION', msg, { cause: err, retriable: true, setting: 'kafka' });
+    return new ReplistreamError('CONNECTION', `kafka: ${msg}`, { cause: err, retriable: true, setting: 'kafka' });
   }
   return new ReplistreamError('INTERNAL', msg, { cause: err, retriable: e?.retriable ?? false });
 }
@@ -128,7 +128,7 @@ export async function withinKafkaTimeout<T>(work: Promise<T>, brokers: string, t
   } catch (err) {
     const e = kafkaError(what, err);
     if (e.setting !== 'kafka' || e.message.includes(brokers)) throw e;
-    throw new ReplistreamError(e.code, `kafka ${brokers}: ${e.message}; check the kafka setting`, { cause: e.cause, setting: 'kafka', retriable: false });
+    throw new ReplistreamError(e.code, `${e.message.replace(/^kafka: /, `kafka ${brokers}: `)}; check the kafka setting`, { cause: e.cause, setting: 'kafka', retriable: false });
   } finally {
     clearTimeout(timer);
   }
