@@ -5,32 +5,14 @@
  * over TLS; `verify` reads both sides over TLS; a CA that did not sign the server's certificate
  * fails naming the setting to fix.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pipelineNames, redisClient, until } from '../../helpers/pipeline.js';
 import { killAll, startService } from '../../helpers/processes.js';
 import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { certDir } from '../../helpers/tls-certs.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'replistream-redis-tls-'));
-const f = (name: string) => join(dir, name);
-
-function openssl(...args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
-}
-
-/** A CA, and a certificate it signs for `name` (server: localhost and 127.0.0.1). */
-function makeCa(ca: string): void {
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=${ca}`);
-}
-function makeCert(ca: string, name: string): void {
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-  spawnSync('sh', ['-c', `printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ${name}.ext`], { cwd: dir });
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
-}
+const certs = certDir();
+const f = certs.file;
 
 let source: RedisServer;
 let destination: RedisServer;
@@ -38,10 +20,10 @@ let sourceTls: number;
 let destinationTls: number;
 
 beforeAll(async () => {
-  makeCa('ca');
-  makeCa('other-ca');
-  makeCert('ca', 'server');
-  makeCert('ca', 'client');
+  certs.ca('ca');
+  certs.ca('other-ca');
+  certs.cert('ca', 'server');
+  certs.cert('ca', 'client');
   sourceTls = await freePort();
   destinationTls = await freePort();
   const tls = (port: number, authClients: 'yes' | 'no') => ({
@@ -59,7 +41,7 @@ afterEach(() => killAll());
 afterAll(async () => {
   await source?.stop();
   await destination?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  certs.remove();
 });
 
 describe('Redis over TLS with a CA file', () => {
