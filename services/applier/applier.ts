@@ -18,7 +18,7 @@ import type { Logger } from '../common/log.js';
 import { ReplistreamError } from '../common/errors.js';
 import { formatPosition } from '../destination/position.js';
 import { comparePositions, type ChangeEvent, type SourcePosition } from '../events/model.js';
-import type { DecodedBatch, EventConsumer, BatchContext } from '../transport/consumer.js';
+import type { DecodedBatch, DecodedRecord, EventConsumer, BatchContext } from '../transport/consumer.js';
 import { HeapBudget } from '../common/heap-budget.js';
 import { planApply, type PlanStream } from './barrier.js';
 import { StreamQueue, seriesStartOffset, type OrphanPiece } from './stream-queue.js';
@@ -44,6 +44,10 @@ export interface ApplierOptions {
   maxEventsPerPlan?: number;
   /** Resident size above which a full garbage collection is asked for between plans (default 256 MiB). */
   memoryBudgetBytes?: number;
+  /** Decodes a record handed over undecoded (the consumer's `deferDecoding`). */
+  decode?: (topic: string, partition: number, record: DecodedRecord) => Promise<ChangeEvent[]>;
+  /** Sees each record's events when they are decoded (progress tracking). */
+  onDecoded?: (batch: DecodedBatch) => void;
 }
 
 export interface ApplierStats {
@@ -93,8 +97,10 @@ export class Applier {
     heapCollections: 0,
   };
   private readonly heap: HeapBudget;
-  private readonly opts: Required<Omit<ApplierOptions, 'cluster'>> & { cluster: boolean };
+  private readonly opts: Required<Omit<ApplierOptions, 'cluster' | 'decode' | 'onDecoded'>> & Pick<ApplierOptions, 'decode' | 'onDecoded'> & { cluster: boolean };
   private readonly queues = new Map<string, StreamQueue>();
+  /** Per stream: the high watermark of the last batch received (for onDecoded). */
+  private readonly highWatermarks = new Map<string, string>();
   /** Per stream: the event whose series was last read again from its start (see settleOrphans). */
   private readonly rewound = new Map<string, string>();
   /** Streams assigned to this process (null until the first assignment: accept whatever comes). */
@@ -159,6 +165,7 @@ export class Applier {
       this.queues.set(id, q);
     }
     const before = q.bytes;
+    this.highWatermarks.set(id, batch.highWatermark);
     const { accepted, reread } = q.push(batch.records);
     this.stats.records += accepted;
     this.stats.rereadRecords += reread;
@@ -202,6 +209,7 @@ export class Applier {
       let awaiting = new Set<string>();
       this.dirty = false;
       try {
+        await this.decodeHeads();
         await this.loadPositions();
         this.settleOrphans();
         const local = new Map<string, PlanStream>();
@@ -331,6 +339,23 @@ export class Applier {
   private onDiscard(id: string, reason: string, n: number): void {
     this.stats.discardedPieces += n;
     this.opts.logger.warn({ stream: id, reason, pieces: n }, 'discarded pieces of an event (a series cut short: capture re-sent the event whole)');
+  }
+
+  /** Decodes the records at the head of each queue: as many events as one plan may take. */
+  private async decodeHeads(): Promise<void> {
+    const decode = this.opts.decode;
+    const onDecoded = this.opts.onDecoded;
+    for (const q of [...this.queues.values()]) {
+      await q.fill(
+        this.opts.maxEventsPerPlan,
+        async (r) => (decode ? decode(q.topic, q.partition, r as DecodedRecord) : r.events),
+        onDecoded &&
+          ((r, events) => {
+            const rec = r as DecodedRecord;
+            onDecoded({ topic: q.topic, partition: q.partition, highWatermark: this.highWatermarks.get(streamId(q.topic, q.partition)) ?? '0', records: [{ ...rec, events }], lastOffset: rec.offset });
+          }),
+      );
+    }
   }
 
   /** Loads the applied position of every queued stream that has none yet. */

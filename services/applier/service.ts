@@ -253,9 +253,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     from: parseStartFrom(s.from),
     positionsTopic: positionsTopicName(s.topicPrefix, s.sourceId),
     logger: log,
-    // the handler only queues (the applier's loop writes): decoding is all it does per batch
+    // the handler only queues records (the applier's loop decodes what it is about to write)
     partitionsConsumedConcurrently: 4,
-    // a fetch lands in the applier's queues whole: 1 MiB of small events is ~15k objects
+    deferDecoding: true,
     maxBytesPerPartition: 1024 * 1024,
     onAssignment: (assignment) => applier?.setAssignment(assignment),
   });
@@ -304,6 +304,12 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     topicOfDb: (db) => topics.get(db) ?? null,
     cluster: writer.destination?.topology === 'cluster',
     logger: log,
+    decode: (topic, partition, record) => consumer.decodeRecord(topic, partition, record),
+    // full-sync progress follows the events as the applier decodes them, just before writing
+    onDecoded: (batch) => {
+      const snapshot = tracker.received(batch);
+      if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
+    },
   });
   const running = applier;
   running.start();
@@ -341,8 +347,6 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
       await new Promise((r) => setTimeout(r, 500));
       await ctx.heartbeat().catch(() => undefined);
     }
-    const snapshot = tracker.received(batch);
-    if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
     return running.handle(batch, ctx);
   });
   void readLag();

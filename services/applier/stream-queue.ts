@@ -13,6 +13,10 @@
  * applier compares it with the destination's position and either knows it applied (a replay) or
  * reads the partition again from the series' first record (`seriesStartOffset`).
  *
+ * Records are kept as they came from Kafka and decoded only when the plan is about to look at them
+ * (`fill`), a few thousand events at a time: what a partition holds while it waits is its record
+ * bytes, not a heap of event objects (which, living long, V8 promoted and collected at length).
+ *
  * Backpressure counts whole events only: a series being rebuilt must be read to its end to make
  * progress, so its pieces never pause the partition (a 22 MB command held back by a 4 MiB budget
  * would wait forever); its memory is bounded by the event's own size.
@@ -31,8 +35,14 @@ const EVENT_OVERHEAD_BYTES = 600;
 export interface QueuedRecord {
   offset: string;
   bytes: number;
+  /** Decoded events (empty until decoded when `value` is set). */
   events: ChangeEvent[];
+  /** The undecoded record value (null: `events` is all there is). */
+  value?: Buffer | null;
 }
+
+/** Decodes a record's value into its events. */
+export type RecordDecoder = (record: QueuedRecord) => Promise<ChangeEvent[]>;
 
 /** A piece read without the pieces before it. */
 export interface OrphanPiece {
@@ -74,6 +84,8 @@ export class StreamQueue {
   private orphanIn: { offset: string; event: ChangeEvent } | null = null;
   /** Bytes of the records that each queued item closes (released when the item is consumed). */
   private readonly itemBytes: number[] = [];
+  /** Records received and not decoded yet, in offset order. */
+  private readonly undecoded: QueuedRecord[] = [];
 
   constructor(
     readonly topic: string,
@@ -97,7 +109,7 @@ export class StreamQueue {
     return this.bytes - this.pieceBytes;
   }
 
-  /** Adds fetched records; returns how many were new and how many were read again. */
+  /** Adds fetched records (not decoded yet); returns how many were new and how many were read again. */
   push(records: readonly QueuedRecord[]): { accepted: number; reread: number } {
     let accepted = 0;
     let reread = 0;
@@ -109,9 +121,37 @@ export class StreamQueue {
       }
       this.next = off + 1n;
       accepted++;
+      this.undecoded.push(r);
+      this.bytes += r.bytes;
+    }
+    return { accepted, reread };
+  }
+
+  /** Records waiting to be decoded. */
+  get undecodedRecords(): number {
+    return this.undecoded.length;
+  }
+
+  /**
+   * Decodes records until `items` holds at least `minItems` events (or nothing is left), rebuilding
+   * split events. `onDecoded` sees each record's events as they are decoded.
+   */
+  async fill(minItems: number, decode: RecordDecoder, onDecoded?: (r: QueuedRecord, events: ChangeEvent[]) => void): Promise<void> {
+    while (this.items.length < minItems && this.undecoded.length > 0) {
+      const r = this.undecoded[0];
+      const events = r.value ? await decode(r) : r.events;
+      this.undecoded.shift();
+      this.bytes -= r.bytes;
+      onDecoded?.(r, events);
+      this.take(r, events);
+    }
+  }
+
+  private take(r: QueuedRecord, events: ChangeEvent[]): void {
+    {
       // the record's bytes are charged to the first event it completes (or to the pieces held)
       let bytes = r.bytes;
-      for (const ev of r.events) {
+      for (const ev of events) {
         const piece = 'piece' in ev ? ev.piece : null;
         if (piece && piece.index === 0) this.firstPieceOffset = r.offset;
         this.orphanIn = { offset: r.offset, event: ev };
@@ -136,7 +176,6 @@ export class StreamQueue {
         this.bytes += bytes;
       }
     }
-    return { accepted, reread };
   }
 
   /** Drops the first `n` items (applied). */
@@ -144,7 +183,7 @@ export class StreamQueue {
     if (n <= 0) return;
     this.items.splice(0, n);
     for (const b of this.itemBytes.splice(0, n)) this.bytes -= b;
-    if (this.items.length === 0) this.bytes = this.pieceBytes;
+    if (this.items.length === 0) this.bytes = this.pieceBytes + this.undecoded.reduce((n, r) => n + r.bytes, 0);
   }
 
   /** Where reading must resume if this process stopped now: the first record not wholly applied. */
@@ -156,6 +195,7 @@ export class StreamQueue {
     if (this.items.length > 0) lower(this.items[0].offset);
     if (this.firstPieceOffset !== null) lower(this.firstPieceOffset);
     if (this.orphans.length > 0) lower(seriesStartOffset(this.orphans[0]));
+    if (this.undecoded.length > 0) lower(this.undecoded[0].offset);
     if (at !== null) return at;
     return this.next === null ? null : this.next.toString();
   }

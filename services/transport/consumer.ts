@@ -60,7 +60,10 @@ export interface DecodedRecord {
   timestamp: string;
   /** Size of the record value (wire format). */
   bytes: number;
+  /** The record's events; empty with `deferDecoding` until `decodeRecord` is called. */
   events: ChangeEvent[];
+  /** The record value, kept with `deferDecoding` (null once decoded, or for an empty record). */
+  value: Buffer | null;
 }
 
 export interface DecodedBatch {
@@ -118,6 +121,13 @@ export interface EventConsumerOptions {
   partitionsConsumedConcurrently?: number;
   /** Called with this member's assignment after every (re)join. */
   onAssignment?: (assignment: Array<{ topic: string; partitions: number[] }>) => void;
+  /**
+   * Hand records over undecoded (`value` set, `events` empty); the handler decodes each with
+   * `decodeRecord` when it needs its events. A record of small events decodes into thousands of
+   * objects: decoded at fetch time, everything a paused partition holds lives long enough to be
+   * promoted to V8's old generation, and the applier's heap was mostly queued events.
+   */
+  deferDecoding?: boolean;
 }
 
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -253,20 +263,10 @@ export class EventConsumer {
     try {
       const records: DecodedRecord[] = [];
       for (const m of batch.messages) {
-        let events: ChangeEvent[] = [];
-        if (m.value && m.value.length > 0) {
-          try {
-            events = await this.registry.decode(m.value);
-          } catch (err) {
-            const e = err instanceof ReplistreamError ? err : new ReplistreamError('PROTOCOL', String(err), { cause: err });
-            throw new ReplistreamError(e.code, `${topic}[${partition}] offset ${m.offset}: ${e.message}`, {
-              cause: err,
-              retriable: e.retriable,
-              details: { topic, partition, offset: m.offset },
-            });
-          }
-        }
-        records.push({ offset: m.offset, timestamp: m.timestamp, bytes: m.value?.length ?? 0, events });
+        const value = m.value && m.value.length > 0 ? m.value : null;
+        const record: DecodedRecord = { offset: m.offset, timestamp: m.timestamp, bytes: m.value?.length ?? 0, events: [], value };
+        if (!this.options.deferDecoding) record.events = await this.decodeRecord(topic, partition, record);
+        records.push(record);
       }
       const lastOffset = batch.lastOffset();
       this.watermarks.set(k, { topic, partition, highWatermark: batch.highWatermark, position: (BigInt(lastOffset) + 1n).toString() });
@@ -284,6 +284,24 @@ export class EventConsumer {
         return;
       }
       throw err;
+    }
+  }
+
+  /** The events of a record (decoded once: its value is dropped). Errors name the record. */
+  async decodeRecord(topic: string, partition: number, record: DecodedRecord): Promise<ChangeEvent[]> {
+    const value = record.value;
+    if (value === null) return record.events;
+    try {
+      record.events = await this.registry.decode(value);
+      record.value = null;
+      return record.events;
+    } catch (err) {
+      const e = err instanceof ReplistreamError ? err : new ReplistreamError('PROTOCOL', String(err), { cause: err });
+      throw new ReplistreamError(e.code, `${topic}[${partition}] offset ${record.offset}: ${e.message}`, {
+        cause: err,
+        retriable: e.retriable,
+        details: { topic, partition, offset: record.offset },
+      });
     }
   }
 

@@ -8,6 +8,7 @@ import { StreamQueue, seriesStartOffset } from '../../../services/applier/stream
 import { splitForRecordLimit } from '../../../services/events/split.js';
 import type { ChangeEvent, CommandEvent } from '../../../services/events/model.js';
 
+const decodeAll = async (q: StreamQueue) => q.fill(Number.MAX_SAFE_INTEGER, async (r) => r.events);
 const pos = (offset: number, seq = 0) => ({ epoch: 1, offset, seq, replid: 'r'.repeat(40) });
 const cmd = (offset: number, args: string[]): CommandEvent => ({
   kind: 'command',
@@ -28,27 +29,32 @@ function records(firstOffset: number) {
 }
 
 describe('StreamQueue', () => {
-  it('rebuilds a series; its pieces do not count as queued whole events until it is whole', () => {
+  it('rebuilds a series; its pieces do not count as queued whole events until it is whole', async () => {
     const { big, pieces, recs } = records(10);
     expect(pieces.length).toBeGreaterThan(10);
     const q = new StreamQueue('t', 0, () => undefined);
     q.push(recs.slice(0, -2));
     expect(q.items).toHaveLength(0);
+    expect(q.undecodedRecords).toBe(recs.length - 2);
+    await decodeAll(q);
+    expect(q.items).toHaveLength(0);
     expect(q.wholeBytes).toBe(0); // nothing to pause on: the rest of the series must be read
     expect(q.bytes).toBeGreaterThan(30_000);
     expect(q.commitOffset()).toBe('10');
     q.push(recs.slice(-2));
+    await decodeAll(q);
     expect(q.items.map((i) => i.offset)).toEqual(['10', String(10 + pieces.length)]);
     expect((q.items[0].event as CommandEvent).commands[0]).toHaveLength(big.commands[0].length);
     expect(q.wholeBytes).toBe(q.bytes);
   });
 
-  it('keeps a piece read without its beginning aside, with the offset of its first piece', () => {
+  it('keeps a piece read without its beginning aside, with the offset of its first piece', async () => {
     const { pieces, recs } = records(10);
     const q = new StreamQueue('t', 0, () => {
       throw new Error('an orphan piece is not a discarded series');
     });
     q.push(recs.slice(3));
+    await decodeAll(q);
     expect(q.orphans.length).toBe(pieces.length - 3);
     expect(q.orphans[0]).toMatchObject({ offset: '13', index: 3, eventPos: pos(100) });
     expect(seriesStartOffset(q.orphans[0])).toBe('10');
@@ -57,11 +63,12 @@ describe('StreamQueue', () => {
     expect(q.commitOffset()).toBe('10');
   });
 
-  it('drops records delivered again by offset', () => {
+  it('drops records delivered again by offset', async () => {
     const { recs } = records(0);
     const q = new StreamQueue('t', 0, () => undefined);
     expect(q.push(recs)).toEqual({ accepted: recs.length, reread: 0 });
     expect(q.push(recs.slice(-3))).toEqual({ accepted: 0, reread: 3 });
+    await decodeAll(q);
     expect(q.items).toHaveLength(2);
   });
 });
