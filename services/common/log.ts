@@ -14,6 +14,8 @@ export const REDACTED_PATHS = [
   '*.sasl.password',
   'registryPassword',
   '*.registryPassword',
+  'kafkaSaslPassword',
+  '*.kafkaSaslPassword',
 ];
 
 export function createLogger(level = process.env.REPLISTREAM_LOG_LEVEL ?? 'info', name = 'replistream'): Logger {
