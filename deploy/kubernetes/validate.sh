@@ -12,8 +12,16 @@ K8S_VERSION="${K8S_VERSION:-1.30.0}"
 
 venv="$tools/venv"
 if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KV_VERSION"; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+  if python3 -m venv "$venv" 2>/dev/null; then
+    "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+  else
+    # no venv module (Debian without python3-venv): a per-user install, same pinned version
+    rm -rf "$venv"
+    python3 -m pip install -q --user --disable-pip-version-check --break-system-packages "kubernetes-validate==$KV_VERSION" 2>/dev/null ||
+      python3 -m pip install -q --user --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+    mkdir -p "$venv/bin"
+    ln -sf "$(python3 -m site --user-base)/bin/kubernetes-validate" "$venv/bin/kubernetes-validate"
+  fi
 fi
 kv=("$venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION")
 
