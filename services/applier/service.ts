@@ -341,14 +341,25 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     const e = err instanceof ReplistreamError ? err : null;
     st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
   });
-  await consumer.start(async (batch, ctx) => {
-    // Paused: a batch fetched before the pause waits here, the group membership kept alive.
-    while (paused && ctx.isRunning() && !ctx.isStale()) {
-      await new Promise((r) => setTimeout(r, 500));
-      await ctx.heartbeat().catch(() => undefined);
-    }
-    return running.handle(batch, ctx);
-  });
+  try {
+    await consumer.start(async (batch, ctx) => {
+      // Paused: a batch fetched before the pause waits here, the group membership kept alive.
+      while (paused && ctx.isRunning() && !ctx.isStale()) {
+        await new Promise((r) => setTimeout(r, 500));
+        await ctx.heartbeat().catch(() => undefined);
+      }
+      return running.handle(batch, ctx);
+    });
+  } catch (err) {
+    // a start that fails here (--from naming a partition the topic lacks, Kafka gone) closes the
+    // writer's connections and the applier's loop, each bounded: the CLI exits right after
+    clearInterval(lagTimer);
+    clearInterval(progressTimer);
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await bounded(running.stop());
+    await bounded(writer.close());
+    throw err;
+  }
   void readLag();
 
   st.details = () => ({
