@@ -65,6 +65,15 @@ export function kafkaSecurityOf(k: ConnectionSettings['kafka']): { ssl?: Connect
   return out;
 }
 
+/**
+ * Broker answers kafkajs logs as errors on every response, although it retries the request
+ * itself: a fresh topic's leader or a group coordinator still being elected. They are normal for a
+ * few hundred milliseconds after a topic is created or a broker starts, so they go to debug; if
+ * the retries run out, the request's own error reaches the service and is reported there.
+ */
+const RETRIED_BY_KAFKAJS =
+  /does not host this topic-partition|no leader for this topic-partition|coordinator is loading|group coordinator is not available|not the correct coordinator|leader is not available|not the leader for that topic-partition/i;
+
 export function createKafka(config: KafkaClientConfig): Kafka {
   const logger = config.logger ?? createLogger(undefined, 'kafka');
   const level = LEVELS[config.logLevel ?? 'warn'];
@@ -79,7 +88,9 @@ export function createKafka(config: KafkaClientConfig): Kafka {
     logCreator: () => (entry: LogEntry) => {
       const { message, timestamp: _t, logger: _l, ...extra } = entry.log as { message: string; timestamp: string; logger?: string };
       const fields = { kafkajs: entry.namespace, ...extra };
-      if (entry.level === logLevel.ERROR) logger.error(fields, message);
+      if (entry.level === logLevel.ERROR && entry.namespace === 'Connection' && RETRIED_BY_KAFKAJS.test(String((extra as { error?: unknown }).error))) {
+        logger.debug(fields, message);
+      } else if (entry.level === logLevel.ERROR) logger.error(fields, message);
       else if (entry.level === logLevel.WARN) logger.warn(fields, message);
       else if (entry.level === logLevel.INFO) logger.info(fields, message);
       else logger.debug(fields, message);
