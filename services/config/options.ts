@@ -96,7 +96,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'group', description: 'Kafka consumer group: one per destination; N appliers of one group share the work.', commands: ['apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -') },
   { name: 'db-map', description: 'Source db → destination db, e.g. 0:0,1:3 (identity when unset).', commands: ['apply', 'precheck', 'verify'], schema: dbMap },
   { name: 'conflict-mode', description: 'intercept: refuse to start unless the mapped destination dbs are empty; ignore: overwrite same keys.', commands: ['apply', 'precheck'], schema: z.enum(['intercept', 'ignore']), default: 'intercept' },
-  { name: 'write-mode', description: 'Full-sync writes: restore (RESTORE payloads) or commands (typed writes, any version).', commands: ['apply'], schema: z.enum(['restore', 'commands']), default: 'restore' },
+  { name: 'write-mode', description: 'Full-sync writes: restore (RESTORE payloads) or commands (typed writes, any version).', commands: ['apply', 'precheck'], schema: z.enum(['restore', 'commands']), default: 'restore' },
   { name: 'restore-fallback', description: 'In restore mode, fall back to typed commands when the destination cannot read the payload version.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
   { name: 'from', description: 'Where a group starts: committed, earliest, latest-snapshot, offset:P@O or time:ISO8601.', commands: ['apply'], schema: startFrom, default: 'committed' },
   { name: 'refuse-flush', description: 'Stop instead of applying FLUSHDB/FLUSHALL from the source.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
@@ -113,7 +113,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'registry-password', description: 'Schema registry password (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string(), secret: true },
   // status / verify
   { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status', 'pause', 'resume'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
-  { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify', 'precheck'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },
 ];
