@@ -15,6 +15,7 @@ import { readLatestPositions } from '../../services/transport/producer.js';
 import { positionsTopicName, topicName } from '../../services/transport/topics.js';
 import { pipelineNames, redisClient, runCapture, testLogger, until, waitConverged } from '../helpers/pipeline.js';
 import { killAll, startService, type ServiceProcess } from '../helpers/processes.js';
+import { startKafkaBroker } from '../helpers/kafka-broker.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { stack, uniqueName } from '../helpers/stack-env.js';
 
@@ -257,13 +258,7 @@ describe('SIGTERM', () => {
     expect((await waitConverged(source.url, dest.url, [0])).equal).toBe(true);
     const kafka = createKafka({ brokers: stack().kafka, logger: testLogger });
     const topic = topicName(names.topicPrefix, names.sourceId, 0);
-    const committed = async () => (await fetchGroupLag(kafka, group, [topic])).map((l) => `${l.partition}:${l.committed}`).sort().join(',');
-    let before = '';
-    await until(async () => {
-      const lag = await fetchGroupLag(kafka, group, [topic]);
-      before = lag.map((l) => `${l.partition}:${l.committed}`).sort().join(',');
-      return lag.length > 0 && lag.every((l) => l.lag === 0 && (l.committed !== null || l.high === l.low));
-    }, 60_000, 'the group committed up to the end');
+    const before = await committedAtEnd(kafka, group, topic);
     await dest.stop();
     const more = redisClient(source.url);
     for (let i = 0; i < 20; i++) await more.incr(`ctr:${i % 10}`);
@@ -273,6 +268,65 @@ describe('SIGTERM', () => {
     const { code, ms } = await terminate(apply);
     expect(code, apply.log().slice(-2000)).toBe(0);
     expect(ms).toBeLessThan(2000);
-    expect(await committed()).toBe(before);
+    expectKept(before, await committedOffsets(kafka, group, topic));
+  });
+
+  it('capture and apply end within 2 s with Kafka gone; what they committed is there when it is back', async () => {
+    const broker = await startKafkaBroker();
+    cleanups.push(() => broker.stop());
+    const source = await server();
+    const dest = await server();
+    const names = pipelineNames();
+    const group = uniqueName('g');
+    const env = { REPLISTREAM_KAFKA: broker.brokers };
+    const capture = startService(['capture', '--source', source.url, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0', '--partitions', '2'], env);
+    const apply = startService(['apply', '--destination', dest.url, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--group', group], env);
+    const c = redisClient(source.url);
+    for (let i = 0; i < 100; i++) await c.incr(`ctr:${i % 10}`);
+    expect((await waitConverged(source.url, dest.url, [0])).equal).toBe(true);
+    const kafka = createKafka({ brokers: broker.brokers, logger: testLogger });
+    const topic = topicName(names.topicPrefix, names.sourceId, 0);
+    const position = async () => Number(((await readLatestPositions(kafka, positionsTopicName(names.topicPrefix, names.sourceId))).get('capture') as { offset?: number } | undefined)?.offset ?? 0);
+    const committedBefore = await committedAtEnd(kafka, group, topic);
+    const positionBefore = await position();
+    expect(positionBefore).toBeGreaterThan(0);
+
+    await broker.kill9();
+    for (let i = 0; i < 20; i++) await c.incr(`ctr:${i % 10}`); // work neither can finish now
+    c.disconnect();
+    // let both meet the missing broker (kafkajs reconnecting with backoff) before they are told to stop
+    await new Promise((r) => setTimeout(r, 1500));
+    const [cap, app] = await Promise.all([terminate(capture), terminate(apply)]);
+    expect(cap.code, capture.log().slice(-2000)).toBe(0);
+    expect(app.code, apply.log().slice(-2000)).toBe(0);
+    expect(cap.ms).toBeLessThan(2000);
+    expect(app.ms).toBeLessThan(2000);
+
+    await broker.restart();
+    expect(await position()).toBeGreaterThanOrEqual(positionBefore);
+    expectKept(committedBefore, await committedOffsets(kafka, group, topic));
   });
 });
+
+/** The group's committed offset per partition ('none' without a commit). */
+async function committedOffsets(kafka: ReturnType<typeof createKafka>, group: string, topic: string): Promise<Map<number, string>> {
+  return new Map((await fetchGroupLag(kafka, group, [topic])).map((l) => [l.partition, l.committed ?? 'none']));
+}
+
+/** Waits until the group has committed up to the end of every partition, and returns its offsets. */
+async function committedAtEnd(kafka: ReturnType<typeof createKafka>, group: string, topic: string): Promise<Map<number, string>> {
+  await until(async () => {
+    const lag = await fetchGroupLag(kafka, group, [topic]);
+    return lag.length > 0 && lag.every((l) => l.lag === 0 && (l.committed !== null || l.high === l.low));
+  }, 60_000, 'the group committed up to the end');
+  return committedOffsets(kafka, group, topic);
+}
+
+/** Every partition's committed offset is where it was, or later (heartbeats keep flowing): none lost. */
+function expectKept(before: Map<number, string>, after: Map<number, string>): void {
+  for (const [p, offset] of before) {
+    if (offset === 'none') continue;
+    expect(after.get(p), `partition ${p}`).not.toBe('none');
+    expect(BigInt(after.get(p)!) >= BigInt(offset), `partition ${p}: ${after.get(p)} < ${offset}`).toBe(true);
+  }
+}
