@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { maskRedisUrl, redisUrlProblem } from '../../../services/common/redis-url.js';
 import { loadConfig } from '../../../services/config/load.js';
-import { parseRedisUrl } from '../../../services/destination/connection.js';
+import { mapConnectError, parseRedisUrl } from '../../../services/destination/connection.js';
 
 const capture = { kafka: '127.0.0.1:9092', registry: 'http://r:8081', 'source-id': 's1', source: 'redis://h:1' };
 const apply = { kafka: '127.0.0.1:9092', registry: 'http://r:8081', 'source-id': 's1', destination: 'redis://h:1', group: 'g' };
@@ -106,5 +106,26 @@ describe('configuration errors', () => {
     const e = refusal(() => loadConfig('capture', { ...capture, source: undefined, config: join(dir, 'secret.json') }, {}));
     expect(e.message).toMatch(/source: invalid value redis:\/\/\*\*\*@:1 from .*secret\.json: source: has no host name/);
     expect(e.message).not.toContain('file-secret');
+  });
+
+  it('a Redis connection failure names the server, the kind of cause and the setting, never the password', () => {
+    const ep = parseRedisUrl('redis://repl:pw-secret@10.1.2.3:6380', 'source');
+    const err = (code: string, message: string) => Object.assign(new Error(message), { code });
+    const cases: Array<[Error, string, RegExp]> = [
+      [err('ECONNREFUSED', 'connect ECONNREFUSED 10.1.2.3:6380'), 'CONNECTION', /^source 10\.1\.2\.3:6380: unreachable: connection refused; check the source setting$/],
+      [err('ETIMEDOUT', 'connect ETIMEDOUT'), 'CONNECTION', /^source 10\.1\.2\.3:6380: unreachable: no answer \(timed out\)/],
+      [err('ENOTFOUND', 'getaddrinfo ENOTFOUND redis.internal'), 'CONNECTION', /unreachable: host name not found/],
+      [new Error('WRONGPASS invalid username-password pair or user is disabled.'), 'AUTH', /^source 10\.1\.2\.3:6380: authentication failed for user "repl": wrong user name or password/],
+      [new Error('NOAUTH Authentication required.'), 'AUTH', /authentication failed .*requires a password/],
+      [new Error("NOPERM this user has no permissions to run the 'info' command"), 'AUTH', /^source 10\.1\.2\.3:6380: missing rights for user "repl": this user has no permissions to run the 'info' command$/],
+    ];
+    for (const [cause, code, message] of cases) {
+      const e = mapConnectError(cause, ep, 'source');
+      expect(e.code).toBe(code);
+      expect(e.setting).toBe('source');
+      expect(e.message).toMatch(message);
+      expect(e.message).not.toContain('pw-secret');
+      expect(e.retriable).toBe(code === 'CONNECTION'); // a refused password does not pass by waiting
+    }
   });
 });
