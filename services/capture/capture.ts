@@ -170,6 +170,7 @@ export class CaptureService extends EventEmitter {
   private sourceVersion: string | null = null;
   private rdbVersion = 0;
   private failed: ReplistreamError | null = null;
+  private held = false;
   readonly stats: CaptureStats = {
     state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0, snapshotBytesTotal: null,
     commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null, linkStartedAt: null,
@@ -222,6 +223,7 @@ export class CaptureService extends EventEmitter {
       onRdbAbort: () => this.enqueue(async () => { this.parser = null; this.began = false; }),
     });
     this.link = link;
+    if (this.held) link.hold(true);
     this.stats.linkStartedAt ??= Date.now();
     link.on('fullresync', (info) => {
       this.stats.snapshotBytesTotal = null; // until the transfer's preamble announces it
@@ -260,6 +262,12 @@ export class CaptureService extends EventEmitter {
       this.began = false;
     });
     if (!this.failed && this.flushTimer) this.openLink(null);
+  }
+
+  /** Operator pause: the link stops reading the source (it keeps the link and its position). */
+  hold(on: boolean): void {
+    this.held = on;
+    this.link?.hold(on);
   }
 
   async stop(): Promise<void> {

@@ -361,10 +361,51 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       pipeline,
       ...stats,
       lagMs: lagMs(),
+      backlogWhilePaused: backlogRisk,
       offsets: { epoch: stats.epoch, replid: stats.replid, 'source offset': stats.sourceOffset, 'durable in Kafka': stats.durableOffset },
     };
   };
   st.ready = () => service.ready();
+  // Pause: the links stop reading the source and keep their position. The source meanwhile keeps
+  // the writes in its output buffer for this replica and in its backlog: while paused, how far
+  // behind the capture is, against repl-backlog-size, is checked and warned about before a
+  // resume would need a new full sync.
+  let backlogWatch: NodeJS.Timeout | null = null;
+  let backlogRisk: string | null = null;
+  const watchBacklog = async () => {
+    if (isCluster) return; // one link per master: the admin connection sees one of them
+    const text = await admin.info('replication').catch(() => '');
+    const master = Number(/master_repl_offset:(\d+)/.exec(text)?.[1] ?? NaN);
+    const size = Number(/repl_backlog_size:(\d+)/.exec(text)?.[1] ?? NaN);
+    if (!Number.isFinite(master) || !Number.isFinite(size) || size === 0) return;
+    const behind = master - service.stats.sourceOffset;
+    const risk = behind > size ? 'lost' : behind > size / 2 ? 'at risk' : null;
+    if (risk && risk !== backlogRisk) {
+      log.warn({ behindBytes: behind, replBacklogSize: size }, risk === 'lost'
+        ? 'paused capture is behind by more than the source repl-backlog-size: resuming needs a new full sync'
+        : 'paused capture is behind by half the source repl-backlog-size: resume soon, or raise repl-backlog-size');
+    }
+    backlogRisk = risk;
+  };
+  st.control = async (action) => {
+    if (action === 'pause') {
+      // a held snapshot transfer makes the source drop the link after its repl-timeout
+      if (st.task.state !== 'synchronizing') throw new Error(`cannot pause a capture that is ${st.task.state}: only a synchronizing capture pauses (a snapshot transfer held past the source's repl-timeout is dropped)`);
+      for (const svc of services) svc.hold(true);
+      st.task.pause();
+      backlogRisk = null;
+      backlogWatch = setInterval(() => void watchBacklog(), 2000);
+      backlogWatch.unref();
+      log.info('paused: the source is not read; its backlog keeps the position');
+    } else {
+      if (!st.task.resume()) throw new Error(`cannot resume a capture that is ${st.task.state}, not paused`);
+      if (backlogWatch) clearInterval(backlogWatch);
+      backlogWatch = null;
+      backlogRisk = null;
+      for (const svc of services) svc.hold(false);
+      log.info('resumed');
+    }
+  };
   st.startTimers(lagMs);
   followPipeline();
 
@@ -373,6 +414,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     status: st,
     async stop() {
       clearInterval(follower);
+      if (backlogWatch) clearInterval(backlogWatch);
       if (heartbeat) clearInterval(heartbeat);
       for (const svc of services) await svc.stop();
       await producer.disconnect().catch(() => {});

@@ -256,6 +256,8 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private waitingConsumer = false;
   private idleWaiters: Array<() => void> = [];
   private paused = false;
+  /** Held by the operator (capture paused): the socket stays paused whatever the queues. */
+  private held = false;
   private closeWaiters: Array<() => void> = [];
 
   constructor(opts: ReplicaLinkOptions) {
@@ -349,6 +351,17 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   confirm(offset: number): void {
     if (!this.manualConfirm) return;
     this.pending.confirm(offset);
+    this.updateFlow();
+  }
+
+  /**
+   * Stops reading from the source (true) or reads again (false). ACKs go on, so the source keeps
+   * the link; what it sends meanwhile waits in its output buffer for this replica, and a link it
+   * drops for exceeding that buffer resumes from the backlog by PSYNC (a full sync once the
+   * backlog no longer holds the position).
+   */
+  hold(on: boolean): void {
+    this.held = on;
     this.updateFlow();
   }
 
@@ -786,12 +799,13 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     if (!s || s.ended) return;
     const first = this.firstPending();
     const unconfirmed = first ? this.grouper.offset - first.startOffset : 0;
-    const over = this.queuedBytes > this.maxBufferedBytes || unconfirmed > this.maxUnconfirmedBytes;
-    const under = this.queuedBytes <= this.maxBufferedBytes / 2 && unconfirmed <= this.maxUnconfirmedBytes / 2;
+    const over = this.held || this.queuedBytes > this.maxBufferedBytes || unconfirmed > this.maxUnconfirmedBytes;
+    const under = !this.held && this.queuedBytes <= this.maxBufferedBytes / 2 && unconfirmed <= this.maxUnconfirmedBytes / 2;
     if (!this.paused && over) {
       this.paused = true;
       s.socket.pause();
-      this.log.warn({ queuedBytes: this.queuedBytes, unconfirmed }, 'consumer is slow: pausing the source connection');
+      if (this.held) this.log.info('held: not reading from the source');
+      else this.log.warn({ queuedBytes: this.queuedBytes, unconfirmed }, 'consumer is slow: pausing the source connection');
     } else if (this.paused && under) {
       this.paused = false;
       s.lastReadAt = Date.now();

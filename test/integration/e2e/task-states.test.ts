@@ -124,6 +124,23 @@ describe('task states', () => {
     await until(async () => (await dst.get('after-pause')) === '1', 30_000, 'the write applied after resume');
     expect(states(await status(appPort)).slice(-2)).toEqual(['paused', 'synchronizing']);
 
+    // a paused capture stops reading the source and keeps its position; resumed, the write flows
+    const capPaused = await cli(['pause', '--http', `http://127.0.0.1:${capPort}`]);
+    expect(capPaused.code, capPaused.err).toBe(0);
+    expect(capPaused.out).toMatch(/: paused$/m);
+    await new Promise((r) => setTimeout(r, 300)); // a read in flight lands
+    const heldAt = capture.service.stats.sourceOffset;
+    await src.set('while-capture-paused', '1');
+    await new Promise((r) => setTimeout(r, 2500)); // heartbeats and the write wait at the source
+    expect(capture.service.stats.sourceOffset).toBe(heldAt);
+    expect(await dst.get('while-capture-paused')).toBeNull();
+    // more than half the source's backlog (1 MB by default) written meanwhile: the capture warns
+    await src.set('big-while-paused', 'b'.repeat(700_000));
+    await until(async () => (await status(capPort)).backlogWhilePaused === 'at risk', 15_000, 'the backlog reported at risk');
+    expect((await post(capPort, 'resume')).body.state).toBe('synchronizing');
+    await until(async () => (await dst.get('while-capture-paused')) === '1', 30_000, 'the write captured and applied after the capture resumed');
+    expect(capture.service.stats.fullSyncs).toBe(1); // resumed on the same link, no new snapshot
+
     // a second group on a destination that holds keys: precheck failed, shown on its port
     const other = await server();
     await redisClient(other.url).set('already-here', 'x');
