@@ -37,7 +37,12 @@ export interface ApplySettings {
   kafkaTimeoutMs?: number;
   /** Bind address of the HTTP port (default loopback). */
   httpHost?: string;
+  /** A migration: completed (and the CLI exits 0) once the full sync is written and the stream caught up. */
+  stopWhenCaughtUp?: boolean;
 }
+
+/** Heartbeat lag under which an applier counts as caught up with its source. */
+const CAUGHT_UP_MS = 2000;
 
 /** The source's db topics, waiting (with a log line) until capture has created at least one. */
 async function discoverTopics(kafka: Kafka, s: ApplySettings, log: Logger, timeoutMs = 10 * 60_000): Promise<Map<number, string>> {
@@ -79,6 +84,8 @@ export interface RunningApplier {
   consumer: EventConsumer;
   /** Task state, progress, pause/resume and the HTTP port. */
   status: ServiceStatus;
+  /** Resolves when the task is completed (`stopWhenCaughtUp`); never otherwise. */
+  completed: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -377,7 +384,23 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   st.ready = () => !failed;
   st.startTimers(() => writer.lagMs());
 
+  // Completed: synchronizing, and the heartbeat written within CAUGHT_UP_MS of the source's clock
+  // (without heartbeats: no record left to read in any partition).
+  let complete: () => void = () => undefined;
+  const completed = new Promise<void>((r) => (complete = r));
+  const caughtUpTimer = setInterval(() => {
+    if (!s.stopWhenCaughtUp || st.task.state !== 'synchronizing') return;
+    const lag = writer.lagMs();
+    const caughtUp = lag !== null ? lag < CAUGHT_UP_MS : lastLag.length > 0 && lastLag.every((l) => l.lag === 0);
+    if (caughtUp && st.task.to('completed', lag !== null ? `caught up: lag ${lag} ms` : 'caught up: no records left')) {
+      log.info({ lagMs: lag }, 'caught up with the source: task completed (stop-when-caught-up)');
+      complete();
+    }
+  }, 1000);
+  caughtUpTimer.unref();
+
   return {
+    completed,
     applier: running,
     writer,
     consumer,
@@ -385,6 +408,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     async stop() {
       clearInterval(lagTimer);
       clearInterval(progressTimer);
+      clearInterval(caughtUpTimer);
       await running.stop().catch(() => {});
       await consumer.stop().catch(() => {});
       await writer.close().catch(() => {});
@@ -405,5 +429,5 @@ export async function runApplier(config: Record<string, unknown>, log: Logger): 
     await status.close();
     throw err;
   }
-  return runUntilStopped('applier', log, running.consumer.done, () => running.stop());
+  return runUntilStopped('applier', log, Promise.race([running.consumer.done, running.completed]), () => running.stop());
 }

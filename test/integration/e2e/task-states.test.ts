@@ -160,6 +160,15 @@ describe('task states', () => {
     const pfCli = await cli(['status', '--http', `http://127.0.0.1:${failedPort}`]);
     expect(pfCli.code).toBe(1);
     expect(pfCli.out).toMatch(/state\s+precheck-failed/);
+
+    // a migration: an applier told to stop when caught up completes and exits 0 by itself
+    const third = await server();
+    const migration = startService(['apply', '--destination', third.url, '--group', uniqueName('g'), '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--stop-when-caught-up']);
+    const exitCode = await Promise.race([migration.exited(), new Promise((r) => setTimeout(() => r('still running after 90 s'), 90_000))]);
+    expect(exitCode, migration.log().slice(-2000)).toBe(0);
+    expect(migration.log()).toMatch(/task state: completed/);
+    expect(await redisClient(third.url).get('after-pause')).toBe('1');
+    expect(await redisClient(third.url).dbsize()).toBeGreaterThanOrEqual(KEYS);
   });
 
   it('status against a port that is not a replistream service exits non-zero naming it', async () => {
