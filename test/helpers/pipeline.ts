@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { startApplier, type ApplySettings, type RunningApplier } from '../../services/applier/service.js';
 import { startCapture, type CaptureSettings, type RunningCapture } from '../../services/capture/service.js';
-import { verifyDatabases, type VerifyResult } from '../../services/destination/verify.js';
+import { verifyDatabases, type VerifyOptions, type VerifyResult } from '../../services/destination/verify.js';
 import { stack, uniqueName } from './stack-env.js';
 
 export const testLogger = pino({ level: process.env.REPLISTREAM_TEST_LOG ?? 'silent' });
@@ -79,11 +79,18 @@ export async function runApplier(destination: string, names: PipelineNames, grou
 }
 
 /** Polls verify until source and destination are equal (G1), or returns the last difference. */
-export async function waitConverged(source: string, destination: string, dbs: number[], timeoutMs = 90_000, dbMap = new Map<number, number>()): Promise<VerifyResult> {
+export async function waitConverged(
+  source: string,
+  destination: string,
+  dbs: number[],
+  timeoutMs = 90_000,
+  dbMap = new Map<number, number>(),
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const deadline = Date.now() + timeoutMs;
   let last: VerifyResult;
   do {
-    last = await verifyDatabases(source, destination, dbs, dbMap);
+    last = await verifyDatabases(source, destination, dbs, dbMap, options);
     if (last.equal) return last;
     await new Promise((r) => setTimeout(r, 500));
   } while (Date.now() < deadline);
