@@ -309,6 +309,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   for (const svc of services) {
     svc.on('fullresync', onFullSync);
     svc.on('continue', () => st.task.follow('synchronizing'));
+    svc.on('snapshot-end', () => followPipeline()); // at once: bench and operators time the full sync by it
   }
   const follower = setInterval(followPipeline, 250);
   follower.unref();
