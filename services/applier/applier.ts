@@ -164,12 +164,11 @@ export class Applier {
       q = new StreamQueue(topic, partition, (reason, n) => this.onDiscard(id, reason, n));
       this.queues.set(id, q);
     }
-    const before = q.bytes;
     this.highWatermarks.set(id, batch.highWatermark);
     const { accepted, reread } = q.push(batch.records);
     this.stats.records += accepted;
     this.stats.rereadRecords += reread;
-    this.stats.queuedBytes += q.bytes - before;
+    this.countQueued();
     if (!q.paused && q.wholeBytes > this.opts.maxQueuedBytes) {
       q.paused = true;
       this.opts.consumer.pause(topic, [partition]);
@@ -210,6 +209,8 @@ export class Applier {
       this.dirty = false;
       try {
         await this.decodeHeads();
+        // decoding may have turned queued bytes into pieces of a series, which must be read to its end
+        for (const q of this.queues.values()) this.relieve(q);
         await this.loadPositions();
         this.settleOrphans();
         const local = new Map<string, PlanStream>();
@@ -227,8 +228,9 @@ export class Applier {
         });
         awaiting = plan.awaiting;
         if (plan.barriersWaiting > 0) this.stats.barrierWaits++;
-        if (plan.events > 0) {
-          await this.opts.writer.applyStreams(plan.segments);
+        if (plan.events > 0 || plan.consumed.size > 0) {
+          // (a plan may only pass items, e.g. a barrier applied before a restart)
+          if (plan.events > 0) await this.opts.writer.applyStreams(plan.segments);
           this.stats.plans++;
           this.stats.events += plan.events;
           this.stats.barriersApplied += plan.barriersApplied;
@@ -237,19 +239,15 @@ export class Applier {
           for (const [id, n] of plan.consumed) {
             const q = queues.get(id)!;
             if (this.queues.get(id) !== q) continue;
-            const before = q.bytes;
             q.consume(n);
-            this.stats.queuedBytes += q.bytes - before;
             const offset = q.commitOffset();
             if (offset !== null) this.commitSoon({ topic: q.topic, partition: q.partition, offset });
-            if (q.paused && q.wholeBytes <= this.opts.maxQueuedBytes / 2) {
-              q.paused = false;
-              this.opts.consumer.resume(q.topic, [q.partition]);
-            }
+            this.relieve(q);
           }
           progressed = plan.consumed.size > 0 || plan.events > 0;
           if (this.heap.check()) this.stats.heapCollections++;
         }
+        this.countQueued();
         failures = 0;
       } catch (err) {
         if (this.stopped) break;
@@ -329,7 +327,6 @@ export class Applier {
       // a fresh queue (its own reread and piece state) fed from the first piece's record; the
       // batches fetched before the seek are stale and skipped by the consumer
       const fresh = new StreamQueue(q.topic, q.partition, (reason, n) => this.onDiscard(id, reason, n));
-      this.stats.queuedBytes -= q.bytes;
       this.queues.set(id, fresh);
       this.opts.consumer.seek(q.topic, q.partition, start);
       if (q.paused) this.opts.consumer.resume(q.topic, [q.partition]);
@@ -341,11 +338,26 @@ export class Applier {
     this.opts.logger.warn({ stream: id, reason, pieces: n }, 'discarded pieces of an event (a series cut short: capture re-sent the event whole)');
   }
 
+  private countQueued(): void {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.bytes;
+    this.stats.queuedBytes = n;
+  }
+
+  /** Resumes a paused partition once its whole events are down to half the budget. */
+  private relieve(q: StreamQueue): void {
+    if (q.paused && q.wholeBytes <= this.opts.maxQueuedBytes / 2 && this.queues.get(streamId(q.topic, q.partition)) === q) {
+      q.paused = false;
+      this.opts.consumer.resume(q.topic, [q.partition]);
+    }
+  }
+
   /** Decodes the records at the head of each queue: as many events as one plan may take. */
   private async decodeHeads(): Promise<void> {
     const decode = this.opts.decode;
     const onDecoded = this.opts.onDecoded;
     for (const q of [...this.queues.values()]) {
+
       await q.fill(
         this.opts.maxEventsPerPlan,
         async (r) => (decode ? decode(q.topic, q.partition, r as DecodedRecord) : r.events),

@@ -1,5 +1,5 @@
 /**
- * One command far bigger than a Kafka record: an RPUSH of 1,000,000 elements (~22 MB) travels as a
+ * One command far bigger than a Kafka record (and a key as big in the snapshot): an RPUSH of 1,000,000 elements (~22 MB) travels as a
  * series of record pieces and is applied whole, once:
  * - streamed normally (the series is longer than the applier's queue budget: its pieces must not
  *   pause the partition they are waiting on);
@@ -49,10 +49,10 @@ async function valueOf(url: string, key: string): Promise<string | null> {
   }
 }
 
-async function listOf(url: string): Promise<{ len: number; first: string | null; last: string | null }> {
+async function listOf(url: string, key = 'biglist'): Promise<{ len: number; first: string | null; last: string | null }> {
   const c = redisClient(url);
   try {
-    const [len, first, last] = await Promise.all([c.llen('biglist'), c.lindex('biglist', 0), c.lindex('biglist', -1)]);
+    const [len, first, last] = await Promise.all([c.llen(key), c.lindex(key, 0), c.lindex(key, -1)]);
     return { len, first, last };
   } finally {
     c.disconnect();
@@ -62,6 +62,11 @@ async function listOf(url: string): Promise<{ len: number; first: string | null;
 describe('a command of 1,000,000 elements', () => {
   it('is applied whole and once: streamed, read from the middle of its series by a new group and by the group that applied it', async () => {
     const source = await server();
+    // a big key in the snapshot too: its pieces (more than the applier's queue budget) follow records
+    // that paused the partition before they were decoded
+    const seed = redisClient(source.url);
+    await seed.call('RPUSH', ['snaplist', ...Array.from({ length: ELEMENTS }, (_, i) => `item-${i}`)]);
+    seed.disconnect();
     const names = pipelineNames();
     // one partition: the series' records are consecutive offsets the test can point into
     const capture = await runCapture(source.url, names, { dbs: [0], partitions: 1, noHeartbeat: true });
@@ -85,6 +90,7 @@ describe('a command of 1,000,000 elements', () => {
     const pieces = Number(after - before) - 1; // the last record holds the SET
     expect(pieces).toBeGreaterThan(10);
     expect(await listOf(destA.url)).toEqual({ len: ELEMENTS, first: 'element-0', last: `element-${ELEMENTS - 1}` });
+    expect(await listOf(destA.url, 'snaplist')).toEqual({ len: ELEMENTS, first: 'item-0', last: `item-${ELEMENTS - 1}` });
     expect(a.applier.stats.discardedPieces).toBe(0);
 
     // A new group on an empty destination, started in the middle of the series.
