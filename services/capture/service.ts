@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
+import { probeTcp } from '../common/tcp-probe.js';
 import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connection-settings.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
@@ -197,9 +198,17 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     kafkaTimeoutMs,
     'creating the topics and connecting the producer',
   );
-  const registrySide = withinDeadline(Promise.all([...topics.values()].map((t) => registry.registerForTopic(t))), kafkaTimeoutMs, () =>
-    new ReplistreamError('CONNECTION', `registry: the schema registry ${redactUrl(s.registry)} did not answer within ${kafkaTimeoutMs / 1000} s (kafka-timeout-ms); check the registry setting`, { setting: 'registry' }),
-  );
+  const registrySide = (async () => {
+    const registered = await withinDeadline(Promise.all([...topics.values()].map((t) => registry.registerForTopic(t))).then(() => true), kafkaTimeoutMs, () => null);
+    if (registered) return;
+    const u = new URL(s.registry);
+    const tcp = await probeTcp(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+    throw new ReplistreamError(
+      'CONNECTION',
+      `registry: no answer from the schema registry ${redactUrl(s.registry)} within ${kafkaTimeoutMs / 1000} s (${u.host}: ${tcp === 'connects' ? 'TCP connects, but no HTTP answer' : tcp}); check the registry setting, or raise kafka-timeout-ms`,
+      { setting: 'registry' },
+    );
+  })();
   const transportReady = Promise.all([kafkaSide, registrySide]).then(() => undefined);
   transportReady.catch(() => undefined); // awaited below; failures are reported there
   let ready = false;

@@ -8,6 +8,7 @@ import type { Kafka, KafkaConfig, LogEntry, RetryOptions, SASLOptions } from 'ka
 import type { ConnectionOptions } from 'node:tls';
 import SnappyCodec from 'kafkajs-snappy';
 import { ReplistreamError } from '../common/errors.js';
+import { probeTcp } from '../common/tcp-probe.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { connections, tlsOptionsOf, type ConnectionSettings } from '../common/connection-settings.js';
 
@@ -144,30 +145,16 @@ export async function withinKafkaTimeout<T>(work: Promise<T>, brokers: string, t
     clearTimeout(timer);
   }
   work.catch(() => undefined); // abandoned: its late failure is not news
-  const probes = await Promise.all(parseBrokers(brokers).map((b) => probeTcp(b, 1000)));
+  const probes = await Promise.all(
+    parseBrokers(brokers).map(async (b) => {
+      const i = b.lastIndexOf(':');
+      const said = await probeTcp(b.slice(0, i), Number(b.slice(i + 1)));
+      return `${b}: ${said === 'connects' ? 'TCP connects, but no Kafka answer' : said}`;
+    }),
+  );
   throw new ReplistreamError(
     'CONNECTION',
     `kafka: no answer from the brokers ${brokers} within ${timeoutMs / 1000} s while ${what} (${probes.join('; ')}); check the kafka setting, or raise kafka-timeout-ms`,
     { setting: 'kafka', retriable: false },
   );
-}
-
-/** What a TCP connection to `hostPort` says within `timeoutMs`. */
-async function probeTcp(hostPort: string, timeoutMs: number): Promise<string> {
-  const { connect } = await import('node:net');
-  const i = hostPort.lastIndexOf(':');
-  const host = hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(hostPort.slice(i + 1));
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (what: string) => {
-      socket.destroy();
-      resolve(`${hostPort}: ${what}`);
-    };
-    socket.setTimeout(timeoutMs, () => done('no answer to a TCP connect'));
-    socket.once('connect', () => done('TCP connects, but no Kafka answer'));
-    socket.once('error', (err: NodeJS.ErrnoException) =>
-      done(err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' ? 'host name not found' : err.message),
-    );
-  });
 }

@@ -178,7 +178,7 @@ describe('fatal start-up errors end the process', () => {
     expect(errorLine(kafka)).toMatch(new RegExp(`^replistream: kafka: no answer from the brokers 127\\.0\\.0\\.1:${kafkaPort} within 2 s .*connection refused.*check the kafka setting`));
     expect(kafka.ms).toBeLessThan(15_000);
     expect(registry.code, registry.err).toBe(1);
-    expect(errorLine(registry)).toMatch(new RegExp(`registry.*127\\.0\\.0\\.1:${registryPort}`));
+    expect(errorLine(registry)).toMatch(new RegExp(`^replistream: registry: .*127\\.0\\.0\\.1:${registryPort}.*connection refused.*check the registry setting`));
     expect(registry.ms).toBeLessThan(30_000);
   });
 
