@@ -138,7 +138,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         setting: 'source-tls-ca',
       });
     }
-    throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}: ${msg}`, { cause: err, retriable: true, setting: 'source' });
+    // TLS 1.3: a source that wants a client certificate may reset the connection before its alert arrives
+    const hint = /^rediss:/i.test(s.source) && /ECONNRESET|Connection is closed/i.test(msg) ? '; if the source requires a client certificate, set source-tls-cert and source-tls-key' : '';
+    throw new ReplistreamError('CONNECTION', `cannot connect to the source ${redactUrl(s.source)}: ${msg}${hint}`, { cause: err, retriable: true, setting: 'source' });
   }
   // Connected: from now on (heartbeats) reconnect after a cut instead of giving up.
   (admin.options as { retryStrategy?: (n: number) => number }).retryStrategy = (n) => Math.min(n * 200, 2000);
