@@ -13,9 +13,9 @@ import type { Redis } from 'ioredis';
 import { mastersFromSlots } from '../capture/cluster.js';
 import { describeError, ReplistreamError } from '../common/errors.js';
 import { formatBytes } from '../common/progress.js';
-import { restoreIncompatibility, serverVersionFromInfo, versionParts, type ServerVersion } from '../common/server-version.js';
-import { classifyConnectFailure, closeTopology, info, mapConnectError, openRedis, openTopology, parseRedisUrl, topologyMasters, type RedisEndpoint, type Topology } from '../destination/connection.js';
-import { checkDestinationDbs, precheckDestination } from '../destination/precheck.js';
+import { serverVersionFromInfo, versionParts, type ServerVersion } from '../common/server-version.js';
+import { classifyConnectFailure, mapConnectError, openRedis, parseRedisUrl, type RedisEndpoint } from '../destination/connection.js';
+import { checkDestinationItems, PrecheckItems, usedMemory } from '../destination/precheck-items.js';
 
 /**
  * Whether the source user may replicate, without starting a replication (a PSYNC would make the
@@ -53,49 +53,7 @@ async function checkReplicationRights(client: Redis, ep: RedisEndpoint): Promise
   }
 }
 
-export type PrecheckResult = 'pass' | 'warn' | 'fail' | 'skip';
-
-export interface PrecheckItem {
-  item: string;
-  result: PrecheckResult;
-  detail: string;
-  /** The setting to change, when the fix is configuration. */
-  setting?: string;
-}
-
-/** What an item found: a pass or a warning with its detail (a failure is thrown). */
-type Found = { result?: 'pass' | 'warn'; detail: string };
-
-class Items {
-  readonly list: PrecheckItem[] = [];
-  firstError: unknown = null;
-
-  async check(item: string, run: () => Promise<Found>): Promise<boolean> {
-    try {
-      const f = await run();
-      this.list.push({ item, result: f.result ?? 'pass', detail: f.detail });
-      return true;
-    } catch (err) {
-      this.firstError ??= err;
-      const setting = err instanceof ReplistreamError ? err.setting : undefined;
-      this.list.push({ item, result: 'fail', detail: describeError(err), ...(setting ? { setting } : {}) });
-      return false;
-    }
-  }
-
-  skip(item: string, why: string): void {
-    this.list.push({ item, result: 'skip', detail: why });
-  }
-}
-
 const MIN_BACKLOG = 64 * 1024 * 1024;
-
-/** Sum of `used_memory` over the given servers. */
-async function usedMemory(clients: Redis[]): Promise<number> {
-  let n = 0;
-  for (const c of clients) n += Number((await info(c, 'memory')).get('used_memory') ?? 0);
-  return n;
-}
 
 /** Databases holding keys, from INFO keyspace. */
 function keyspaceDbs(text: string): number[] {
@@ -103,7 +61,7 @@ function keyspaceDbs(text: string): number[] {
 }
 
 export async function precheckCommand(c: Record<string, unknown>): Promise<number> {
-  const items = new Items();
+  const items = new PrecheckItems();
   const writeMode = (c.writeMode as 'restore' | 'commands' | undefined) ?? 'restore';
   const conflictMode = (c.conflictMode as 'intercept' | 'ignore' | undefined) ?? 'intercept';
   const dbMap = (c.dbMap as Map<number, number> | undefined) ?? null;
@@ -170,86 +128,22 @@ export async function precheckCommand(c: Record<string, unknown>): Promise<numbe
     }
 
     // ----- destination
-    const dest: { topo: Topology | null } = { topo: null };
-    await items.check('destination reachable and authenticated', async () => {
-      const topo = await openTopology(String(c.destination), 'replistream-precheck');
-      dest.topo = topo;
-      const v = serverVersionFromInfo(await info(topologyMasters(topo)[0], 'server'));
-      return { detail: `${topo.kind} ${v.label}` };
+    await checkDestinationItems(items, {
+      destination: String(c.destination),
+      conflictMode,
+      dbMap,
+      sourceDbs,
+      writeMode,
+      sourceVersion,
+      sourceUsedMemory: sourceMasters.length ? await usedMemory(sourceMasters).catch(() => null) : null,
     });
-    if (dest.topo === null) {
-      for (const i of ['destination version vs write mode', 'destination maxmemory-policy', 'destination memory', 'db map', 'destination empty']) items.skip(i, 'the destination cannot be reached');
-    } else {
-      const t: Topology = dest.topo;
-      try {
-        const masters = topologyMasters(t);
-        const destVersion = serverVersionFromInfo(await info(masters[0], 'server'));
-        await items.check(`destination version vs write mode ${writeMode}`, async () => {
-          if (writeMode === 'commands') return { detail: 'typed commands work with any destination version' };
-          if (!sourceVersion) return { result: 'warn', detail: 'source version unknown: not compared' };
-          const why = restoreIncompatibility(sourceVersion, destVersion);
-          if (why) throw new ReplistreamError('PRECHECK', `${why}: RESTORE payloads may not be readable; upgrade the destination, or set write-mode to commands (typed writes work with any version)`, { setting: 'write-mode' });
-          return { detail: `${destVersion.label} reads ${sourceVersion.label}'s RESTORE payloads` };
-        });
-        await items.check('destination maxmemory-policy', async () => {
-          let policy: string | null = null;
-          try {
-            policy = ((await masters[0].call('CONFIG', 'GET', 'maxmemory-policy')) as string[])?.[1] ?? null;
-          } catch (err) {
-            return { result: 'warn', detail: `cannot read it (${(err as Error).message}): make sure it is noeviction` };
-          }
-          if (policy !== 'noeviction') return { result: 'warn', detail: `${policy}: when memory runs out the destination evicts keys and silently diverges from the source; set it to noeviction` };
-          return { detail: 'noeviction' };
-        });
-        await items.check('destination memory', async () => {
-          let limit = 0;
-          for (const m of masters) limit += Number((await info(m, 'memory')).get('maxmemory') ?? 0);
-          if (sourceMasters.length === 0) return { result: 'warn', detail: 'source unknown: not compared' };
-          const need = await usedMemory(sourceMasters);
-          if (limit === 0) return { detail: `no maxmemory limit; the source uses ${formatBytes(need)}` };
-          const free = limit - (await usedMemory(masters));
-          if (need > free) {
-            throw new ReplistreamError('PRECHECK', `the source uses ${formatBytes(need)}, the destination has ${formatBytes(Math.max(0, free))} free under its maxmemory ${formatBytes(limit)}: raise the destination's maxmemory`, { setting: 'destination' });
-          }
-          if (need > free * 0.8) return { result: 'warn', detail: `the source uses ${formatBytes(need)} of the destination's ${formatBytes(free)} free: little room for growth` };
-          return { detail: `the source uses ${formatBytes(need)}, the destination has ${formatBytes(free)} free` };
-        });
-        const dbs = dbMap ? [...new Set(dbMap.values())] : sourceDbs;
-        const dbMapOk = await items.check('db map', async () => {
-          if (!dbMap && t.kind === 'cluster' && sourceDbs.some((d) => d !== 0)) {
-            const others = sourceDbs.filter((d) => d !== 0);
-            throw new ReplistreamError('CONFIG', `db-map: the destination is a cluster, which has db 0 only, and the source has keys in db ${others.join(', ')}: map them to 0 (--db-map ${sourceDbs.map((d) => `${d}:0`).join(',')}) or capture db 0 only (--dbs 0)`, { setting: 'db-map' });
-          }
-          await checkDestinationDbs(t, dbs);
-          return { detail: dbMap ? [...dbMap].map(([a, b]) => `${a}→${b}`).join(', ') : `identity (source dbs with keys: ${sourceDbs.join(', ')})` };
-        });
-        if (!dbMapOk) items.skip(`destination empty (${conflictMode})`, 'the db map is not valid');
-        else {
-          await items.check(`destination empty (${conflictMode})`, async () => {
-            const r = await precheckDestination(String(c.destination), dbs, conflictMode);
-            const held = r.found.filter((f) => f.keys.length > 0);
-            if (held.length === 0) return { detail: `db ${dbs.join(', ')} empty` };
-            return { result: 'warn', detail: `db ${held.map((f) => `${f.db} holds ${f.keys.join(', ')}`).join('; ')}: conflict-mode ignore overwrites the same keys` };
-          });
-        }
-      } finally {
-        closeTopology(t);
-      }
-    }
   } finally {
     (client as Redis | null)?.disconnect();
     for (const x of extra) x.disconnect();
   }
 
-  const failed = items.list.filter((i) => i.result === 'fail').length;
-  const warned = items.list.filter((i) => i.result === 'warn').length;
-  if (c.json) process.stdout.write(JSON.stringify({ passed: failed === 0, items: items.list }, null, 2) + '\n');
-  else {
-    const width = Math.max(...items.list.map((i) => i.item.length));
-    const lines = items.list.map((i) => `${i.result.padEnd(4)}  ${i.item.padEnd(width)}  ${i.detail}`);
-    lines.push(failed ? `precheck failed: ${failed} of ${items.list.length} items` : `precheck passed${warned ? ` (${warned} warning${warned > 1 ? 's' : ''})` : ''}`);
-    process.stdout.write(lines.join('\n') + '\n');
-  }
+  if (c.json) process.stdout.write(JSON.stringify({ passed: items.failed === 0, items: items.list }, null, 2) + '\n');
+  else process.stdout.write(items.table());
   // the first failure is the command's error: one line on stderr, and its exit code
   if (items.firstError) throw items.firstError;
   return 0;
