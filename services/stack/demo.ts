@@ -134,9 +134,9 @@ async function main(): Promise<void> {
       holdWrites = true;
       await new Promise((r) => setTimeout(r, 1500)); // about three times the lag the status shows
       const v = await verifyDatabases(s.REPLISTREAM_SOURCE, s.REPLISTREAM_DESTINATION, [0], new Map(), { sample: 500 });
-      process.stdout.write(`verify (500 random keys): ${v.equal ? 'destination equals source' : `${v.differences.length} difference(s), e.g. ${v.differences[0]?.key}: ${v.differences[0]?.reason}`}\n\n`);
+      if (!stopping) process.stdout.write(`verify (500 random keys): ${v.equal ? 'destination equals source' : `${v.differences.length} difference(s), e.g. ${v.differences[0]?.key}: ${v.differences[0]?.reason}`}\n\n`);
     } catch (err) {
-      process.stdout.write(`verify: ${(err as Error).message}\n\n`);
+      if (!stopping) process.stdout.write(`verify: ${(err as Error).message}\n\n`);
     } finally {
       holdWrites = false;
     }
