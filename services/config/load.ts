@@ -40,7 +40,11 @@ export function loadConfig(
     try {
       file = JSON.parse(text) as Record<string, unknown>;
     } catch (err) {
-      throw configError('config', `${configPath} is not valid JSON: ${(err as Error).message}`);
+      // V8's message may quote the text around the error, and a config file holds passwords:
+      // only where it is
+      const at = /position (\d+)/.exec((err as Error).message);
+      const where = at ? ` at line ${text.slice(0, Number(at[1])).split('\n').length}, column ${Number(at[1]) - text.lastIndexOf('\n', Number(at[1]) - 1)}` : '';
+      throw configError('config', `${configPath} is not valid JSON${where}`);
     }
     if (typeof file !== 'object' || file === null || Array.isArray(file)) throw configError('config', `${configPath} must hold a JSON object`);
     const known = new Set(options.flatMap((o) => [o.name, camel(o.name)]));
@@ -75,7 +79,9 @@ export function loadConfig(
     const parsed = o.schema.safeParse(raw);
     if (!parsed.success) {
       const why = parsed.error.issues.map((i) => i.message).join('; ');
-      const shown = o.secret ? (typeof raw === 'string' ? maskRedisUrl(raw) : '(value hidden)') : JSON.stringify(raw);
+      // any URL may carry credentials (a registry's http://user:pass@…): masked like a Redis URL's
+      const isUrl = typeof raw === 'string' && /^[A-Za-z][\w+.-]*:\/\//.test(raw);
+      const shown = o.secret ? (isUrl ? maskRedisUrl(raw as string) : '(value hidden)') : isUrl ? JSON.stringify(maskRedisUrl(raw as string)) : JSON.stringify(raw);
       throw configError(o.name, `invalid value ${shown} from ${origin}: ${why}`);
     }
     out[camel(o.name)] = parsed.data;

@@ -88,7 +88,9 @@ describe('configuration errors', () => {
     for (const bad of ['offset:1', 'offset:x@1', 'time:yesterday', 'begin']) {
       expect(refusal(() => loadConfig('apply', { ...apply, from: bad }, {})).message).toMatch(/^from: invalid value .* from --from: must be committed, earliest/);
     }
-    expect(refusal(() => loadConfig('capture', { ...capture, registry: 'ftp://r' }, {})).message).toMatch(/registry: .*must be an http:\/\/ or https:\/\/ URL/);
+    expect(refusal(() => loadConfig('capture', { ...capture, registry: 'ftp://u:reg-secret@r' }, {})).message).toBe(
+      'registry: invalid value "ftp://***@r" from --registry: must be an http:// or https:// URL, e.g. http://127.0.0.1:8081',
+    );
     expect(refusal(() => loadConfig('capture', { ...capture, 'kafka-timeout-ms': '10' }, {})).message).toMatch(/kafka-timeout-ms: .*must be at least 1000/);
   });
 
@@ -98,6 +100,12 @@ describe('configuration errors', () => {
     expect(refusal(() => loadConfig('capture', { config: dir }, {})).message).toMatch(/config: cannot read .*: it is a directory/);
     writeFileSync(join(dir, 'bad.json'), '{ "source": ');
     expect(refusal(() => loadConfig('capture', { config: join(dir, 'bad.json') }, {})).message).toMatch(/config: .*bad\.json is not valid JSON/);
+    // the parser's own message would quote the text around the error: a password there stays hidden
+    writeFileSync(join(dir, 'secret-bad.json'), '{\n  "source": redis://u:file-secret@h:1\n}');
+    const bad = refusal(() => loadConfig('capture', { config: join(dir, 'secret-bad.json') }, {}));
+    expect(bad.message).toBe(`config: ${join(dir, 'secret-bad.json')} is not valid JSON`);
+    writeFileSync(join(dir, 'comma.json'), '{\n  "source": "redis://u:file-secret@h:1",\n}');
+    expect(refusal(() => loadConfig('capture', { config: join(dir, 'comma.json') }, {})).message).toBe(`config: ${join(dir, 'comma.json')} is not valid JSON at line 3, column 1`);
     writeFileSync(join(dir, 'list.json'), '[]');
     expect(refusal(() => loadConfig('capture', { config: join(dir, 'list.json') }, {})).message).toMatch(/must hold a JSON object/);
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ partitons: 3 }));
