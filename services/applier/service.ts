@@ -9,7 +9,8 @@ import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
-import { checkDestinationDbsAt, precheckDestination } from '../destination/precheck.js';
+import { checkDestinationDbsAt } from '../destination/precheck.js';
+import { checkDestinationItems, PrecheckItems } from '../destination/precheck-items.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
@@ -216,19 +217,19 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
   if (!s.dbMap) await checkDestinationDbsAt(s.destination, [...dbMap.values()]);
 
-  // Intercept: a new group (nothing committed yet) refuses a destination holding keys.
-  if (s.conflictMode === 'intercept') {
-    const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
-    const isNew = lag.every((l) => l.committed === null) && !hadProgress;
-    if (isNew) {
-      try {
-        await precheckDestination(s.destination, [...new Set(dbMap.values())], 'intercept');
-      } catch (err) {
-        // Another member of this group starting at the same moment may have written already: its
-        // positions are stored in the transactions that write its keys, so they are there too.
-        if (!(err instanceof ReplistreamError && err.code === 'PRECHECK') || !(await hasGroupProgress(s.destination, positionKeyPrefix))) throw err;
-      }
-    }
+  // A new group (nothing committed yet) runs the destination's precheck items, all of them, the
+  // table shown on the status page; a failure (in intercept mode, a destination holding keys)
+  // stops the start in precheck-failed.
+  const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
+  if (lag.every((l) => l.committed === null) && !hadProgress) {
+    const items = new PrecheckItems();
+    await checkDestinationItems(items, { destination: s.destination, conflictMode: s.conflictMode, dbMap, sourceDbs: [...dbMap.keys()] });
+    st.precheck = items.list;
+    for (const i of items.list) if (i.result === 'warn') log.warn({ item: i.item }, `precheck: ${i.detail}`);
+    const err = items.firstError;
+    // Another member of this group starting at the same moment may have written already: its
+    // positions are stored in the transactions that write its keys, so they are there too.
+    if (err && (!(err instanceof ReplistreamError && err.code === 'PRECHECK') || !(await hasGroupProgress(s.destination, positionKeyPrefix)))) throw err;
   }
 
   const writer = new DestinationWriter({

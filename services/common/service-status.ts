@@ -40,6 +40,8 @@ export class ServiceStatus {
   details: () => ServiceDetails = () => ({});
   ready: () => boolean = () => false;
   control: ((action: 'pause' | 'resume') => Promise<void>) | null = null;
+  /** The precheck's items, when this start ran them (shown as a table on the page). */
+  precheck: Array<{ item: string; result: string; detail: string }> | null = null;
 
   constructor(
     readonly role: 'capture' | 'applier',
@@ -163,6 +165,7 @@ export class ServiceStatus {
       error: error ?? v.failure?.reason ?? null,
       history: v.history,
       lagHistory: [...this.lagSamples],
+      precheck: this.precheck,
     };
   }
 

@@ -26,6 +26,8 @@ export interface StatusBody {
   /** Skipped commands by name (the destination refused them and the task was told to go on). */
   skipped: Record<string, number>;
   error: string | null;
+  /** Precheck items of this start, when it ran them. */
+  precheck?: Array<{ item: string; result: string; detail: string }> | null;
   [more: string]: unknown;
 }
 
@@ -93,6 +95,16 @@ function progressSection(p: Progress | null): string {
   );
 }
 
+const RESULT_COLOURS: Record<string, string> = { pass: '#2a8a3e', warn: '#b07a2a', fail: '#b02a2a', skip: '#777' };
+
+function precheckSection(items: StatusBody['precheck']): string {
+  if (!items || items.length === 0) return '';
+  const rows = items
+    .map((i) => `<tr class="precheck-${esc(i.result)}"><td style="color:${RESULT_COLOURS[i.result] ?? '#333'};font-weight:bold">${esc(i.result)}</td><th>${esc(i.item)}</th><td>${esc(i.detail)}</td></tr>`)
+    .join('');
+  return `<h2>Precheck</h2><table id="precheck">${rows}</table>`;
+}
+
 export function renderStatusPage(body: StatusBody, refreshSeconds = 5): string {
   const colour = STATE_COLOURS[body.state] ?? '#333';
   const failure = body.failure
@@ -119,6 +131,7 @@ code{font-size:.95em}
 <p>State: <span id="state" class="state" data-state="${esc(body.state)}">${esc(body.stateLabel)}</span>
 <span class="muted">since ${esc(new Date(body.since).toISOString())}</span></p>
 ${failure}
+${precheckSection(body.precheck)}
 <h2>Full sync</h2>
 ${progressSection(body.progress)}
 <h2>Lag</h2>

@@ -86,6 +86,7 @@ describe('task states', () => {
     await until(async () => (await status(appPort)).state === 'synchronizing', 90_000, 'applier synchronizing');
     const app = await status(appPort);
     expect(states(app)).toEqual(['prechecking', 'initializing', 'synchronizing']);
+    expect((app.precheck as Array<{ result: string }>).map((i) => i.result)).toEqual(['pass', 'pass', 'pass', 'pass']);
     expect(app.progress).toMatchObject({ done: true, percent: 100 });
     expect(app.progress.keysDone).toBeGreaterThanOrEqual(KEYS);
     expect(await redisClient(destination.url).dbsize()).toBeGreaterThanOrEqual(KEYS);
@@ -154,9 +155,15 @@ describe('task states', () => {
     expect(pf.state).toBe('precheck-failed');
     expect(states(pf)).toEqual(['prechecking', 'precheck-failed']);
     expect(pf.failure.reason).toMatch(/already-here/);
+    // every destination item was checked, the failing one among them
+    const items = pf.precheck as Array<{ item: string; result: string }>;
+    expect(items.find((i) => i.item === 'destination empty (intercept)')?.result).toBe('fail');
+    expect(items.find((i) => i.item === 'destination maxmemory-policy')?.result).toBe('pass');
+    expect(items.find((i) => i.item === 'db map')?.result).toBe('pass');
     const page = await (await fetch(`http://127.0.0.1:${failedPort}/`)).text();
     expect(page).toContain('precheck failed');
     expect(page).toContain('already-here');
+    expect(page).toMatch(/<table id="precheck">.*destination empty \(intercept\)/s);
     const pfCli = await cli(['status', '--http', `http://127.0.0.1:${failedPort}`]);
     expect(pfCli.code).toBe(1);
     expect(pfCli.out).toMatch(/state\s+precheck-failed/);
