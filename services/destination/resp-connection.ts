@@ -91,7 +91,7 @@ export class RespConnection {
     const ep = this.ep;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s = ep.tls
-        ? tls.connect({ host: ep.host, port: ep.port, servername: ep.host }, () => done(null))
+        ? tls.connect({ host: ep.host, port: ep.port, ...(ep.tlsOptions ?? { servername: ep.host }) }, () => done(null))
         : net.connect({ host: ep.host, port: ep.port }, () => done(null));
       const timer = setTimeout(() => done(new Error(`connect timeout after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
       const done = (err: Error | null) => {

@@ -57,9 +57,8 @@ describe('Redis over TLS with a CA file', () => {
       'capture', '--source', sourceUrl, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0', '--partitions', '2',
       '--source-tls-ca', f('ca.crt'), '--source-tls-cert', f('client.crt'), '--source-tls-key', f('client.key'),
     ]);
-    // the destination is written over plain TCP here: the applier's transaction connection takes
-    // the destination TLS options with the writer; verify below reads it over TLS
-    const applier = startService(['apply', '--destination', destination.url, '--group', `${names.topicPrefix}-g`, '--source-id', names.sourceId,
+    // the destination is written over TLS too (a CA file, no client certificate)
+    const applier = startService(['apply', '--destination', destinationUrl, '--destination-tls-ca', f('ca.crt'), '--group', `${names.topicPrefix}-g`, '--source-id', names.sourceId,
       '--topic-prefix', names.topicPrefix, '--conflict-mode', 'ignore']);
     const dst = redisClient(destination.url);
     await until(async () => (await dst.dbsize()) >= 2050, 90_000, `full sync over TLS (capture log:\n${capture.log().slice(-1500)})`);
