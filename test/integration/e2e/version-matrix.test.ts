@@ -88,7 +88,9 @@ describe.each(PAIRS)('version matrix: $source → $destination ($writeMode mode)
     const src = redisClient(source.url);
     cleanups.push(async () => src.disconnect());
     await fillEveryType(src);
-    await redisClient(source.url, 1).set('db1:key', 'one');
+    const src1 = redisClient(source.url, 1);
+    await src1.set('db1:key', 'one');
+    src1.disconnect();
     await referenceWorkload(source.url, 0); // in the snapshot
 
     const names = pipelineNames();
