@@ -134,14 +134,15 @@ describe('servers that refuse', () => {
     expect(errorLine(noconf)).toMatch(new RegExp(`^replistream: source ${at}: missing rights for user "noconf": .*'replconf'.*needs \\+replconf`));
   });
 
-  it('a db-map beyond the destination databases is refused (exit 2) before anything is written', async () => {
+  it('a db-map beyond the destination databases is refused (exit 2) by apply, precheck and verify, before anything is written', async () => {
     const source = await server();
     const dest = await server({ databases: 4 });
-    const [apply, precheck] = await Promise.all([
+    const [apply, precheck, verify] = await Promise.all([
       cli(['apply', '--destination', dest.url, '--source-id', 's', '--group', uniqueName('g'), '--db-map', '0:0,1:5', '--topic-prefix', uniqueName('t')]),
       cli(['precheck', '--source', source.url, '--destination', dest.url, '--db-map', '0:5']),
+      cli(['verify', '--source', source.url, '--destination', dest.url, '--db-map', '0:5']),
     ]);
-    for (const r of [apply, precheck]) {
+    for (const r of [apply, precheck, verify]) {
       expect(r.code, r.err).toBe(2);
       expect(errorLine(r)).toBe(`replistream: db-map: destination 127.0.0.1:${dest.port} has 4 databases (0-3): db 5 does not exist; change db-map, or the destination's databases setting`);
     }
