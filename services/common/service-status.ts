@@ -83,23 +83,30 @@ export class ServiceStatus {
   /** Serves the port (once; later calls wait for the first). 0 disables. */
   async listen(port: number, host?: string): Promise<void> {
     this.listening ??= (async () => {
-      this.server = await startHttpStatus(
-        port,
-        {
-          status: () => this.body(),
-          ready: () => this.ready(),
-          page: () => renderStatusPage(this.body()),
-          control: async (action) => {
-            if (!this.control) throw new Error(`the ${this.role} cannot ${action}`);
-            await this.control(action);
-            return this.body();
-          },
-        },
-        this.metrics,
-        host,
-      );
+      this.server = await this.serve(port, host).catch((err: NodeJS.ErrnoException) => {
+        this.listening = null;
+        throw new ReplistreamError('CONFIG', `http-port: cannot serve ${host ?? '127.0.0.1'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.code === 'EADDRNOTAVAIL' ? 'no such address on this host (http-host)' : err.message}`, { setting: err.code === 'EADDRNOTAVAIL' ? 'http-host' : 'http-port', cause: err });
+      });
     })();
     await this.listening;
+  }
+
+  private serve(port: number, host?: string): Promise<Server | null> {
+    return startHttpStatus(
+      port,
+      {
+        status: () => this.body(),
+        ready: () => this.ready(),
+        page: () => renderStatusPage(this.body()),
+        control: async (action) => {
+          if (!this.control) throw new Error(`the ${this.role} cannot ${action}`);
+          await this.control(action);
+          return this.body();
+        },
+      },
+      this.metrics,
+      host,
+    );
   }
 
   get port(): number | null {

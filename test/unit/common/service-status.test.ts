@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { ServiceStatus } from '../../../services/common/service-status.js';
@@ -59,5 +60,16 @@ describe('service status', () => {
     expect(text).toMatch(/replistream_full_sync_percent\{service="applier"\} -1/);
     const body = st.body();
     expect(body).toMatchObject({ state: 'synchronizing', lagMs: 12, skipped: { 'X.Y': 2 }, offsets: { 'db0[0]': 'committed 3 of 5' }, progress: null });
+  });
+
+  it('a port in use is named as the http-port setting to change', async () => {
+    const { log } = logger();
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as { port: number }).port;
+    const st = new ServiceStatus('capture', 's1', log);
+    await expect(st.listen(port, '127.0.0.1')).rejects.toThrow(`http-port: cannot serve 127.0.0.1:${port}: the port is in use`);
+    taken.close();
+    await st.close();
   });
 });
