@@ -19,6 +19,8 @@ interface Pair {
   source: ServerKind;
   destination: ServerKind;
   writeMode: 'restore' | 'commands';
+  /** restore-fallback: payloads the destination cannot read written as typed commands. */
+  restoreFallback?: boolean;
 }
 
 const CORE: Pair[] = [
@@ -33,13 +35,15 @@ const WIDER: Pair[] = [
   { source: 'valkey-8.1', destination: 'valkey-8.1', writeMode: 'restore' },
   { source: 'redis-6.2', destination: 'valkey-8.1', writeMode: 'restore' },
   { source: 'valkey-8.1', destination: 'redis-6.2', writeMode: 'commands' },
+  { source: 'redis-7.0', destination: 'redis-6.2', writeMode: 'restore', restoreFallback: true },
+  { source: 'valkey-8.1', destination: 'redis-7.0', writeMode: 'restore', restoreFallback: true },
 ];
-/** REPLISTREAM_MATRIX: unset (CORE), `all`, or pairs like `redis-7.0:redis-6.2,valkey-8.1:redis-7.0`. */
+/** REPLISTREAM_MATRIX: unset (CORE), `all`, or pairs like `redis-7.0:redis-6.2,valkey-8.1:redis-7.0:fallback`. */
 function pairs(spec = process.env.REPLISTREAM_MATRIX): Pair[] {
   if (!spec) return CORE;
   if (spec === 'all') return [...CORE, ...WIDER];
   const wanted = spec.split(',').map((p) => p.trim());
-  return [...CORE, ...WIDER].filter((p) => wanted.includes(`${p.source}:${p.destination}`));
+  return [...CORE, ...WIDER].filter((p) => wanted.includes(`${p.source}:${p.destination}${p.restoreFallback ? ':fallback' : ''}`));
 }
 const PAIRS = pairs();
 
@@ -78,10 +82,10 @@ function captureProcess(source: string, names: PipelineNames): ServiceProcess {
 
 const DBS = [0, 1, 2];
 
-describe.each(PAIRS)('version matrix: $source → $destination ($writeMode mode)', (pair) => {
+describe.each(PAIRS.map((p) => ({ ...p, mode: p.restoreFallback ? `${p.writeMode} + restore-fallback` : p.writeMode })))('version matrix: $source → $destination ($mode)', (pair) => {
   it('full sync of every type, the reference workload, kill -9 of capture: destination equals source', async () => {
     const t0 = Date.now();
-    const row: Row = { pair: `${pair.source} → ${pair.destination}`, mode: pair.writeMode, fullSync: 'fail', streaming: '-', kill9: '-', keys: 0, seconds: 0 };
+    const row: Row = { pair: `${pair.source} → ${pair.destination}`, mode: pair.mode, fullSync: 'fail', streaming: '-', kill9: '-', keys: 0, seconds: 0 };
     rows.push(row);
     const source = await server(pair.source);
     const destination = await server(pair.destination);
@@ -96,7 +100,7 @@ describe.each(PAIRS)('version matrix: $source → $destination ($writeMode mode)
     const names = pipelineNames();
     let capture = captureProcess(source.url, names);
     await waitForLog(capture, /full sync captured/);
-    const applier = await runApplier(destination.url, names, uniqueName('g'), { writeMode: pair.writeMode });
+    const applier = await runApplier(destination.url, names, uniqueName('g'), { writeMode: pair.writeMode, restoreFallback: pair.restoreFallback ?? false });
     cleanups.push(() => applier.stop());
     const afterSnapshot = await waitConverged(source.url, destination.url, DBS);
     expect(afterSnapshot.differences).toEqual([]);
@@ -129,6 +133,8 @@ describe.each(PAIRS)('version matrix: $source → $destination ($writeMode mode)
     cleanups.push(async () => dst.disconnect());
     expect(await dst.get('counter:exact')).toBe('200');
     expect(await dst.llen('list:nodup')).toBe(100);
+    // restore-fallback: the snapshot's keys went as typed writes (a RESTORE would have been refused)
+    if (pair.restoreFallback) expect(applier.writer.stats.restoreFallbacks).toBeGreaterThan(15);
     row.kill9 = relativeTtls ? `equal, +CONTINUE (TTLs ±${(downMs / 1000).toFixed(1)} s downtime)` : 'equal, +CONTINUE';
     row.keys = resumed.compared;
     row.seconds = (Date.now() - t0) / 1000;
