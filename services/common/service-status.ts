@@ -85,6 +85,7 @@ export class ServiceStatus {
     this.listening ??= (async () => {
       this.server = await this.serve(port, host).catch((err: NodeJS.ErrnoException) => {
         this.listening = null;
+        if (err instanceof ReplistreamError) throw err;
         throw new ReplistreamError('CONFIG', `http-port: cannot serve ${host ?? '127.0.0.1'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.code === 'EADDRNOTAVAIL' ? 'no such address on this host (http-host)' : err.message}`, { setting: err.code === 'EADDRNOTAVAIL' ? 'http-host' : 'http-port', cause: err });
       });
     })();
