@@ -13,7 +13,7 @@
  * `gc()` is exposed at run time (the same as node's --expose-gc flag); if that is refused, this
  * does nothing.
  */
-import { setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 let collect: (() => void) | null | undefined;
@@ -38,22 +38,41 @@ export function fullCollection(): (() => void) | null {
 
 export class HeapBudget {
   private last = 0;
+  /** Heap plus external memory right after the last collection asked for: what was alive. */
+  private aliveAfterLast = 0;
   collections = 0;
 
   constructor(
     private readonly budgetBytes: number,
     private readonly minIntervalMs = 250,
+    /** Growth since the last collection below which one is not worth its cost. */
+    private readonly minGarbageBytes = 32 * 1024 * 1024,
   ) {}
 
-  /** Call between units of work: collects once when the resident size is over budget. */
+  /**
+   * Call between units of work: collects once when the resident size is over budget *and* the
+   * heap has grown enough since the last collection to hold garbage worth collecting. Over budget
+   * alone is not enough: the resident size falls slowly after a collection (freed pages are given
+   * back lazily), and collecting every `minIntervalMs` while it does cost a busy applier more than
+   * half its time in full collections of a heap that was mostly alive.
+   */
   check(now = Date.now()): boolean {
     if (now - this.last < this.minIntervalMs) return false;
     if (process.memoryUsage.rss() <= this.budgetBytes) return false;
+    const held = heldBytes();
+    if (held - this.aliveAfterLast < Math.max(this.minGarbageBytes, this.aliveAfterLast / 2)) return false;
     const gc = fullCollection();
     if (!gc) return false;
     this.last = now;
     gc();
+    this.aliveAfterLast = heldBytes();
     this.collections++;
     return true;
   }
+}
+
+/** The JS heap in use plus memory held by JS objects outside it (Buffers). */
+function heldBytes(): number {
+  const h = getHeapStatistics();
+  return h.used_heap_size + ((h as { external_memory?: number }).external_memory ?? 0);
 }
