@@ -8,6 +8,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
+import { serverVersionFromInfo } from '../../../services/common/server-version.js';
+import { precheckDestination } from '../../../services/destination/precheck.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
 import type { ServerKind } from '../../../services/stack/servers.js';
 import { client, cmd, fillEveryType, pos, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
@@ -91,5 +93,30 @@ describe.each([
       expect((await verifyDatabases(s.url, target.url, [0], new Map())).differences).toEqual([]);
       await w.close();
     }
+  });
+});
+
+describe('restore-mode precheck with the real servers', () => {
+  it('compares the RDB versions the servers write, naming each by its own version (Valkey 8.1.8, not 7.2.4)', async () => {
+    const [r62, r70, vk81] = await Promise.all([server('redis-6.2'), server('redis-7.0'), server('valkey-8.1')]);
+    const versionOf = async (url: string) => {
+      const c = client(url);
+      const v = serverVersionFromInfo((await c.info('server')) as string);
+      c.disconnect();
+      return v;
+    };
+    const [v62, v70, v81] = await Promise.all([versionOf(r62.url), versionOf(r70.url), versionOf(vk81.url)]);
+    expect([v62.label, v70.label, v81.label]).toEqual(['Redis 6.2.14', expect.stringMatching(/^Redis 7\.0\./), 'Valkey 8.1.8']);
+
+    // older into newer, and 7.0 into Valkey 8.1: fine
+    expect((await precheckDestination(r70.url, [0], 'intercept', { sourceVersion: v62, writeMode: 'restore' })).server.label).toBe(v70.label);
+    expect((await precheckDestination(vk81.url, [0], 'intercept', { sourceVersion: v70, writeMode: 'restore' })).server.label).toBe('Valkey 8.1.8');
+    // newer into older: refused, naming both servers and write-mode; fine in commands mode
+    let err = await caught(precheckDestination(r62.url, [0], 'intercept', { sourceVersion: v70, writeMode: 'restore' }));
+    expect(err.setting).toBe('write-mode');
+    expect(err.message).toMatch(/source \(Redis 7\.0\.\d+\) writes RDB version 10, the destination \(Redis 6\.2\.14\) reads RDB versions up to 9/);
+    err = await caught(precheckDestination(r70.url, [0], 'intercept', { sourceVersion: v81, writeMode: 'restore' }));
+    expect(err.message).toMatch(/source \(Valkey 8\.1\.8\) writes RDB version 11, the destination \(Redis 7\.0\.\d+\) reads RDB versions up to 10/);
+    await precheckDestination(r62.url, [0], 'intercept', { sourceVersion: v81, writeMode: 'commands' });
   });
 });
