@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
+import { FastReader } from './fast-reader.js';
 import { FastWriter } from './fast-writer.js';
 import type {
   ChangeEvent,
@@ -357,6 +358,30 @@ function fastWriter(): FastWriter {
     });
   }
   return cachedFastWriter;
+}
+
+let cachedFastReader: FastReader | undefined;
+
+/** The hand-written reader of snapshot keys, commands and heartbeats (fast-reader.ts), laid out from the avsc types. */
+function fastReader(): FastReader {
+  if (!cachedFastReader) {
+    const b = branches();
+    const key = b['snapshot-key'].type as unknown as { field(name: string): { type: avsc.Type } };
+    const valueTypes = (key.field('value').type as unknown as { types: avsc.Type[] }).types;
+    const kinds = Object.entries(VALUE_BRANCH) as Array<[string, string]>;
+    const valueKinds = valueTypes.map((t) => {
+      const kind = kinds.find(([, name]) => name === t.name)?.[0];
+      return kind === 'string' || kind === 'list' || kind === 'set' || kind === 'zset' || kind === 'hash' ? kind : null;
+    });
+    cachedFastReader = new FastReader({
+      snapshotKey: b['snapshot-key'].tag / 2,
+      command: b.command.tag / 2,
+      heartbeat: b.heartbeat.tag / 2,
+      typeSymbols: (key.field('type').type as unknown as { symbols: string[] }).symbols,
+      valueKinds,
+    });
+  }
+  return cachedFastReader;
 }
 
 /**
@@ -731,6 +756,10 @@ export function createResolver(writer: object | avsc.Type): avsc.Resolver {
  * body written with another version of the schema is read through Avro schema resolution.
  */
 export function decodeBatch(buf: Buffer, resolver?: avsc.Resolver): ChangeEvent[] {
+  if (!resolver) {
+    const fast = fastReader().read(buf);
+    if (fast) return fast;
+  }
   let rec: AnyRec;
   try {
     rec = eventTypes().batch.fromBuffer(buf, resolver) as AnyRec;

@@ -10,6 +10,7 @@ import {
   encodeEvent,
   encodeEventWithin,
   encodedEventSize,
+  eventFromAvro,
   eventToAvro,
   eventTypes,
 } from '../../../services/events/codec.js';
@@ -168,5 +169,46 @@ describe('scratch-buffer encoding', () => {
     expect(() => encodeBatch([...good, bad])).toThrow(/pos\.offset/);
     expect(encodeBatch(good).equals(viaAvsc(good))).toBe(true);
     expect(packEncoded(good, 10_000).every((x) => x.body.equals(viaAvsc(x.events)))).toBe(true);
+  });
+});
+
+describe('hand-written decoding (fast-reader.ts)', () => {
+  /** What avsc itself reads from `body`, mapped to the model. */
+  const readByAvsc = (body: Buffer): ChangeEvent[] => (eventTypes().batch.fromBuffer(body) as { events: object[] }).events.map((w) => eventFromAvro(w as never));
+  /** True when every byte string of a snapshot key is a view of `body` (the fast reader's, not avsc's copies). */
+  const viewsOf = (events: ChangeEvent[], body: Buffer) =>
+    events.every((e) => e.kind !== 'snapshot-key' || (e.key.buffer === body.buffer && (e.payload === null || e.payload.buffer === body.buffer)));
+
+  it('decodeBatch reads what avsc reads, for every event shape, one by one and together', () => {
+    for (const e of everyEvent()) {
+      const body = viaAvsc([e]);
+      expect(decodeBatch(body)).toStrictEqual(readByAvsc(body));
+    }
+    for (let seed = 1; seed <= 40; seed++) {
+      const events = randomEvents(60, seed);
+      const body = viaAvsc(events);
+      expect(decodeBatch(body)).toStrictEqual(readByAvsc(body));
+    }
+  });
+
+  it('snapshot keys, commands and heartbeats are read without copying; other kinds go through avsc', () => {
+    const fastKinds = everyEvent().filter(
+      (e) => e.kind === 'command' || e.kind === 'heartbeat' || (e.kind === 'snapshot-key' && (e.value === null || !['stream', 'module'].includes(e.value.type))),
+    );
+    expect(fastKinds.length).toBeGreaterThan(5);
+    const body = Buffer.concat([Buffer.from('padding'), viaAvsc(fastKinds)]).subarray(7);
+    const events = decodeBatch(body);
+    expect(events).toStrictEqual(readByAvsc(body));
+    expect(viewsOf(events, body)).toBe(true);
+    const withBegin = viaAvsc([everyEvent().find((e) => e.kind === 'snapshot-begin')!, ...fastKinds]);
+    expect(decodeBatch(withBegin)).toStrictEqual(readByAvsc(withBegin));
+  });
+
+  it('a truncated or padded batch is refused as avsc refuses it, never half read', () => {
+    const body = viaAvsc(randomEvents(20, 7));
+    for (const cut of [1, 2, 10, Math.floor(body.length / 2), body.length - 1]) {
+      expect(() => decodeBatch(body.subarray(0, cut))).toThrow(/cannot decode an event batch/);
+    }
+    expect(() => decodeBatch(Buffer.concat([body, Buffer.from([0])]))).toThrow(/cannot decode an event batch/);
   });
 });
