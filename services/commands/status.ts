@@ -47,13 +47,16 @@ const line = (k: string, v: unknown, indent = '  ') => `${indent}${k.padEnd(24 -
 /** The task and each service: state, progress (a bar on a terminal), lag, offsets, errors. */
 export function formatTask(task: TaskState, bodies: Array<Record<string, unknown>>, urls: string[], terminal: boolean): string {
   let out = bodies.length > 1 ? line('task', TASK_STATE_LABELS[task], '') : '';
+  // An applier knows no key total before its snapshot ends; the capture given beside it does.
+  const captureKeys = (bodies.find((b) => b.role === 'capture')?.progress as Progress | null | undefined)?.keysTotal ?? null;
   bodies.forEach((b, i) => {
     out += `${String(b.role ?? 'service')} ${String(b.name ?? '')} (${urls[i]})\n`;
     out += line('state', b.state);
     if (b.since) out += line('since', new Date(Number(b.since)).toISOString());
     const failure = b.failure as { reason?: string; setting?: string; server?: string } | null;
     if (failure?.reason) out += line('reason', failure.reason + (failure.setting ? ` (setting: --${failure.setting})` : '') + (failure.server ? ` (server: ${failure.server})` : ''));
-    const p = b.progress as Progress | null | undefined;
+    let p = b.progress as Progress | null | undefined;
+    if (p && b.role === 'applier' && p.keysTotal === null && captureKeys !== null) p = { ...p, keysTotal: captureKeys };
     if (p) out += line('full sync', terminal ? progressBar(p) : progressBar(p, 0));
     if (b.lagMs !== undefined) out += line('lag ms', b.lagMs ?? 'unknown');
     for (const [k, v] of Object.entries((b.offsets as Record<string, unknown>) ?? {})) out += line(k, v);

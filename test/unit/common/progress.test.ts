@@ -84,3 +84,25 @@ describe('status page', () => {
     expect(svg).toMatch(/points="30\.0,80\.0 190\.0,20\.0"/);
   });
 });
+
+describe('status of a task', () => {
+  it('shows the task state and an applier against the key total its capture announced', async () => {
+    const { formatTask } = await import('../../../services/commands/status.js');
+    const prog = (keysDone: number, keysTotal: number | null, percent: number, basis: 'bytes' | 'records') => ({
+      keysDone, keysTotal, bytesDone: 0, bytesTotal: null, percent, basis, keysPerSecond: 0, bytesPerSecond: 0, etaSeconds: null, startedAt: 0, elapsedSeconds: 0, done: false,
+    });
+    const out = formatTask(
+      'initializing',
+      [
+        { role: 'capture', name: 's1', state: 'synchronizing', progress: { ...prog(100, 100, 100, 'bytes'), done: true } },
+        { role: 'applier', name: 'g1', state: 'initializing', progress: prog(40, null, 40, 'records'), failure: { reason: 'x', setting: 'y' } },
+      ],
+      ['http://c', 'http://a'],
+      true,
+    );
+    expect(out).toMatch(/^task\s+initializing \(full sync\)$/m);
+    expect(out).toMatch(/^applier g1 \(http:\/\/a\)$/m);
+    expect(out).toMatch(/full sync\s+\[#{12}\.{18}\]\s+40\.0%\s+40\/100 keys/);
+    expect(out).toMatch(/reason\s+x \(setting: --y\)/);
+  });
+});
