@@ -139,8 +139,21 @@ export class RespReplyParser {
     if (this.pos >= this.buf.length) return undefined;
     const type = this.buf[this.pos];
     switch (type) {
-      case 0x2b: // '+'
+      case 0x2b: {
+        // '+': the two status replies a transaction is made of (+QUEUED per command, +OK per
+        // write in EXEC's array) without a string made for each
+        const b = this.buf;
+        const p = this.pos;
+        if (b[p + 1] === 0x4f && b[p + 2] === 0x4b && b[p + 3] === 0x0d && b[p + 4] === 0x0a) {
+          this.pos = p + 5;
+          return 'OK';
+        }
+        if (b[p + 1] === 0x51 && b[p + 2] === 0x55 && b[p + 3] === 0x45 && b[p + 4] === 0x55 && b[p + 5] === 0x45 && b[p + 6] === 0x44 && b[p + 7] === 0x0d && b[p + 8] === 0x0a) {
+          this.pos = p + 9;
+          return 'QUEUED';
+        }
         return this.line();
+      }
       case 0x2d: {
         // '-'
         const text = this.line();
