@@ -13,6 +13,7 @@ import { checkDestinationDbsAt } from '../destination/precheck.js';
 import { checkDestinationItems, PrecheckItems } from '../destination/precheck-items.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
+import type { AssignmentStrategy } from '../transport/assignment.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
 import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.js';
 import { EventRegistry } from '../transport/registry.js';
@@ -33,6 +34,8 @@ export interface ApplySettings {
   from: string;
   refuseFlush: boolean;
   onCommandError: 'fail' | 'skip';
+  /** How the group shares partitions (default db: a db's partitions in one member). */
+  assignment?: AssignmentStrategy;
   httpPort: number;
   /** How long start-up waits for the Kafka brokers (default 30 s). */
   kafkaTimeoutMs?: number;
@@ -265,6 +268,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     partitionsConsumedConcurrently: 4,
     deferDecoding: true,
     maxBytesPerPartition: 1024 * 1024,
+    assignment: s.assignment ?? 'db',
     onAssignment: (assignment) => applier?.setAssignment(assignment),
   });
   // Pause (operator): every topic stops fetching, and the applier's own backpressure resumes

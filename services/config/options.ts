@@ -101,6 +101,14 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'from', description: 'Where a group starts: committed, earliest, latest-snapshot, offset:P@O or time:ISO8601.', commands: ['apply'], schema: startFrom, default: 'committed' },
   { name: 'refuse-flush', description: 'Stop instead of applying FLUSHDB/FLUSHALL from the source.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
   { name: 'stop-when-caught-up', description: 'A migration: once the full sync is written and the stream has caught up (heartbeat lag under 2 s, or no record left), the applier reports completed and exits 0.', commands: ['apply'], schema: z.boolean(), boolean: true, default: false },
+  {
+    name: 'assignment',
+    description:
+      "How the group's members share partitions: db (all partitions of a db in one member: multi-key commands settle in memory; members beyond the number of dbs are standbys) or partition (round-robin: members split each db; barriers across members go through the destination, for traffic with few multi-key commands).",
+    commands: ['apply'],
+    schema: z.enum(['db', 'partition']),
+    default: 'db',
+  },
   { name: 'on-command-error', description: 'A command the destination rejects: fail (stop, naming its position) or skip (count it).', commands: ['apply'], schema: z.enum(['fail', 'skip']), default: 'fail' },
   // secured connections (certificate and key settings are paths to PEM files)
   ...tlsOptions('source', 'the source', ['capture', 'precheck', 'verify']),

@@ -24,6 +24,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent } from '../events/model.js';
+import { partitionAssigners, type AssignmentStrategy } from './assignment.js';
 import { kafkaError } from './kafka.js';
 import { readCompactedTopic, splitPositions, type SnapshotIndexEntry } from './positions.js';
 import type { EventRegistry } from './registry.js';
@@ -128,6 +129,8 @@ export interface EventConsumerOptions {
    * promoted to V8's old generation, and the applier's heap was mostly queued events.
    */
   deferDecoding?: boolean;
+  /** How the group shares partitions (assignment.ts; default `db`: a db's partitions stay together). */
+  assignment?: AssignmentStrategy;
 }
 
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -171,6 +174,7 @@ export class EventConsumer {
       maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
+      partitionAssigners: partitionAssigners(options.assignment ?? 'db'),
       retry: {
         restartOnFailure: async (err: Error) => {
           const root = rootCause(err);

@@ -20,6 +20,7 @@ async function server(config: Record<string, string | number> = {}): Promise<Red
   return s;
 }
 
+// three appliers: split partitions (barriers across processes, through the destination's positions)
 describe.each([1, 3])('one-to-one with %i applier(s)', (appliers) => {
   it('full sync then every reference operation: destination equals source', async () => {
     const source = await server({ 'repl-diskless-sync': appliers === 1 ? 'no' : 'yes', 'repl-diskless-sync-delay': 0 });
@@ -35,7 +36,7 @@ describe.each([1, 3])('one-to-one with %i applier(s)', (appliers) => {
     cleanups.push(() => capture.stop());
     const group = uniqueName('g');
     for (let i = 0; i < appliers; i++) {
-      const a = await runApplier(destination.url, names, group);
+      const a = await runApplier(destination.url, names, group, { assignment: appliers > 1 ? 'partition' : 'db' });
       cleanups.push(() => a.stop());
     }
     const afterSnapshot = await waitConverged(source.url, destination.url, [0, 1, 2]);
