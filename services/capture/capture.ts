@@ -429,8 +429,13 @@ export class CaptureService extends EventEmitter {
     const pos: SourcePosition = { epoch: this.stats.epoch, offset: unit.endOffset, seq: 0, replid: this.link?.replicationId ?? this.stats.replid ?? '' };
     const heartbeat = this.heartbeatOf(unit, pos);
     if (heartbeat) {
+      // on every stream of every synced db: an applier holding only other dbs (a group with
+      // db assignment) measures its lag too
       if (this.opts.filter.dbSelected(unit.db)) {
-        for (let p = 0; p < this.opts.partitions; p++) this.buffer(unit.db, this.base + p, heartbeat);
+        for (const db of this.opts.dbs) {
+          const copy = db === unit.db ? heartbeat : { ...heartbeat, db };
+          for (let p = 0; p < this.opts.partitions; p++) this.buffer(db, this.base + p, copy);
+        }
       }
       return;
     }
