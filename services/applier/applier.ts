@@ -132,6 +132,18 @@ export class Applier {
     await this.flushCommits();
   }
 
+  private paused = false;
+
+  /** Stops writing after the plan in flight (the position stays where it is) until `resume`. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.poke();
+  }
+
   /** Streams (topic:partition) assigned to this process at the last (re)join. */
   get assignment(): string[] {
     return [...(this.assigned ?? [])];
@@ -207,6 +219,11 @@ export class Applier {
       let progressed = false;
       let awaiting = new Set<string>();
       this.dirty = false;
+      if (this.paused) {
+        // paused by the operator: nothing more is written; what was fetched waits in the queues
+        await this.idle(null);
+        continue;
+      }
       try {
         await this.decodeHeads();
         // decoding may have turned queued bytes into pieces of a series, which must be read to its end

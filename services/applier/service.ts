@@ -273,7 +273,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   });
   // Pause (operator): every topic stops fetching, and the applier's own backpressure resumes
   // (a drained queue) wait for the operator's resume; the partitions the applier had paused stay
-  // paused after it. The applier writes what it had queued, then idles: its position is kept.
+  // paused after it. The applier stops writing after the plan in flight: its position is kept.
   let paused = false;
   const backpressured = new Set<string>();
   const tp = (t: string, p: number) => `${p}\u0000${t}`;
@@ -297,11 +297,13 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     if (action === 'pause') {
       if (!st.task.pause()) throw new Error(`cannot pause an applier that is ${st.task.state}`);
       paused = true;
+      applier?.pause();
       for (const t of topicList) consumer.pause(t);
       log.info({ group: s.group }, 'paused: no more events are read; the position is kept');
     } else {
       if (!st.task.resume()) throw new Error(`cannot resume an applier that is ${st.task.state}, not paused`);
       paused = false;
+      applier?.resume();
       for (const t of topicList) consumer.resume(t);
       for (const key of backpressured) {
         const cut = key.indexOf('\u0000');
