@@ -334,20 +334,27 @@ function branches(): Record<Kind, { tag: number; type: avsc.Type }> {
   return cachedBranches;
 }
 
+/** SnapshotKey's value branches and RedisType symbols, in schema order (for the hand-written codecs). */
+function snapshotKeyLayout(): { valueTypes: avsc.Type[]; typeSymbols: string[] } {
+  const key = branches()['snapshot-key'].type as unknown as { field(name: string): { type: avsc.Type } };
+  return {
+    valueTypes: (key.field('value').type as unknown as { types: avsc.Type[] }).types,
+    typeSymbols: (key.field('type').type as unknown as { symbols: string[] }).symbols,
+  };
+}
+
 let cachedFastWriter: FastWriter | undefined;
 
 /** The hand-written writer of snapshot keys and commands (fast-writer.ts), laid out from the avsc types. */
 function fastWriter(): FastWriter {
   if (!cachedFastWriter) {
     const b = branches();
-    const key = b['snapshot-key'].type as unknown as { field(name: string): { type: avsc.Type } };
-    const valueTypes = (key.field('value').type as unknown as { types: avsc.Type[] }).types;
+    const { valueTypes, typeSymbols: symbols } = snapshotKeyLayout();
     const valueTag = (kind: keyof typeof VALUE_BRANCH): number => {
       const index = valueTypes.findIndex((t) => t.name === VALUE_BRANCH[kind]);
       if (index < 0 || index >= 64) throw new ReplistreamError('INTERNAL', `SnapshotKey.value: no usable union branch ${VALUE_BRANCH[kind]}`);
       return index * 2;
     };
-    const symbols = (key.field('type').type as unknown as { symbols: string[] }).symbols;
     const typeIndex: Record<string, number> = Object.create(null) as Record<string, number>;
     symbols.forEach((sym, i) => (typeIndex[sym] = i * 2));
     cachedFastWriter = new FastWriter({
@@ -366,8 +373,7 @@ let cachedFastReader: FastReader | undefined;
 function fastReader(): FastReader {
   if (!cachedFastReader) {
     const b = branches();
-    const key = b['snapshot-key'].type as unknown as { field(name: string): { type: avsc.Type } };
-    const valueTypes = (key.field('value').type as unknown as { types: avsc.Type[] }).types;
+    const { valueTypes, typeSymbols } = snapshotKeyLayout();
     const kinds = Object.entries(VALUE_BRANCH) as Array<[string, string]>;
     const valueKinds = valueTypes.map((t) => {
       const kind = kinds.find(([, name]) => name === t.name)?.[0];
@@ -377,7 +383,7 @@ function fastReader(): FastReader {
       snapshotKey: b['snapshot-key'].tag / 2,
       command: b.command.tag / 2,
       heartbeat: b.heartbeat.tag / 2,
-      typeSymbols: (key.field('type').type as unknown as { symbols: string[] }).symbols,
+      typeSymbols,
       valueKinds,
     });
   }
