@@ -160,6 +160,12 @@ export class Applier {
       }
     }
     this.assigned = mine;
+    // A partition kept across the rebalance would be fetched again from its committed offset:
+    // what is queued here already is not worth reading twice.
+    for (const q of this.queues.values()) {
+      const next = q.nextOffset;
+      if (next !== null) this.opts.consumer.seek(q.topic, q.partition, next);
+    }
     // positions may have moved while the group rebalanced: read them again
     this.applied.clear();
     this.poke();

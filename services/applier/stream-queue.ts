@@ -127,6 +127,11 @@ export class StreamQueue {
     return { accepted, reread };
   }
 
+  /** The offset after the last record received (null before the first). */
+  get nextOffset(): string | null {
+    return this.next === null ? null : this.next.toString();
+  }
+
   /** Records waiting to be decoded. */
   get undecodedRecords(): number {
     return this.undecoded.length;
