@@ -22,7 +22,7 @@
  * would wait forever); its memory is bounded by the event's own size.
  */
 import type { ChangeEvent, SourcePosition } from '../events/model.js';
-import { PieceAssembler } from '../events/split.js';
+import { PieceAssembler, seriesPosition } from '../events/split.js';
 import type { QueuedEvent } from './barrier.js';
 
 /**
@@ -52,11 +52,6 @@ export interface OrphanPiece {
   index: number;
   /** Position of the whole event (of its first piece). */
   eventPos: SourcePosition;
-}
-
-/** Position of the event a piece belongs to: a command's piece i has `seq` + i (split.ts). */
-function seriesPosition(ev: ChangeEvent, index: number): SourcePosition {
-  return ev.kind === 'command' ? { ...ev.pos, seq: ev.pos.seq - index } : ev.pos;
 }
 
 /**

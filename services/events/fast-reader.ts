@@ -32,9 +32,10 @@ export interface FastReadLayout {
 /** Thrown inside the reader to give up on a batch (caught in `read`). */
 class NotMine extends Error {}
 const NOT_MINE = new NotMine();
+const EMPTY = Buffer.alloc(0);
 
 export class FastReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private p = 0;
   private replidBytes: Buffer | null = null;
   private replid = '';
@@ -56,7 +57,7 @@ export class FastReader {
       if (err === NOT_MINE || err instanceof RangeError) return null;
       throw err;
     } finally {
-      this.buf = Buffer.alloc(0);
+      this.buf = EMPTY; // not keeping the record alive
     }
   }
 

@@ -26,7 +26,7 @@
 import { ReplistreamError } from '../common/errors.js';
 import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
 import { longLen } from './fast-writer.js';
-import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, StreamValue, TypedValue } from './model.js';
+import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, SourcePosition, StreamValue, TypedValue } from './model.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 900_000;
 /** 0x00 + int32 BE schema id. */
@@ -651,6 +651,14 @@ export function packBatches(events: ChangeEvent[], maxBytes = DEFAULT_MAX_RECORD
 
 function pieceOf(e: ChangeEvent): EventPiece | null {
   return e.kind === 'snapshot-key' || e.kind === 'command' ? e.piece : null;
+}
+
+/**
+ * Position of the whole event a piece belongs to (its first piece's): a command's piece i has
+ * `seq` + i, a snapshot key's pieces share the key's position.
+ */
+export function seriesPosition(piece: ChangeEvent, index: number): SourcePosition {
+  return piece.kind === 'command' ? { ...piece.pos, seq: piece.pos.seq - index } : piece.pos;
 }
 
 function sameSeries(first: ChangeEvent, e: ChangeEvent, index: number): boolean {
