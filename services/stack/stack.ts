@@ -298,6 +298,31 @@ function serverFor(role: keyof StackServers, servers: StackServers, env = proces
   return servers[role] ?? parseServerKind(env[name], name);
 }
 
+/**
+ * server.properties of a one-node KRaft broker on loopback (the stack's, and tests' private ones).
+ * The services create their topics with the partitions and retention they need: no auto-creation.
+ */
+export function singleNodeKraftProperties(o: { port: number; controllerPort: number; dataDir: string; offsetsPartitions: number }): string {
+  return [
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@127.0.0.1:${o.controllerPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${o.port},CONTROLLER://127.0.0.1:${o.controllerPort}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${o.port}`,
+    'controller.listener.names=CONTROLLER',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `log.dirs=${o.dataDir}`,
+    'auto.create.topics.enable=false',
+    `offsets.topic.replication.factor=1`,
+    `offsets.topic.num.partitions=${o.offsetsPartitions}`,
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'group.initial.rebalance.delay.ms=0',
+    'num.partitions=1',
+    '',
+  ].join('\n');
+}
+
 function kafkaPart(layout: StackLayout): Part {
   const dir = join(layout.stateDir, 'kafka');
   return {
@@ -310,25 +335,7 @@ function kafkaPart(layout: StackLayout): Part {
       const props = join(dir, 'server.properties');
       writeFileSync(
         props,
-        [
-          'process.roles=broker,controller',
-          'node.id=1',
-          `controller.quorum.voters=1@127.0.0.1:${layout.controllerPort}`,
-          `listeners=PLAINTEXT://127.0.0.1:${layout.kafkaPort},CONTROLLER://127.0.0.1:${layout.controllerPort}`,
-          `advertised.listeners=PLAINTEXT://127.0.0.1:${layout.kafkaPort}`,
-          'controller.listener.names=CONTROLLER',
-          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
-          `log.dirs=${join(dir, 'data')}`,
-          // The services create their topics with the partitions and retention they need.
-          'auto.create.topics.enable=false',
-          'offsets.topic.replication.factor=1',
-          'offsets.topic.num.partitions=4',
-          'transaction.state.log.replication.factor=1',
-          'transaction.state.log.min.isr=1',
-          'group.initial.rebalance.delay.ms=0',
-          'num.partitions=1',
-          '',
-        ].join('\n'),
+        singleNodeKraftProperties({ port: layout.kafkaPort, controllerPort: layout.controllerPort, dataDir: join(dir, 'data'), offsetsPartitions: 4 }),
       );
       const log4j = join(dir, 'log4j2.properties');
       writeFileSync(

@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kafkaAnswers, kafkaLibs, stackLayout } from '../../services/stack/stack.js';
+import { kafkaAnswers, kafkaLibs, singleNodeKraftProperties, stackLayout } from '../../services/stack/stack.js';
 import { freePort } from './redis-server.js';
 
 export interface KafkaBroker {
@@ -30,23 +30,7 @@ export async function startKafkaBroker(timeoutMs = 120_000): Promise<KafkaBroker
   const props = join(dir, 'server.properties');
   writeFileSync(
     props,
-    [
-      'process.roles=broker,controller',
-      'node.id=1',
-      `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
-      'controller.listener.names=CONTROLLER',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
-      `log.dirs=${join(dir, 'data')}`,
-      'auto.create.topics.enable=false',
-      'offsets.topic.replication.factor=1',
-      'offsets.topic.num.partitions=2',
-      'transaction.state.log.replication.factor=1',
-      'transaction.state.log.min.isr=1',
-      'group.initial.rebalance.delay.ms=0',
-      '',
-    ].join('\n'),
+    singleNodeKraftProperties({ port, controllerPort, dataDir: join(dir, 'data'), offsetsPartitions: 2 }),
   );
   const log4j = join(dir, 'log4j2.properties');
   writeFileSync(
