@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningApplier } from '../../../services/applier/service.js';
 import { createKafka } from '../../../services/transport/kafka.js';
 import { topicName } from '../../../services/transport/topics.js';
-import { redisClient, runApplier, runCapture, pipelineNames, until } from '../../helpers/pipeline.js';
+import { redisClient, runApplier, runCapture, pipelineNames, until, waitConverged } from '../../helpers/pipeline.js';
 import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { stack, uniqueName } from '../../helpers/stack-env.js';
 
@@ -110,5 +110,7 @@ describe('a command of 1,000,000 elements', () => {
     expect(await listOf(destA.url)).toEqual({ len: ELEMENTS, first: 'element-0', last: `element-${ELEMENTS - 1}` });
     expect(a.applier.stats.replayedPieces).toBeGreaterThan(0);
     expect(a.applier.stats.seriesRewinds).toBe(0);
+    // the whole destination, not only the list: equal to the source, key by key
+    expect((await waitConverged(source.url, destA.url, [0])).differences).toEqual([]);
   }, 300_000);
 });
