@@ -242,6 +242,9 @@ export class CaptureService extends EventEmitter {
       if (this.link === link) this.onUnit(unit);
     });
     link.on('error', (err) => this.log.warn({ err: err.message, retriable: err.retriable }, 'replication link error'));
+    link.on('disconnected', (info) => {
+      if (this.link === link) this.emit('link-down', info); // a cluster capture looks for a new master
+    });
     link.on('close', ({ error }) => {
       if (error && this.link === link) this.fail(error);
     });
@@ -262,6 +265,34 @@ export class CaptureService extends EventEmitter {
       this.began = false;
     });
     if (!this.failed && this.flushTimer) this.openLink(null);
+  }
+
+  /**
+   * Points the link at another server of the same replication history (cluster.ts: a replica
+   * promoted in place of this shard's master). `resume`: PSYNC from where the link stands, which
+   * the promoted server accepts (+CONTINUE) through its `master_replid2`; units received after
+   * the durable position come again with the same positions and appliers skip them. Without
+   * `resume`, a new full sync (and, in a cluster, a new epoch for every shard).
+   */
+  async moveLink(url: string, resume: boolean): Promise<void> {
+    const old = this.link;
+    const start = resume ? old?.position ?? null : null;
+    this.link = null;
+    await old?.stop();
+    if (!start) {
+      await this.enqueue(async () => {
+        await this.flush();
+        this.parser = null;
+        this.began = false;
+      });
+    }
+    this.opts.link = { ...this.opts.link, url };
+    if (!this.failed && this.flushTimer) this.openLink(start);
+  }
+
+  /** The link's replication id and the end of the last unit produced: what a failover must still hold. */
+  streamPoint(): { replid: string | null; producedOffset: number } {
+    return { replid: this.link?.replicationId ?? this.stats.replid, producedOffset: this.stats.sourceOffset };
   }
 
   /** Operator pause: the link stops reading the source (it keeps the link and its position). */

@@ -16,7 +16,9 @@ import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
 import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
-import { EpochCoordinator, mastersFromSlots } from './cluster.js';
+import { EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
+import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
+import { initialLayout, parseClusterNodes } from './topology.js';
 import { KeyFilter } from './key-filter.js';
 import type { SnapshotFormat } from './snapshot-events.js';
 
@@ -149,8 +151,13 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   // One replication stream per master: the source itself, or every master of a cluster.
   let masters: Array<{ url: string; index: number }>;
   let dbs: number[];
+  let found: ClusterMaster[] = [];
   if (isCluster) {
-    const found = mastersFromSlots((await admin.call('CLUSTER', 'SLOTS')) as unknown[]);
+    if (s.dbs && !(s.dbs.length === 1 && s.dbs[0] === 0)) {
+      admin.disconnect();
+      throw new ReplistreamError('CONFIG', `dbs: the source ${redactUrl(s.source)} is a Redis Cluster, which has only database 0; remove dbs (or set it to 0)`, { setting: 'dbs' });
+    }
+    found = mastersFromSlots((await admin.call('CLUSTER', 'SLOTS')) as unknown[]);
     masters = found.map((m) => {
       const u = new URL(s.source);
       u.hostname = m.host;
@@ -275,7 +282,8 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       }),
     );
   }
-  const service: CaptureView = services.length === 1 ? services[0] : new ClusterCaptureView(services);
+  const clusterView = isCluster ? new ClusterCaptureView(services) : null;
+  const service: CaptureView = clusterView ?? services[0];
 
   // Task state and full-sync progress follow the pipelines: a FULLRESYNC starts the count from the
   // current totals (the stats are cumulative over the process's full syncs), +CONTINUE or the end
@@ -327,6 +335,14 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   void service.failure().then((e) => st.task.fail({ reason: e.message, code: e.code, ...(e.setting ? { setting: e.setting } : { server: redactUrl(s.source) }) }));
 
   for (const svc of services) await svc.start();
+  // A cluster's masters, slots and failovers are followed during the task (cluster-follow.ts).
+  let topologyFollower: ClusterFollower | null = null;
+  if (clusterView) {
+    const nodes = parseClusterNodes(String(await admin.call('CLUSTER', 'NODES')));
+    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: services, log, onFatal: (e) => clusterView.fatal(e) });
+    clusterView.topology = topologyFollower.stats;
+    topologyFollower.start();
+  }
   try {
     await transportReady;
   } catch (err) {
@@ -426,6 +442,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     status: st,
     async stop() {
       clearInterval(follower);
+      await topologyFollower?.stop();
       if (backlogWatch) clearInterval(backlogWatch);
       if (heartbeat) clearInterval(heartbeat);
       for (const svc of services) await svc.stop();
@@ -439,6 +456,10 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
 
 /** The status of a cluster capture: its masters' pipelines seen as one. */
 class ClusterCaptureView extends EventEmitter {
+  /** What the topology follower saw and did (failovers followed, epochs started). */
+  topology: FollowerStats | null = null;
+  private failedWith: ReplistreamError | null = null;
+
   constructor(private readonly parts: CaptureService[]) {
     super();
     for (const p of parts) {
@@ -446,25 +467,37 @@ class ClusterCaptureView extends EventEmitter {
       p.on('continue', (e) => this.emit('continue', e));
     }
   }
-  get stats(): CaptureStats & { masters: CaptureStats[] } {
+
+  /** The task fails for a reason of the cluster as a whole (cluster-follow.ts). */
+  fatal(e: ReplistreamError): void {
+    if (this.failedWith) return;
+    this.failedWith = e;
+    this.emit('failed', e);
+  }
+
+  get stats(): CaptureStats & { masters: CaptureStats[]; topology: FollowerStats | null } {
     const all = this.parts.map((p) => p.stats);
     const sum = (k: 'sourceOffset' | 'durableOffset' | 'snapshotKeys' | 'snapshotBytes' | 'commands' | 'eventsProduced' | 'fullSyncs' | 'continues') => all.reduce((n, x) => n + x[k], 0);
-    const state = all.some((x) => x.state === 'failed') ? 'failed' : all.some((x) => x.state === 'full-sync' || x.state === 'starting') ? 'full-sync' : all[0].state;
+    const state = this.failedWith || all.some((x) => x.state === 'failed') ? 'failed' : all.some((x) => x.state === 'full-sync' || x.state === 'starting') ? 'full-sync' : all[0].state;
     return {
       state, epoch: Math.max(...all.map((x) => x.epoch)), replid: null, sourceOffset: sum('sourceOffset'), durableOffset: sum('durableOffset'),
       snapshotKeys: sum('snapshotKeys'), snapshotBytes: sum('snapshotBytes'),
       snapshotBytesTotal: all.every((x) => x.snapshotBytesTotal !== null) ? all.reduce((n, x) => n + (x.snapshotBytesTotal as number), 0) : null,
       commands: sum('commands'), eventsProduced: sum('eventsProduced'),
       fullSyncs: sum('fullSyncs'), continues: sum('continues'), lastHeartbeatMs: Math.max(0, ...all.map((x) => x.lastHeartbeatMs ?? 0)) || null,
-      error: all.find((x) => x.error)?.error ?? null, masters: all,
+      error: this.failedWith?.message ?? all.find((x) => x.error)?.error ?? null, masters: all, topology: this.topology,
       linkStartedAt: all.every((x) => x.linkStartedAt !== null) ? Math.min(...all.map((x) => x.linkStartedAt as number)) : null,
     };
   }
   ready(): boolean {
-    return this.parts.every((p) => p.ready());
+    return !this.failedWith && this.parts.every((p) => p.ready());
   }
   failure(): Promise<ReplistreamError> {
-    return Promise.race(this.parts.map((p) => p.failure()));
+    const own = new Promise<ReplistreamError>((resolve) => {
+      if (this.failedWith) resolve(this.failedWith);
+      else this.once('failed', resolve);
+    });
+    return Promise.race([own, ...this.parts.map((p) => p.failure())]);
   }
 }
 

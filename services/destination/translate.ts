@@ -8,6 +8,7 @@ import type { StreamId, TypedValue } from '../events/model.js';
 import { ReplistreamError } from '../common/errors.js';
 import { dumpPayloadValue } from '../replication/dump-value.js';
 import { globEscape, keySlot } from './connection.js';
+import { type CrossSlotPlan, planCrossSlot, splitAcrossSlots } from './cross-slot.js';
 
 export type Arg = string | Buffer;
 
@@ -28,8 +29,6 @@ export interface Op {
   slot: number | null;
   /** The op SELECTs internally (a script): the builder must re-SELECT before the next op. */
   clobbersDb?: boolean;
-  /** Keys in more than one slot (cluster): cannot run as one command. */
-  crossSlot?: boolean;
   origin: OpOrigin | null;
 }
 
@@ -316,7 +315,8 @@ export interface RestoreContext {
 export type TranslatedItem =
   | { t: 'op'; op: Op }
   | { t: 'flush'; origin: OpOrigin } // cluster FLUSHDB / FLUSHALL
-  | { t: 'all-masters'; args: Arg[]; origin: OpOrigin }; // cluster FUNCTION / SCRIPT
+  | { t: 'all-masters'; args: Arg[]; origin: OpOrigin } // cluster FUNCTION / SCRIPT
+  | { t: 'cross-slot'; plan: CrossSlotPlan; args: Arg[]; origin: OpOrigin }; // cluster: keys in several slots, emulated (cross-slot.ts)
 
 export interface TranslateResult {
   items: TranslatedItem[];
@@ -349,17 +349,21 @@ export function translateCommands(commands: Buffer[][], startDb: number, eventIn
   const originOf = (name: string): OpOrigin => ({ eventIndex, id: `${eventIndex}/${ordinal++}`, name });
 
   const push = (args: Arg[], name: string, db: number | null, extra: Partial<Op> = {}) => {
-    const origin = originOf(name);
     let slot: number | null = null;
-    let crossSlot = false;
     if (ctx.cluster) {
-      const keys = ctx.keys?.keysOf(args) ?? [];
-      if (keys.length) {
-        slot = keySlot(keys[0]);
-        crossSlot = keys.some((k) => keySlot(k) !== slot);
+      const at = ctx.keys?.keyIndexes(args) ?? [];
+      if (at.length) {
+        slot = keySlot(args[at[0]]);
+        if (at.some((i) => keySlot(args[i]) !== slot)) {
+          // keys in several slots: one command per slot when it splits, else emulated (cross-slot.ts)
+          const pieces = splitAcrossSlots(args, at);
+          if (pieces) for (const p of pieces) items.push({ t: 'op', op: { args: p.args, db, slot: p.slot, origin: originOf(name), ...extra } });
+          else items.push({ t: 'cross-slot', plan: planCrossSlot(args, at), args, origin: originOf(name) });
+          return;
+        }
       }
     }
-    items.push({ t: 'op', op: { args, db, slot, origin, ...(crossSlot ? { crossSlot } : {}), ...extra } });
+    items.push({ t: 'op', op: { args, db, slot, origin: originOf(name), ...extra } });
   };
 
   for (const cmd of commands) {
@@ -554,28 +558,35 @@ export class KeyTable {
   }
 
   keysOf(args: Arg[]): Arg[] {
+    return this.keyIndexes(args).map((i) => args[i]);
+  }
+
+  /** Where the keys of `args` are (indexes into `args`, in order). */
+  keyIndexes(args: Arg[]): number[] {
     const name = argString(args[0]).toLowerCase();
     const numkeysAt = NUMKEYS[name];
     if (numkeysAt !== undefined) {
       const n = Number(argString(args[numkeysAt]));
-      const keys = Number.isFinite(n) ? args.slice(numkeysAt + 1, numkeysAt + 1 + n) : [];
-      return STORE_FIRST.has(name) ? [args[1], ...keys] : keys;
+      const at: number[] = [];
+      if (STORE_FIRST.has(name)) at.push(1);
+      if (Number.isFinite(n)) for (let i = numkeysAt + 1; i < Math.min(args.length, numkeysAt + 1 + n); i++) at.push(i);
+      return at;
     }
     if (name === 'sort' || name === 'sort_ro' || name === 'georadius' || name === 'georadiusbymember') {
-      const keys: Arg[] = [args[1]];
+      const at = [1];
       for (let i = 2; i < args.length - 1; i++) {
         const t = argString(args[i]).toUpperCase();
-        if (t === 'STORE' || t === 'STOREDIST') keys.push(args[i + 1]);
+        if (t === 'STORE' || t === 'STOREDIST') at.push(i + 1);
       }
-      return keys;
+      return at;
     }
     let spec = this.specs.get(name);
     if (args.length > 1) spec = this.specs.get(`${name}|${argString(args[1]).toLowerCase()}`) ?? spec;
     if (!spec || spec.first <= 0) return [];
     const last = spec.last < 0 ? args.length + spec.last : spec.last;
-    const keys: Arg[] = [];
-    for (let i = spec.first; i <= last && i < args.length; i += Math.max(spec.step, 1)) keys.push(args[i]);
-    return keys;
+    const at: number[] = [];
+    for (let i = spec.first; i <= last && i < args.length; i += Math.max(spec.step, 1)) at.push(i);
+    return at;
   }
 }
 

@@ -86,9 +86,9 @@
  * into an error naming the position (nothing of that batch is applied). On a cluster: keyless
  * commands go to the home slot, FLUSHDB/FLUSHALL clear every slot (exactly once per slot, in a
  * script that compares positions), FUNCTION/SCRIPT run on every master, made idempotent (LOAD
- * REPLACE …, at least once), and a command whose keys span slots is refused like any other
- * (on-command-error). A unit spanning slots is applied slot by slot (each part atomic and exactly
- * once, the whole not atomic).
+ * REPLACE …, at least once), and a command whose keys span slots is split per slot (DEL, MSET …)
+ * or emulated slot by slot, each slot exactly once (cross-slot.ts, cross-slot-runner.ts). A unit
+ * spanning slots is applied slot by slot (each part atomic and exactly once, the whole not atomic).
  *
  * ## Not in this module
  * Kafka, decoding, cross-partition barriers (the applier hands a unit listed in several partitions
@@ -114,6 +114,8 @@ import {
   versionAtLeast,
 } from './connection.js';
 import { RespConnection } from './resp-connection.js';
+import { runCrossSlot } from './cross-slot-runner.js';
+import type { CrossSlotPlan } from './cross-slot.js';
 import { PositionKeys, type WriterPosition, compareWriterPositions, decodePosition, encodePosition, formatPosition, withPart } from './position.js';
 import {
   type Arg,
@@ -296,7 +298,8 @@ type TxOutcome =
 type ClusterWideStep =
   | { t: 'flush'; pos: WriterPosition; prep: Prepared; name: string }
   | { t: 'all-masters'; pos: WriterPosition; prep: Prepared; args: Arg[]; origin: OpOrigin }
-  | { t: 'sweep'; pos: WriterPosition; prep: Prepared; epoch: number };
+  | { t: 'sweep'; pos: WriterPosition; prep: Prepared; epoch: number }
+  | { t: 'cross-slot'; pos: WriterPosition; prep: Prepared; plan: CrossSlotPlan; args: Arg[]; origin: OpOrigin };
 
 interface Segment {
   parts: Map<number, Part[]>;
@@ -983,19 +986,6 @@ export class DestinationWriter {
         case 'command': {
           for (const op of part.ops) {
             if (op.origin && skipIds.has(op.origin.id)) continue;
-            if (op.crossSlot) {
-              const name = op.origin?.name ?? commandName(op.args);
-              if (this.opts.onUnknownCommand === 'skip') {
-                if (op.origin) skipIds.add(op.origin.id);
-                this.countSkipped(name, stream, ev.pos, 'its keys are in different slots of the cluster destination');
-                continue;
-              }
-              throw new ReplistreamError(
-                'DESTINATION',
-                `${name} at ${formatPosition(ev.pos)} (stream ${stream}) touches keys in different slots: a cluster destination cannot apply it (set on-command-error to skip to drop such commands)`,
-                { setting: 'on-command-error', details: { stream, position: ev.pos, command: name } },
-              );
-            }
             ops.push(op);
           }
           chunk.unmapped += part.prep.dropped.length;
@@ -1434,6 +1424,7 @@ export class DestinationWriter {
             flushOpsOf();
             partNo++;
             if (it.t === 'flush') addStep({ t: 'flush', pos: withPart(ev.pos, partNo), prep, name: it.origin.name });
+            else if (it.t === 'cross-slot') addStep({ t: 'cross-slot', pos: withPart(ev.pos, partNo), prep, plan: it.plan, args: it.args, origin: it.origin });
             else addStep({ t: 'all-masters', pos: withPart(ev.pos, partNo), prep, args: it.args, origin: it.origin });
             partNo++;
           }
@@ -1603,6 +1594,36 @@ export class DestinationWriter {
         await perSlotScript(FLUSH_SLOT_LUA, (s) => keys.position(stream, s), (s) => [encodePosition(b.pos), String(s), ...this.opts.preservedPrefixes]);
         st.domains.clear();
         mark([b.prep.index], 'applied');
+        return;
+      }
+      case 'cross-slot': {
+        // keys in several slots (cross-slot.ts): each slot written in its own transaction with its position
+        const partIn = (slot: number, commands: Arg[][]): Part => ({
+          stream,
+          prep: b.prep,
+          pos: b.pos,
+          ops: commands.map((args, j) => ({ args, db: 0, slot, origin: { ...b.origin, id: `${b.origin.id}/${slot}/${j}` } })),
+          snapshotKey: null,
+          markerKey: keys.marker(slot),
+          markerScope: slot,
+          db: b.prep.db,
+        });
+        const outcome = await runCrossSlot(b.plan, {
+          router: topo.router,
+          epoch: b.pos.epoch,
+          load: (slots) => this.loadSlots(stream, st, slots),
+          committed: (slot) => {
+            const d = st.domains.get(slot);
+            return !!d?.pos && compareWriterPositions(b.pos, d.pos) <= 0;
+          },
+          marker: (slot) => this.markers.get(keys.marker(slot)) ?? null,
+          write: (slot, commands) => this.runSlots(stream, st, new Map([[slot, [partIn(slot, commands)]]]), mark),
+          refuse: (reason) => {
+            if (this.opts.onUnknownCommand === 'skip') this.countSkipped(b.origin.name, stream, b.prep.event.pos, reason);
+            else throw this.refusedError(stream, { origin: b.origin, args: b.args, error: new Error(reason) }, b.prep.event.pos, false);
+          },
+        });
+        mark([b.prep.index], outcome);
         return;
       }
       case 'all-masters': {

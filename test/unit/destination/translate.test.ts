@@ -86,11 +86,14 @@ describe('translateCommands (standalone)', () => {
 
 describe('translateCommands (cluster)', () => {
   const c = ctx({ cluster: true, mapDb: (db) => (db === 0 ? 0 : undefined), mappedTargets: () => [0] });
-  it('routes ops by slot, flags cross-slot commands, sends keyless ones to the home slot', () => {
+  it('routes ops by slot, splits or emulates cross-slot commands, sends keyless ones to the home slot', () => {
     const r = translateCommands([B('SET', 'a', 1), B('RENAME', '{t}a', '{t}b'), B('RENAME', 'a', 'b'), B('PUBLISH', 'ch', 'm'), B('MSET', 'x', 1, 'y', 2)], 0, 0, c);
+    expect(r.items.map((i) => i.t)).toEqual(['op', 'op', 'cross-slot', 'op', 'op', 'op']);
     const o = ops(r);
-    expect(o.map((x) => x.slot)).toEqual([calculateSlot('a'), calculateSlot('t'), calculateSlot('a'), 42, calculateSlot('x')]);
-    expect(o.map((x) => !!x.crossSlot)).toEqual([false, false, true, false, true]);
+    expect(o.map((x) => x.slot)).toEqual([calculateSlot('a'), calculateSlot('t'), 42, calculateSlot('x'), calculateSlot('y')]);
+    expect(o.slice(3).map((x) => str(x.args))).toEqual(['MSET x 1', 'MSET y 2']);
+    const cross = r.items[2];
+    expect(cross.t === 'cross-slot' && cross.plan.kind === 'emulate' ? cross.plan.slots : null).toEqual([calculateSlot('b'), calculateSlot('a')]);
   });
 
   it('turns FLUSH* into barriers and FUNCTION into idempotent all-masters commands', () => {

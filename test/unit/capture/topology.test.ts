@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { initialLayout, movedSlots, observe, parseClusterNodes } from '../../../services/capture/topology.js';
+
+const A = 'a'.repeat(40);
+const B = 'b'.repeat(40);
+const C = 'c'.repeat(40);
+const RA = '1'.repeat(40); // replica of A
+const RB = '2'.repeat(40); // replica of B
+
+const masters = [
+  { index: 0, host: '127.0.0.1', port: 7001, id: A },
+  { index: 1, host: '127.0.0.1', port: 7002, id: B },
+  { index: 2, host: '127.0.0.1', port: 7003, id: C },
+];
+
+function nodes(lines: string[]): string {
+  return lines.join('\n') + '\n';
+}
+
+const steady = nodes([
+  `${A} 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460`,
+  `${B} 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922`,
+  `${C} 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383`,
+  `${RA} 127.0.0.1:7004@17004 slave ${A} 0 0 1 connected`,
+  `${RB} 127.0.0.1:7005@17005 slave ${B} 0 0 2 connected`,
+]);
+
+describe('CLUSTER NODES parsing', () => {
+  it('reads addresses, roles, slots and migrations', () => {
+    const parsed = parseClusterNodes(
+      nodes([
+        `${A} 127.0.0.1:7001@17001,host-a myself,master - 0 0 1 connected 0-100 200 [201->-${B}]`,
+        `${RA} [::1]:7004@17004 slave,fail ${A} 0 0 1 disconnected`,
+      ]),
+    );
+    expect(parsed[0]).toEqual({ id: A, host: '127.0.0.1', port: 7001, master: true, unusable: false, masterId: null, slots: [[0, 100], [200, 200]], migrating: true });
+    expect(parsed[1]).toMatchObject({ host: '[::1]', port: 7004, master: false, unusable: true, masterId: A, migrating: false });
+  });
+});
+
+describe('topology changes', () => {
+  it('a promoted replica stays in its shard, slots do not count as moved', () => {
+    const first = initialLayout(masters, parseClusterNodes(steady));
+    const after = parseClusterNodes(
+      nodes([
+        `${A} 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected`,
+        `${B} 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922`,
+        `${C} 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383`,
+        `${RA} 127.0.0.1:7004@17004 myself,master - 0 0 4 connected 0-5460`,
+        `${RB} 127.0.0.1:7005@17005 slave ${B} 0 0 2 connected`,
+      ]),
+    );
+    const { layout, changes } = observe(first, after);
+    expect(changes).toEqual([{ kind: 'master-moved', shard: 0, from: { host: '127.0.0.1', port: 7001, id: A }, to: { host: '127.0.0.1', port: 7004, id: RA } }]);
+    expect(layout.shards[0]).toMatchObject({ masterId: RA, port: 7004 });
+    expect(movedSlots(first.owners, layout.owners)).toBe(0);
+    // read again: nothing new
+    expect(observe(layout, after).changes).toEqual([]);
+  });
+
+  it('a failed master keeps its slots until a replica is elected', () => {
+    const first = initialLayout(masters, parseClusterNodes(steady));
+    const failing = steady.replace('myself,master - 0 0 1 connected', 'master,fail - 0 0 1 disconnected');
+    const { layout, changes } = observe(first, parseClusterNodes(failing));
+    expect(changes).toEqual([]);
+    expect(movedSlots(first.owners, layout.owners)).toBe(0);
+  });
+
+  it('slots resharded between masters are counted; a migration under way is seen', () => {
+    const first = initialLayout(masters, parseClusterNodes(steady));
+    const migrating = steady.replace('connected 0-5460', `connected 0-5460 [5460->-${B}]`);
+    expect(observe(first, parseClusterNodes(migrating)).migrating).toBe(true);
+    const moved = steady.replace('connected 0-5460', 'connected 0-5000').replace('connected 5461-10922', 'connected 5001-10922');
+    const { layout, changes, migrating: still } = observe(first, parseClusterNodes(moved));
+    expect(changes).toEqual([]);
+    expect(still).toBe(false);
+    expect(movedSlots(first.owners, layout.owners)).toBe(460);
+  });
+
+  it('a master of no known shard serving slots is a new master', () => {
+    const first = initialLayout(masters, parseClusterNodes(steady));
+    const D = 'd'.repeat(40);
+    const added = steady.replace('connected 10923-16383', 'connected 10923-15000') + `${D} 127.0.0.1:7006@17006 master - 0 0 5 connected 15001-16383\n`;
+    expect(observe(first, parseClusterNodes(added)).changes).toEqual([{ kind: 'new-master', node: { host: '127.0.0.1', port: 7006, id: D } }]);
+  });
+});
