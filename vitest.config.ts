@@ -17,6 +17,18 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
+      {
+        // Faults injected into a running pipeline (broker kills, outages, half-open links): slower,
+        // run by `npm run test:faults`, not by `npm test`.
+        extends: true,
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
+          globalSetup: ['test/helpers/global-setup.ts'],
+          testTimeout: 240_000,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });

@@ -39,11 +39,27 @@ export interface SaslCredentials {
 
 export interface ConnectionSettings {
   redis: Record<RedisRole, TlsMaterial>;
+  /**
+   * How long a Redis server may stay silent before its connection counts as dead (ms): the
+   * replication link with no byte from the source, a destination request with no reply. A
+   * half-open connection (a partition, a dead NAT entry) sends neither FIN nor RST, and TCP
+   * itself notices only after many minutes; past this the connection is dropped and made again
+   * (the link by PSYNC, the writer from its stored positions).
+   */
+  redisTimeoutMs: Record<RedisRole, number>;
   kafka: { tls: TlsMaterial | null; sasl: SaslCredentials | null };
   registry: { username?: string; password?: string };
 }
 
-const NONE: ConnectionSettings = { redis: { source: { insecure: false }, destination: { insecure: false } }, kafka: { tls: null, sasl: null }, registry: {} };
+/** source-timeout-ms and destination-timeout-ms when unset (options.ts shows the same in README). */
+export const DEFAULT_REDIS_TIMEOUT_MS: Record<RedisRole, number> = { source: 60_000, destination: 30_000 };
+
+const NONE: ConnectionSettings = {
+  redis: { source: { insecure: false }, destination: { insecure: false } },
+  redisTimeoutMs: { ...DEFAULT_REDIS_TIMEOUT_MS },
+  kafka: { tls: null, sasl: null },
+  registry: {},
+};
 
 let current: ConnectionSettings = NONE;
 
@@ -119,7 +135,9 @@ export function connectionSettingsFrom(config: Record<string, unknown>, warn: (m
   if (registry.password !== undefined && !registry.username) {
     throw new ReplistreamError('CONFIG', 'registry-username: required with registry-password', { setting: 'registry-username' });
   }
-  return { redis, kafka: { tls: kafkaTls, sasl }, registry };
+  const timeout = (v: unknown, role: RedisRole) => (typeof v === 'number' && v > 0 ? v : DEFAULT_REDIS_TIMEOUT_MS[role]);
+  const redisTimeoutMs = { source: timeout(config.sourceTimeoutMs, 'source'), destination: timeout(config.destinationTimeoutMs, 'destination') };
+  return { redis, redisTimeoutMs, kafka: { tls: kafkaTls, sasl }, registry };
 }
 
 /** Sets this process's connection settings (cli.ts, once the command's settings are resolved). */

@@ -80,6 +80,14 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
   // capture
   { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS).', commands: ['capture', 'precheck', 'verify'], schema: redisUrl, secret: true },
+  {
+    name: 'source-timeout-ms',
+    description:
+      "Silence from the source after which capture drops its replication link and makes it again (PSYNC): catches a half-open link (no FIN, no RST). Keep it above the source's repl-ping-replica-period (10 s by default).",
+    commands: ['capture'],
+    schema: int(1000, 3_600_000),
+    default: 60_000,
+  },
   { name: 'dbs', description: 'Source databases to synchronize (all when unset).', commands: ['capture', 'verify'], schema: dbList },
   { name: 'include', description: 'Only keys matching this glob (repeatable).', commands: ['capture'], schema: z.array(z.string()), repeatable: true, default: [] },
   { name: 'exclude', description: 'Skip keys matching this glob (repeatable).', commands: ['capture'], schema: z.array(z.string()), repeatable: true, default: [] },
@@ -93,6 +101,14 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
   // apply
   { name: 'destination', description: 'Destination Redis URL; a cluster is detected from the server.', commands: ['apply', 'precheck', 'verify'], schema: redisUrl, secret: true },
+  {
+    name: 'destination-timeout-ms',
+    description:
+      'How long an applier waits for the destination to answer a write before it drops the connection and retries from the positions stored there (catches a half-open connection; a write that was only slow is not applied twice).',
+    commands: ['apply'],
+    schema: int(1000, 3_600_000),
+    default: 30_000,
+  },
   { name: 'group', description: 'Kafka consumer group: one per destination; N appliers of one group share the work.', commands: ['apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -') },
   { name: 'db-map', description: 'Source db → destination db, e.g. 0:0,1:3 (identity when unset).', commands: ['apply', 'precheck', 'verify'], schema: dbMap },
   { name: 'conflict-mode', description: 'intercept: refuse to start unless the mapped destination dbs are empty; ignore: overwrite same keys.', commands: ['apply', 'precheck'], schema: z.enum(['intercept', 'ignore']), default: 'intercept' },

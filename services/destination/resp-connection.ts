@@ -6,9 +6,16 @@
  * drops, every batch in flight fails with a connection error (the writer then treats the outcome
  * as unknown and re-reads its positions), and the next batch reconnects. WATCH state lives on a
  * connection, so a transaction's check and its MULTI…EXEC go through the same one.
+ *
+ * A connection that leaves a request unanswered for `replyTimeoutMs` (destination-timeout-ms) is
+ * dropped the same way: a half-open connection (a partition, no FIN, no RST) would otherwise hold
+ * the writer for as long as TCP takes to notice, many minutes. A request that is only slow (a big
+ * RESTORE, a FLUSHALL) and outlives it costs a retry, not a duplicate: its outcome counts as
+ * unknown, and the positions stored with the writes tell what landed.
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { connections } from '../common/connection-settings.js';
 import { ReplistreamError } from '../common/errors.js';
 import { mapConnectError, type RedisEndpoint } from './connection.js';
 import { encodeCommands, RespReplyError, RespReplyParser, type RespArg, type RespReply } from './resp-codec.js';
@@ -27,11 +34,15 @@ export class RespConnection {
   private readonly pending: Pending[] = [];
   /** Counts the sockets opened: a WATCH holds only on the socket that sent it. */
   private opened = 0;
+  /** Fires when the oldest request waited `replyTimeoutMs` for a byte of reply. */
+  private replyTimer: NodeJS.Timeout | null = null;
+  private lastByteAt = 0;
 
   constructor(
     private readonly ep: RedisEndpoint,
     private readonly name: string,
     private readonly connectTimeoutMs = 10_000,
+    private readonly replyTimeoutMs = connections().redisTimeoutMs.destination,
   ) {}
 
   /** Which socket is open (changes at every reconnection); pass it to `send` to stay on it. */
@@ -53,6 +64,7 @@ export class RespConnection {
   }
 
   close(): void {
+    this.disarm();
     const s = this.socket;
     this.socket = null;
     this.connecting = null;
@@ -63,9 +75,35 @@ export class RespConnection {
   private sendOn(socket: net.Socket, commands: readonly (readonly RespArg[])[]): Promise<RespReply[]> {
     return new Promise<RespReply[]>((resolve, reject) => {
       if (commands.length === 0) return resolve([]);
+      if (this.pending.length === 0) this.lastByteAt = Date.now(); // silence counts from the first request waiting
       this.pending.push({ want: commands.length, replies: [], resolve, reject });
       socket.write(encodeCommands(commands));
+      if (!this.replyTimer) this.arm(socket);
     });
+  }
+
+  /** Watches for silence while requests wait (a timer per request would cost on every reply). */
+  private arm(socket: net.Socket, delayMs = this.replyTimeoutMs): void {
+    this.replyTimer = setTimeout(() => {
+      this.replyTimer = null;
+      if (this.pending.length === 0 || socket.destroyed) return;
+      const silentMs = Date.now() - this.lastByteAt;
+      if (silentMs < this.replyTimeoutMs) return this.arm(socket, this.replyTimeoutMs - silentMs);
+      if (this.socket === socket) this.socket = null;
+      socket.destroy();
+      this.failAll(
+        new ReplistreamError('CONNECTION', `${this.ep.display}: no reply within ${this.replyTimeoutMs / 1000} s (the connection is dropped and made again; destination-timeout-ms sets the bound)`, {
+          retriable: true,
+          setting: 'destination',
+        }),
+      );
+    }, delayMs);
+    this.replyTimer.unref();
+  }
+
+  private disarm(): void {
+    if (this.replyTimer) clearTimeout(this.replyTimer);
+    this.replyTimer = null;
   }
 
   private connect(): Promise<net.Socket> {
@@ -144,9 +182,12 @@ export class RespConnection {
         p.resolve(p.replies);
       }
     }
+    this.lastByteAt = Date.now();
+    if (this.pending.length === 0) this.disarm();
   }
 
   private failAll(err: Error): void {
+    this.disarm();
     for (const p of this.pending.splice(0)) p.reject(err);
   }
 }

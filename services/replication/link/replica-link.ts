@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { connections } from '../../common/connection-settings.js';
 import { ReplistreamError } from '../../common/errors.js';
 import { createLogger, redactUrl, type Logger } from '../../common/log.js';
 import { CommandGrouper, isGetAck, type CommandUnit } from '../resp/grouper.js';
@@ -100,7 +101,12 @@ export interface ReplicaLinkOptions {
   manualConfirm?: boolean;
   ackIntervalMs?: number;
   connectTimeoutMs?: number;
-  /** Silence after which the link is considered dead (default 60 s, the source's repl-timeout). */
+  /**
+   * Silence after which the link is considered dead (default: the source-timeout-ms setting, 60 s,
+   * like the source's own repl-timeout). The source sends a PING every repl-ping-replica-period
+   * (10 s by default) while streaming and a newline every second while it prepares a snapshot,
+   * so a shorter bound than that period drops a healthy idle link.
+   */
   readTimeoutMs?: number;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
   maxBufferedBytes?: number;
@@ -272,7 +278,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.log = (opts.logger ?? createLogger()).child({ component: 'replica-link', source: this.endpoint.safeUrl });
     this.ackIntervalMs = opts.ackIntervalMs ?? 1000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
-    this.readTimeoutMs = opts.readTimeoutMs ?? 60_000;
+    this.readTimeoutMs = opts.readTimeoutMs ?? connections().redisTimeoutMs.source;
     this.initialDelayMs = opts.reconnect?.initialDelayMs ?? 100;
     this.maxDelayMs = opts.reconnect?.maxDelayMs ?? 30_000;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 256 * 1024 * 1024;
@@ -456,7 +462,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     if (s.ended) return;
     const now = Date.now();
     if (!this.paused && now - s.lastReadAt > this.readTimeoutMs) {
-      this.endSession(s, connectionError(`no data from the source for ${Math.round(this.readTimeoutMs / 1000)} s`));
+      this.endSession(s, connectionError(`no data from the source for ${Math.round(this.readTimeoutMs / 1000)} s (source-timeout-ms): the link is made again`));
       return;
     }
     if (s.mode === 'stream' && !s.legacy && now - s.lastAckAt >= this.ackIntervalMs - 50) this.sendAck(s);

@@ -1,0 +1,68 @@
+/**
+ * The destination goes away under load, through a proxy between the applier and the destination:
+ * first cut (connections reset, new ones refused), then black-holed (connections open, no reply,
+ * no RST). The applier retries with backoff, shows it in /status, and once the destination is
+ * back the destination equals the source with every INCR applied exactly once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configureConnections, resetConnections } from '../../services/common/connection-settings.js';
+import { pipelineNames, runApplier, runCapture, waitConverged, until } from '../helpers/pipeline.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { freePort } from '../helpers/redis-server.js';
+import { uniqueName } from '../helpers/stack-env.js';
+import { cleanUpAfterEach, cleanups, expectExactCounters, fill, server, sleep, statusOf, workload } from './helpers.js';
+
+cleanUpAfterEach();
+// A destination silent for 2 s counts as gone (destination-timeout-ms; 30 s by default).
+beforeAll(() => void configureConnections({ destinationTimeoutMs: 2000 }));
+afterAll(() => resetConnections());
+
+describe('destination outage under load', () => {
+  it('cut for 6 s, then black-holed for 6 s: retried, shown in /status, converges with exact counters', async () => {
+    const source = await server();
+    const destination = await server();
+    const proxy = await startFaultProxy(`127.0.0.1:${destination.port}`);
+    cleanups.push(() => proxy.close());
+    await fill(source.url, 5000);
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    const httpPort = await freePort();
+    const applier = await runApplier(proxy.url(destination.url), names, uniqueName('g'), { httpPort });
+    cleanups.push(() => applier.stop());
+    cleanups.push(() => proxy.restore()); // runs first: a failed test leaves nothing black-holed
+
+    const ops = 4000;
+    const w = workload(source.url, ops, 2);
+    await until(() => applier.applier.stats.events > 5000, 60_000, 'the applier writing');
+
+    // cut: the applier's writes fail at once (connection refused), it retries with backoff
+    await proxy.cut();
+    const retriesBeforeCut = (await statusOf(httpPort)).applier.retries as number;
+    await sleep(6000);
+    const duringCut = await statusOf(httpPort);
+    expect(duringCut.applier.retries).toBeGreaterThan(retriesBeforeCut);
+    expect(duringCut.applier.retries).toBeLessThan(retriesBeforeCut + 30); // backoff, not a busy loop
+    expect(duringCut.state).not.toBe('failed');
+    expect(w.sent()).toBeGreaterThan(0);
+    await proxy.restore();
+    await until(async () => (await statusOf(httpPort)).applier.events > duringCut.applier.events, 30_000, 'writes again after the cut');
+
+    // black hole: no error comes back; the reply timeout turns silence into a retriable failure
+    proxy.blackhole();
+    const retriesBeforeHole = (await statusOf(httpPort)).applier.retries as number;
+    await sleep(6000);
+    const duringHole = await statusOf(httpPort);
+    expect(duringHole.applier.retries).toBeGreaterThan(retriesBeforeHole);
+    expect(duringHole.state).not.toBe('failed');
+    await proxy.restore();
+
+    await w.done;
+    const result = await waitConverged(source.url, destination.url, [0], 120_000);
+    expect(result.differences).toEqual([]);
+    await expectExactCounters(destination.url, ops);
+    const after = await statusOf(httpPort);
+    expect(after.state).toBe('synchronizing');
+    expect(after.error).toBeNull();
+  });
+});
