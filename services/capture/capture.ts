@@ -28,6 +28,7 @@ import { ReplicaLink, type ReplicaLinkOptions } from '../replication/link/index.
 import type { RdbItem, RdbParser } from '../replication/rdb/index.js';
 import type { CommandUnit } from '../replication/resp/grouper.js';
 import { KeyFilter } from './key-filter.js';
+import { OwnKeys } from './own-keys.js';
 import { partitionOfKey, routeUnit, type Participant } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
 import type { RecordPacker, SealedRecord } from '../events/split.js';
@@ -135,6 +136,13 @@ let modules: Awaited<typeof heavy> | null = null;
  */
 const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 * 1024;
 
+/**
+ * `seq` step between the units cut from one applier transaction of a cascade's middle source
+ * (own-keys.ts): they share the transaction's offset, and a unit split into record pieces uses
+ * seq, seq + 1 … for them, so the units' seqs are spaced further apart than any piece count.
+ */
+const CUT_UNIT_SEQ_STEP = 1 << 20;
+
 /** One (db, partition) of the output: its open record and the records sealed, not handed over yet. */
 interface Target {
   db: number;
@@ -158,6 +166,8 @@ export class CaptureService extends EventEmitter {
   /** Set by start() (the default comes with the encoder module). */
   private maxRecordBytes = 0;
   private readonly heartbeatKeyBytes: Buffer | null;
+  /** replistream's own keys in the source (a cascade's middle server): never forwarded. */
+  private readonly ownKeys: OwnKeys;
   /** First partition of this capture's range. */
   private readonly base: number;
   private readonly maxInflightBytes: number;
@@ -181,6 +191,7 @@ export class CaptureService extends EventEmitter {
     this.opts = opts;
     this.log = opts.logger;
     this.heartbeatKeyBytes = opts.heartbeatKey ? Buffer.from(opts.heartbeatKey) : null;
+    this.ownKeys = new OwnKeys([opts.heartbeatKey]);
     this.base = opts.partitionBase ?? 0;
     this.maxInflightBytes = opts.maxInflightBytes ?? 8 * 1024 * 1024;
   }
@@ -389,6 +400,7 @@ export class CaptureService extends EventEmitter {
     } else if (item.kind === 'entry') {
       if (!this.began) this.broadcastBegin();
       if (!this.opts.filter.dbSelected(item.db) || !this.opts.filter.keySelected(item.key)) return;
+      if (this.ownKeys.isOwn(item.key)) return; // bookkeeping of an applier writing this source, or a heartbeat
       if (item.expireAtMs !== null && item.expireAtMs <= Date.now()) return; // already expired at the source
       const event = snapshotKeyEvent(item, ++this.snapshotSeq, {
         epoch: this.stats.epoch, offset: this.snapshotOffset, replid: this.stats.replid ?? '', format: this.opts.snapshotFormat ?? 'both',
@@ -470,13 +482,23 @@ export class CaptureService extends EventEmitter {
       }
       return;
     }
-    const commands = this.opts.filter.filtersKeys ? this.filterUnitKeys(unit.commands) : unit.commands;
+    const runs = this.ownKeys.mayTouch(unit.commands) ? this.ownKeys.strip(unit.db, unit.commands) : null;
+    if (runs === null) {
+      this.emitUnit(unit.db, unit.commands, pos);
+      return;
+    }
+    // an applier's transaction: its bookkeeping dropped, the rest one unit per database run
+    for (let i = 0; i < runs.length; i++) this.emitUnit(runs[i].db, runs[i].commands, i === 0 ? pos : { ...pos, seq: i * CUT_UNIT_SEQ_STEP });
+  }
+
+  private emitUnit(db: number, unitCommands: Buffer[][], pos: SourcePosition): void {
+    const commands = this.opts.filter.filtersKeys ? this.filterUnitKeys(unitCommands) : unitCommands;
     if (commands.length === 0) return;
-    const participants = routeUnit(unit.db, commands, { partitions: this.opts.partitions, partitionBase: this.base, syncedDbs: this.opts.dbs });
+    const participants = routeUnit(db, commands, { partitions: this.opts.partitions, partitionBase: this.base, syncedDbs: this.opts.dbs });
     if (participants.length === 0) return;
     this.stats.commands += commands.length;
     const event: CommandEvent = {
-      kind: 'command', pos, db: unit.db, commands, piece: null,
+      kind: 'command', pos, db, commands, piece: null,
       participants: participants.length > 1 ? participants : [],
     };
     for (const p of participants) this.buffer(p.db, p.partition, event);
