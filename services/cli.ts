@@ -97,6 +97,9 @@ export function buildProgram(): Command {
       run(action, async (c) => (await import('./commands/control.js')).controlCommand(action, c)),
     );
   }
+  addOptions(program.command('limits').description("Show or change running services' rate limits (0 removes one)"), 'limits').action(
+    run('limits', async (c) => (await import('./commands/control.js')).limitsCommand(c)),
+  );
   const rdb = program.command('rdb').description('RDB file tools');
   addOptions(rdb.command('inspect').argument('<file>', 'RDB file').description('Print one JSON object per key'), 'rdb-inspect').action(
     async function (this: Command, file: string) {

@@ -13,6 +13,7 @@ import { checkDestinationDbsAt } from '../destination/precheck.js';
 import { checkDestinationItems, PrecheckItems } from '../destination/precheck-items.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
+import { limitWrites } from '../destination/write-limits.js';
 import type { AssignmentStrategy } from '../transport/assignment.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
 import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.js';
@@ -43,6 +44,9 @@ export interface ApplySettings {
   httpHost?: string;
   /** A migration: completed (and the CLI exits 0) once the full sync is written and the stream caught up. */
   stopWhenCaughtUp?: boolean;
+  /** Rate limits of the writes (unset or 0: none), changeable through POST /limits. */
+  maxOpsPerSecond?: number;
+  maxBytesPerSecond?: number;
 }
 
 /** Heartbeat lag under which an applier counts as caught up with its source. */
@@ -312,8 +316,11 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
       log.info({ group: s.group }, 'resumed');
     }
   };
+  const limited = limitWrites(writer, s); // rate limits: each plan paid for before it is written
+  st.limits = limited.settings;
   applier = new Applier({
-    writer,
+    writer: limited.writer,
+    ...(limited.maxEventsPerPlan ? { maxEventsPerPlan: limited.maxEventsPerPlan } : {}),
     consumer: applierConsumer,
     topicOfDb: (db) => topics.get(db) ?? null,
     cluster: writer.destination?.topology === 'cluster',
@@ -370,6 +377,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     clearInterval(lagTimer);
     clearInterval(progressTimer);
     const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+    limited.close();
     await bounded(running.stop());
     await bounded(writer.close());
     throw err;
@@ -416,6 +424,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
       clearInterval(lagTimer);
       clearInterval(progressTimer);
       clearInterval(caughtUpTimer);
+      limited.close(); // a plan waiting for the limits is written now, not after its wait
       await running.stop().catch(() => {});
       await consumer.stop().catch(() => {});
       await writer.close().catch(() => {});

@@ -22,6 +22,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ReplistreamError } from '../common/errors.js';
+import type { Throttle } from '../common/rate-limit.js';
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent, CommandEvent, Heartbeat, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
 import { ReplicaLink, type ReplicaLinkOptions } from '../replication/link/index.js';
@@ -87,6 +88,8 @@ export interface CaptureOptions {
   maxUnconfirmedBytes?: number;
   /** Snapshot bytes queued in the link while the pipeline is busy before it pauses the socket (default 4 MiB). */
   maxBufferedBytes?: number;
+  /** Full-sync read limit (snapshot-max-bytes-per-second): each RDB chunk is paid for before the next is read. */
+  snapshotThrottle?: Throttle<'bytes'>;
   logger: Logger;
 }
 
@@ -387,6 +390,8 @@ export class CaptureService extends EventEmitter {
     this.stats.snapshotBytes += chunk.length;
     for (const item of parser.push(chunk)) this.onRdbItem(item);
     paceExternal();
+    // Throttled: the link queues what comes meanwhile, then pauses the socket (source slows down).
+    await this.opts.snapshotThrottle?.take({ bytes: chunk.length });
     // Backpressure: the next chunk waits while too many bytes wait for Kafka's acks.
     if (this.inflightBytes > this.maxInflightBytes) await this.inflightBelow(this.maxInflightBytes / 2);
   }

@@ -11,6 +11,7 @@ import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connec
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
+import { LimitSettings, Throttle } from '../common/rate-limit.js';
 import type { SealedRecord } from '../events/split.js';
 import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
@@ -44,6 +45,8 @@ export interface CaptureSettings {
   snapshotFormat?: SnapshotFormat;
   /** How long start-up waits for Kafka and the schema registry (default 30 s). */
   kafkaTimeoutMs?: number;
+  /** Full-sync read limit in RDB bytes per second, over all masters (unset or 0: none); changeable through POST /limits. */
+  snapshotMaxBytesPerSecond?: number;
 }
 
 const POSITION_KEY = 'capture';
@@ -256,6 +259,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   });
 
   const services: CaptureService[] = [];
+  // One limit for the whole source: a cluster's masters share it.
+  const snapshotThrottle = new Throttle({ bytes: s.snapshotMaxBytesPerSecond || null });
+  st.limits = new LimitSettings(snapshotThrottle, { snapshotMaxBytesPerSecond: 'bytes' });
   const coordinator = isCluster
     ? new EpochCoordinator(
         masters.length,
@@ -276,6 +282,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
         snapshotFormat: s.snapshotFormat ?? 'both',
         maxRecordBytes: s.maxRecordBytes,
+        snapshotThrottle,
         logger: isCluster ? log.child({ master: m.index }) : log,
         nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
         forceFull: coordinator ? !coordinator.resume : false,
@@ -347,6 +354,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     await transportReady;
   } catch (err) {
     clearInterval(follower);
+    snapshotThrottle.close();
     await withinDeadline(Promise.all(services.map((svc) => svc.stop())), 1000, () => null).catch(() => undefined);
     await withinDeadline(producer.disconnect(), 1000, () => null).catch(() => undefined);
     admin.disconnect();
@@ -445,6 +453,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       await topologyFollower?.stop();
       if (backlogWatch) clearInterval(backlogWatch);
       if (heartbeat) clearInterval(heartbeat);
+      snapshotThrottle.close(); // a chunk waiting for the limit is not waited for
       for (const svc of services) await svc.stop();
       await producer.disconnect().catch(() => {});
       admin.disconnect();

@@ -6,6 +6,7 @@
  * failed.
  */
 import { ReplistreamError } from '../common/errors.js';
+import { formatLimits } from './control.js';
 import { progressBar, type Progress } from '../common/progress.js';
 import { combinedTaskState, TASK_STATE_LABELS, TASK_STATES, type TaskState } from '../common/task-state.js';
 
@@ -59,6 +60,7 @@ export function formatTask(task: TaskState, bodies: Array<Record<string, unknown
     if (p && b.role === 'applier' && p.keysTotal === null && captureKeys !== null) p = { ...p, keysTotal: captureKeys };
     if (p) out += line('full sync', terminal ? progressBar(p) : progressBar(p, 0));
     if (b.lagMs !== undefined) out += line('lag ms', b.lagMs ?? 'unknown');
+    if (b.limits) out += line('rate limits', formatLimits(b.limits as Record<string, unknown>));
     for (const [k, v] of Object.entries((b.offsets as Record<string, unknown>) ?? {})) out += line(k, v);
     const skipped = Object.entries((b.skipped as Record<string, number>) ?? {});
     if (skipped.length) out += line('skipped commands', skipped.map(([k, n]) => `${k}: ${n}`).join(', '));

@@ -1,8 +1,9 @@
 /**
  * The HTTP face of a running service: / (the status page, HTML), /healthz (process alive), /readyz
  * (connected and working), /status (task state, progress and lag as JSON, read by
- * `replistream status`), /metrics (Prometheus text format from prom-client), and POST /pause and
- * /resume when the service can pause.
+ * `replistream status`), /metrics (Prometheus text format from prom-client), POST /pause and
+ * /resume when the service can pause, and POST /limits (a JSON object of rate limits by setting
+ * name, e.g. {"maxOpsPerSecond": 5000}; 0 or null removes one) when it has rate limits.
  */
 import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -15,7 +16,12 @@ export interface StatusSource {
   page?(): string;
   /** pause / resume: resolves to the new status, rejects with a message when not possible now. */
   control?(action: 'pause' | 'resume'): Promise<Record<string, unknown>>;
+  /** New rate limits: returns the new status, throws a message naming the setting it refuses. */
+  setLimits?(changes: unknown): Record<string, unknown>;
 }
+
+/** A POST /limits body is a few numbers: anything much bigger is not one. */
+const MAX_LIMITS_BODY = 16 * 1024;
 
 export function newMetricsRegistry(service: string): Registry {
   const registry = new Registry();
@@ -42,6 +48,30 @@ export async function startHttpStatus(port: number, source: StatusSource, metric
         (st) => send(200, JSON.stringify(st)),
         (err: Error) => send(409, JSON.stringify({ error: err.message })),
       );
+      return;
+    }
+    if (req.method === 'POST' && url === '/limits') {
+      if (!source.setLimits) return send(404, JSON.stringify({ error: 'this service has no rate limits' }));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= MAX_LIMITS_BODY) chunks.push(c);
+      });
+      req.on('end', () => {
+        if (size > MAX_LIMITS_BODY) return send(413, JSON.stringify({ error: `a limits body is at most ${MAX_LIMITS_BODY} bytes` }));
+        let changes: unknown;
+        try {
+          changes = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          return send(400, JSON.stringify({ error: 'the body is not JSON: send an object such as {"maxOpsPerSecond": 5000}' }));
+        }
+        try {
+          send(200, JSON.stringify(source.setLimits!(changes)));
+        } catch (err) {
+          send(400, JSON.stringify({ error: (err as Error).message }));
+        }
+      });
       return;
     }
     if (url === '/' && source.page) return send(200, source.page(), 'text/html; charset=utf-8');

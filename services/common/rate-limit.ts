@@ -164,3 +164,38 @@ function checkLimit(quantity: string, v: number | null): number | null {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`${quantity}: a limit is a number ≥ 0 per second (0 or null: no limit), not ${String(v)}`);
   return v === 0 ? null : v;
 }
+
+/**
+ * A throttle's limits under the names of their settings (`maxOpsPerSecond`, or the flag's own
+ * `max-ops-per-second`), as /status shows them and POST /limits changes them. `set` checks the
+ * whole change before applying any of it, and its errors name the setting.
+ */
+export class LimitSettings<Q extends string> {
+  constructor(
+    private readonly throttle: Throttle<Q>,
+    /** Setting name (camelCase) → the throttle's quantity. */
+    private readonly names: Record<string, Q>,
+  ) {}
+
+  /** Each limit (null: none) and the time spent waiting for them so far. */
+  view(): Record<string, number | null> & { throttledMs: number } {
+    const limits = this.throttle.limits();
+    const out: Record<string, number | null> = {};
+    for (const [name, q] of Object.entries(this.names)) out[name] = limits[q];
+    return { ...out, throttledMs: Math.round(this.throttle.waitedMs) };
+  }
+
+  set(changes: unknown): void {
+    if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) throw new RangeError('expected a JSON object of limits, e.g. {"maxOpsPerSecond": 5000}');
+    const apply: Partial<Record<Q, number | null>> = {};
+    for (const [key, value] of Object.entries(changes)) {
+      const name = key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+      const q = this.names[name];
+      const flag = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      if (q === undefined) throw new RangeError(`${flag}: not a limit of this service (it has ${Object.keys(this.names).map((n) => n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', ')})`);
+      if (value !== null && !(typeof value === 'number' && Number.isSafeInteger(value) && value >= 0)) throw new RangeError(`${flag}: must be a whole number ≥ 0 (0 or null: no limit), not ${JSON.stringify(value)}`);
+      apply[q] = value === 0 ? null : (value as number | null);
+    }
+    this.throttle.setLimits(apply);
+  }
+}

@@ -10,6 +10,7 @@ import type { Server } from 'node:http';
 import { Gauge, type Registry } from 'prom-client';
 import { describeError, ReplistreamError } from './errors.js';
 import { newMetricsRegistry, startHttpStatus } from './http-status.js';
+import type { LimitSettings } from './rate-limit.js';
 import type { Logger } from './log.js';
 import { ProgressMeter, progressLogFields } from './progress.js';
 import { renderStatusPage, type StatusBody } from './status-page.js';
@@ -40,6 +41,8 @@ export class ServiceStatus {
   details: () => ServiceDetails = () => ({});
   ready: () => boolean = () => false;
   control: ((action: 'pause' | 'resume') => Promise<void>) | null = null;
+  /** The rate limits of this service, shown in /status and changed by POST /limits. */
+  limits: LimitSettings<string> | null = null;
   /** The precheck's items, when this start ran them (shown as a table on the page). */
   precheck: Array<{ item: string; result: string; detail: string }> | null = null;
 
@@ -102,6 +105,12 @@ export class ServiceStatus {
         control: async (action) => {
           if (!this.control) throw new Error(`the ${this.role} cannot ${action}`);
           await this.control(action);
+          return this.body();
+        },
+        setLimits: (changes) => {
+          if (!this.limits) throw new Error(`the ${this.role} has no rate limits`);
+          this.limits.set(changes);
+          this.log.info({ limits: this.limits.view() }, 'rate limits changed');
           return this.body();
         },
       },
@@ -174,6 +183,7 @@ export class ServiceStatus {
       history: v.history,
       lagHistory: [...this.lagSamples],
       precheck: this.precheck,
+      limits: this.limits?.view() ?? null,
     };
   }
 

@@ -95,6 +95,16 @@ function progressSection(p: Progress | null): string {
   );
 }
 
+/** Rate limits by setting name (null: none), and the time spent waiting for them. */
+function limitsSection(limits: Record<string, number | null> | null | undefined): string {
+  if (!limits) return '';
+  const rows = Object.entries(limits)
+    .filter(([n]) => n !== 'throttledMs')
+    .map(([n, v]) => [n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v === null ? 'none' : n.toLowerCase().includes('bytes') ? `${formatBytes(v)}/s` : `${v}/s`] as [string, unknown]);
+  if (typeof limits.throttledMs === 'number') rows.push(['throttled so far', formatMs(limits.throttledMs)]);
+  return `<h2>Rate limits</h2>${table(rows, 'limits')}<p class="muted">change with <code>replistream limits --http URL --NAME N</code> (0 removes a limit)</p>`;
+}
+
 const RESULT_COLOURS: Record<string, string> = { pass: '#2a8a3e', warn: '#b07a2a', fail: '#b02a2a', skip: '#777' };
 
 function precheckSection(items: StatusBody['precheck']): string {
@@ -134,6 +144,7 @@ ${failure}
 ${precheckSection(body.precheck)}
 <h2>Full sync</h2>
 ${progressSection(body.progress)}
+${limitsSection(body.limits as Record<string, number | null> | null | undefined)}
 <h2>Lag</h2>
 <p>Now: <span id="lag">${body.lagMs === null ? 'unknown' : esc(formatMs(body.lagMs))}</span></p>
 ${lagGraph(body.lagHistory)}

@@ -16,6 +16,7 @@ const REQUIRED: Record<CommandName, string[]> = {
   status: ['http'],
   pause: ['http'],
   resume: ['http'],
+  limits: ['http'],
   'rdb-inspect': [],
 };
 

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { redisUrlProblem } from '../common/redis-url.js';
 
-export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'pause' | 'resume' | 'verify' | 'rdb-inspect';
+export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'pause' | 'resume' | 'limits' | 'verify' | 'rdb-inspect';
 
 export interface OptionSpec {
   /** Flag name without dashes, e.g. `source-id`; the env form is REPLISTREAM_SOURCE_ID. */
@@ -72,7 +72,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'config', description: 'JSON file with any of these settings (keys as flag names or camelCase).', commands: 'all', schema: z.string() },
   { name: 'kafka', description: 'Kafka bootstrap brokers, comma-separated host:port.', commands: ['capture', 'apply'], schema: z.string().regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port…]') },
   { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: httpUrl },
-  { name: 'http-port', description: 'Port for the status page (/), /healthz, /readyz, /status, /metrics and POST /pause, /resume; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
+  { name: 'http-port', description: 'Port for the status page (/), /healthz, /readyz, /status, /metrics and POST /pause, /resume, /limits; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
   { name: 'http-host', description: 'Address the HTTP port binds to: loopback by default, since pause/resume need no credentials; 0.0.0.0 exposes it (in a container, or behind a trusted network).', commands: ['capture', 'apply'], schema: z.string().min(1), default: '127.0.0.1' },
   { name: 'kafka-timeout-ms', description: 'How long a service waits at start for the Kafka brokers (and the schema registry) before it exits naming them.', commands: ['capture', 'apply'], schema: int(1000, 3_600_000), default: 30_000 },
   { name: 'log-level', description: 'trace, debug, info, warn, error or fatal.', commands: 'all', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), default: 'info' },
@@ -98,6 +98,13 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
   { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
   { name: 'snapshot-format', description: 'What snapshot keys carry: both (RESTORE payload and typed value), restore (payload only) or typed (value only, any destination version).', commands: ['capture'], schema: z.enum(['both', 'restore', 'typed']), default: 'both' },
+  {
+    name: 'snapshot-max-bytes-per-second',
+    description:
+      'Full-sync read limit: RDB bytes per second capture reads from the source (in total over a cluster source\'s masters); the source\'s transfer slows with it (TCP backpressure). Unlimited when unset or 0; changeable at run time (replistream limits). A diskless source keeps its fork for the whole transfer.',
+    commands: ['capture', 'limits'],
+    schema: int(0),
+  },
   { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
   // apply
   { name: 'destination', description: 'Destination Redis URL; a cluster is detected from the server.', commands: ['apply', 'precheck', 'verify'], schema: redisUrl, secret: true },
@@ -125,6 +132,8 @@ export const OPTIONS: OptionSpec[] = [
     schema: z.enum(['db', 'partition']),
     default: 'db',
   },
+  { name: 'max-ops-per-second', description: 'Writes per second an applier sends to the destination (a full-sync key or a command is one; full sync and incremental). Unlimited when unset or 0; changeable at run time (replistream limits).', commands: ['apply', 'limits'], schema: int(0) },
+  { name: 'max-bytes-per-second', description: 'Bytes of keys, values and arguments per second an applier sends to the destination. Unlimited when unset or 0; changeable at run time (replistream limits).', commands: ['apply', 'limits'], schema: int(0) },
   { name: 'on-command-error', description: 'A command the destination rejects: fail (stop, naming its position) or skip (count it).', commands: ['apply'], schema: z.enum(['fail', 'skip']), default: 'fail' },
   // secured connections (certificate and key settings are paths to PEM files)
   ...tlsOptions('source', 'the source', ['capture', 'precheck', 'verify']),
@@ -137,7 +146,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'registry-username', description: 'Schema registry user name (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string().min(1) },
   { name: 'registry-password', description: 'Schema registry password (HTTP basic authentication).', commands: ['capture', 'apply'], schema: z.string(), secret: true },
   // status / verify
-  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status', 'pause', 'resume'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
+  { name: 'http', description: 'Status endpoint of a running capture or applier, e.g. http://127.0.0.1:9464 (repeatable: a capture and its appliers show as one task).', commands: ['status', 'pause', 'resume', 'limits'], schema: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(httpUrl).min(1)), repeatable: true },
   { name: 'json', description: 'Print JSON instead of a table.', commands: ['status', 'verify', 'precheck'], schema: z.boolean(), boolean: true, default: false },
   { name: 'sample', description: 'Compare only N random keys per database.', commands: ['verify'], schema: int(1) },
   { name: 'format', description: 'Output format of rdb inspect.', commands: ['rdb-inspect'], schema: z.enum(['jsonl']), default: 'jsonl' },

@@ -119,3 +119,21 @@ describe('throttle', () => {
     expect(t.limits().ops).toBeNull();
   });
 });
+
+describe('limit settings', () => {
+  it('shows and changes limits under their setting names, checking the whole change first', async () => {
+    const { LimitSettings } = await import('../../../services/common/rate-limit.js');
+    const t = new Throttle({ ops: 100, bytes: null });
+    const s = new LimitSettings(t, { maxOpsPerSecond: 'ops', maxBytesPerSecond: 'bytes' });
+    expect(s.view()).toEqual({ maxOpsPerSecond: 100, maxBytesPerSecond: null, throttledMs: 0 });
+    s.set({ 'max-bytes-per-second': 1_000_000, maxOpsPerSecond: 0 });
+    expect(t.limits()).toEqual({ ops: null, bytes: 1_000_000 });
+    expect(() => s.set({ maxOpsPerSecond: 5, snapshotMaxBytesPerSecond: 10 })).toThrow(/snapshot-max-bytes-per-second: not a limit of this service \(it has max-ops-per-second, max-bytes-per-second\)/);
+    expect(() => s.set({ maxOpsPerSecond: -3 })).toThrow(/max-ops-per-second: must be a whole number ≥ 0/);
+    expect(() => s.set({ maxOpsPerSecond: '5' })).toThrow(/not "5"/);
+    expect(() => s.set([1])).toThrow(/JSON object/);
+    expect(t.limits().ops).toBeNull(); // nothing of a refused change was applied
+    s.set({ maxOpsPerSecond: null, maxBytesPerSecond: null });
+    expect(t.active).toBe(false);
+  });
+});

@@ -1,0 +1,177 @@
+/**
+ * Rate limits against the real stack: an applier's full sync throttled by max-ops-per-second
+ * writes at the limit (measured as keys counted at the destination over a window, within 10 %),
+ * capture's snapshot read throttled by snapshot-max-bytes-per-second reads at its limit, and both
+ * limits shown in /status and `replistream status`, and changed at run time through POST /limits
+ * and `replistream limits`.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged } from '../../helpers/pipeline.js';
+import { killAll, startService } from '../../helpers/processes.js';
+import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { uniqueName } from '../../helpers/stack-env.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await killAll();
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
+  const s = await startRedis(config);
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+async function status(port: number): Promise<Body> {
+  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Body;
+}
+
+async function postLimits(port: number, body: unknown): Promise<{ code: number; body: Body }> {
+  const res = await fetch(`http://127.0.0.1:${port}/limits`, { method: 'POST', body: JSON.stringify(body) });
+  return { code: res.status, body: (await res.json()) as Body };
+}
+
+async function fill(url: string, keys: number, valueBytes: number): Promise<void> {
+  const c = redisClient(url);
+  for (let i = 0; i < keys; i += 1000) {
+    const args: string[] = [];
+    // distinct values: the RDB carries them as they are (no run of one letter compressed away)
+    for (let j = i; j < Math.min(keys, i + 1000); j++) args.push(`key:${j}`, `${j}:`.padEnd(valueBytes, String.fromCharCode(97 + (j % 26))));
+    await c.mset(...args);
+  }
+  c.disconnect();
+}
+
+async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const p = startService(args);
+  let out = '';
+  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await p.exited();
+  return { code, out, err: p.log() };
+}
+
+/**
+ * Samples `read` every 50 ms until it reaches `total`; the rate is measured between the samples
+ * that first pass 10 % and 90 % of it (start-up and the last plan left out).
+ */
+async function measureRate(read: () => Promise<number> | number, total: number, timeoutMs: number): Promise<{ rate: number; seconds: number; samples: number }> {
+  const samples: Array<[number, number]> = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const n = await read();
+    samples.push([performance.now(), n]);
+    if (n >= total) break;
+    if (Date.now() > deadline) throw new Error(`only ${n} of ${total} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const from = samples.find(([, n]) => n >= total * 0.1)!;
+  const to = samples.find(([, n]) => n >= total * 0.9)!;
+  const seconds = (to[0] - from[0]) / 1000;
+  return { rate: (to[1] - from[1]) / seconds, seconds, samples: samples.length };
+}
+
+describe('rate limits', () => {
+  it('a full sync throttled by max-ops-per-second writes at the limit (within 10 %), shown in status', async () => {
+    const source = await server();
+    const destination = await server();
+    const KEYS = 20_000;
+    const LIMIT = 4000; // keys per second: ~5 s for the full sync
+    await fill(source.url, KEYS, 32);
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture synchronizing');
+
+    const port = await freePort();
+    const applier = await runApplier(destination.url, names, uniqueName('g'), { httpPort: port, maxOpsPerSecond: LIMIT });
+    cleanups.push(() => applier.stop());
+    const dst = redisClient(destination.url);
+    cleanups.push(async () => void dst.disconnect());
+    const userKeys = async () => (await dst.dbsize()) - ((await dst.exists('REPLISTREAM_TIMESTAMP_HEARTBEAT')) ? 1 : 0) - (await dst.keys('replistream:*')).length;
+    const m = await measureRate(userKeys, KEYS, 60_000);
+    process.stdout.write(`throttled full sync: ${Math.round(m.rate)} keys/s over ${m.seconds.toFixed(2)} s (limit ${LIMIT}/s, ${m.samples} samples)\n`);
+    expect(m.rate).toBeGreaterThan(LIMIT * 0.9);
+    expect(m.rate).toBeLessThan(LIMIT * 1.1);
+
+    const body = await status(port);
+    expect(body.limits).toMatchObject({ maxOpsPerSecond: LIMIT, maxBytesPerSecond: null });
+    expect(body.limits.throttledMs).toBeGreaterThan(2000); // it did wait for the limit
+    const r = await cli(['status', '--http', `http://127.0.0.1:${port}`]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/rate limits\s+max-ops-per-second 4000, max-bytes-per-second none, throttled \d+\.\d s/);
+    expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toMatch(/<h2>Rate limits<\/h2>.*max-ops-per-second.*4000\/s/s);
+  }, 120_000);
+
+  it('limits change at run time: POST /limits and replistream limits, reflected in status; a wrong one names the setting', async () => {
+    const source = await server();
+    const destination = await server();
+    const KEYS = 20_000;
+    await fill(source.url, KEYS, 32);
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture synchronizing');
+
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const applier = await runApplier(destination.url, names, uniqueName('g'), { httpPort: port, maxOpsPerSecond: 500 });
+    cleanups.push(() => applier.stop());
+    const dst = redisClient(destination.url);
+    cleanups.push(async () => void dst.disconnect());
+    await until(async () => (await dst.dbsize()) > 200, 30_000, 'the first keys written');
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await dst.dbsize()).toBeLessThan(3000); // 500/s: about 1,250 by now
+
+    // refused whole, naming what is wrong
+    const wrong = await postLimits(port, { maxOpsPerSecond: 100, snapshotMaxBytesPerSecond: 5 });
+    expect(wrong.code).toBe(400);
+    expect(wrong.body.error).toMatch(/snapshot-max-bytes-per-second: not a limit of this service/);
+    expect((await postLimits(port, { maxBytesPerSecond: -1 })).body.error).toMatch(/max-bytes-per-second: must be a whole number ≥ 0/);
+    expect((await status(port)).limits.maxOpsPerSecond).toBe(500);
+
+    const changed = await postLimits(port, { maxBytesPerSecond: 10_000_000 });
+    expect(changed.code).toBe(200);
+    expect(changed.body.limits).toMatchObject({ maxOpsPerSecond: 500, maxBytesPerSecond: 10_000_000 });
+
+    // the CLI: a limit the applier has not (capture's) is refused, exit 2; 0 removes the limits
+    const notMine = await cli(['limits', '--http', url, '--snapshot-max-bytes-per-second', '1000']);
+    expect(notMine.code).toBe(2);
+    expect(notMine.err).toMatch(/snapshot-max-bytes-per-second: no service given with --http has this limit/);
+    const lifted = await cli(['limits', '--http', url, '--max-ops-per-second', '0', '--max-bytes-per-second', '0']);
+    expect(lifted.code).toBe(0);
+    expect(lifted.out).toMatch(new RegExp(`^${url}: applier max-ops-per-second none, max-bytes-per-second none`, 'm'));
+    expect((await status(port)).limits).toMatchObject({ maxOpsPerSecond: null, maxBytesPerSecond: null });
+    // unthrottled, the rest of the full sync is written quickly (36 s more at 500/s)
+    const lifting = Date.now();
+    const result = await waitConverged(source.url, destination.url, [0], 20_000);
+    expect(result.equal).toBe(true);
+    process.stdout.write(`after the limit was lifted: the remaining keys written in ${((Date.now() - lifting) / 1000).toFixed(1)} s\n`);
+    const shown = await cli(['limits', '--http', url]);
+    expect(shown.out).toMatch(/applier max-ops-per-second none/);
+  }, 120_000);
+
+  it("capture's snapshot read throttled by snapshot-max-bytes-per-second reads at the limit, and the limit is lifted at run time", async () => {
+    const source = await server({ rdbcompression: 'no', 'repl-diskless-sync': 'no' });
+    const LIMIT = 500_000; // bytes per second: the ~4.4 MB snapshot would take ~9 s
+    await fill(source.url, 20_000, 200);
+    const names = pipelineNames();
+    const port = await freePort();
+    const capture = await runCapture(source.url, names, { dbs: [0], httpPort: port, snapshotMaxBytesPerSecond: LIMIT });
+    cleanups.push(() => capture.stop());
+    await until(() => capture.service.stats.snapshotBytesTotal !== null, 30_000, 'the snapshot length announced');
+    const total = capture.service.stats.snapshotBytesTotal!;
+    expect(total).toBeGreaterThan(4_000_000);
+    const m = await measureRate(() => capture.service.stats.snapshotBytes, total * 0.5, 60_000);
+    process.stdout.write(`throttled snapshot read: ${Math.round(m.rate)} B/s over ${m.seconds.toFixed(2)} s (limit ${LIMIT} B/s)\n`);
+    expect(m.rate).toBeGreaterThan(LIMIT * 0.9);
+    expect(m.rate).toBeLessThan(LIMIT * 1.1);
+    expect((await status(port)).limits).toMatchObject({ snapshotMaxBytesPerSecond: LIMIT });
+    // lifted: the other half (~4 s at the limit) is read at once
+    expect((await postLimits(port, { snapshotMaxBytesPerSecond: 0 })).code).toBe(200);
+    await until(() => capture.service.stats.state === 'synchronizing', 2_000, 'the snapshot read to its end');
+    expect((await status(port)).limits.snapshotMaxBytesPerSecond).toBeNull();
+  }, 120_000);
+});
