@@ -17,6 +17,8 @@ export interface VerifyOptions {
   sample?: number;
   /** Key prefixes to ignore (replistream's own keys). Default `replistream:`. */
   ignorePrefixes?: string[];
+  /** Compare only keys starting with this prefix (a destination that holds other data too). */
+  onlyPrefix?: string;
   /** Heartbeat keys to ignore. Default DTS_REDIS_TIMESTAMP_HEARTBEAT and REPLISTREAM_TIMESTAMP_HEARTBEAT. */
   heartbeatKeys?: string[];
   /** TTL tolerance in ms (default 1000). */
@@ -108,6 +110,7 @@ class Verifier {
 
   private ignored(k: Buffer): boolean {
     const s = k.toString('latin1');
+    if (this.options.onlyPrefix !== undefined && !s.startsWith(Buffer.from(this.options.onlyPrefix).toString('latin1'))) return true;
     return this.heartbeat.has(k.toString('utf8')) || this.ignorePrefixes.some((p) => s.startsWith(Buffer.from(p).toString('latin1')));
   }
 
