@@ -34,7 +34,7 @@ import { Redis } from 'ioredis';
 import { ReplistreamError } from '../common/errors.js';
 import { redisTlsForUrl } from '../common/connection-settings.js';
 import { redactUrl, type Logger } from '../common/log.js';
-import { movedSlots, observe, parseClusterNodes, type ClusterNode, type Layout } from './topology.js';
+import { movedSlots, observe, parseClusterNodes, type ClusterNode, type Layout, type ShardKeyFilter } from './topology.js';
 
 /** What the follower needs of one shard's capture pipeline (CaptureService). */
 export interface ShardPipeline {
@@ -50,6 +50,8 @@ export interface ClusterFollowerOptions {
   sourceUrl: string;
   layout: Layout;
   shards: ShardPipeline[];
+  /** Each shard's key filter: it leaves out writes to slots the shard did not own at the epoch's start. */
+  filters: ShardKeyFilter[];
   log: Logger;
   /** Between two readings of the topology (default 1000 ms). */
   intervalMs?: number;
@@ -77,12 +79,14 @@ export class ClusterFollower {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  /** Readings in a row with the same slot owners and no migration under way. */
   private calmReadings = 0;
   readonly stats: FollowerStats = { readings: 0, failovers: 0, continued: 0, topologyEpochs: 0 };
 
   constructor(private readonly opts: ClusterFollowerOptions) {
     this.layout = opts.layout;
     this.epochOwners = opts.layout.owners;
+    this.assignSlots(opts.layout.owners);
     for (const s of opts.shards) s.on('link-down', () => this.refreshSoon());
   }
 
@@ -206,21 +210,30 @@ export class ClusterFollower {
         epochNeeded = true;
       }
     }
+    // Slots moved: one epoch for the whole move, once it is over: no slot migrating, and the same
+    // owners for a few readings (a reshard moves slot after slot, each in a few milliseconds when
+    // it holds few keys, so "no slot migrating" alone is often true in the middle of one).
+    const stable = movedSlots(this.layout.owners, layout.owners) === 0;
+    this.calmReadings = migrating || !stable ? 0 : this.calmReadings + 1;
     this.layout = layout;
-    // Slots moved: wait until no migration is under way, then one epoch for the whole move.
     const moved = movedSlots(this.epochOwners, layout.owners);
-    this.calmReadings = migrating ? 0 : this.calmReadings + 1;
-    if (moved > 0 && this.calmReadings >= 2) {
-      this.opts.log.warn({ slots: moved }, 'cluster source: slots moved between masters; a new snapshot epoch keeps every key in one stream');
+    const foreign = this.opts.filters.reduce((n, f) => n + f.foreignWrites, 0);
+    if ((moved > 0 || foreign > 0) && this.calmReadings >= 3) {
+      this.opts.log.warn({ slots: moved, writesHeldBack: foreign }, 'cluster source: slots moved between masters; a new snapshot epoch keeps every key in one stream');
       epochNeeded = true;
     }
     if (epochNeeded) {
       this.stats.topologyEpochs++;
       this.epochOwners = layout.owners;
+      this.assignSlots(layout.owners);
       // one shard's new full sync is enough: the epoch coordinator (cluster.ts) asks every other shard for one too
       const first = this.opts.shards.findIndex((_, i) => layout.owners.includes(i));
       await this.opts.shards[Math.max(0, first)].forceFullSync();
     }
+  }
+
+  private assignSlots(owners: Int16Array): void {
+    this.opts.filters.forEach((f, shard) => f.ownSlots((slot) => owners[slot] === shard));
   }
 
   /**

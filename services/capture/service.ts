@@ -19,7 +19,7 @@ import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } fro
 import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
 import { EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
 import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
-import { initialLayout, parseClusterNodes } from './topology.js';
+import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js';
 import { KeyFilter } from './key-filter.js';
 import type { SnapshotFormat } from './snapshot-events.js';
 
@@ -259,6 +259,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   });
 
   const services: CaptureService[] = [];
+  const shardFilters: ShardKeyFilter[] = [];
   // One limit for the whole source: a cluster's masters share it.
   const snapshotThrottle = new Throttle({ bytes: s.snapshotMaxBytesPerSecond || null });
   st.limits = new LimitSettings(snapshotThrottle, { snapshotMaxBytesPerSecond: 'bytes' });
@@ -271,6 +272,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       )
     : null;
   for (const m of masters) {
+    // a cluster shard's filter also leaves out the slots it does not own (topology.ts)
+    const filter = isCluster ? new ShardKeyFilter({ dbs, include: s.include, exclude: s.exclude }) : new KeyFilter({ dbs, include: s.include, exclude: s.exclude });
+    if (filter instanceof ShardKeyFilter) shardFilters.push(filter);
     services.push(
       new CaptureService({
         link: { url: m.url, tls: connections().redis.source },
@@ -278,7 +282,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         partitions: s.partitions,
         partitionBase: m.index * s.partitions,
         dbs,
-        filter: new KeyFilter({ dbs, include: s.include, exclude: s.exclude }),
+        filter,
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
         snapshotFormat: s.snapshotFormat ?? 'both',
         maxRecordBytes: s.maxRecordBytes,
@@ -346,7 +350,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   let topologyFollower: ClusterFollower | null = null;
   if (clusterView) {
     const nodes = parseClusterNodes(String(await admin.call('CLUSTER', 'NODES')));
-    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: services, log, onFatal: (e) => clusterView.fatal(e) });
+    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: services, filters: shardFilters, log, onFatal: (e) => clusterView.fatal(e) });
     clusterView.topology = topologyFollower.stats;
     topologyFollower.start();
   }

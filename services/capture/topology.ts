@@ -11,6 +11,9 @@
  * its master and of every replica ever seen copying it.
  */
 
+import calculateSlot from 'cluster-key-slot';
+import { KeyFilter, type KeyFilterOptions } from './key-filter.js';
+
 export const SLOTS = 16384;
 
 export interface ClusterNode {
@@ -153,4 +156,40 @@ export function movedSlots(a: Int16Array, b: Int16Array): number {
   let n = 0;
   for (let slot = 0; slot < SLOTS; slot++) if (a[slot] !== -1 && b[slot] !== -1 && a[slot] !== b[slot]) n++;
   return n;
+}
+
+/**
+ * The key filter of one shard's pipeline: the task's filters, and only keys of slots the shard
+ * owned when the current epoch's snapshots were taken. While slots move, the new owner's writes to
+ * them (MIGRATE's RESTORE, writes redirected by ASK, writes after the move) are left out: a new
+ * epoch follows the move (cluster-follow.ts) and its snapshots hold them, and until then they
+ * cannot race the old owner's earlier writes to the same keys (RESTORE before the old owner's
+ * last writes and DEL reach the destination would lose the key, or fail as BUSYKEY).
+ */
+export class ShardKeyFilter extends KeyFilter {
+  private owned: (slot: number) => boolean = () => true;
+  /** Writes left out since the epoch started: the follower then owes a new epoch. */
+  foreignWrites = 0;
+
+  constructor(opts: KeyFilterOptions) {
+    super(opts);
+  }
+
+  /** Slots this shard owns in the epoch now starting. */
+  ownSlots(owned: (slot: number) => boolean): void {
+    this.owned = owned;
+    this.foreignWrites = 0;
+  }
+
+  override keySelected(key: Buffer): boolean {
+    if (!this.owned(calculateSlot(key))) {
+      this.foreignWrites++;
+      return false;
+    }
+    return super.keySelected(key);
+  }
+
+  override get filtersKeys(): boolean {
+    return true;
+  }
 }

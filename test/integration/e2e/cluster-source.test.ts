@@ -8,7 +8,7 @@ import { startCluster } from '../destination/helpers.js';
 import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../../helpers/pipeline.js';
 import { killAll, startService, waitForLog } from '../../helpers/processes.js';
 import { startRedis } from '../../helpers/redis-server.js';
-import { uniqueName } from '../../helpers/stack-env.js';
+import { stack, uniqueName } from '../../helpers/stack-env.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -34,7 +34,7 @@ describe('cluster source', () => {
     for (let i = 0; i < 30; i++) await src.rpush(`{u${i}}:list`, 'a', 'b', String(i));
 
     const names = pipelineNames();
-    const capture = await runCapture(cluster.url, names, { partitions: 2 });
+    const capture = await runCapture(cluster.url, names, { partitions: 2, dbs: [0] });
     cleanups.push(() => capture.stop());
     await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
     expect(capture.service.stats.fullSyncs).toBe(3);
@@ -79,5 +79,16 @@ describe('cluster source, one master overrun', () => {
     await until(() => (capture.log().match(/full sync captured/g) ?? []).length === 3, 60_000, 'three new snapshots');
     const result = await waitConverged(cluster.url, destination.url, [0]);
     expect(result.differences).toEqual([]);
+  });
+});
+
+describe('cluster source, --dbs', () => {
+  // Read-only on the stack's cluster: capture stops before anything is created.
+  it.skipIf(stack().cluster.length === 0)('a db other than 0 is a configuration error (exit 2) saying a cluster has only db 0', async () => {
+    cleanups.push(() => killAll());
+    const names = pipelineNames();
+    const p = startService(['capture', '--source', stack().cluster[0], '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0,1']);
+    expect(await p.exited()).toBe(2);
+    expect(p.log()).toMatch(/dbs: the source redis:\/\/127\.0\.0\.1:\d+\/? is a Redis Cluster, which has only database 0/);
   });
 });

@@ -1,0 +1,199 @@
+/**
+ * A cluster source whose topology changes during incremental sync, writes running: slots resharded
+ * between masters, a replica promoted by CLUSTER FAILOVER, a master killed (kill -9) and replaced
+ * by its replica. After each, the destination equals the source key by key (INCR counters
+ * included), and the failovers were continued by PSYNC on the promoted node (sync_partial_ok),
+ * without a full resync of anything.
+ *
+ * A private cluster of 3 masters + 3 replicas: the stack's cluster is shared by other tests.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../../helpers/pipeline.js';
+import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { uniqueName } from '../../helpers/stack-env.js';
+
+const run = promisify(execFile);
+const cleanups: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+function client(port: number): Redis {
+  const c = new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => null } as never);
+  c.on('error', () => undefined);
+  return c;
+}
+
+async function onNode<T>(port: number, work: (c: Redis) => Promise<T>): Promise<T> {
+  const c = client(port);
+  try {
+    return await work(c);
+  } finally {
+    c.disconnect();
+  }
+}
+
+interface NodeInfo {
+  id: string;
+  port: number;
+  master: boolean;
+  masterId: string | null;
+  alive: boolean;
+}
+
+async function clusterNodes(port: number): Promise<NodeInfo[]> {
+  const text = String(await onNode(port, (c) => c.call('CLUSTER', 'NODES') as Promise<unknown>));
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const f = l.split(' ');
+      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail') };
+    });
+}
+
+async function stat(port: number, field: string): Promise<number> {
+  const text = await onNode(port, (c) => c.info());
+  return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+}
+
+/** INCRs and SETs through a cluster client until stopped; failed writes (during a failover) are retried later. */
+function startWriter(seedPort: number) {
+  const src = new Cluster([{ host: '127.0.0.1', port: seedPort }], {
+    redisOptions: { protocol: 2 } as never,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnFailover: 100,
+    maxRedirections: 32,
+  });
+  src.on('error', () => undefined);
+  let stop = false;
+  let writes = 0;
+  const done = (async () => {
+    for (let i = 0; !stop; i++) {
+      const batch = Array.from({ length: 20 }, (_, j) => i * 20 + j);
+      await Promise.all(
+        batch.map((n) => (n % 3 === 0 ? src.set(`key:${n % 2000}`, `v${n}`) : src.incr(`ctr:${n % 200}`)).then(() => writes++, () => undefined)),
+      );
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return {
+    writes: () => writes,
+    async stop() {
+      stop = true;
+      await done;
+      src.disconnect();
+    },
+  };
+}
+
+describe('cluster source topology changes during incremental sync', () => {
+  it('follows a reshard, a CLUSTER FAILOVER and a master killed; the destination converges each time', async () => {
+    // --- 3 masters + 3 replicas
+    const nodes: RedisServer[] = [];
+    cleanups.push(async () => void (await Promise.all(nodes.map((n) => n.stop()))));
+    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0 }));
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
+    const ok = async (port: number) => String(await onNode(port, (c) => (c.call('CLUSTER', 'INFO') as Promise<unknown>).catch(() => ''))).includes('cluster_state:ok');
+    await until(async () => (await Promise.all(nodes.map((n) => ok(n.port)))).every(Boolean), 30_000, 'cluster_state:ok');
+    await until(async () => (await clusterNodes(nodes[0].port)).filter((n) => !n.master).length === 3, 30_000, 'three replicas');
+    await until(async () => (await Promise.all(nodes.map((n) => onNode(n.port, (c) => c.info('replication'))))).every((t) => !/master_link_status:down/.test(t)), 30_000, 'replicas in sync');
+    const destination = await startRedis();
+    cleanups.push(() => destination.stop());
+
+    // --- capture and applier, initial full sync
+    const names = pipelineNames();
+    const sourceUrl = `redis://127.0.0.1:${nodes[0].port}`;
+    const seed = startWriter(nodes[0].port);
+    await until(() => seed.writes() > 500, 20_000, 'first writes');
+    await seed.stop();
+    const capture = await runCapture(sourceUrl, names, { partitions: 2, dbs: [0] });
+    cleanups.push(() => capture.stop());
+    // read again each time: the stats are a fresh object per read
+    const view = {
+      get fullSyncs() {
+        return capture.service.stats.fullSyncs;
+      },
+      get topology() {
+        return (capture.service.stats as unknown as { topology: { failovers: number; continued: number; topologyEpochs: number } }).topology;
+      },
+    };
+    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
+    expect(view.fullSyncs).toBe(3);
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+
+    const liveNode = async () => {
+      for (const n of nodes) if (await ok(n.port).catch(() => false)) return n.port;
+      throw new Error('no live node');
+    };
+    const converge = async (what: string) => {
+      const port = await liveNode();
+      const result = await waitConverged(`redis://127.0.0.1:${port}`, destination.url, [0], 45_000);
+      expect(result.differences, what).toEqual([]);
+      expect(result.compared, what).toBeGreaterThan(2000); // every key:* and ctr:* key
+    };
+    const sumOf = async (field: string) => {
+      let n = 0;
+      for (const node of nodes) n += await stat(node.port, field).then((v) => (Number.isFinite(v) ? v : 0), () => 0);
+      return n;
+    };
+
+    // --- (a) reshard 1000 slots from one master to another while writes run
+    {
+      const before = await clusterNodes(nodes[0].port);
+      const masters = before.filter((n) => n.master);
+      const writer = startWriter(nodes[0].port);
+      await until(() => writer.writes() > 200, 10_000, 'writes running');
+      await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${masters[0].port}`, '--cluster-from', masters[0].id, '--cluster-to', masters[1].id, '--cluster-slots', '1000', '--cluster-yes', '--cluster-pipeline', '50']);
+      await until(() => view.topology.topologyEpochs >= 1, 20_000, 'the reshard seen');
+      await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'new epoch captured');
+      await writer.stop();
+      await converge('after the reshard');
+      // the epoch that orders the keys' two streams: one new snapshot per master and epoch, nothing else
+      expect(view.fullSyncs).toBe(3 * (1 + view.topology.topologyEpochs));
+    }
+
+    // --- (b) CLUSTER FAILOVER on a replica, writes running
+    {
+      const fullBefore = await sumOf('sync_full');
+      const fullSyncsBefore = view.fullSyncs;
+      const replica = (await clusterNodes(nodes[0].port)).find((n) => !n.master && n.alive)!;
+      const writer = startWriter(nodes[0].port);
+      await until(() => writer.writes() > 200, 10_000, 'writes running');
+      await onNode(replica.port, (c) => c.call('CLUSTER', 'FAILOVER'));
+      await until(async () => (await clusterNodes(replica.port)).find((n) => n.id === replica.id)!.master, 20_000, 'replica promoted');
+      await until(() => view.topology.continued >= 1, 20_000, 'link moved to the promoted replica');
+      await until(() => writer.writes() > 2000, 20_000, 'more writes after the failover');
+      await writer.stop();
+      await converge('after CLUSTER FAILOVER');
+      expect(await stat(replica.port, 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
+      expect(await sumOf('sync_full')).toBe(fullBefore);
+      expect(view.fullSyncs).toBe(fullSyncsBefore);
+    }
+
+    // --- (c) kill -9 a master; its replica takes over
+    {
+      const fullBefore = await sumOf('sync_full');
+      const fullSyncsBefore = view.fullSyncs;
+      const all = await clusterNodes(await liveNode());
+      const victim = all.find((n) => n.master && n.alive && all.some((r) => r.masterId === n.id && r.alive))!;
+      const heir = all.find((r) => r.masterId === victim.id)!;
+      const writer = startWriter(heir.port);
+      await until(() => writer.writes() > 200, 10_000, 'writes running');
+      await nodes.find((n) => n.port === victim.port)!.stop();
+      await until(async () => (await clusterNodes(heir.port)).find((n) => n.id === heir.id)!.master, 30_000, 'replica elected');
+      await until(() => view.topology.continued >= 2, 20_000, 'link moved to the elected replica');
+      const at = writer.writes();
+      await until(() => writer.writes() > at + 1000, 20_000, 'writes after the election');
+      await writer.stop();
+      await converge('after kill -9 of a master');
+      expect(await stat(heir.port, 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
+      expect(await sumOf('sync_full')).toBeLessThanOrEqual(fullBefore); // the killed node's count is gone with it
+      expect(view.fullSyncs).toBe(fullSyncsBefore);
+    }
+  }, 150_000);
+});
