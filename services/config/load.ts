@@ -1,12 +1,14 @@
 /**
  * Resolves a command's settings from, in order of precedence: flags, environment
- * (`REPLISTREAM_<NAME>`), the `--config` JSON file, defaults. Every value is validated by the
+ * (`REPLISTREAM_<NAME>`), the `--config` file (a task file, task-file.ts: the command's section
+ * over the shared top), defaults. Every value is validated by the
  * option's schema; an error names the setting and where its bad value came from.
  */
 import { readFileSync } from 'node:fs';
 import { configError } from '../common/errors.js';
 import { maskRedisUrl } from '../common/redis-url.js';
 import { camel, envName, optionsFor, type CommandName } from './options.js';
+import { parseTaskText, taskSettings, type FileValue } from './task-file.js';
 
 const REQUIRED: Record<CommandName, string[]> = {
   capture: ['kafka', 'registry', 'source', 'source-id'],
@@ -28,30 +30,24 @@ export function loadConfig(
 ): Record<string, unknown> {
   const options = optionsFor(command);
   const configPath = (flags.config as string | undefined) ?? env[envName('config')];
-  let file: Record<string, unknown> = {};
+  let file: Map<string, FileValue> = new Map();
+  /** The destination section read (apply, precheck, verify with a task file). */
+  let destinationName: string | null = null;
   if (configPath) {
     let text: string;
     try {
       text = readFileSync(configPath, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a JSON file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a settings file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
       throw configError('config', `cannot read ${configPath}: ${why}`);
     }
-    try {
-      file = JSON.parse(text) as Record<string, unknown>;
-    } catch (err) {
-      // V8's message may quote the text around the error, and a config file holds passwords:
-      // only where it is
-      const at = /position (\d+)/.exec((err as Error).message);
-      const where = at ? ` at line ${text.slice(0, Number(at[1])).split('\n').length}, column ${Number(at[1]) - text.lastIndexOf('\n', Number(at[1]) - 1)}` : '';
-      throw configError('config', `${configPath} is not valid JSON${where}`);
-    }
-    if (typeof file !== 'object' || file === null || Array.isArray(file)) throw configError('config', `${configPath} must hold a JSON object`);
-    const known = new Set(options.flatMap((o) => [o.name, camel(o.name)]));
-    for (const key of Object.keys(file)) {
-      if (!known.has(key)) throw configError(key, `unknown setting in ${configPath} for '${command}'`);
-    }
+    const chosen = (flags['destination-name'] as string | undefined) ?? (env[envName('destination-name')] || undefined);
+    const task = taskSettings(parseTaskText(text, configPath), configPath, command, chosen);
+    file = task.values;
+    destinationName = task.destination;
+  } else if (flags['destination-name'] !== undefined) {
+    throw configError('destination-name', 'names a destination of a task file: pass the file with --config');
   }
   const out: Record<string, unknown> = {};
   for (const o of options) {
@@ -64,10 +60,12 @@ export function loadConfig(
       const v = env[envName(o.name)]!;
       origin = envName(o.name);
       raw = o.boolean ? envBoolean(o.name, origin, v) : o.repeatable ? v.split(',').filter(Boolean) : v;
-    } else if (file[o.name] !== undefined || file[camel(o.name)] !== undefined) {
-      raw = file[o.name] ?? file[camel(o.name)];
-      if (typeof raw === 'number') raw = String(raw);
-      origin = `${configPath}: ${o.name}`;
+    } else if (file.has(o.name)) {
+      ({ raw, origin } = file.get(o.name)!);
+    } else if (o.name === 'group' && command === 'apply' && destinationName !== null && typeof out.sourceId === 'string') {
+      // a destination of a task file: its group unless it names one
+      raw = `${out.sourceId}.${destinationName}`;
+      origin = `${configPath}: destinations.${destinationName} (group by default: <source-id>.${destinationName})`;
     } else if (o.default !== undefined) {
       out[camel(o.name)] = o.default;
       continue;

@@ -69,7 +69,8 @@ const startFrom = z
 
 export const OPTIONS: OptionSpec[] = [
   // shared
-  { name: 'config', description: 'JSON file with any of these settings (keys as flag names or camelCase).', commands: 'all', schema: z.string() },
+  { name: 'config', description: 'Task file (JSON, or YAML when named .yaml/.yml): settings shared at the top (keys as flag names or camelCase), a capture section, and named destinations; each command takes what concerns it (README: Run a task).', commands: 'all', schema: z.string() },
+  { name: 'destination-name', description: 'Which destination of the --config task file this command is for (needed when the file names several).', commands: ['apply', 'precheck', 'verify'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -') },
   { name: 'kafka', description: 'Kafka bootstrap brokers, comma-separated host:port.', commands: ['capture', 'apply'], schema: z.string().regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port…]') },
   { name: 'registry', description: 'Schema registry URL (Confluent API), e.g. http://host:8081 or Apicurio’s …/apis/ccompat/v7.', commands: ['capture', 'apply'], schema: httpUrl },
   { name: 'http-port', description: 'Port for the status page (/), /healthz, /readyz, /status, /metrics and POST /pause, /resume, /limits; 0 disables.', commands: ['capture', 'apply'], schema: int(0, 65535), default: 0 },
