@@ -1,12 +1,12 @@
 /**
- * Capture of a Redis Cluster source: one replica link per master, all composed into one set of
- * topics. Two rules keep the applier's guarantees:
+ * Capture of a Redis Cluster source: one replica link per shard (a master and its replicas), all
+ * composed into one set of topics. Two rules keep the applier's guarantees:
  *
- * - Each master gets its own range of partitions (master i: partitions i·P … i·P+P−1), so every
- *   partition holds exactly one replication stream and its positions (that master's offsets) are
- *   comparable. A key's partition is its slot's, inside its master's range, so per-slot order
- *   holds. Slots moved between masters during a synchronization are not followed (the reference
- *   also asks not to change the source's architecture during a task).
+ * - Each shard gets its own range of partitions (shard i: partitions i·P … i·P+P−1), so every
+ *   partition holds exactly one replication stream and its positions (that shard's offsets) are
+ *   comparable. A key's partition is its slot's, inside its shard's range, so per-slot order
+ *   holds. A failover keeps the shard (the promoted replica continues the same offsets); slots
+ *   moved between shards start a new epoch (cluster-follow.ts says why).
  * - The snapshot epoch is shared. A new snapshot of one master (its backlog overrun, say) would
  *   leave the other masters' keys of the old epoch in place, or be wiped by the flush that starts
  *   a new epoch at the destination; so when a master that already holds data of the current epoch
