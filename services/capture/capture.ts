@@ -90,7 +90,24 @@ export interface CaptureOptions {
   maxBufferedBytes?: number;
   /** Full-sync read limit (snapshot-max-bytes-per-second): each RDB chunk is paid for before the next is read. */
   snapshotThrottle?: Throttle<'bytes'>;
+  /**
+   * How long the source link may be down before the capture stops counting as ready (/readyz);
+   * it goes on retrying (default 30 s).
+   */
+  sourceDownGraceMs?: number;
   logger: Logger;
+}
+
+/** The replication link as an operator sees it. */
+export interface SourceLinkStatus {
+  state: 'connected' | 'disconnected';
+  /** When the current outage started (epoch ms); null while connected. */
+  since: number | null;
+  /** Attempts made in the current outage. */
+  retries: number;
+  /** Times the link came back after an outage since the capture started. */
+  reconnects: number;
+  lastError: string | null;
 }
 
 export interface CaptureStats {
@@ -111,6 +128,7 @@ export interface CaptureStats {
   error: string | null;
   /** When the replication link was first started (epoch ms), null before. */
   linkStartedAt: number | null;
+  sourceLink: SourceLinkStatus;
 }
 
 type Work = () => Promise<void>;
@@ -187,6 +205,7 @@ export class CaptureService extends EventEmitter {
   readonly stats: CaptureStats = {
     state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0, snapshotBytesTotal: null,
     commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null, linkStartedAt: null,
+    sourceLink: { state: 'connected', since: null, retries: 0, reconnects: 0, lastError: null },
   };
 
   constructor(opts: CaptureOptions) {
@@ -239,6 +258,12 @@ export class CaptureService extends EventEmitter {
     this.link = link;
     if (this.held) link.hold(true);
     this.stats.linkStartedAt ??= Date.now();
+    // the source answered PSYNC: the link is up (whether or not an outage preceded it)
+    const connected = () => {
+      if (this.link === link) Object.assign(this.stats.sourceLink, { state: 'connected', since: null, retries: 0, lastError: null });
+    };
+    link.on('fullresync', connected);
+    link.on('continue', connected);
     link.on('fullresync', (info) => {
       this.stats.snapshotBytesTotal = null; // until the transfer's preamble announces it
       void this.enqueue(() => this.onFullResync(info.replid, info.offset));
@@ -256,6 +281,14 @@ export class CaptureService extends EventEmitter {
       if (this.link === link) this.onUnit(unit);
     });
     link.on('error', (err) => this.log.warn({ err: err.message, retriable: err.retriable }, 'replication link error'));
+    link.on('disconnected', ({ error }) => {
+      if (this.link !== link) return;
+      const h = link.health;
+      Object.assign(this.stats.sourceLink, { state: 'disconnected', since: h.downSince, retries: h.retries, lastError: error.message });
+    });
+    link.on('reconnected', () => {
+      if (this.link === link) this.stats.sourceLink.reconnects++;
+    });
     link.on('disconnected', (info) => {
       if (this.link === link) this.emit('link-down', info); // a cluster capture looks for a new master
     });
@@ -644,11 +677,25 @@ export class CaptureService extends EventEmitter {
     }
   }
 
-  ready(): boolean {
+  ready(now = Date.now()): boolean {
+    const link = this.stats.sourceLink;
+    if (link.state === 'disconnected' && link.since !== null && now - link.since > (this.opts.sourceDownGraceMs ?? 30_000)) return false;
     return !this.failed && (this.stats.state === 'synchronizing' || this.stats.state === 'full-sync');
   }
 
   participantsOf(event: CommandEvent): Participant[] {
     return event.participants;
   }
+}
+
+/** One source link status for several (a cluster's masters): down when any is, since the earliest. */
+export function combineSourceLinks(links: SourceLinkStatus[]): SourceLinkStatus {
+  const down = links.filter((l) => l.state === 'disconnected');
+  return {
+    state: down.length > 0 ? 'disconnected' : 'connected',
+    since: down.length > 0 ? Math.min(...down.map((l) => l.since ?? Date.now())) : null,
+    retries: Math.max(0, ...down.map((l) => l.retries)),
+    reconnects: links.reduce((n, l) => n + l.reconnects, 0),
+    lastError: down.find((l) => l.lastError)?.lastError ?? null,
+  };
 }

@@ -16,7 +16,7 @@ import type { SealedRecord } from '../events/split.js';
 import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
-import { CaptureService, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
+import { CaptureService, combineSourceLinks, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
 import { EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
 import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
 import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js';
@@ -45,6 +45,10 @@ export interface CaptureSettings {
   snapshotFormat?: SnapshotFormat;
   /** How long start-up waits for Kafka and the schema registry (default 30 s). */
   kafkaTimeoutMs?: number;
+  /** How long the source link may be down before /readyz fails (default 30 s; it keeps retrying). */
+  sourceDownGraceMs?: number;
+  /** How long the source link may be down before the task fails (default 10 min; 0: retry forever). */
+  sourceDownTimeoutMs?: number;
   /** Full-sync read limit in RDB bytes per second, over all masters (unset or 0: none); changeable through POST /limits. */
   snapshotMaxBytesPerSecond?: number;
 }
@@ -277,7 +281,8 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     if (filter instanceof ShardKeyFilter) shardFilters.push(filter);
     services.push(
       new CaptureService({
-        link: { url: m.url, tls: connections().redis.source },
+        link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000 },
+        sourceDownGraceMs: s.sourceDownGraceMs,
         sink: sinkFor(m.index),
         partitions: s.partitions,
         partitionBase: m.index * s.partitions,
@@ -371,6 +376,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   new Gauge({ name: 'replistream_capture_source_offset', help: 'Source replication offset seen', registers: [metrics], collect() { this.set(service.stats.sourceOffset); } });
   new Gauge({ name: 'replistream_capture_durable_offset', help: 'Offset durable in Kafka', registers: [metrics], collect() { this.set(service.stats.durableOffset); } });
   new Gauge({ name: 'replistream_capture_epoch', help: 'Snapshot epoch', registers: [metrics], collect() { this.set(service.stats.epoch); } });
+  new Counter({ name: 'replistream_capture_source_reconnects_total', help: 'Times the source replication link came back after an outage', registers: [metrics], collect() { this.reset(); this.inc(service.stats.sourceLink.reconnects); } });
+  new Gauge({ name: 'replistream_capture_source_link_up', help: 'Source replication link up (1) or down (0)', registers: [metrics], collect() { this.set(service.stats.sourceLink.state === 'connected' ? 1 : 0); } });
+  new Gauge({ name: 'replistream_capture_source_down_seconds', help: 'How long the source link has been down (0 while up)', registers: [metrics], collect() { const since = service.stats.sourceLink.since; this.set(since === null ? 0 : (Date.now() - since) / 1000); } });
 
   // Heartbeat: a key on the source set to the wall-clock time every second; it flows through the
   // stream like any write, so appliers measure end-to-end lag from it.
@@ -500,6 +508,7 @@ class ClusterCaptureView extends EventEmitter {
       fullSyncs: sum('fullSyncs'), continues: sum('continues'), lastHeartbeatMs: Math.max(0, ...all.map((x) => x.lastHeartbeatMs ?? 0)) || null,
       error: this.failedWith?.message ?? all.find((x) => x.error)?.error ?? null, masters: all, topology: this.topology,
       linkStartedAt: all.every((x) => x.linkStartedAt !== null) ? Math.min(...all.map((x) => x.linkStartedAt as number)) : null,
+      sourceLink: combineSourceLinks(all.map((x) => x.sourceLink)),
     };
   }
   ready(): boolean {

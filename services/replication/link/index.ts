@@ -10,5 +10,6 @@ export {
   type ContinueInfo,
   type RdbEndInfo,
   type DisconnectedInfo,
+  type LinkHealth,
 } from './replica-link.js';
 export type { CommandUnit } from '../resp/grouper.js';

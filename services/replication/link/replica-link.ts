@@ -109,6 +109,14 @@ export interface ReplicaLinkOptions {
    */
   readTimeoutMs?: number;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /**
+   * How long the link may stay down (lost, and no new attempt accepted by the source since) before
+   * it gives up: it then stops with a CONNECTION error naming the source and `downTimeoutSetting`.
+   * 0 or unset: it retries forever.
+   */
+  downTimeoutMs?: number;
+  /** The setting that sets `downTimeoutMs`, named in that error (default `source-down-timeout-ms`). */
+  downTimeoutSetting?: string;
   maxBufferedBytes?: number;
   maxUnconfirmedBytes?: number;
   onRdbChunk?: (chunk: Buffer) => void | Promise<void>;
@@ -137,6 +145,20 @@ export interface RdbEndInfo {
   diskless: boolean;
 }
 
+/** Whether the link is up, and since when it is down. */
+export interface LinkHealth {
+  /** False from a loss until the source accepts a new attempt (PSYNC answered). */
+  up: boolean;
+  /** When the current outage started (epoch ms); null while up. */
+  downSince: number | null;
+  /** Attempts made in the current outage (0 while up). */
+  retries: number;
+  /** Times the link came back after an outage, since the link started. */
+  reconnects: number;
+  /** The error that ended the last attempt of the current outage; null while up. */
+  lastError: string | null;
+}
+
 export interface DisconnectedInfo {
   error: ReplistreamError;
   /** Delay before the next attempt. */
@@ -154,6 +176,8 @@ export type ReplicaLinkEvents = {
   'rdb-abort': [error: ReplistreamError];
   unit: [unit: CommandUnit];
   disconnected: [info: DisconnectedInfo];
+  /** The source accepted an attempt after an outage of `downMs`. */
+  reconnected: [info: { downMs: number; retries: number }];
   error: [error: ReplistreamError];
   close: [info: { error: ReplistreamError | null }];
 };
@@ -242,6 +266,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private session: Session | null = null;
   private sessionSeq = 0;
   private attempts = 0;
+  private readonly linkHealth: LinkHealth = { up: true, downSince: null, retries: 0, reconnects: 0, lastError: null };
   private reconnectTimer: NodeJS.Timeout | null = null;
 
   /** Replication id of the stream being followed (null before the first sync). */
@@ -389,6 +414,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
 
   private async runSession(): Promise<void> {
     const id = ++this.sessionSeq;
+    if (!this.linkHealth.up) this.linkHealth.retries++;
     const ep = this.endpoint;
     let socket: Socket;
     const tlsOpts = this.opts.tls ?? {};
@@ -492,7 +518,25 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       this.fail(error);
       return;
     }
-    const delay = Math.min(this.initialDelayMs * 2 ** this.attempts, this.maxDelayMs);
+    const now = Date.now();
+    const health = this.linkHealth;
+    if (health.up) Object.assign(health, { up: false, downSince: now, retries: 0 });
+    health.lastError = error.message;
+    const downMs = now - (health.downSince as number);
+    const bound = this.opts.downTimeoutMs ?? 0;
+    if (bound > 0 && downMs >= bound) {
+      const setting = this.opts.downTimeoutSetting ?? 'source-down-timeout-ms';
+      this.fail(
+        new ReplistreamError(
+          'CONNECTION',
+          `the source ${this.endpoint.safeUrl} has been unreachable for ${Math.round(downMs / 1000)} s (${health.retries} attempts; last: ${error.message}): giving up after ${setting} (${bound} ms); bring the source back, or raise ${setting} (0 retries forever)`,
+          { setting, cause: error, details: { downMs, retries: health.retries } },
+        ),
+      );
+      return;
+    }
+    // the last attempt falls on the bound, not a backoff step after it
+    const delay = Math.min(this.initialDelayMs * 2 ** this.attempts, this.maxDelayMs, bound > 0 ? bound - downMs : Infinity);
     this.attempts = Math.min(this.attempts + 1, 30);
     this.log.warn({ err: error.message, code: error.code, retryInMs: delay }, 'replication link lost');
     this.emit('disconnected', { error, retryInMs: delay });
@@ -533,6 +577,22 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.resolveIdle();
     this.emit('close', { error });
     for (const w of this.closeWaiters.splice(0)) w();
+  }
+
+  /** Up, since when down, attempts in the outage, reconnects so far (a copy). */
+  get health(): LinkHealth {
+    return { ...this.linkHealth };
+  }
+
+  /** The source accepted an attempt (FULLRESYNC or CONTINUE): an outage, if any, is over. */
+  private markUp(): void {
+    const h = this.linkHealth;
+    if (h.up) return;
+    const downMs = Date.now() - (h.downSince as number);
+    const retries = h.retries;
+    Object.assign(h, { up: true, downSince: null, retries: 0, lastError: null, reconnects: h.reconnects + 1 });
+    this.log.info({ downMs, retries }, 'replication link back');
+    this.emit('reconnected', { downMs, retries });
   }
 
   // ------------------------------------------------------------------ handshake
@@ -610,6 +670,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       }
       const offset = this.grouper.offset;
       this.log.info({ replid: this.replid, offset, previousReplid }, 'partial resynchronization accepted');
+      this.markUp();
       this.emit('continue', { replid: this.replid as string, offset, previousReplid });
       this.startStream(s, s.reader.takeRemainder());
       return;
@@ -642,6 +703,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.synced = false;
     this.pending.clear();
     this.adoptPosition(replid, offset, 0);
+    this.markUp();
     this.log.info({ replid, offset, legacy }, 'full synchronization');
     this.emit('fullresync', { replid, offset, legacySync: legacy });
   }
