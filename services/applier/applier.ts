@@ -40,7 +40,10 @@ export interface ApplierOptions {
   cluster?: boolean;
   /** Record bytes queued per partition before it is paused (default 4 MiB). */
   maxQueuedBytes?: number;
-  /** Events per plan (default 5000). */
+  /**
+   * Events per plan (default 2000, the writer's transaction size). A plan's events stay alive
+   * until it is written: larger plans made the young generation copy and promote them.
+   */
   maxEventsPerPlan?: number;
   /** Resident size above which a full garbage collection is asked for between plans (default 256 MiB). */
   memoryBudgetBytes?: number;
@@ -115,7 +118,7 @@ export class Applier {
   private loop: Promise<void> | null = null;
 
   constructor(opts: ApplierOptions) {
-    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 5000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...opts };
+    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 2000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...opts };
     this.heap = new HeapBudget(this.opts.memoryBudgetBytes);
   }
 

@@ -271,6 +271,8 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     // the handler only queues records (the applier's loop decodes what it is about to write)
     partitionsConsumedConcurrently: 4,
     deferDecoding: true,
+    // a key the writer restores from its payload is decoded without its typed value
+    readOptions: () => ({ skipValuesUpToRdbVersion: writer.restoredPayloadsUpTo() }),
     maxBytesPerPartition: 1024 * 1024,
     assignment: s.assignment ?? 'db',
     onAssignment: (assignment) => applier?.setAssignment(assignment),

@@ -233,9 +233,13 @@ interface Prepared {
   event: ChangeEvent;
   /** Mapped destination db; undefined when the event's db is not synchronized. */
   db: number | undefined;
-  items: TranslatedItem[];
-  dropped: string[];
+  items: readonly TranslatedItem[];
+  dropped: readonly string[];
 }
+
+/** Shared empty lists of events without commands (a snapshot key is neither translated nor dropped). */
+const NO_ITEMS: readonly TranslatedItem[] = Object.freeze([]);
+const NO_NAMES: readonly string[] = Object.freeze([]);
 
 /** What one event contributes to one domain (the standalone server, or one slot). */
 interface Part {
@@ -372,6 +376,7 @@ export class DestinationWriter {
   /** Standalone: the connection transactions go through (see sendBatch). */
   private txConnection: RespConnection | null = null;
   private dinfo: DestinationInfo | null = null;
+  private readonly dbMarkerKeys = new Map<number, string>();
   private keys: PositionKeys | null = null;
   private keyTable: KeyTable | null = null;
   private readonly streams = new Map<string, StreamState>();
@@ -414,6 +419,15 @@ export class DestinationWriter {
       });
     }
     return this.starting;
+  }
+
+  /**
+   * The RDB version up to which this writer restores snapshot payloads as they are (restore write
+   * mode, once started): the typed values of such keys are never looked at, so a reader may leave
+   * them out. null in commands mode or before `start`.
+   */
+  restoredPayloadsUpTo(): number | null {
+    return this.opts.writeMode === 'restore' && this.dinfo ? this.dinfo.rdbVersion : null;
   }
 
   /**
@@ -560,6 +574,7 @@ export class DestinationWriter {
     this.topo = topo;
     if (topo.kind === 'standalone') this.txConnection = new RespConnection(topo.endpoint, 'replistream-writer-tx');
     const cluster = topo.kind === 'cluster';
+    this.dbMarkerKeys.clear();
     this.keys = new PositionKeys(this.opts.positionKeyPrefix, cluster);
     if (cluster) {
       for (const [src, dst] of this.opts.dbMap) {
@@ -721,8 +736,8 @@ export class DestinationWriter {
       // unique across the segments of one call: origins and skipped commands are named by it
       const index = indexBase + i;
       const db = this.mapDb(event.db);
-      let items: TranslatedItem[] = [];
-      let dropped: string[] = [];
+      let items: readonly TranslatedItem[] = NO_ITEMS;
+      let dropped: readonly string[] = NO_NAMES;
       if (event.kind === 'command') {
         try {
           ({ items, dropped } = translateCommands(event.commands, event.db, index, ctx));
@@ -826,7 +841,7 @@ export class DestinationWriter {
           pos: withPart(prep.event.pos),
           ops,
           snapshotKey: prep.event.kind === 'snapshot-key' ? prep.event : null,
-          markerKey: this.keys!.marker(prep.db),
+          markerKey: this.dbMarkerKey(prep.db),
           markerScope: prep.db,
           db: prep.db,
         });
@@ -855,6 +870,13 @@ export class DestinationWriter {
       from = chunk.end;
     }
     return result;
+  }
+
+  /** Epoch marker key of a destination db (standalone), built once per db rather than per event. */
+  private dbMarkerKey(db: number): string {
+    let k = this.dbMarkerKeys.get(db);
+    if (k === undefined) this.dbMarkerKeys.set(db, (k = this.keys!.marker(db)));
+    return k;
   }
 
   private async loadStandalone(stream: string, st: StreamState, markerKeys: Set<string>, client: Redis): Promise<void> {
@@ -1053,10 +1075,11 @@ export class DestinationWriter {
     if (ev.payload && !append && (this.opts.writeMode === 'restore' || !ev.value)) {
       const v = payloadRdbVersion(ev.payload);
       if (v <= dest.rdbVersion) {
-        const cmd: Arg[] = dest.features.absTtl
-          ? ['RESTORE', ev.key, String(ev.expireAtMs ?? 0), ev.payload, 'REPLACE', 'ABSTTL']
+        // the common case of a full sync, once per key: built directly, without the helpers above
+        const args: Arg[] = dest.features.absTtl
+          ? ['RESTORE', ev.key, ev.expireAtMs === null ? '0' : String(ev.expireAtMs), ev.payload, 'REPLACE', 'ABSTTL']
           : ['RESTORE', ev.key, String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now())), ev.payload, 'REPLACE'];
-        return { ops: mk([cmd]), fallback: false };
+        return { ops: [{ args, db, slot, origin: { eventIndex: part.prep.index, id: `${base}0`, name: 'RESTORE' } }], fallback: false };
       }
       if (!this.opts.allowRestoreFallback || !ev.value) throw this.versionError(stream, v, null, ev.pos, ev.key);
       fallback = true;

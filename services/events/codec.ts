@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
-import { FastReader } from './fast-reader.js';
+import { FastReader, type ReadOptions } from './fast-reader.js';
 import { FastWriter } from './fast-writer.js';
 import type {
   ChangeEvent,
@@ -760,10 +760,11 @@ export function createResolver(writer: object | avsc.Type): avsc.Resolver {
 /**
  * Decode an EventBatch Avro body (no wire header). With `resolver` (from `createResolver`), a
  * body written with another version of the schema is read through Avro schema resolution.
+ * `options` may leave parts out (fast-reader.ts `ReadOptions`); batches read by avsc keep them.
  */
-export function decodeBatch(buf: Buffer, resolver?: avsc.Resolver): ChangeEvent[] {
+export function decodeBatch(buf: Buffer, resolver?: avsc.Resolver, options?: ReadOptions): ChangeEvent[] {
   if (!resolver) {
-    const fast = fastReader().read(buf);
+    const fast = fastReader().read(buf, options);
     if (fast) return fast;
   }
   let rec: AnyRec;

@@ -29,6 +29,18 @@ export interface FastReadLayout {
   valueKinds: ReadonlyArray<'string' | 'list' | 'set' | 'zset' | 'hash' | null>;
 }
 
+/** What a reader of a batch may leave out. */
+export interface ReadOptions {
+  /**
+   * Snapshot keys carrying a RESTORE payload written with this RDB version or an older one are
+   * read without their typed value (`value` null): a writer that restores payloads onto a server
+   * of that version never looks at it, and for small keys the value is a third of the objects a
+   * key decodes into. Keys whose payload is newer (the writer falls back to typed writes), keys
+   * without a payload and appended pieces keep their value.
+   */
+  skipValuesUpToRdbVersion?: number | null;
+}
+
 /** Thrown inside the reader to give up on a batch (caught in `read`). */
 class NotMine extends Error {}
 const NOT_MINE = new NotMine();
@@ -39,13 +51,15 @@ export class FastReader {
   private p = 0;
   private replidBytes: Buffer | null = null;
   private replid = '';
+  private skipValuesUpTo = -1;
 
   constructor(private readonly layout: FastReadLayout) {}
 
   /** The events of an EventBatch body, or null when it holds anything this reader leaves to avsc. */
-  read(body: Buffer): ChangeEvent[] | null {
+  read(body: Buffer, options: ReadOptions = {}): ChangeEvent[] | null {
     this.buf = body;
     this.p = 0;
+    this.skipValuesUpTo = options.skipValuesUpToRdbVersion ?? -1;
     try {
       const events: ChangeEvent[] = [];
       for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
@@ -193,6 +207,39 @@ export class FastReader {
     }
   }
 
+  /** Moves past a typed value without building it (the same walk as `value`). */
+  private skipValue(): void {
+    const branch = this.long();
+    if (branch === 0) return;
+    const kind = this.layout.valueKinds[branch];
+    if (kind === 'string') return this.skipBytes();
+    if (kind === null || kind === undefined) throw NOT_MINE;
+    for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
+      for (let i = 0; i < n; i++) {
+        this.skipBytes();
+        if (kind === 'zset') {
+          if (this.p + 8 > this.buf.length) throw NOT_MINE;
+          this.p += 8;
+        } else if (kind === 'hash') {
+          this.skipBytes();
+          this.nullableLong();
+        }
+      }
+    }
+  }
+
+  private skipBytes(): void {
+    const len = this.long();
+    const end = this.p + len;
+    if (len < 0 || end > this.buf.length) throw NOT_MINE;
+    this.p = end;
+  }
+
+  /** The RDB version of a DUMP payload: the u16 LE before its 8-byte CRC64 (-1: too short to tell). */
+  private static payloadRdbVersion(payload: Buffer): number {
+    return payload.length < 11 ? -1 : payload.readUInt16LE(payload.length - 10);
+  }
+
   private event(): ChangeEvent {
     const branch = this.long();
     const L = this.layout;
@@ -206,12 +253,23 @@ export class FastReader {
       const payloadBranch = this.long();
       if (payloadBranch !== 0 && payloadBranch !== 1) throw NOT_MINE;
       const payload = payloadBranch === 1 ? this.bytes() : null;
-      const value = this.value();
+      const valueAt = this.p;
+      let value: TypedValue | null = null;
+      const skipped = payload !== null && this.skipValuesUpTo >= 0 && FastReader.payloadRdbVersion(payload) >= 0 && FastReader.payloadRdbVersion(payload) <= this.skipValuesUpTo;
+      if (skipped) this.skipValue();
+      else value = this.value();
       const piece = this.piece();
       const k: SnapshotKey = { kind: 'snapshot-key', pos, db, key, type: type as SnapshotKey['type'], expireAtMs, payload, value, piece };
       const appendBranch = this.long();
       if (appendBranch === 1) k.append = this.boolean();
       else if (appendBranch !== 0) throw NOT_MINE;
+      if (skipped && k.append === true) {
+        // an appended piece is written from its value, payload or not: read it after all
+        const after = this.p;
+        this.p = valueAt;
+        k.value = this.value();
+        this.p = after;
+      }
       return k;
     }
     if (branch === L.command) {

@@ -23,6 +23,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { ReadOptions } from '../events/fast-reader.js';
 import type { ChangeEvent } from '../events/model.js';
 import { partitionAssigners, type AssignmentStrategy } from './assignment.js';
 import { kafkaError } from './kafka.js';
@@ -131,6 +132,8 @@ export interface EventConsumerOptions {
   deferDecoding?: boolean;
   /** How the group shares partitions (assignment.ts; default `db`: a db's partitions stay together). */
   assignment?: AssignmentStrategy;
+  /** What decoding may leave out, asked at each record (e.g. what the writer will not look at). */
+  readOptions?: () => ReadOptions;
 }
 
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -296,7 +299,7 @@ export class EventConsumer {
     const value = record.value;
     if (value === null) return record.events;
     try {
-      record.events = await this.registry.decode(value);
+      record.events = await this.registry.decode(value, this.options.readOptions?.());
       record.value = null;
       return record.events;
     } catch (err) {

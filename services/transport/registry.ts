@@ -26,6 +26,7 @@ import { connections } from '../common/connection-settings.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
 import type { ChangeEvent } from '../events/model.js';
+import type { ReadOptions } from '../events/fast-reader.js';
 
 interface LibraryClient {
   registry: InstanceType<typeof import('@kafkajs/confluent-schema-registry').SchemaRegistry>;
@@ -242,9 +243,9 @@ export class EventRegistry {
   }
 
   /** Decode a wire-format record value into its events (resolving other schema versions). */
-  async decode(value: Buffer): Promise<ChangeEvent[]> {
+  async decode(value: Buffer, options?: ReadOptions): Promise<ChangeEvent[]> {
     const { schemaId, body } = fromWire(value);
-    if (this.ownIds.has(schemaId)) return decodeBatch(body);
+    if (this.ownIds.has(schemaId)) return decodeBatch(body, undefined, options);
     const resolver = await this.resolverFor(schemaId);
     return decodeBatch(body, resolver ?? undefined);
   }

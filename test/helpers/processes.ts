@@ -7,7 +7,7 @@
  * services a bench spawns run fresh compiled code and the build is done before anything is timed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { stack } from './stack-env.js';
@@ -74,7 +74,11 @@ const all = new Set<ServiceProcess>();
 
 export function startService(args: string[], env: Record<string, string> = {}): ServiceProcess {
   const s = stack();
-  const child = spawn(process.execPath, [BIN, ...args], {
+  // REPLISTREAM_NODE_ARGS: extra node flags for every service, space-separated, e.g.
+  // "--cpu-prof --cpu-prof-dir=/tmp/prof" for a benchmark's profiles (Node refuses --cpu-prof and
+  // --heap-prof in NODE_OPTIONS).
+  const prof = (process.env.REPLISTREAM_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...prof, BIN, ...args], {
     env: { ...process.env, REPLISTREAM_KAFKA: s.kafka, REPLISTREAM_REGISTRY: s.registry, REPLISTREAM_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -83,7 +87,10 @@ export function startService(args: string[], env: Record<string, string> = {}): 
     stderr += d.toString();
     if (stderr.length > 4_000_000) stderr = stderr.slice(-2_000_000);
   });
-  child.stdout!.resume();
+  // REPLISTREAM_STDOUT_DIR: each service's stdout (where node's --trace-gc writes) goes to
+  // <dir>/<command>.<pid>.out instead of nowhere
+  if (process.env.REPLISTREAM_STDOUT_DIR) child.stdout!.pipe(createWriteStream(`${process.env.REPLISTREAM_STDOUT_DIR}/${args[0]}.${child.pid}.out`));
+  else child.stdout!.resume();
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const p: ServiceProcess = {
     child,
