@@ -71,6 +71,20 @@ export interface RegistryConfig {
   retries?: number;
 }
 
+/**
+ * Why a registry request got no answer, in words: the registry client reports a refused
+ * connection as "replistream - Error, status 400: connect ECONNREFUSED …", which reads like an
+ * HTTP answer that never came.
+ */
+function networkReason(said: string, message: string): string {
+  if (/ECONNREFUSED/.test(said)) return 'connection refused';
+  if (/ENOTFOUND|EAI_AGAIN/.test(said)) return 'host name not found';
+  if (/ETIMEDOUT|timed? ?out/i.test(said)) return 'no answer (timed out)';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(said)) return 'no route to the host';
+  if (/ECONNRESET|socket hang up/i.test(said)) return 'connection reset';
+  return message.replace(/^replistream - Error, status \d+: /, '');
+}
+
 function registryError(url: string, what: string, err: unknown): ReplistreamError {
   if (err instanceof ReplistreamError) return err;
   const e = err as { status?: number; message?: string; code?: string; cause?: { code?: string } };
@@ -86,8 +100,9 @@ function registryError(url: string, what: string, err: unknown): ReplistreamErro
     return new ReplistreamError('CONFIG', `schema registry ${where} refused the schema as incompatible (${what}): ${e.message}`, { cause: err, setting: 'registry', details: { status: e.status } });
   }
   const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|socket hang up|fetch failed|timed? ?out/i;
-  if (e?.status === undefined || network.test(`${e?.message ?? ''} ${e?.code ?? ''} ${e?.cause?.code ?? ''}`)) {
-    return new ReplistreamError('CONNECTION', `schema registry ${where} unreachable (${what}): ${e?.message ?? err}`, {
+  const said = `${e?.message ?? ''} ${e?.code ?? ''} ${e?.cause?.code ?? ''}`;
+  if (e?.status === undefined || network.test(said)) {
+    return new ReplistreamError('CONNECTION', `schema registry ${where} unreachable (${what}): ${networkReason(said, e?.message ?? String(err))}; check the registry setting`, {
       cause: err,
       retriable: true,
       setting: 'registry',
