@@ -11,6 +11,8 @@ import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connec
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
+import { resolveSentinelMaster, sentinelClientOptions } from '../common/sentinel.js';
+import { isSentinelUrl, masterUrl, parseSentinelUrl } from '../common/sentinel-url.js';
 import { LimitSettings, Throttle } from '../common/rate-limit.js';
 import type { SealedRecord } from '../events/split.js';
 import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
@@ -128,7 +130,11 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     `reading the stored positions from ${positionsTopic}`,
   );
   storedRead.catch(() => undefined); // awaited below
-  const admin = new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null, tls: redisTlsForUrl('source', s.source) } as never);
+  // A Sentinel-managed source: its Sentinels say where the master is, now and after a failover.
+  const sentinel = isSentinelUrl(s.source) ? parseSentinelUrl(s.source) : null;
+  const admin = sentinel
+    ? new Redis({ ...sentinelClientOptions(sentinel), protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null, sentinelRetryStrategy: () => null } as never)
+    : new Redis(s.source, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true, retryStrategy: () => null, tls: redisTlsForUrl('source', s.source) } as never);
   // ioredis reports a refused AUTH as an 'error' event and rejects connect() with a generic
   // "Connection is closed": keep the event's message, it names the real cause.
   let lastError: Error | null = null;
@@ -174,10 +180,11 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     dbs = [0];
     log.info({ masters: masters.map((m) => redactUrl(m.url)) }, 'source is a cluster: one replication link per master');
   } else {
-    masters = [{ url: s.source, index: 0 }];
+    masters = [{ url: sentinel ? masterUrl(sentinel, await resolveSentinelMaster(sentinel)) : s.source, index: 0 }];
     dbs = await sourceDatabases(admin, s.dbs);
   }
 
+  if (sentinel) (admin.options as { sentinelRetryStrategy?: (n: number) => number }).sentinelRetryStrategy = (n) => Math.min(n * 200, 2000);
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
   const totalPartitions = s.partitions * masters.length;
   let producer: InstanceType<Awaited<typeof transportModules>[0]['EventProducer']>;
@@ -281,7 +288,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     if (filter instanceof ShardKeyFilter) shardFilters.push(filter);
     services.push(
       new CaptureService({
-        link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000 },
+        link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000, resolveEndpoint: sentinel ? () => resolveSentinelMaster(sentinel) : undefined },
         sourceDownGraceMs: s.sourceDownGraceMs,
         sink: sinkFor(m.index),
         partitions: s.partitions,

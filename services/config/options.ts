@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { redisUrlProblem } from '../common/redis-url.js';
+import { isSentinelUrl, sentinelUrlProblem } from '../common/sentinel-url.js';
 
 export type CommandName = 'capture' | 'apply' | 'precheck' | 'status' | 'pause' | 'resume' | 'limits' | 'verify' | 'rdb-inspect';
 
@@ -28,6 +29,11 @@ export interface OptionSpec {
 const redisUrl = z.string().superRefine((s, ctx) => {
   const problem = redisUrlProblem(s);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** The source may also be a Sentinel-managed master set (common/sentinel.ts). */
+const sourceUrl = z.string().superRefine((s, ctx) => {
+  const problem = isSentinelUrl(s) ? sentinelUrlProblem(s) : redisUrlProblem(s);
+  if (problem) ctx.addIssue({ code: 'custom', message: isSentinelUrl(s) ? problem : `${problem}, or redis+sentinel://host:26379[,host:port…]/master-name` });
 });
 /** Whole numbers only: no '', '1e3', '0x10' or ' 5 ' silently read as numbers. */
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -80,7 +86,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
   { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
   // capture
-  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS).', commands: ['capture', 'precheck', 'verify'], schema: redisUrl, secret: true },
+  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS); for capture also a Sentinel-managed master set: redis+sentinel://[user:password@]sentinel:26379[,sentinel:port…]/master-name (followed across failovers; precheck and verify take the master\'s own URL).', commands: ['capture', 'precheck', 'verify'], schema: sourceUrl, secret: true },
   {
     name: 'source-timeout-ms',
     description:

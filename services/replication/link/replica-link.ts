@@ -117,6 +117,13 @@ export interface ReplicaLinkOptions {
   downTimeoutMs?: number;
   /** The setting that sets `downTimeoutMs`, named in that error (default `source-down-timeout-ms`). */
   downTimeoutSetting?: string;
+  /**
+   * Where the source is now, asked before every attempt (a Sentinel-managed source: the current
+   * master). The URL's host and port are the first guess and the fallback when it fails. After a
+   * failover the link thus asks the promoted replica for `PSYNC <old replid> <offset>`, which it
+   * grants (`+CONTINUE <new id>`) when its history holds that offset, else a full sync follows.
+   */
+  resolveEndpoint?: () => Promise<{ host: string; port: number }>;
   maxBufferedBytes?: number;
   maxUnconfirmedBytes?: number;
   onRdbChunk?: (chunk: Buffer) => void | Promise<void>;
@@ -408,8 +415,28 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       this.reconnectTimer = null;
       if (this.stopped) return;
       this.linkState = 'connecting';
-      void this.runSession();
+      void this.locate().then(() => {
+        if (!this.stopped) void this.runSession();
+      });
     }, delayMs);
+  }
+
+  /** Asks `resolveEndpoint` where the source is; keeps the last known address when it cannot say. */
+  private async locate(): Promise<void> {
+    const resolve = this.opts.resolveEndpoint;
+    if (!resolve) return;
+    try {
+      const { host, port } = await resolve();
+      const ep = this.endpoint;
+      if (host === ep.host && port === ep.port) return;
+      this.log.warn({ from: `${ep.host}:${ep.port}`, to: `${host}:${port}` }, 'the source moved (failover): following it');
+      ep.host = host;
+      ep.port = port;
+      const u = new URL(`redis://${host.includes(':') ? `[${host}]` : host}:${port}`);
+      ep.safeUrl = `${ep.tls ? 'rediss' : 'redis'}://${ep.username || ep.password ? '***@' : ''}${u.host}`;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, at: `${this.endpoint.host}:${this.endpoint.port}` }, 'cannot tell where the source is now: trying its last address');
+    }
   }
 
   private async runSession(): Promise<void> {

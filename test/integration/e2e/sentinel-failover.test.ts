@@ -1,0 +1,133 @@
+/**
+ * A Sentinel-managed source (redis+sentinel://…/mymaster): a master with one replica and one
+ * redis-sentinel. The master is killed with SIGKILL; Sentinel promotes the replica; capture asks
+ * Sentinel where the master is now and continues from the promoted replica by PSYNC with the old
+ * replication id (the replica keeps it as master_replid2): no new snapshot. The destination ends
+ * equal to the new master, counters exact.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged } from '../../helpers/pipeline.js';
+import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { uniqueName } from '../../helpers/stack-env.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function startSentinel(masterPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'replistream-sentinel-'));
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
+      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
+      'sentinel down-after-milliseconds mymaster 1000',
+      'sentinel failover-timeout mymaster 3000',
+      'sentinel parallel-syncs mymaster 1', '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn('redis-sentinel', [conf], { stdio: 'ignore' });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  cleanups.push(stop);
+  return { port, stop };
+}
+
+async function stats(url: string): Promise<{ full: number; partialOk: number }> {
+  const c = redisClient(url);
+  try {
+    const info = await c.info('stats');
+    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** Counters, a transaction and a multi-key write per round. */
+async function workload(url: string, from: number, rounds: number): Promise<void> {
+  const c = redisClient(url);
+  try {
+    for (let i = from; i < from + rounds; i++) {
+      await c.incr('counter');
+      await c.multi().incr('tx:counter').rpush('tx:list', String(i)).exec();
+      await c.mset(`m:{x}${i % 30}`, String(i), `m:{y}${i % 30}`, String(-i));
+    }
+  } finally {
+    c.disconnect();
+  }
+}
+
+describe('Sentinel-managed source', () => {
+  it('master killed, replica promoted: capture continues by PSYNC on the new master, destination equal', async () => {
+    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => master.stop());
+    const replica = await startRedis({ replicaof: `127.0.0.1 ${master.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => replica.stop());
+    const destination = await startRedis();
+    cleanups.push(() => destination.stop());
+    const r = redisClient(replica.url);
+    cleanups.push(async () => r.disconnect());
+    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
+    const sentinel = await startSentinel(master.port);
+    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
+    cleanups.push(async () => s.disconnect());
+    // Sentinel learns the replica from the master's INFO: only then can it fail over.
+    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+
+    const m = redisClient(master.url);
+    cleanups.push(async () => m.disconnect());
+    // (not DEBUG POPULATE: it is not replicated)
+    const fill = m.pipeline();
+    for (let i = 0; i < 1000; i++) fill.set(`pre:${i}`, `value-${i}`);
+    await fill.exec();
+    const names = pipelineNames();
+    const capture = await runCapture(`redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+    await workload(master.url, 0, 300);
+    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
+    // Both replicas (the Redis one and capture) hold every write before the master dies, so the
+    // promoted replica's history covers capture's position: a continuation is possible.
+    await m.call('WAIT', 2, 5000);
+    const fullSyncs = capture.service.stats.fullSyncs;
+    const continues = capture.service.stats.continues;
+    const before = await stats(replica.url);
+
+    await master.stop(); // SIGKILL
+    await until(async () => {
+      const addr = (await s.call('SENTINEL', 'get-master-addr-by-name', 'mymaster').catch(() => null)) as [string, string] | null;
+      return addr?.[1] === String(replica.port);
+    }, 30_000, 'Sentinel promoting the replica');
+    await until(async () => /role:master/.test(await r.info('replication')), 10_000, 'replica promoted');
+    await workload(replica.url, 300, 300);
+    await until(() => capture.service.stats.continues > continues, 30_000, 'capture continuing on the new master');
+
+    const result = await waitConverged(replica.url, destination.url, [0]);
+    expect(result.differences).toEqual([]);
+    expect(result.compared).toBeGreaterThan(1000);
+    const d = redisClient(destination.url);
+    cleanups.push(async () => d.disconnect());
+    expect(await d.get('counter')).toBe('600');
+    expect(await d.get('tx:counter')).toBe('600');
+    expect(await d.llen('tx:list')).toBe(600);
+    const after = await stats(replica.url);
+    expect(after.partialOk - before.partialOk).toBeGreaterThanOrEqual(1);
+    expect(after.full - before.full).toBe(0);
+    expect(capture.service.stats.fullSyncs).toBe(fullSyncs);
+    expect(capture.status.task.state).toBe('synchronizing');
+  });
+});
