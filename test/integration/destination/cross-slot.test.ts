@@ -94,6 +94,30 @@ describe('cross-slot commands into a cluster destination', () => {
     expect(r.differences).toEqual([]);
   });
 
+  it('an MSETNX cut after its first slot is completed, though its keys there now exist', async () => {
+    const p = 'cutnx:';
+    const names = ['k1', 'k2', 'k3', 'k4'].map((n) => `${p}${n}`);
+    const events = await sourceEvents(src, [[['MSETNX', ...names.flatMap((k, i) => [k, `v${i}`])]]], 7000);
+    const slots = [...new Set(names.map((k) => keySlot(k)))].sort((a, b) => a - b);
+    expect(slots.length).toBeGreaterThan(1);
+    const stream = 't.db0:3';
+    const prefix = 'replistream:pos:cutnx';
+    const { Cluster } = await import('ioredis');
+    const { PositionKeys } = await import('../../../services/destination/position.js');
+    const cc = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0].port }]);
+    try {
+      // the first slot's transaction, as a crashed writer left it: its keys set, its position at the command
+      for (const [i, k] of names.entries()) if (keySlot(k) === slots[0]) await cc.set(k, `v${i}`);
+      await cc.set(new PositionKeys(prefix, true).position(stream, slots[0]), encodePosition(withPart(events[0].pos, 1)));
+      const w = writer(cluster.url, { positionKeyPrefix: prefix });
+      await w.applyBatch(stream, events);
+      await w.close();
+      expect(await Promise.all(names.map((k) => cc.get(k)))).toEqual(['v0', 'v1', 'v2', 'v3']);
+    } finally {
+      cc.disconnect();
+    }
+  });
+
   it('refuses what it cannot emulate, naming the command, unless on-command-error is skip', async () => {
     const ev = cmd(pos(9000), 0, ['EVAL', "redis.call('SET', KEYS[1], 1) redis.call('SET', KEYS[2], 1)", 2, 'ev:a', 'ev:b']);
     const w = writer(cluster.url, { positionKeyPrefix: 'replistream:pos:eval' });
