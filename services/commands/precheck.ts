@@ -9,6 +9,7 @@
  * empty in intercept mode, naming keys. The first failure is also the command's error (one line on
  * stderr, its exit code), as for every command.
  */
+import { currentSourceUrl } from '../common/sentinel.js';
 import type { Redis } from 'ioredis';
 import { mastersFromSlots } from '../capture/cluster.js';
 import { describeError, ReplistreamError } from '../common/errors.js';
@@ -67,7 +68,7 @@ export async function precheckCommand(c: Record<string, unknown>): Promise<numbe
   const dbMap = (c.dbMap as Map<number, number> | undefined) ?? null;
 
   // ----- source
-  const ep = parseRedisUrl(String(c.source), 'source');
+  const ep = parseRedisUrl(await currentSourceUrl(String(c.source)), 'source'); // a Sentinel-managed source: its master now
   let client: Redis | null = null;
   let sourceVersion: ServerVersion | null = null;
   let sourceDbs: number[] = [0];

@@ -2,6 +2,7 @@
 import { closeTopology, info, openTopology, topologyMasters } from '../destination/connection.js';
 import { checkDestinationDbsAt } from '../destination/precheck.js';
 import { verifyDatabases } from '../destination/verify.js';
+import { currentSourceUrl } from '../common/sentinel.js';
 
 /** Databases of the source that hold keys (INFO keyspace of every master). */
 async function dbsWithKeys(url: string): Promise<number[]> {
@@ -17,10 +18,11 @@ async function dbsWithKeys(url: string): Promise<number[]> {
 
 export async function verifyCommand(c: Record<string, unknown>): Promise<number> {
   const dbMap = (c.dbMap as Map<number, number> | undefined) ?? new Map<number, number>();
-  const dbs = (c.dbs as number[] | undefined) ?? (dbMap.size ? [...dbMap.keys()] : await dbsWithKeys(String(c.source)));
+  const source = await currentSourceUrl(String(c.source)); // a Sentinel-managed source: its master now
+  const dbs = (c.dbs as number[] | undefined) ?? (dbMap.size ? [...dbMap.keys()] : await dbsWithKeys(source));
   // a db the destination does not have is a setting to fix (exit 2), not a difference
   await checkDestinationDbsAt(String(c.destination), dbs.map((db) => dbMap.get(db) ?? db));
-  const result = await verifyDatabases(String(c.source), String(c.destination), dbs, dbMap, {
+  const result = await verifyDatabases(source, String(c.destination), dbs, dbMap, {
     sample: c.sample as number | undefined,
     heartbeatKeys: [String(c.heartbeatKey)],
   });

@@ -3,7 +3,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ReplistreamError } from './errors.js';
-import type { SentinelSource } from './sentinel-url.js';
+import { isSentinelUrl, masterUrl, parseSentinelUrl, type SentinelSource } from './sentinel-url.js';
 
 /**
  * The current master of the set, from the first Sentinel that knows it. Throws a retriable
@@ -39,4 +39,14 @@ export function sentinelClientOptions(src: SentinelSource): RedisOptions {
     username: src.username ?? undefined,
     password: src.password ?? undefined,
   };
+}
+
+/**
+ * The source's current master as a redis:// URL when `url` names a Sentinel-managed set, else
+ * `url` itself: for commands that look at the source once (precheck, verify).
+ */
+export async function currentSourceUrl(url: string): Promise<string> {
+  if (!isSentinelUrl(url)) return url;
+  const src = parseSentinelUrl(url);
+  return masterUrl(src, await resolveSentinelMaster(src));
 }

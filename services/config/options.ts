@@ -86,7 +86,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
   { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
   // capture
-  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS); for capture also a Sentinel-managed master set: redis+sentinel://[user:password@]sentinel:26379[,sentinel:port…]/master-name (followed across failovers; precheck and verify take the master\'s own URL).', commands: ['capture', 'precheck', 'verify'], schema: sourceUrl, secret: true },
+  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS); or a Sentinel-managed master set: redis+sentinel://[user:password@]sentinel:26379[,sentinel:port…]/master-name (capture follows it across failovers).', commands: ['capture', 'precheck', 'verify'], schema: sourceUrl, secret: true },
   {
     name: 'source-timeout-ms',
     description:
