@@ -3,18 +3,25 @@
  * its own ports and directory, so killing it never disturbs the shared stack's broker. It runs the
  * stack's Kafka jars (already cached by `npm run stack -- up`). `kill9()` and `restart()` keep the
  * log directory, so what was committed before a kill is there after the restart.
+ *
+ * With `proxied: true` the broker sits behind a fault proxy (fault-proxy.ts) and advertises the
+ * proxy's port in its metadata: clients learn the broker's address from that metadata and would
+ * otherwise connect around the proxy after their first request.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kafkaAnswers, kafkaLibs, singleNodeKraftProperties, stackLayout } from '../../services/stack/stack.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { freePort } from './redis-server.js';
 
 export interface KafkaBroker {
-  /** `127.0.0.1:port`, for the `kafka` setting. */
+  /** `127.0.0.1:port`, for the `kafka` setting (the proxy's, when proxied). */
   brokers: string;
   port: number;
+  /** The proxy every client goes through (`proxied: true`), else null. */
+  proxy: FaultProxy | null;
   kill9(): Promise<void>;
   /** Starts it again on the same ports and data (after `kill9`). */
   restart(): Promise<void>;
@@ -23,15 +30,15 @@ export interface KafkaBroker {
   log(): string;
 }
 
-export async function startKafkaBroker(timeoutMs = 120_000): Promise<KafkaBroker> {
+export async function startKafkaBroker(timeoutMs = 120_000, opts: { proxied?: boolean } = {}): Promise<KafkaBroker> {
   const port = await freePort();
   const controllerPort = await freePort();
+  const proxy = opts.proxied ? await startFaultProxy(`127.0.0.1:${port}`) : null;
   const dir = mkdtempSync(join(tmpdir(), 'replistream-kafka-'));
   const props = join(dir, 'server.properties');
-  writeFileSync(
-    props,
-    singleNodeKraftProperties({ port, controllerPort, dataDir: join(dir, 'data'), offsetsPartitions: 2 }),
-  );
+  let properties = singleNodeKraftProperties({ port, controllerPort, dataDir: join(dir, 'data'), offsetsPartitions: 2 });
+  if (proxy) properties = properties.replace(/^advertised\.listeners=.*$/m, `advertised.listeners=PLAINTEXT://127.0.0.1:${proxy.port}`);
+  writeFileSync(props, properties);
   const log4j = join(dir, 'log4j2.properties');
   writeFileSync(
     log4j,
@@ -72,12 +79,14 @@ export async function startKafkaBroker(timeoutMs = 120_000): Promise<KafkaBroker
     await launch();
   } catch (err) {
     await kill9();
+    await proxy?.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
-    brokers: `127.0.0.1:${port}`,
+    brokers: proxy ? proxy.address : `127.0.0.1:${port}`,
     port,
+    proxy,
     kill9,
     restart: async () => {
       await kill9();
@@ -85,6 +94,7 @@ export async function startKafkaBroker(timeoutMs = 120_000): Promise<KafkaBroker
     },
     stop: async () => {
       await kill9();
+      await proxy?.close();
       rmSync(dir, { recursive: true, force: true });
     },
     log: () => output,
