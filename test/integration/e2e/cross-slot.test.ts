@@ -37,7 +37,7 @@ async function deleteKeys(cluster: Cluster, pattern: string): Promise<void> {
       do {
         const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
         cursor = next;
-        for (const k of keys) await node.unlink(k);
+        if (keys.length) await node.pipeline(keys.map((k) => ['unlink', k])).exec(); // one by one: the keys of a page are in many slots
       } while (cursor !== '0');
     }),
   );
