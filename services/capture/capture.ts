@@ -274,6 +274,8 @@ export class CaptureService extends EventEmitter {
     link.on('continue', (info) => {
       this.stats.continues++;
       this.stats.replid = info.replid;
+      // streaming from here, even before a first unit (a cluster master without writes)
+      if (this.stats.state === 'starting') this.stats.state = 'synchronizing';
       this.log.info({ replid: info.replid, offset: info.offset }, 'source continued the stream (+CONTINUE)');
       this.emit('continue', info);
     });
@@ -311,7 +313,22 @@ export class CaptureService extends EventEmitter {
       this.parser = null;
       this.began = false;
     });
-    if (!this.failed && this.flushTimer) this.openLink(null);
+    if (!this.failed && this.flushTimer && !this.parked) this.openLink(null);
+  }
+
+  /** True while the link is stopped with the pipeline kept (park). */
+  private parked = false;
+
+  /**
+   * Stops the link and keeps the pipeline: a cluster shard left without slots, whose master may be
+   * removed next, has nothing more to send (cluster-follow.ts). `moveLink` opens a link again.
+   */
+  async park(): Promise<void> {
+    this.parked = true;
+    const old = this.link;
+    this.link = null;
+    await old?.stop();
+    await this.enqueue(() => this.flush());
   }
 
   /**
@@ -334,6 +351,7 @@ export class CaptureService extends EventEmitter {
       });
     }
     this.opts.link = { ...this.opts.link, url };
+    this.parked = false;
     if (!this.failed && this.flushTimer) this.openLink(start);
   }
 

@@ -42,6 +42,8 @@ export interface ShardPipeline {
   streamPoint(): { replid: string | null; producedOffset: number };
   /** Drops the stream and asks for a new full sync: in a cluster every shard then joins a new epoch. */
   forceFullSync(): Promise<void>;
+  /** Stops the link (a shard without slots); moveLink starts one again. */
+  park(): Promise<void>;
   on(event: 'link-down', listener: () => void): unknown;
 }
 
@@ -49,12 +51,15 @@ export interface ClusterFollowerOptions {
   /** The source URL the task was given: credentials and scheme for every node's URL. */
   sourceUrl: string;
   layout: Layout;
+  /** By shard index (its range of partitions). */
   shards: ShardPipeline[];
-  /** Each shard's key filter: it leaves out writes to slots the shard did not own at the epoch's start. */
+  /** By shard index: each shard's key filter: it leaves out writes to slots the shard did not own at the epoch's start. */
   filters: ShardKeyFilter[];
   log: Logger;
   /** Between two readings of the topology (default 1000 ms). */
   intervalMs?: number;
+  /** The next full sync of any shard starts a new epoch that every shard joins (EpochCoordinator.renew). */
+  renewEpoch: () => void;
   /** The task fails (a master added with no range free for it). */
   onFatal: (err: ReplistreamError) => void;
 }
@@ -81,13 +86,15 @@ export class ClusterFollower {
   private stopped = false;
   /** Readings in a row with the same slot owners and no migration under way. */
   private calmReadings = 0;
+  /** Shards whose link is stopped: their master serves no slot. */
+  private readonly parked = new Set<number>();
   readonly stats: FollowerStats = { readings: 0, failovers: 0, continued: 0, topologyEpochs: 0 };
 
   constructor(private readonly opts: ClusterFollowerOptions) {
     this.layout = opts.layout;
     this.epochOwners = opts.layout.owners;
     this.assignSlots(opts.layout.owners);
-    for (const s of opts.shards) s.on('link-down', () => this.refreshSoon());
+    opts.shards.forEach((s) => s.on('link-down', () => this.refreshSoon()));
   }
 
   start(): void {
@@ -173,6 +180,15 @@ export class ClusterFollower {
     this.nodes = nodes;
     const { layout, changes, migrating } = observe(this.layout, nodes);
     let epochNeeded = false;
+    // Once per reading, before the first full sync it asks for: the epoch then grows once, whichever
+    // shard's full sync comes first, and the others join it.
+    let fullSyncAsked = false;
+    const fullSyncOf = async (shard: number, url: string) => {
+      if (!fullSyncAsked) this.opts.renewEpoch();
+      fullSyncAsked = true;
+      this.parked.delete(shard);
+      await this.opts.shards[shard].moveLink(url, false);
+    };
     for (const ch of changes) {
       if (ch.kind === 'master-moved') {
         this.stats.failovers++;
@@ -183,9 +199,13 @@ export class ClusterFollower {
           { shard: ch.shard, from: `${ch.from.host}:${ch.from.port}`, to: `${ch.to.host}:${ch.to.port}`, continue: resume },
           resume ? 'cluster source: a replica took over a master; its link continues there by PSYNC' : 'cluster source: a replica took over a master, and the stream cannot be continued there: a new snapshot epoch',
         );
-        if (resume) this.stats.continued++;
-        else epochNeeded = true;
-        await pipeline.moveLink(url, resume);
+        if (resume) {
+          this.stats.continued++;
+          await pipeline.moveLink(url, true);
+        } else {
+          epochNeeded = true;
+          await fullSyncOf(ch.shard, url);
+        }
       } else if (ch.kind === 'new-master') {
         const free = layout.shards.find((s) => !layout.owners.includes(s.index) && !nodes.some((n) => n.id === s.masterId && n.master && !n.unusable && n.slots.length > 0));
         if (!free) {
@@ -206,9 +226,21 @@ export class ClusterFollower {
         free.members = new Set([ch.node.id]);
         // its slots now count as this shard's
         for (const n of nodes) if (n.id === ch.node.id) for (const [a, b] of n.slots) for (let slot = a; slot <= b; slot++) layout.owners[slot] = free.index;
-        await this.opts.shards[free.index].moveLink(this.urlOf(ch.node.host, ch.node.port), false);
+        await fullSyncOf(free.index, this.urlOf(ch.node.host, ch.node.port));
         epochNeeded = true;
       }
+    }
+    // A shard left without slots has nothing more to send: its writes up to now are superseded by
+    // the epoch that follows the move. Its link stops at once, before it can reconnect to its
+    // master turned into a replica of another shard (which would answer with a full sync of that
+    // other history, and cost every shard a snapshot), and so that removing it is no outage.
+    // (Only from a reading where every slot has a live owner: a partial view parks nothing.)
+    const complete = !layout.owners.includes(-1);
+    for (const shard of layout.shards) {
+      if (!complete || layout.owners.includes(shard.index) || this.parked.has(shard.index)) continue;
+      this.parked.add(shard.index);
+      this.opts.log.warn({ shard: shard.index, master: `${shard.host}:${shard.port}` }, 'cluster source: a master serves no slot any more; its link stops');
+      await this.opts.shards[shard.index].park();
     }
     // Slots moved: one epoch for the whole move, once it is over: no slot migrating, and the same
     // owners for a few readings (a reshard moves slot after slot, each in a few milliseconds when
@@ -226,9 +258,19 @@ export class ClusterFollower {
       this.stats.topologyEpochs++;
       this.epochOwners = layout.owners;
       this.assignSlots(layout.owners);
+      // a shard whose link stopped when it lost its slots, and serves some again, joins the epoch
+      for (const shard of layout.shards) {
+        if (this.parked.has(shard.index) && layout.owners.includes(shard.index)) {
+          this.opts.log.warn({ shard: shard.index, master: `${shard.host}:${shard.port}` }, 'cluster source: a master serves slots again; its link starts again');
+          await fullSyncOf(shard.index, this.urlOf(shard.host, shard.port));
+        }
+      }
       // one shard's new full sync is enough: the epoch coordinator (cluster.ts) asks every other shard for one too
-      const first = this.opts.shards.findIndex((_, i) => layout.owners.includes(i));
-      await this.opts.shards[Math.max(0, first)].forceFullSync();
+      if (!fullSyncAsked) {
+        this.opts.renewEpoch();
+        const first = this.opts.shards.findIndex((p, i) => p !== undefined && layout.owners.includes(i));
+        await this.opts.shards[Math.max(0, first)].forceFullSync();
+      }
     }
   }
 

@@ -37,27 +37,66 @@ export function mastersFromSlots(slots: unknown[]): ClusterMaster[] {
   return [...byId.values()].sort((a, b) => a.firstSlot - b.firstSlot).map((m, index) => ({ ...m, index }));
 }
 
+/**
+ * The range of partitions each master writes to (`masters` in slot order; `histories[i]`: the
+ * replication ids master i answers PSYNC for, its master_replid and master_replid2; `stored[r]`:
+ * the replid of range r's stored position). A master continues the range whose stored position
+ * belongs to its history, so a restart after a reshard (which may change the masters' order) or a
+ * failover still continues every stream by PSYNC; the others take the free ranges in slot order.
+ * A range whose master no longer serves slots stays unused: its partitions keep their stream.
+ */
+export function assignRanges(histories: string[][], stored: Array<string | null>): number[] {
+  const taken = new Set<number>();
+  const out = histories.map((ids) => {
+    const r = stored.findIndex((id, range) => id !== null && !taken.has(range) && ids.includes(id));
+    if (r >= 0) taken.add(r);
+    return r;
+  });
+  let free = 0;
+  return out.map((r) => {
+    if (r >= 0) return r;
+    while (taken.has(free)) free++;
+    taken.add(free);
+    return free;
+  });
+}
+
 export class EpochCoordinator {
   epoch: number;
   private members = new Set<number>();
   /** True when every master can resume where it stopped; otherwise all start a new epoch. */
   readonly resume: boolean;
+  private readonly indexes: number[];
 
+  /**
+   * `masters`: how many (indexes 0…n−1), or their indexes (the ranges they write to);
+   * `stored[i]`: the stored position of the i-th of them.
+   */
   constructor(
-    private readonly masters: number,
+    masters: number | number[],
     stored: Array<CapturePosition | null>,
     private readonly log: Logger,
     private readonly forceOthers: (except: number) => void,
   ) {
+    const indexes = typeof masters === 'number' ? Array.from({ length: masters }, (_, i) => i) : masters;
+    this.indexes = indexes;
     const epochs = stored.map((p) => p?.epoch ?? 0);
     const max = Math.max(0, ...epochs);
-    this.resume = max > 0 && stored.length === masters && stored.every((p) => p !== null && p.state === 'streaming' && p.epoch === max);
+    this.resume = max > 0 && stored.length === indexes.length && stored.every((p) => p !== null && p.state === 'streaming' && p.epoch === max);
     if (this.resume) {
       this.epoch = max;
-      for (let i = 0; i < masters; i++) this.members.add(i);
+      for (const i of indexes) this.members.add(i);
     } else {
       this.epoch = max + 1; // every master joins this epoch with its first full sync
     }
+  }
+
+  /**
+   * The next full sync of any master starts a new epoch, which every other master then joins
+   * (cluster-follow.ts: after slots moved, or a master that takes over a range of partitions).
+   */
+  renew(): void {
+    for (const i of this.indexes) this.members.add(i);
   }
 
   /** The epoch of master `i`'s full sync that is starting. */

@@ -19,7 +19,7 @@ import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
 import { CaptureService, combineSourceLinks, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
-import { EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
+import { assignRanges, EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
 import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
 import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js';
 import { KeyFilter } from './key-filter.js';
@@ -82,6 +82,31 @@ export interface RunningCapture {
   /** Task state, progress and the HTTP port. */
   status: ServiceStatus;
   stop(): Promise<void>;
+}
+
+/** The replid of each range's stored position (`capture:<range>`), null for a range without one. */
+function storedRangeReplids(stored: Map<string, Record<string, unknown>>): Array<string | null> {
+  const out: Array<string | null> = [];
+  for (const [key, p] of stored) {
+    const m = /^capture:(\d+)$/.exec(key);
+    if (m) out[Number(m[1])] = typeof p.replid === 'string' ? p.replid : null;
+  }
+  return Array.from(out, (id) => id ?? null);
+}
+
+/** The replication ids a server answers PSYNC for (master_replid, master_replid2); none when unreadable. */
+async function replicationIds(url: string): Promise<string[]> {
+  const c = new Redis(url, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, tls: redisTlsForUrl('source', url) } as never);
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const text = await c.info('replication');
+    return [...text.matchAll(/^master_replid2?:([0-9a-f]{40})/gm)].map((m) => m[1]).filter((id) => !/^0+$/.test(id));
+  } catch {
+    return [];
+  } finally {
+    c.disconnect();
+  }
 }
 
 /** Keys the source holds in `dbs` (INFO keyspace): the total a full sync announces. */
@@ -165,18 +190,28 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   let masters: Array<{ url: string; index: number }>;
   let dbs: number[];
   let found: ClusterMaster[] = [];
+  /** Ranges of partitions: one per master (a cluster keeps the ranges of masters that left). */
+  let rangeCount = 1;
   if (isCluster) {
     if (s.dbs && !(s.dbs.length === 1 && s.dbs[0] === 0)) {
       admin.disconnect();
       throw new ReplistreamError('CONFIG', `dbs: the source ${redactUrl(s.source)} is a Redis Cluster, which has only database 0; remove dbs (or set it to 0)`, { setting: 'dbs' });
     }
-    found = mastersFromSlots((await admin.call('CLUSTER', 'SLOTS')) as unknown[]);
-    masters = found.map((m) => {
+    const urlOf = (m: ClusterMaster) => {
       const u = new URL(s.source);
       u.hostname = m.host;
       u.port = String(m.port);
-      return { url: u.toString(), index: m.index };
-    });
+      return u.toString();
+    };
+    found = mastersFromSlots((await admin.call('CLUSTER', 'SLOTS')) as unknown[]);
+    // The range of partitions each master continues: the one its history wrote before (cluster.ts).
+    // (A failure to read the positions is reported where they are awaited below.)
+    const storedIds = await storedRead.then(storedRangeReplids, () => []);
+    const histories = storedIds.length > 0 ? await Promise.all(found.map((m) => replicationIds(urlOf(m)))) : found.map(() => []);
+    const ranges = assignRanges(histories, storedIds);
+    found = found.map((m, i) => ({ ...m, index: ranges[i] }));
+    rangeCount = Math.max(found.length, storedIds.length);
+    masters = found.map((m) => ({ url: urlOf(m), index: m.index }));
     dbs = [0];
     log.info({ masters: masters.map((m) => redactUrl(m.url)) }, 'source is a cluster: one replication link per master');
   } else {
@@ -186,7 +221,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
 
   if (sentinel) (admin.options as { sentinelRetryStrategy?: (n: number) => number }).sentinelRetryStrategy = (n) => Math.min(n * 200, 2000);
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
-  const totalPartitions = s.partitions * masters.length;
+  const totalPartitions = s.partitions * rangeCount;
   let producer: InstanceType<Awaited<typeof transportModules>[0]['EventProducer']>;
   let registry: InstanceType<Awaited<typeof transportModules>[1]['EventRegistry']>;
   try {
@@ -276,16 +311,16 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   st.limits = new LimitSettings(snapshotThrottle, { snapshotMaxBytesPerSecond: 'bytes' });
   const coordinator = isCluster
     ? new EpochCoordinator(
-        masters.length,
+        masters.map((m) => m.index),
         masters.map((m) => (stored.get(positionKey(m.index)) as CapturePosition | undefined) ?? null),
         log,
-        (except) => services.forEach((svc, i) => i !== except && void svc.forceFullSync()),
+        (except) => masters.forEach((m, i) => m.index !== except && void services[i].forceFullSync()),
       )
     : null;
   for (const m of masters) {
     // a cluster shard's filter also leaves out the slots it does not own (topology.ts)
     const filter = isCluster ? new ShardKeyFilter({ dbs, include: s.include, exclude: s.exclude }) : new KeyFilter({ dbs, include: s.include, exclude: s.exclude });
-    if (filter instanceof ShardKeyFilter) shardFilters.push(filter);
+    if (filter instanceof ShardKeyFilter) shardFilters[m.index] = filter;
     services.push(
       new CaptureService({
         link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000, resolveEndpoint: sentinel ? () => resolveSentinelMaster(sentinel) : undefined },
@@ -362,7 +397,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   let topologyFollower: ClusterFollower | null = null;
   if (clusterView) {
     const nodes = parseClusterNodes(String(await admin.call('CLUSTER', 'NODES')));
-    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: services, filters: shardFilters, log, onFatal: (e) => clusterView.fatal(e) });
+    const shardsByRange: CaptureService[] = [];
+    masters.forEach((m, i) => (shardsByRange[m.index] = services[i]));
+    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: shardsByRange, filters: shardFilters, log, renewEpoch: () => coordinator?.renew(), onFatal: (e) => clusterView.fatal(e) });
     clusterView.topology = topologyFollower.stats;
     topologyFollower.start();
   }

@@ -110,15 +110,17 @@ export function observe(prev: Layout, nodes: ClusterNode[]): { layout: Layout; c
   const shards = prev.shards.map((s) => ({ ...s, members: new Set(s.members) }));
   const changes: TopologyChange[] = [];
   const byId = new Map(nodes.map((n) => [n.id, n]));
-  // Replicas join the shard of their master: one of them may be promoted later.
+  // Replicas join the shard of their master: one of them may be promoted later. A node copies
+  // one history at a time, so it leaves any other shard (a master that lost its last slot becomes
+  // a replica of the master that took it, when cluster-allow-replica-migration is on).
   for (let pass = 0; pass < 2; pass++) {
     for (const n of nodes) {
       if (n.masterId === null) continue;
       const s = shardOfNode(shards, n.masterId) ?? shardOfNode(shards, n.id);
-      if (s) {
-        s.members.add(n.id);
-        s.members.add(n.masterId);
-      }
+      if (!s) continue;
+      for (const other of shards) if (other !== s) other.members.delete(n.id);
+      s.members.add(n.id);
+      s.members.add(n.masterId);
     }
   }
   const owners = new Int16Array(SLOTS).fill(-1);

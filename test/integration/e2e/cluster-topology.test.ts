@@ -42,6 +42,8 @@ interface NodeInfo {
   master: boolean;
   masterId: string | null;
   alive: boolean;
+  /** Slots it serves. */
+  slots: number;
 }
 
 async function clusterNodes(port: number): Promise<NodeInfo[]> {
@@ -51,7 +53,11 @@ async function clusterNodes(port: number): Promise<NodeInfo[]> {
     .split('\n')
     .map((l) => {
       const f = l.split(' ');
-      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail') };
+      const slots = f.slice(8).filter((r) => !r.startsWith('[')).reduce((n, r) => {
+        const [a, b] = r.split('-').map(Number);
+        return n + (Number.isInteger(b) ? b - a + 1 : 1);
+      }, 0);
+      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail'), slots };
     });
 }
 
@@ -95,7 +101,7 @@ describe('cluster source topology changes during incremental sync', () => {
     // --- 3 masters + 3 replicas
     const nodes: RedisServer[] = [];
     cleanups.push(async () => void (await Promise.all(nodes.map((n) => n.stop()))));
-    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0 }));
+    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0, 'cluster-allow-replica-migration': 'no' }));
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
     const ok = async (port: number) => String(await onNode(port, (c) => (c.call('CLUSTER', 'INFO') as Promise<unknown>).catch(() => ''))).includes('cluster_state:ok');
     await until(async () => (await Promise.all(nodes.map((n) => ok(n.port)))).every(Boolean), 30_000, 'cluster_state:ok');
@@ -110,7 +116,7 @@ describe('cluster source topology changes during incremental sync', () => {
     const seed = startWriter(nodes[0].port);
     await until(() => seed.writes() > 500, 20_000, 'first writes');
     await seed.stop();
-    const capture = await runCapture(sourceUrl, names, { partitions: 2, dbs: [0] });
+    let capture = await runCapture(sourceUrl, names, { partitions: 2, dbs: [0] });
     cleanups.push(() => capture.stop());
     // read again each time: the stats are a fresh object per read
     const view = {
@@ -142,27 +148,45 @@ describe('cluster source topology changes during incremental sync', () => {
       return n;
     };
 
-    // --- (a) reshard 1000 slots from one master to another while writes run
+    // --- (a) reshard every slot of one master to another while writes run (its link stops), then
+    // 1000 slots back to it (its link starts again); one epoch each
+    let emptied: NodeInfo;
+    let taker: NodeInfo;
     {
       const before = await clusterNodes(nodes[0].port);
       const masters = before.filter((n) => n.master);
+      [emptied, taker] = masters;
       const writer = startWriter(nodes[0].port);
       await until(() => writer.writes() > 200, 10_000, 'writes running');
-      await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${masters[0].port}`, '--cluster-from', masters[0].id, '--cluster-to', masters[1].id, '--cluster-slots', '1000', '--cluster-yes', '--cluster-pipeline', '50']);
+      await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${masters[0].port}`, '--cluster-from', masters[0].id, '--cluster-to', masters[1].id, '--cluster-slots', String(masters[0].slots), '--cluster-yes', '--cluster-pipeline', '50']);
       await until(() => view.topology.topologyEpochs >= 1, 20_000, 'the reshard seen');
       await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'new epoch captured');
       await writer.stop();
       await converge('after the reshard');
-      // the epoch that orders the keys' two streams: one new snapshot per master and epoch, nothing else
-      expect(view.fullSyncs).toBe(3 * (1 + view.topology.topologyEpochs));
+      // the epoch that orders the keys' two streams: one new snapshot per master still serving
+      // slots and epoch, nothing else (the emptied master's link stopped)
+      expect(view.topology.topologyEpochs).toBe(1);
+      expect(view.fullSyncs).toBe(3 + 2);
+    }
+    {
+      const writer = startWriter(nodes[0].port);
+      await until(() => writer.writes() > 200, 10_000, 'writes running');
+      await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${taker.port}`, '--cluster-from', taker.id, '--cluster-to', emptied.id, '--cluster-slots', '1000', '--cluster-yes', '--cluster-pipeline', '50']);
+      await until(() => view.topology.topologyEpochs >= 2, 20_000, 'the reshard back seen');
+      await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'new epoch captured');
+      await writer.stop();
+      await converge('after the reshard back');
+      expect(view.topology.topologyEpochs).toBe(2);
+      expect(view.fullSyncs).toBe(3 + 2 + 3);
     }
 
     // --- (b) CLUSTER FAILOVER on a replica, writes running
     {
       const fullBefore = await sumOf('sync_full');
       const fullSyncsBefore = view.fullSyncs;
-      const replica = (await clusterNodes(nodes[0].port)).find((n) => !n.master && n.alive)!;
-      const writer = startWriter(nodes[0].port);
+      const all = await clusterNodes(nodes[1].port);
+      const replica = all.find((n) => !n.master && n.alive && all.find((m) => m.id === n.masterId)!.slots > 0)!;
+      const writer = startWriter(nodes[1].port);
       await until(() => writer.writes() > 200, 10_000, 'writes running');
       await onNode(replica.port, (c) => c.call('CLUSTER', 'FAILOVER'));
       await until(async () => (await clusterNodes(replica.port)).find((n) => n.id === replica.id)!.master, 20_000, 'replica promoted');
@@ -180,7 +204,7 @@ describe('cluster source topology changes during incremental sync', () => {
       const fullBefore = await sumOf('sync_full');
       const fullSyncsBefore = view.fullSyncs;
       const all = await clusterNodes(await liveNode());
-      const victim = all.find((n) => n.master && n.alive && all.some((r) => r.masterId === n.id && r.alive))!;
+      const victim = all.find((n) => n.master && n.alive && n.slots > 0 && all.some((r) => r.masterId === n.id && r.alive))!;
       const heir = all.find((r) => r.masterId === victim.id)!;
       const writer = startWriter(heir.port);
       await until(() => writer.writes() > 200, 10_000, 'writes running');
@@ -194,6 +218,20 @@ describe('cluster source topology changes during incremental sync', () => {
       expect(await stat(heir.port, 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
       expect(await sumOf('sync_full')).toBeLessThanOrEqual(fullBefore); // the killed node's count is gone with it
       expect(view.fullSyncs).toBe(fullSyncsBefore);
+    }
+
+    // --- (d) capture restarted: every master continues its range by PSYNC (matched by history,
+    // after failovers too), no snapshot
+    {
+      await capture.stop();
+      capture = await runCapture(`redis://127.0.0.1:${await liveNode()}`, names, { partitions: 2, dbs: [0] });
+      await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'restarted capture synchronizing');
+      expect(capture.service.stats.fullSyncs).toBe(0);
+      expect(capture.service.stats.continues).toBe(3);
+      const writer = startWriter(await liveNode());
+      await until(() => writer.writes() > 500, 10_000, 'writes after the restart');
+      await writer.stop();
+      await converge('after a restart of capture');
     }
   }, 150_000);
 });

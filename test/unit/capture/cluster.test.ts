@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { EpochCoordinator, mastersFromSlots } from '../../../services/capture/cluster.js';
+import { assignRanges, EpochCoordinator, mastersFromSlots } from '../../../services/capture/cluster.js';
 import type { CapturePosition } from '../../../services/capture/capture.js';
 
 const log = pino({ level: 'silent' });
@@ -40,5 +40,33 @@ describe('cluster capture', () => {
     expect(c.resume).toBe(false);
     expect(c.next(0)).toBe(4);
     expect(c.next(1)).toBe(4);
+  });
+
+  it('masters resuming in ranges 0 and 2 (range 1 left without slots) stay in their epoch; a resync of range 2 moves both', () => {
+    const forced: number[] = [];
+    const c = new EpochCoordinator([0, 2], [pos(3), pos(3)], log, (i) => forced.push(i));
+    expect(c.resume).toBe(true);
+    expect(c.next(2)).toBe(4);
+    expect(forced).toEqual([2]);
+    expect(c.next(0)).toBe(4);
+  });
+});
+
+describe('ranges of partitions after a restart', () => {
+  const A = 'a'.repeat(40);
+  const B = 'b'.repeat(40);
+  const C = 'c'.repeat(40);
+  const N = 'n'.repeat(40);
+  it('a first start gives the masters ranges in slot order', () => {
+    expect(assignRanges([[], [], []], [])).toEqual([0, 1, 2]);
+  });
+  it('each master continues the range its history wrote, whatever its slot order now', () => {
+    // after a reshard the master of range 1 comes first; after a failover range 2 is served by a
+    // promoted replica (the stored replid is its master_replid2)
+    expect(assignRanges([[B], [A], [N, C]], [A, B, C])).toEqual([1, 0, 2]);
+  });
+  it('a range whose master left stays unused; a master of no known history takes a free range', () => {
+    expect(assignRanges([[C], [A]], [A, B, C])).toEqual([2, 0]);
+    expect(assignRanges([[N], [A]], [A, null, C])).toEqual([1, 0]);
   });
 });
