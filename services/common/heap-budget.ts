@@ -36,8 +36,12 @@ export function fullCollection(): (() => void) | null {
   return collect;
 }
 
+/** Milliseconds between two readings of the resident size. */
+const LOOK_INTERVAL_MS = 50;
+
 export class HeapBudget {
   private last = 0;
+  private lastLook = 0;
   /** Heap plus external memory right after the last collection asked for: what was alive. */
   private aliveAfterLast = 0;
   collections = 0;
@@ -58,6 +62,9 @@ export class HeapBudget {
    */
   check(now = Date.now()): boolean {
     if (now - this.last < this.minIntervalMs) return false;
+    // reading the resident size is a system call: not for every plan of a busy applier
+    if (now - this.lastLook < LOOK_INTERVAL_MS) return false;
+    this.lastLook = now;
     if (process.memoryUsage.rss() <= this.budgetBytes) return false;
     const held = heldBytes();
     if (held - this.aliveAfterLast < Math.max(this.minGarbageBytes, this.aliveAfterLast / 2)) return false;
