@@ -25,6 +25,9 @@
  *   streams is a new epoch: the destination starts over from snapshots taken after the move, in
  *   which every key is in exactly one shard, and events of the old epoch are skipped.
  *
+ * - A shard whose master serves no slot any more: its link stops (park) at once, and starts again
+ *   with the next epoch if the master serves slots again.
+ *
  * - A master that belongs to no shard capture knows serves slots (a master added, then resharded
  *   to): the topics have partitions for the shards capture started with, one replication stream
  *   each, so a shard whose master no longer serves any slot gives its range to the new master
