@@ -3,7 +3,9 @@
  * redis-sentinel. The master is killed with SIGKILL; Sentinel promotes the replica; capture asks
  * Sentinel where the master is now and continues from the promoted replica by PSYNC with the old
  * replication id (the replica keeps it as master_replid2): no new snapshot. The destination ends
- * equal to the new master, counters exact.
+ * equal to the new master, counters exact. And when the promoted replica misses part of what
+ * capture had read (asynchronous replication), the source answers with a full sync: a new epoch,
+ * and the destination ends equal to the new master, the lost writes gone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged } from '../../helpers/pipeline.js';
 import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
+import { startFaultProxy } from '../../helpers/fault-proxy.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -129,5 +132,54 @@ describe('Sentinel-managed source', () => {
     expect(after.full - before.full).toBe(0);
     expect(capture.service.stats.fullSyncs).toBe(fullSyncs);
     expect(capture.status.task.state).toBe('synchronizing');
+  });
+
+  it('promoted replica without what capture had read: a new snapshot epoch, destination equal to the new master', async () => {
+    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => master.stop());
+    // The replica reads its master through a proxy: black-holed, it misses writes capture gets.
+    const link = await startFaultProxy(`127.0.0.1:${master.port}`);
+    cleanups.push(() => link.close());
+    const replica = await startRedis({ replicaof: `127.0.0.1 ${link.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => replica.stop());
+    const destination = await startRedis();
+    cleanups.push(() => destination.stop());
+    const r = redisClient(replica.url);
+    cleanups.push(async () => r.disconnect());
+    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
+    const sentinel = await startSentinel(master.port);
+    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
+    cleanups.push(async () => s.disconnect());
+    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+
+    const names = pipelineNames();
+    const capture = await runCapture(`redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+    await workload(master.url, 0, 200);
+    const m = redisClient(master.url);
+    cleanups.push(async () => m.disconnect());
+    await m.call('WAIT', 2, 5000);
+    const epoch = capture.service.stats.epoch;
+    const fullSyncs = capture.service.stats.fullSyncs;
+
+    link.blackhole();
+    for (let i = 0; i < 50; i++) await m.set(`lost:${i}`, 'only the old master and capture saw this');
+    await until(() => capture.service.stats.durableOffset >= capture.service.stats.sourceOffset && capture.service.stats.sourceOffset > 0, 10_000, 'capture durable');
+    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]); // lost:* reached the destination
+    await master.stop(); // SIGKILL
+    await until(async () => /role:master/.test(await r.info('replication')), 30_000, 'Sentinel promoting the replica');
+    await workload(replica.url, 200, 100);
+
+    await until(() => capture.service.stats.fullSyncs > fullSyncs && capture.status.task.state === 'synchronizing', 60_000, 'a new snapshot from the new master');
+    expect(capture.service.stats.epoch).toBe(epoch + 1);
+    const result = await waitConverged(replica.url, destination.url, [0]);
+    expect(result.differences).toEqual([]); // the lost:* keys are gone from the destination too (G6)
+    const d = redisClient(destination.url);
+    cleanups.push(async () => d.disconnect());
+    expect(await d.exists('lost:0', 'lost:49')).toBe(0);
+    expect(await d.get('counter')).toBe('300');
+    expect((await stats(replica.url)).full).toBeGreaterThanOrEqual(1);
   });
 });
