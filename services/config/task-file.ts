@@ -122,6 +122,12 @@ export function taskSettings(doc: unknown, path: string, command: CommandName, d
   take(top, '');
   if ((command === 'capture' || command === 'precheck' || command === 'verify') && isMapping(capture)) take(capture, 'capture.');
 
+  // status, pause, resume, limits: every service of the task with an http-port, unless given
+  if (['status', 'pause', 'resume', 'limits'].includes(command) && !out.has('http')) {
+    const urls = taskHttpUrls(top, isMapping(capture) ? capture : {}, named);
+    if (urls.length > 0) out.set('http', { raw: urls, origin: `${path}: the http-port of its capture and destinations` });
+  }
+
   const names = Object.keys(named);
   let chosen = destinationName;
   if (command === 'apply' || command === 'precheck' || command === 'verify') {
@@ -140,6 +146,22 @@ export function taskSettings(doc: unknown, path: string, command: CommandName, d
     throw configError('destination-name', `'${command}' takes no destination`);
   }
   return { values: out, destination: chosen ?? null };
+}
+
+/** The status URL of each service of the task that sets an http-port (capture first, then the destinations in order). */
+function taskHttpUrls(top: Record<string, unknown>, capture: Record<string, unknown>, destinations: Record<string, unknown>): string[] {
+  const get = (section: Record<string, unknown>, name: string) => section[name] ?? section[camel(name)] ?? top[name] ?? top[camel(name)];
+  const urls: string[] = [];
+  for (const section of [capture, ...Object.values(destinations).filter(isMapping)]) {
+    const port = Number(get(section, 'http-port'));
+    if (!Number.isInteger(port) || port <= 0) continue;
+    // a service listening on every address is reached on loopback from its own host
+    let host = String(get(section, 'http-host') ?? '127.0.0.1');
+    if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    if (!urls.includes(url)) urls.push(url);
+  }
+  return urls;
 }
 
 /**

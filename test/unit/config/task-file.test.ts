@@ -131,6 +131,17 @@ describe('task file', () => {
     expect(() => taskSettings(parseTaskText('- a\n- b\n', 'x.yaml'), 'x.yaml', 'capture')).toThrow(/x\.yaml must hold a YAML mapping of settings/);
   });
 
+  it('status, pause, resume and limits find every service of the task by its http-port', () => {
+    const path = file('task.yaml', TASK);
+    const urls = ['http://127.0.0.1:9464', 'http://127.0.0.1:9465', 'http://127.0.0.1:9466'];
+    expect(loadConfig('status', { config: path }, {}).http).toEqual(urls);
+    expect(loadConfig('limits', { config: path, 'max-ops-per-second': '10' }, {})).toMatchObject({ http: urls, maxOpsPerSecond: 10 });
+    // the flag wins; a service bound to every address is reached on loopback; one without a port is left out
+    expect(loadConfig('pause', { config: path, http: ['http://h:1'] }, {}).http).toEqual(['http://h:1']);
+    const exposed = file('task.yaml', 'http-host: 0.0.0.0\ncapture: { http-port: 9000 }\ndestinations:\n  a: { destination: "redis://d:1" }\n  b: { destination: "redis://d:2", http-port: 9001, http-host: 10.0.0.7 }\n');
+    expect(loadConfig('resume', { config: exposed }, {}).http).toEqual(['http://127.0.0.1:9000', 'http://10.0.0.7:9001']);
+  });
+
   it('a plain settings file (no sections) works as before, for every command', () => {
     const path = file('plain.json', JSON.stringify({ sourceId: 's', kafka: 'k:1', registry: 'http://r:1', source: 'redis://s:1', destination: 'redis://d:1', group: 'g' }));
     expect(loadConfig('capture', { config: path }, {})).toMatchObject({ source: 'redis://s:1' });
