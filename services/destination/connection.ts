@@ -14,7 +14,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
 import type { ConnectionOptions } from 'node:tls';
 import { ReplistreamError } from '../common/errors.js';
-import { isTlsSetupFailure, redisTls } from '../common/connection-settings.js';
+import { connections, isTlsSetupFailure, redisTls } from '../common/connection-settings.js';
 import { redactUrl } from '../common/log.js';
 import { maskRedisUrl, redisUrlProblem } from '../common/redis-url.js';
 
@@ -82,6 +82,9 @@ export function safeRedisOptions(ep: RedisEndpoint, name: string): { options: Re
 /** Opens a connection and waits until it is ready; maps refusals to CONNECTION / AUTH errors. */
 export async function openRedis(ep: RedisEndpoint, name: string, setting = 'destination'): Promise<Redis> {
   const { options, markConnected } = safeRedisOptions(ep, name);
+  // a destination that keeps a connection but never answers (half-open) fails the command after
+  // destination-timeout-ms instead of holding the writer; the writer then re-reads its positions
+  if (setting === 'destination') options.commandTimeout = connections().redisTimeoutMs.destination;
   const client = new Redis(options);
   let lastError: unknown = null;
   client.on('error', (err: unknown) => {

@@ -193,6 +193,14 @@ export interface WriterStats {
   epochFlushes: number;
   /** Record pieces of series that never completed (superseded by a re-sent event). */
   discardedPieces: number;
+  /**
+   * Since when (ms since the epoch) every write or position read has failed (destination
+   * unreachable, not answering, refusing for a while); null while writes succeed. The applier
+   * retries meanwhile: this is what /status shows of it.
+   */
+  failingSince: number | null;
+  /** The latest failure of a write or position read (null once a write succeeds again). */
+  lastError: string | null;
 }
 
 export interface DestinationInfo {
@@ -369,6 +377,8 @@ export class DestinationWriter {
     restoreFallbacks: 0,
     epochFlushes: 0,
     discardedPieces: 0,
+    failingSince: null,
+    lastError: null,
   };
 
   private readonly opts: Required<Omit<DestinationWriterOptions, 'now'>> & { now: () => number };
@@ -448,9 +458,23 @@ export class DestinationWriter {
    * its events; a cluster destination applies the segments one after another.
    */
   applyStreams(segments: StreamEvents[]): Promise<BatchResult> {
-    const run = this.lock.then(() => this.applyStreamsNow(segments));
+    const run = this.lock.then(() => this.applyStreamsNow(segments)).then(
+      (r) => {
+        this.stats.failingSince = null;
+        this.stats.lastError = null;
+        return r;
+      },
+      (err: unknown) => this.noteFailure(err),
+    );
     this.lock = run.catch(() => undefined);
     return run;
+  }
+
+  /** Keeps a failure in `stats` for the operator (failingSince, lastError), and rethrows it. */
+  private noteFailure(err: unknown): never {
+    this.stats.failingSince ??= Date.now();
+    this.stats.lastError = (err as Error)?.message ?? String(err);
+    throw err;
   }
 
   /**
@@ -468,7 +492,7 @@ export class DestinationWriter {
         else await this.loadSlots(stream, st, [domain]);
       }
       return st.domains.get(domain)?.pos ?? null;
-    });
+    }).catch((err: unknown) => this.noteFailure(err));
     this.lock = run.catch(() => undefined);
     return run;
   }
@@ -1376,7 +1400,9 @@ export class DestinationWriter {
 
   private connectionOrReplyError(e: Error, what: string): ReplistreamError {
     if (isReplyError(e)) return new ReplistreamError('DESTINATION', `${what}: ${e.message}`, { cause: e, retriable: TRANSIENT.test(e.message) || REDIRECT.test(e.message) });
-    return new ReplistreamError('CONNECTION', `${what}: ${e.message}`, { cause: e, retriable: true });
+    // ioredis's words for "the connection is down, reconnecting": say so
+    const why = /Stream isn't writeable|Connection is closed/i.test(e.message) ? 'the destination connection is down (reconnecting)' : e.message;
+    return new ReplistreamError('CONNECTION', `${what}: ${why}`, { cause: e, retriable: true });
   }
 
   // -------------------------------------------------------------------------------------------

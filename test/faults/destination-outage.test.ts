@@ -1,7 +1,8 @@
 /**
  * The destination goes away under load, through a proxy between the applier and the destination:
  * first cut (connections reset, new ones refused), then black-holed (connections open, no reply,
- * no RST). The applier retries with backoff, shows it in /status, and once the destination is
+ * no RST). The applier retries with backoff, shows it in /status (`writer.failingSince`,
+ * `writer.lastError`, `applier.retries`), and once the destination is
  * back the destination equals the source with every INCR applied exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,6 +45,8 @@ describe('destination outage under load', () => {
     expect(duringCut.applier.retries).toBeGreaterThan(retriesBeforeCut);
     expect(duringCut.applier.retries).toBeLessThan(retriesBeforeCut + 30); // backoff, not a busy loop
     expect(duringCut.state).not.toBe('failed');
+    expect(duringCut.writer.failingSince).toBeGreaterThan(Date.now() - 7000);
+    expect(duringCut.writer.lastError).toMatch(/connection refused|connection closed|connection is down|ECONNRESET|ECONNREFUSED/);
     expect(w.sent()).toBeGreaterThan(0);
     await proxy.restore();
     await until(async () => (await statusOf(httpPort)).applier.events > duringCut.applier.events, 30_000, 'writes again after the cut');
@@ -55,6 +58,8 @@ describe('destination outage under load', () => {
     const duringHole = await statusOf(httpPort);
     expect(duringHole.applier.retries).toBeGreaterThan(retriesBeforeHole);
     expect(duringHole.state).not.toBe('failed');
+    expect(duringHole.writer.failingSince).not.toBeNull();
+    expect(duringHole.writer.lastError).toMatch(/no reply within 2 s|timed out/);
     await proxy.restore();
 
     await w.done;
@@ -64,5 +69,6 @@ describe('destination outage under load', () => {
     const after = await statusOf(httpPort);
     expect(after.state).toBe('synchronizing');
     expect(after.error).toBeNull();
+    expect(after.writer).toMatchObject({ failingSince: null, lastError: null });
   });
 });
