@@ -188,6 +188,8 @@ export interface WriterStats {
   skipped: Record<string, number>;
   transactions: number;
   watchRetries: number;
+  /** Round trips spent only on WATCHing and reading positions before a transaction (standalone: only when they were not re-armed by the previous one). */
+  positionChecks: number;
   restoreFallbacks: number;
   /** Flushes done when a new snapshot epoch started (G6). */
   epochFlushes: number;
@@ -321,6 +323,8 @@ interface Segment {
 const TRANSIENT = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|READONLY|MISCONF|NOTREADY|UNBLOCKED)\b/;
 const REDIRECT = /^(MOVED|ASK)\b/;
 const MAX_RETRIES = 20;
+/** Keys kept WATCHed between standalone transactions (positions and markers of recent ones). */
+const MAX_ARMED_KEYS = 64;
 
 function isReplyError(e: unknown): boolean {
   return e instanceof Error && e.name === 'ReplyError';
@@ -374,6 +378,7 @@ export class DestinationWriter {
     skipped: {},
     transactions: 0,
     watchRetries: 0,
+    positionChecks: 0,
     restoreFallbacks: 0,
     epochFlushes: 0,
     discardedPieces: 0,
@@ -385,6 +390,12 @@ export class DestinationWriter {
   private topo: Topology | null = null;
   /** Standalone: the connection transactions go through (see sendBatch). */
   private txConnection: RespConnection | null = null;
+  /**
+   * Standalone: the keys WATCHed again (and read) right after the last committed transaction, in
+   * the same write, and the values read: the next transaction on that connection whose keys are
+   * all among them needs no round trip of its own to WATCH and check them.
+   */
+  private armed: { connectionId: number; keys: Set<string>; values: Map<string, string | null> } | null = null;
   private dinfo: DestinationInfo | null = null;
   private readonly dbMarkerKeys = new Map<number, string>();
   private keys: PositionKeys | null = null;
@@ -580,6 +591,7 @@ export class DestinationWriter {
       closeTopology(this.topo);
     }
     this.txConnection?.close();
+    this.armed = null;
     this.topo = null;
   }
 
@@ -588,6 +600,7 @@ export class DestinationWriter {
     this.closed = true;
     if (this.topo) closeTopology(this.topo);
     this.txConnection?.close();
+    this.armed = null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -596,6 +609,7 @@ export class DestinationWriter {
   private async doStart(): Promise<void> {
     const topo = await openTopology(this.opts.url, 'replistream-writer');
     this.topo = topo;
+    this.armed = null;
     if (topo.kind === 'standalone') this.txConnection = new RespConnection(topo.endpoint, 'replistream-writer-tx');
     const cluster = topo.kind === 'cluster';
     this.dbMarkerKeys.clear();
@@ -1135,39 +1149,50 @@ export class DestinationWriter {
     const moved = [...chunk.streams.entries()].filter(([, cs]) => cs.positionChanged && cs.posToStore);
     const positionKeys = moved.map(([name]) => positionKeyOf(name));
     const markerKeys = [...chunk.watch];
-    const check: Arg[][] = [];
-    if (selectDb !== null) check.push(['SELECT', String(selectDb)]);
     const watched = positionKeys.length + markerKeys.length > 0;
-    if (watched) check.push(['WATCH', ...positionKeys, ...markerKeys]);
-    if (positionKeys.length) check.push(['MGET', ...positionKeys]);
-    if (markerKeys.length) check.push(['MGET', ...markerKeys]);
-    let preRes: Array<[Error | null, unknown]>;
-    try {
-      preRes = await sendBatch(target, check);
-    } catch (err) {
-      return { kind: 'unknown', error: err as Error };
+    // Standalone: were these keys WATCHed and read right after the last transaction, on the
+    // socket still open? Then what was read is what the check needs, and the WATCH still holds.
+    const armed = target instanceof RespConnection ? this.armed : null;
+    this.armed = null;
+    const rearm = target instanceof RespConnection && selectDb !== null;
+    let watchedOn = target instanceof RespConnection ? target.connectionId : undefined;
+    let positionVals: Array<string | null> = [];
+    let markerVals: Array<string | null> = [];
+    if (armed && armed.connectionId === watchedOn && positionKeys.every((k) => armed.keys.has(k)) && markerKeys.every((k) => armed.keys.has(k))) {
+      positionVals = positionKeys.map((k) => armed.values.get(k) ?? null);
+      markerVals = markerKeys.map((k) => armed.values.get(k) ?? null);
+    } else {
+      const check: Arg[][] = [];
+      if (selectDb !== null) check.push(['SELECT', String(selectDb)]);
+      if (watched) check.push(['WATCH', ...positionKeys, ...markerKeys]);
+      if (positionKeys.length) check.push(['MGET', ...positionKeys]);
+      if (markerKeys.length) check.push(['MGET', ...markerKeys]);
+      let preRes: Array<[Error | null, unknown]>;
+      this.stats.positionChecks++;
+      try {
+        watchedOn = target instanceof RespConnection ? target.connectionId : undefined;
+        preRes = await sendBatch(target, check);
+        // (a reconnection inside send: the WATCH went on the new socket)
+        if (target instanceof RespConnection) watchedOn = target.connectionId;
+      } catch (err) {
+        return { kind: 'unknown', error: err as Error };
+      }
+      for (const [e] of preRes) {
+        if (!e) continue;
+        if (!isReplyError(e)) return { kind: 'unknown', error: e };
+        return { kind: 'rejected', errors: [{ origin: null, args: ['WATCH'], error: e }] };
+      }
+      let at = (selectDb !== null ? 1 : 0) + (watched ? 1 : 0);
+      if (positionKeys.length) positionVals = preRes[at++][1] as Array<string | null>;
+      if (markerKeys.length) markerVals = preRes[at][1] as Array<string | null>;
     }
-    for (const [e] of preRes) {
-      if (!e) continue;
-      if (!isReplyError(e)) return { kind: 'unknown', error: e };
-      return { kind: 'rejected', errors: [{ origin: null, args: ['WATCH'], error: e }] };
-    }
-    let at = (selectDb !== null ? 1 : 0) + (watched ? 1 : 0);
-    let same = true;
-    if (positionKeys.length) {
-      const vals = preRes[at++][1] as Array<string | null>;
-      same = moved.every(([, cs], i) => samePosition(decodePosition(vals[i], positionKeys[i]), cs.state.stored));
-    }
-    if (same && markerKeys.length) {
-      const vals = preRes[at][1] as Array<string | null>;
-      same = markerKeys.every((k, i) => (vals[i] === null ? null : Number(vals[i])) === (this.markers.get(k) ?? null));
-    }
+    let same = moved.every(([, cs], i) => samePosition(decodePosition(positionVals[i], positionKeys[i]), cs.state.stored));
+    if (same) same = markerKeys.every((k, i) => (markerVals[i] === null ? null : Number(markerVals[i])) === (this.markers.get(k) ?? null));
     if (!same) {
-      if (watched) await sendBatch(target, [['UNWATCH']]).catch(() => undefined);
+      if (watched || armed) await sendBatch(target, [['UNWATCH']]).catch(() => undefined);
       return { kind: 'watch-aborted' };
     }
     // 2. the transaction itself, in one write, on the connection that holds the WATCH
-    const watchedOn = target instanceof RespConnection ? target.connectionId : undefined;
     const tx: Arg[][] = [['MULTI']];
     const queued: Array<{ origin: OpOrigin | null; args: Arg[] }> = [];
     const q = (args: Arg[], origin: OpOrigin | null) => {
@@ -1187,11 +1212,26 @@ export class DestinationWriter {
     moved.forEach(([, cs], i) => q(['SET', positionKeys[i], encodePosition(cs.posToStore!)], null));
     for (const [k, e] of chunk.markerSets) q(['SET', k, String(e)], null);
     tx.push(['EXEC']);
+    // 3. standalone: in the same write, WATCH and read again the keys of this transaction and of
+    //    the last ones (a few dozen at most: positions and epoch markers), for the next one
+    let armKeys: string[] = [];
+    if (rearm) {
+      const keys = new Set([...positionKeys, ...markerKeys, ...(armed && armed.connectionId === watchedOn ? armed.keys : [])]);
+      armKeys = keys.size <= MAX_ARMED_KEYS ? [...keys] : [...positionKeys, ...markerKeys];
+      if (armKeys.length) tx.push(['SELECT', String(selectDb)], ['WATCH', ...armKeys], ['MGET', ...armKeys]);
+    }
     let res: Array<[Error | null, unknown]>;
     try {
       res = await sendBatch(target, tx, watchedOn);
     } catch (err) {
       return { kind: 'unknown', error: err as Error };
+    }
+    if (rearm && armKeys.length) {
+      const after = res.splice(res.length - 3, 3);
+      const vals = after[2]?.[1];
+      if (!after.some(([e]) => e) && Array.isArray(vals) && watchedOn !== undefined) {
+        this.armed = { connectionId: watchedOn, keys: new Set(armKeys), values: new Map(armKeys.map((k, i) => [k, (vals[i] as string | null) ?? null])) };
+      }
     }
     this.stats.transactions++;
     const pre = 1; // MULTI
@@ -1219,7 +1259,10 @@ export class DestinationWriter {
       return { kind: 'rejected', errors };
     }
     const replies = execRes[1] as unknown[] | null;
-    if (replies === null) return { kind: 'watch-aborted' };
+    if (replies === null) {
+      this.armed = null; // read before an EXEC that did not run: not what the writer believes
+      return { kind: 'watch-aborted' };
+    }
     const runtimeErrors: RejectedCommand[] = [];
     replies.forEach((r, i) => {
       if (r instanceof Error) runtimeErrors.push({ origin: queued[i].origin, args: queued[i].args, error: r });
