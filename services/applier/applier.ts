@@ -122,6 +122,22 @@ export class Applier {
     this.heap = new HeapBudget(this.opts.memoryBudgetBytes);
   }
 
+  /** Stream ids of barrier participants, by db and partition (asked for every barrier a plan meets). */
+  private readonly participantStreams = new Map<number, string | null>();
+
+  /** One function for every plan: barrier.ts keeps what it worked out with it. */
+  private readonly streamOfParticipant = (p: { db: number; partition: number }): string | null => this.participantStream(p.db, p.partition);
+
+  private participantStream(db: number, partition: number): string | null {
+    const k = db * 1_048_576 + partition;
+    let id = this.participantStreams.get(k);
+    if (id === undefined) {
+      const topic = this.opts.topicOfDb(db);
+      this.participantStreams.set(k, (id = topic === null ? null : streamId(topic, partition)));
+    }
+    return id;
+  }
+
   /** Starts the apply loop (resolves when stopped). */
   start(): void {
     if (!this.loop) this.loop = this.run();
@@ -244,10 +260,7 @@ export class Applier {
         for (const [id, q] of queues) local.set(id, { items: q.items, applied: this.applied.get(id) ?? null });
         const plan = planApply({
           local,
-          streamOf: (p) => {
-            const topic = this.opts.topicOfDb(p.db);
-            return topic === null ? null : streamId(topic, p.partition);
-          },
+          streamOf: this.streamOfParticipant,
           remote: this.remote,
           maxEvents: this.opts.maxEventsPerPlan,
           ownerMarker: this.opts.cluster,

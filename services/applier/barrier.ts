@@ -99,6 +99,35 @@ function atOrPast(p: SourcePosition | null | undefined, b: SourcePosition): bool
   return !!p && comparePositions(p, b) >= 0;
 }
 
+/** The streams a barrier's participants are read from (the owner first) and the db of each. */
+interface Participants {
+  dbOf: Map<string, number>;
+  members: string[];
+  /** The mapping they were worked out with. */
+  streamOf: PlanInput['streamOf'];
+}
+
+/**
+ * Participants by barrier event: a barrier that waits for another stream is looked at again by
+ * every plan until it settles (and every copy of a unit is a barrier), so they are worked out once
+ * per mapping (the applier passes the same `streamOf` to every plan). Weak: an event applied and dropped from its queue takes its entry with it.
+ */
+const participantsCache = new WeakMap<CommandEvent, Participants>();
+
+function participantsOf(b: CommandEvent, streamOf: PlanInput['streamOf']): Participants {
+  let r = participantsCache.get(b);
+  if (!r || r.streamOf !== streamOf) {
+    const dbOf = new Map<string, number>();
+    for (const p of b.participants) {
+      const s = streamOf(p);
+      if (s !== null && !dbOf.has(s)) dbOf.set(s, p.db);
+    }
+    r = { dbOf, members: [...dbOf.keys()], streamOf };
+    participantsCache.set(b, r);
+  }
+  return r;
+}
+
 /**
  * Builds the next plan from the queues. Pure: the caller applies `segments`, then drops
  * `consumed` items and adopts `positions`.
@@ -126,12 +155,7 @@ export function planApply(input: PlanInput): Plan {
 
   /** Settles the barrier at the head of `id`; true when `id` moved past it. */
   const settle = (id: string, b: CommandEvent): boolean => {
-    const dbOf = new Map<string, number>();
-    for (const p of b.participants) {
-      const s = input.streamOf(p);
-      if (s !== null && !dbOf.has(s)) dbOf.set(s, p.db);
-    }
-    const members = [...dbOf.keys()];
+    const { dbOf, members } = participantsOf(b, input.streamOf);
     const owner = members[0];
     if (owner === undefined || members.length === 1) {
       // the others are not consumed by this group: an ordinary event of its one stream

@@ -58,7 +58,7 @@ let paceMark = 0;
  * Milliseconds between two looks at ArrayBuffer memory: `process.memoryUsage()` walks the heap's
  * spaces, and called for every chunk of a snapshot it took a tenth of capture's CPU.
  */
-const PACE_CHECK_MS = 10;
+const PACE_CHECK_MS = 50;
 let paceCheckedAt = 0;
 
 /** Called as data goes through: a scavenge when ArrayBuffer memory grew by PACE_BYTES since the last one. */

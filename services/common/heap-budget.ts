@@ -37,7 +37,7 @@ export function fullCollection(): (() => void) | null {
 }
 
 /** Milliseconds between two readings of the resident size. */
-const LOOK_INTERVAL_MS = 50;
+const LOOK_INTERVAL_MS = 250;
 
 export class HeapBudget {
   private last = 0;
