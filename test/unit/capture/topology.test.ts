@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initialLayout, movedSlots, observe, parseClusterNodes } from '../../../services/capture/topology.js';
+import calculateSlot from 'cluster-key-slot';
+import { initialLayout, movedSlots, observe, parseClusterNodes, ShardKeyFilter } from '../../../services/capture/topology.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -82,5 +83,22 @@ describe('topology changes', () => {
     const D = 'd'.repeat(40);
     const added = steady.replace('connected 10923-16383', 'connected 10923-15000') + `${D} 127.0.0.1:7006@17006 master - 0 0 5 connected 15001-16383\n`;
     expect(observe(first, parseClusterNodes(added)).changes).toEqual([{ kind: 'new-master', node: { host: '127.0.0.1', port: 7006, id: D } }]);
+  });
+});
+
+describe('a shard\'s key filter', () => {
+  it('leaves out keys of slots the shard does not own, counts them, and keeps the task\'s globs', () => {
+    const f = new ShardKeyFilter({ exclude: ['skip:*'] });
+    const a = Buffer.from('{a}x');
+    const b = Buffer.from('{b}x');
+    f.ownSlots((slot) => slot === calculateSlot(a));
+    expect(f.filtersKeys).toBe(true);
+    expect(f.keySelected(a)).toBe(true);
+    expect(f.keySelected(b)).toBe(false);
+    expect(f.keySelected(Buffer.from('skip:{a}'))).toBe(false);
+    expect(f.foreignWrites).toBe(1);
+    f.ownSlots(() => true); // a new epoch starts the count again
+    expect(f.foreignWrites).toBe(0);
+    expect(f.keySelected(b)).toBe(true);
   });
 });
