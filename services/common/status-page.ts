@@ -95,6 +95,14 @@ function progressSection(p: Progress | null): string {
   );
 }
 
+/** A capture whose source link is down: since when, how many attempts, the last error. */
+function sourceLinkSection(link: unknown): string {
+  const l = link as { state?: string; since?: number | null; retries?: number; lastError?: string | null } | null | undefined;
+  if (!l || l.state !== 'disconnected') return '';
+  const since = typeof l.since === 'number' ? new Date(l.since).toISOString() : '?';
+  return `<div id="source-link" class="failure"><strong>Source link disconnected</strong> since ${esc(since)}, ${l.retries ?? 0} attempts${l.lastError ? `<br>${esc(l.lastError)}` : ''}</div>`;
+}
+
 /** Rate limits by setting name (null: none), and the time spent waiting for them. */
 function limitsSection(limits: Record<string, number | null> | null | undefined): string {
   if (!limits) return '';
@@ -141,6 +149,7 @@ code{font-size:.95em}
 <p>State: <span id="state" class="state" data-state="${esc(body.state)}">${esc(body.stateLabel)}</span>
 <span class="muted">since ${esc(new Date(body.since).toISOString())}</span></p>
 ${failure}
+${sourceLinkSection(body.sourceLink)}
 ${precheckSection(body.precheck)}
 <h2>Full sync</h2>
 ${progressSection(body.progress)}

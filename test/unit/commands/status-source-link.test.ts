@@ -10,3 +10,17 @@ describe('replistream status: the source link', () => {
     expect(up).not.toMatch(/source link/);
   });
 });
+
+describe('status page: the source link', () => {
+  it('a disconnected link is shown with since when, attempts and the last error (escaped)', async () => {
+    const { renderStatusPage } = await import('../../../services/common/status-page.js');
+    const body = {
+      role: 'capture' as const, name: 's1', state: 'synchronizing', stateLabel: 'synchronizing', since: 0, failure: null, progress: null, lagMs: null,
+      offsets: {}, skipped: {}, error: null, history: [], lagHistory: [], precheck: null,
+      sourceLink: { state: 'disconnected', since: Date.UTC(2026, 10, 29, 23, 0, 0), retries: 3, reconnects: 0, lastError: 'refused <127.0.0.1:1>' },
+    };
+    const html = renderStatusPage(body as never);
+    expect(html).toContain('<div id="source-link" class="failure"><strong>Source link disconnected</strong> since 2026-11-29T23:00:00.000Z, 3 attempts<br>refused &lt;127.0.0.1:1&gt;</div>');
+    expect(renderStatusPage({ ...body, sourceLink: { ...body.sourceLink, state: 'connected' } } as never)).not.toContain('source-link');
+  });
+});
