@@ -90,6 +90,9 @@ export class RespConnection {
       const silentMs = Date.now() - this.lastByteAt;
       if (silentMs < this.replyTimeoutMs) return this.arm(socket, this.replyTimeoutMs - silentMs);
       if (this.socket === socket) this.socket = null;
+      // deaf to the old socket from now on: its late close must not fail the requests of the next
+      // one, nor its late bytes reach the next one's parser
+      socket.removeAllListeners('data').removeAllListeners('close').removeAllListeners('error').on('error', () => undefined);
       socket.destroy();
       this.failAll(
         new ReplistreamError('CONNECTION', `${this.ep.display}: no reply within ${this.replyTimeoutMs / 1000} s (the connection is dropped and made again; destination-timeout-ms sets the bound)`, {
