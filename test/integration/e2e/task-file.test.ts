@@ -2,7 +2,8 @@
  * One task file runs the whole task: `replistream capture --config task.yaml` and
  * `replistream apply --config task.yaml --destination-name NAME` for two named destinations, each
  * taking its own settings from the file (port, group by default, a rate limit), and both
- * destinations end equal to the source; `replistream status` over the three ports shows the task.
+ * destinations end equal to the source; `replistream status --config` finds the three services
+ * by their ports and shows the task.
  * A key the file should not hold stops every command with exit 2, naming the key and the file.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -92,10 +93,13 @@ destinations:
     const [euBody, usBody] = [await body(euPort), await body(usPort)];
     expect(euBody).toMatchObject({ role: 'applier', name: `${names.sourceId}.eu`, limits: { maxOpsPerSecond: 50_000 } });
     expect(usBody).toMatchObject({ role: 'applier', name: `${names.topicPrefix}-us`, limits: { maxOpsPerSecond: null } });
-    const status = await run(['status', '--http', `http://127.0.0.1:${capPort}`, '--http', `http://127.0.0.1:${euPort}`, '--http', `http://127.0.0.1:${usPort}`]);
+    // the task's services found from the file's ports
+    const status = await run(['status', '--config', task]);
     expect(status.code).toBe(0);
     expect(status.out).toMatch(/^task\s+synchronizing$/m);
-    expect(status.out).toMatch(new RegExp(`^applier ${names.sourceId}\\.eu `, 'm'));
+    expect(status.out).toMatch(new RegExp(`^capture ${names.sourceId} \\(http://127\\.0\\.0\\.1:${capPort}\\)$`, 'm'));
+    expect(status.out).toMatch(new RegExp(`^applier ${names.sourceId}\\.eu \\(http://127\\.0\\.0\\.1:${euPort}\\)$`, 'm'));
+    expect(status.out).toMatch(new RegExp(`^applier ${names.topicPrefix}-us \\(http://127\\.0\\.0\\.1:${usPort}\\)$`, 'm'));
   }, 180_000);
 
   it('a key the file should not hold stops every command, naming the key and the file (exit 2)', async () => {
