@@ -33,7 +33,7 @@ const redisUrl = z.string().superRefine((s, ctx) => {
 /** The source may also be a Sentinel-managed master set (common/sentinel.ts). */
 const sourceUrl = z.string().superRefine((s, ctx) => {
   const problem = isSentinelUrl(s) ? sentinelUrlProblem(s) : redisUrlProblem(s);
-  if (problem) ctx.addIssue({ code: 'custom', message: isSentinelUrl(s) ? problem : `${problem}, or redis+sentinel://host:26379[,host:port…]/master-name` });
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 /** Whole numbers only: no '', '1e3', '0x10' or ' 5 ' silently read as numbers. */
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
