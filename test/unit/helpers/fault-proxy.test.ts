@@ -160,7 +160,7 @@ describe('fault proxy', () => {
     expect(took).toBeGreaterThanOrEqual(280); // 150 ms each way
     await proxy.restore();
     c.socket.write('ping2');
-    expect(await c.waitFor('ping2')).toBeLessThan(100);
+    expect(await c.waitFor('ping2')).toBeLessThan(250); // no 300 ms of delay any more
   });
 
   it('throttle bounds the rate', async () => {
@@ -174,6 +174,6 @@ describe('fault proxy', () => {
     const seconds = (Date.now() - start) / 1000;
     // 100 KB up then down at 200 KB/s each, pipelined: at least half a second
     expect(seconds).toBeGreaterThan(0.45);
-    expect(seconds).toBeLessThan(2.5);
+    expect(seconds).toBeLessThan(5);
   });
 });
