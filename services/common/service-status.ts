@@ -75,6 +75,27 @@ export class ServiceStatus {
           this.set(v ?? -1);
         },
       });
+    new Gauge({
+      name: 'replistream_rate_limit',
+      help: 'Rate limits of this service by setting, per second (-1: none)',
+      labelNames: ['setting'],
+      registers: [this.metrics],
+      collect() {
+        const v = self.limits?.view();
+        if (!v) return;
+        for (const [name, limit] of Object.entries(v)) {
+          if (name !== 'throttledMs') this.set({ setting: name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) }, limit ?? -1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'replistream_throttled_seconds',
+      help: 'Time spent waiting for the rate limits since the start',
+      registers: [this.metrics],
+      collect() {
+        this.set((self.limits?.view().throttledMs ?? 0) / 1000);
+      },
+    });
     progressGauge('replistream_full_sync_keys_done', 'Keys of the current or last full sync done', (p) => p.keysDone);
     progressGauge('replistream_full_sync_keys_total', 'Keys announced by the source for the full sync (-1: unknown)', (p) => p.keysTotal);
     progressGauge('replistream_full_sync_bytes_done', 'Bytes of the current or last full sync done', (p) => p.bytesDone);

@@ -103,6 +103,10 @@ describe('rate limits', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/rate limits\s+max-ops-per-second 4000, max-bytes-per-second none, throttled \d+\.\d s/);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toMatch(/<h2>Rate limits<\/h2>.*max-ops-per-second.*4000\/s/s);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^replistream_rate_limit\{setting="max-ops-per-second",service="applier"\} 4000$/m);
+    expect(metrics).toMatch(/^replistream_rate_limit\{setting="max-bytes-per-second",service="applier"\} -1$/m);
+    expect(Number(/^replistream_throttled_seconds\{service="applier"\} ([\d.]+)$/m.exec(metrics)?.[1])).toBeGreaterThan(2);
   }, 120_000);
 
   it('limits change at run time: POST /limits and replistream limits, reflected in status; a wrong one names the setting', async () => {
