@@ -334,6 +334,26 @@ export async function fillSourceMixed(src: RedisServer, db: number, keys: number
 }
 
 /**
+ * Big keys, for the memory bound: `strings` strings of 5 MB (`big:str:<i>`, each a different
+ * pattern) and one list of 1,000,000 elements (`big:list`, 8-byte elements pushed 10,000 at a time).
+ */
+export async function fillSourceBig(src: RedisServer, db: number, strings: number): Promise<SourceFill> {
+  const t0 = now();
+  const c = redisClient(src.url, db);
+  try {
+    for (let i = 0; i < strings; i++) await c.set(`big:str:${i}`, Buffer.alloc(5 * MB, `${i}:0123456789abcdef`));
+    for (let from = 0; from < 1_000_000; from += 10_000) {
+      await c.rpush('big:list', ...Array.from({ length: 10_000 }, (_, j) => String(from + j).padStart(8, '0')));
+    }
+    const dbsize = await c.dbsize();
+    const used = Number((await info(c, 'memory')).get('used_memory'));
+    return { smallKeys: strings, collections: 1, workloadKeys: 0, dbsize, usedMemory: used, fillSec: (now() - t0) / 1000 };
+  } finally {
+    c.disconnect();
+  }
+}
+
+/**
  * `redis-benchmark -t set -n requests -P pipeline -r keyspace -d 16`: SET key:<12 digits> (16-byte
  * values) as fast as the server takes them, from 50 connections. Resolves when every reply came back.
  */

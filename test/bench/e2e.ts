@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- e2e [--keys N] [--dataset mixed|populate] [--rate OPS] [--duration S] [--sample N] …`
+ * `npm run bench -- e2e [--keys N] [--dataset mixed|populate|big] [--rate OPS] [--duration S] [--burst N] [--sample N] …`
  *
  * The whole pipeline, source → capture → Kafka → applier → destination, run the way a user runs it
  * (`replistream capture` and `replistream apply` processes), against native replication and — when
@@ -10,15 +10,20 @@
  * 1. full sync: the dataset in db 1 of a private source (`--dataset mixed`, the default: N keys,
  *    96 % small strings and 1 % each of small hashes, lists, sets and sorted sets; `--dataset
  *    populate`: N small strings plus keys/1000 collections of each type with 50 elements and 10 of
- *    each with 1000). The time from the contender's start (REPLICAOF; the two service processes
+ *    each with 1000; `--dataset big`: N strings of 5 MB and one list of 1,000,000 elements, for
+ *    the memory bound). The time from the contender's start (REPLICAOF; the two service processes
  *    spawned; the redis-shake process spawned) until the destination's DBSIZE of db 1 equals the
  *    source's, then `verify --sample`.
  * 2. incremental: a paced writer (`--rate` ops/s for `--duration` s) SETs `lag:<contender>:<i>` to
  *    its send time in db 2; the destination publishes keyspace notifications, and a subscriber
  *    records when every key arrives. Writer and subscriber run in a child process of their own.
  *    Every write is measured (no sampling). Catch-up: the last write sent → every write arrived.
- *    Db 2 (these writes, and capture's heartbeat key: capture runs with `--dbs 2,1`) is flushed on
- *    the source after each contender, so every contender's full sync reads the same data.
+ * 3. burst (`--burst N`, default 500,000; 0 skips it): `redis-benchmark -t set -P 16 -n N -r N` on
+ *    db 3 as fast as the source takes it; the source's ops/s, and the time from the burst's last
+ *    reply until the destination's DBSIZE of db 3 equals the source's (catch-up).
+ *    Dbs 2 (the incremental writes, and capture's heartbeat key: capture runs with `--dbs 2,1,3`)
+ *    and 3 are flushed on the source after each contender, so every contender's full sync reads
+ *    the same data.
  * RSS of every process of a contender (capture, applier, redis-shake, the destination redis) is
  * sampled from /proc/<pid>/status (VmRSS) every 250 ms: the peak during the full sync and overall;
  * VmHWM (the kernel's own peak) is read before the process stops, as a cross-check.
@@ -37,14 +42,16 @@ import { startService, type ServiceProcess } from '../helpers/processes.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { uniqueName } from '../helpers/stack-env.js';
 import {
-  MB, ProcRssSampler, cleanupAll, cleanupOnSignalUntilDone, deleteTopics, fillSource, fillSourceMixed, fmt, load1, machine, now, once, parseFlags, percentile, printGrid,
-  printJson, procStats, progress, ratio, serverPid, sleep, startNativeReplica, startSource, waitFor, type SourceFill,
+  MB, ProcRssSampler, cleanupAll, cleanupOnSignalUntilDone, deleteTopics, fillSource, fillSourceBig, fillSourceMixed, fmt, load1, machine, now, once, parseFlags, percentile, printGrid,
+  printJson, procStats, progress, ratio, redisBenchmarkSet, serverPid, sleep, startNativeReplica, startSource, waitFor, type SourceFill,
 } from './common.js';
 
 /** The dataset's db. */
 const DB = 1;
 /** The incremental writes and capture's heartbeat key: flushed on the source between contenders. */
 const PROBE_DB = 2;
+/** The burst phase's keys (nothing else is written there): flushed on the source between contenders. */
+const BURST_DB = 3;
 const TIMEOUT_MS = 20 * 60_000;
 const PROBE_ENV = 'REPLISTREAM_BENCH_E2E_PROBE';
 
@@ -88,6 +95,8 @@ interface Result {
   probe: ProbeResult;
   lag: ProbeTarget;
   verifyAfter: VerifyResult & { ttlRetries: number };
+  /** The burst phase: source ops/s while redis-benchmark ran, and the burst's end → destination has every key. */
+  burst: { sourceOpsPerSec: number; catchUpSec: number; keys: number } | null;
   procs: Record<string, ProcFigures>;
   dest: ProcFigures | null;
   load1: number;
@@ -96,10 +105,11 @@ interface Result {
 export async function benchE2e(args: string[]): Promise<void> {
   const f = parseFlags('e2e', args, {
     keys: { default: 1_000_000, help: 'keys of the dataset (mixed: all of them; populate: the small strings, plus keys/1000 collections of each type)' },
-    dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets) or populate (the older shape: strings plus 50- and 1000-element collections)' },
+    dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets), populate (the older shape: strings plus 50- and 1000-element collections) or big (--keys strings of 5 MB and one list of 1,000,000 elements: the memory bound)' },
     sample: { default: 10_000, help: 'keys compared by verify --sample (each direction)' },
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
+    burst: { default: 500_000, help: 'SETs of the burst phase (redis-benchmark -P 16 on BURST_DB as fast as the source takes them); 0 skips it' },
     sync: { default: 'diskless', help: 'source full-sync transfer: diskless (Redis 7 default, delay 0) or disk' },
     partitions: { default: 4, help: 'partitions of the capture topic' },
     compression: { default: 'snappy', help: 'Kafka record compression of the capture: snappy (default of the service), gzip or none' },
@@ -110,7 +120,8 @@ export async function benchE2e(args: string[]): Promise<void> {
   });
   if (f.sync !== 'diskless' && f.sync !== 'disk') throw new Error('--sync is diskless or disk');
   if (f['write-mode'] !== 'restore' && f['write-mode'] !== 'commands') throw new Error('--write-mode is restore or commands');
-  if (f.dataset !== 'mixed' && f.dataset !== 'populate') throw new Error('--dataset is mixed or populate');
+  if (f.dataset !== 'mixed' && f.dataset !== 'populate' && f.dataset !== 'big') throw new Error('--dataset is mixed, populate or big');
+  if (f.dataset === 'big' && f.keys > 200) throw new Error('--dataset big: --keys is the number of 5 MB strings (at most 200)');
   const sync = f.sync as 'diskless' | 'disk';
   if (!['snappy', 'gzip', 'none'].includes(f.compression)) throw new Error('--compression is snappy, gzip or none');
   const compression = f.compression as 'snappy' | 'gzip' | 'none';
@@ -139,7 +150,8 @@ export async function benchE2e(args: string[]): Promise<void> {
   try {
     progress(`source: filling ${f.keys.toLocaleString('en-US')} keys (${f.dataset}) in db ${DB}`);
     src = await startSource(sync);
-    const fill: SourceFill = f.dataset === 'mixed' ? await fillSourceMixed(src, DB, f.keys) : await fillSource(src, DB, f.keys, 0);
+    const fill: SourceFill =
+      f.dataset === 'mixed' ? await fillSourceMixed(src, DB, f.keys) : f.dataset === 'big' ? await fillSourceBig(src, DB, f.keys) : await fillSource(src, DB, f.keys, 0);
     srcProbe = redisClient(src.url, PROBE_DB);
     const keys = fill.dbsize;
     progress(`source: ${keys.toLocaleString('en-US')} keys, used_memory ${(fill.usedMemory / MB).toFixed(1)} MB (${fill.fillSec.toFixed(1)} s)`);
@@ -157,6 +169,9 @@ export async function benchE2e(args: string[]): Promise<void> {
       for (const p of [...Object.keys(c.procs()), 'dest']) rss.remove(`${name}:${p}`);
       await c.stop();
       await srcProbe.flushdb();
+      await srcProbe.select(BURST_DB);
+      await srcProbe.flushdb();
+      await srcProbe.select(PROBE_DB);
       await sleep(2000);
     }
     rss.stop();
@@ -177,7 +192,7 @@ export async function benchE2e(args: string[]): Promise<void> {
 
 async function runContender(
   c: Contender,
-  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; duration: number; 'lag-csv': string }; sync: string },
+  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; duration: number; burst: number; 'lag-csv': string }; sync: string },
 ): Promise<Result> {
   const { rss, f, keys } = ctx;
   const cpuOf = (pid: number) => {
@@ -247,6 +262,26 @@ async function runContender(
       },
     });
     const verifyAfter = await verifySettled(ctx.src.url, c.dest.url, [DB, PROBE_DB], f.sample);
+    let burst: Result['burst'] = null;
+    if (f.burst > 0) {
+      progress(`${LABEL[c.name]}: burst, redis-benchmark -t set -P 16 -n ${f.burst.toLocaleString('en-US')} on db ${BURST_DB}`);
+      const b = await redisBenchmarkSet(ctx.src.port, { requests: f.burst, keyspace: f.burst, db: BURST_DB, pipeline: 16 });
+      const ended = now();
+      const srcBurst = redisClient(ctx.src.url, BURST_DB);
+      const destBurst = redisClient(c.dest.url, BURST_DB);
+      try {
+        const want = await srcBurst.dbsize();
+        const t = await waitFor(async () => {
+          c.check();
+          return (await destBurst.dbsize().catch(() => -1)) === want;
+        }, `the ${LABEL[c.name]} destination's DBSIZE of db ${BURST_DB}`, TIMEOUT_MS, 10);
+        burst = { sourceOpsPerSec: b.opsPerSec, catchUpSec: (t - ended) / 1000, keys: want };
+      } finally {
+        srcBurst.disconnect();
+        destBurst.disconnect();
+      }
+      progress(`${LABEL[c.name]}: burst of ${f.burst.toLocaleString('en-US')} SETs at ${fmt(b.opsPerSec)} ops/s, caught up ${fmt(burst.catchUpSec)} s after it`);
+    }
     rss.sample();
     const figures = (n: string, pid: number): ProcFigures => ({
       peakFull: peakFull(n), peak: rss.peak(`${c.name}:${n}`), hwmFull: hwmFull.get(pid) ?? null, hwm: hwmOf(pid),
@@ -257,7 +292,7 @@ async function runContender(
     const lag = probe.targets[0];
     progress(`${LABEL[c.name]}: lag p50 ${fmt(lag.p50)} p99 ${fmt(lag.p99)} max ${fmt(lag.max)} ms, catch-up ${fmt(lag.catchUpMs)} ms, ${lag.missing} not seen`);
     return {
-      name: c.name, fullSyncSec, extra: c.extra(), verify, verifySec, probe, lag, verifyAfter,
+      name: c.name, fullSyncSec, extra: c.extra(), verify, verifySec, probe, lag, verifyAfter, burst,
       procs: procFigures, dest: c.destPid ? figures('dest', c.destPid) : null, load1: load1(),
     };
   } finally {
@@ -316,7 +351,7 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
       t0Wall = Date.now();
       t0 = now();
       process.once('exit', killOnExit);
-      cap = startService(['capture', '--source', src.url, '--dbs', `${PROBE_DB},${DB}`, '--partitions', String(o.partitions), '--compression', o.compression, '--http-port', String(capPort), ...common]);
+      cap = startService(['capture', '--source', src.url, '--dbs', `${PROBE_DB},${DB},${BURST_DB}`, '--partitions', String(o.partitions), '--compression', o.compression, '--http-port', String(capPort), ...common]);
       app = startService(['apply', '--destination', dest.url, '--group', group, '--write-mode', o.writeMode, '--http-port', String(appPort), ...common]);
       poller = setInterval(() => {
         if (snapshotEndAt !== null) return;
@@ -455,7 +490,7 @@ async function verifySettled(src: string, dest: string, dbs: number[], sample: n
 
 function report(
   results: Result[],
-  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; duration: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
+  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; duration: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
 ): void {
   const by = (n: Name) => results.find((r) => r.name === n) ?? null;
   const nat = by('native');
@@ -499,6 +534,12 @@ function report(
     row('  catch-up after the load stops (ms)', (r) => r.lag.catchUpMs),
     row('  writes not seen', (r) => r.lag.missing, false),
     row(`  verify --sample ${o.f.sample} after (dbs ${DB}, ${PROBE_DB})`, (r) => verdict(r.verifyAfter), false),
+    ...(o.f.burst > 0
+      ? [
+          row(`burst: ${o.f.burst.toLocaleString('en-US')} SETs, redis-benchmark -P 16, source ops/s`, (r) => r.burst?.sourceOpsPerSec ?? null, false),
+          row('  caught up after the burst ends (s)', (r) => r.burst?.catchUpSec ?? null),
+        ]
+      : []),
     row('peak RSS, capture: full sync / overall (MB)', (r) => rssCell(proc(r, 'capture')), false),
     row('peak RSS, applier: full sync / overall (MB)', (r) => rssCell(proc(r, 'applier')), false),
     row('peak RSS, redis-shake: full sync / overall (MB)', (r) => rssCell(proc(r, 'redis-shake')), false),
@@ -514,7 +555,7 @@ function report(
   const m = machine();
   const sampled = results.flatMap((r) => Object.entries(r.procs).map(([n, p]) => `${n} ${Math.round((p.peakFull ?? NaN) / MB)} / ${Math.round((p.peak ?? NaN) / MB)}`)).join(', ');
   printGrid(
-    `e2e bench — ${o.keys.toLocaleString('en-US')} keys in db ${DB} (${o.f.dataset}: ${o.fill.smallKeys.toLocaleString('en-US')} small strings, ${o.fill.collections.toLocaleString('en-US')} collections; source used_memory ${fmt(o.fill.usedMemory / MB, 0)} MB), ${o.sync} sync, ${o.f.partitions} partitions, ${o.compression}, write mode ${o.f['write-mode']}, ${m.cpus} CPUs, load ${o.loadBefore} → ${m.loadavg1}`,
+    `e2e bench — ${o.keys.toLocaleString('en-US')} keys in db ${DB} (${o.f.dataset === 'big' ? `big: ${o.fill.smallKeys} strings of 5 MB, a list of 1,000,000 elements` : `${o.f.dataset}: ${o.fill.smallKeys.toLocaleString('en-US')} small strings, ${o.fill.collections.toLocaleString('en-US')} collections`}; source used_memory ${fmt(o.fill.usedMemory / MB, 0)} MB), ${o.sync} sync, ${o.f.partitions} partitions, ${o.compression}, write mode ${o.f['write-mode']}, ${m.cpus} CPUs, load ${o.loadBefore} → ${m.loadavg1}`,
     head,
     shown,
     [
