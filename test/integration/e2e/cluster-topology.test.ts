@@ -7,106 +7,22 @@
  *
  * A private cluster of 3 masters + 3 replicas: the stack's cluster is shared by other tests.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../../helpers/pipeline.js';
-import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { clusterNodes, clusterOk, onNode, run, startReplicatedCluster, startWriter, stat, type NodeInfo } from '../../helpers/redis-cluster.js';
+import { startRedis } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
-
-const run = promisify(execFile);
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-function client(port: number): Redis {
-  const c = new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => null } as never);
-  c.on('error', () => undefined);
-  return c;
-}
-
-async function onNode<T>(port: number, work: (c: Redis) => Promise<T>): Promise<T> {
-  const c = client(port);
-  try {
-    return await work(c);
-  } finally {
-    c.disconnect();
-  }
-}
-
-interface NodeInfo {
-  id: string;
-  port: number;
-  master: boolean;
-  masterId: string | null;
-  alive: boolean;
-  /** Slots it serves. */
-  slots: number;
-}
-
-async function clusterNodes(port: number): Promise<NodeInfo[]> {
-  const text = String(await onNode(port, (c) => c.call('CLUSTER', 'NODES') as Promise<unknown>));
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const f = l.split(' ');
-      const slots = f.slice(8).filter((r) => !r.startsWith('[')).reduce((n, r) => {
-        const [a, b] = r.split('-').map(Number);
-        return n + (Number.isInteger(b) ? b - a + 1 : 1);
-      }, 0);
-      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail'), slots };
-    });
-}
-
-async function stat(port: number, field: string): Promise<number> {
-  const text = await onNode(port, (c) => c.info());
-  return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-}
-
-/** INCRs and SETs through a cluster client until stopped; failed writes (during a failover) are retried later. */
-function startWriter(seedPort: number) {
-  const src = new Cluster([{ host: '127.0.0.1', port: seedPort }], {
-    redisOptions: { protocol: 2 } as never,
-    retryDelayOnClusterDown: 100,
-    retryDelayOnFailover: 100,
-    maxRedirections: 32,
-  });
-  src.on('error', () => undefined);
-  let stop = false;
-  let writes = 0;
-  const done = (async () => {
-    for (let i = 0; !stop; i++) {
-      const batch = Array.from({ length: 20 }, (_, j) => i * 20 + j);
-      await Promise.all(
-        batch.map((n) => (n % 3 === 0 ? src.set(`key:${n % 2000}`, `v${n}`) : src.incr(`ctr:${n % 200}`)).then(() => writes++, () => undefined)),
-      );
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
-  return {
-    writes: () => writes,
-    async stop() {
-      stop = true;
-      await done;
-      src.disconnect();
-    },
-  };
-}
-
 describe('cluster source topology changes during incremental sync', () => {
   it('follows a reshard, a CLUSTER FAILOVER and a master killed; the destination converges each time', async () => {
     // --- 3 masters + 3 replicas
-    const nodes: RedisServer[] = [];
-    cleanups.push(async () => void (await Promise.all(nodes.map((n) => n.stop()))));
-    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0, 'cluster-allow-replica-migration': 'no' }));
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
-    const ok = async (port: number) => String(await onNode(port, (c) => (c.call('CLUSTER', 'INFO') as Promise<unknown>).catch(() => ''))).includes('cluster_state:ok');
-    await until(async () => (await Promise.all(nodes.map((n) => ok(n.port)))).every(Boolean), 30_000, 'cluster_state:ok');
-    await until(async () => (await clusterNodes(nodes[0].port)).filter((n) => !n.master).length === 3, 30_000, 'three replicas');
-    await until(async () => (await Promise.all(nodes.map((n) => onNode(n.port, (c) => c.info('replication'))))).every((t) => !/master_link_status:down/.test(t)), 30_000, 'replicas in sync');
+    const cluster = await startReplicatedCluster(3);
+    const nodes = cluster.nodes;
+    cleanups.push(() => cluster.stop());
     const destination = await startRedis();
     cleanups.push(() => destination.stop());
 
@@ -133,7 +49,7 @@ describe('cluster source topology changes during incremental sync', () => {
     cleanups.push(() => applier.stop());
 
     const liveNode = async () => {
-      for (const n of nodes) if (await ok(n.port).catch(() => false)) return n.port;
+      for (const n of nodes) if (await clusterOk(n.port).catch(() => false)) return n.port;
       throw new Error('no live node');
     };
     const converge = async (what: string) => {

@@ -1,0 +1,115 @@
+/**
+ * A private Redis Cluster of masters with one replica each, for tests that reshard it, fail it
+ * over or kill its nodes (the stack's cluster is shared by other tests), and small tools to look
+ * at it and write to it.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Cluster, Redis } from 'ioredis';
+import { until } from './pipeline.js';
+import { startRedis, type RedisServer } from './redis-server.js';
+
+export const run = promisify(execFile);
+
+export function client(port: number): Redis {
+  const c = new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => null } as never);
+  c.on('error', () => undefined);
+  return c;
+}
+
+export async function onNode<T>(port: number, work: (c: Redis) => Promise<T>): Promise<T> {
+  const c = client(port);
+  try {
+    return await work(c);
+  } finally {
+    c.disconnect();
+  }
+}
+
+export interface NodeInfo {
+  id: string;
+  port: number;
+  master: boolean;
+  masterId: string | null;
+  alive: boolean;
+  /** Slots it serves. */
+  slots: number;
+}
+
+export async function clusterNodes(port: number): Promise<NodeInfo[]> {
+  const text = String(await onNode(port, (c) => c.call('CLUSTER', 'NODES') as Promise<unknown>));
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const f = l.split(' ');
+      const slots = f.slice(8).filter((r) => !r.startsWith('[')).reduce((n, r) => {
+        const [a, b] = r.split('-').map(Number);
+        return n + (Number.isInteger(b) ? b - a + 1 : 1);
+      }, 0);
+      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail'), slots };
+    });
+}
+
+/** A numeric field of INFO (sync_full, sync_partial_ok …); NaN when absent. */
+export async function stat(port: number, field: string): Promise<number> {
+  const text = await onNode(port, (c) => c.info());
+  return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+}
+
+export async function clusterOk(port: number): Promise<boolean> {
+  return String(await onNode(port, (c) => (c.call('CLUSTER', 'INFO') as Promise<unknown>).catch(() => ''))).includes('cluster_state:ok');
+}
+
+/**
+ * `masters` masters with a replica each, formed and in sync. A small node timeout makes failovers
+ * quick; replicas may always be elected (validity factor 0); a master resharded empty stays a
+ * master (no replica migration), so that slots can be moved back to it.
+ */
+export async function startReplicatedCluster(masters = 3): Promise<{ nodes: RedisServer[]; stop(): Promise<void> }> {
+  const nodes: RedisServer[] = [];
+  const stop = async () => void (await Promise.all(nodes.map((n) => n.stop())));
+  try {
+    for (let i = 0; i < masters * 2; i++) {
+      nodes.push(await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0, 'cluster-allow-replica-migration': 'no' }));
+    }
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
+    await until(async () => (await Promise.all(nodes.map((n) => clusterOk(n.port)))).every(Boolean), 30_000, 'cluster_state:ok');
+    await until(async () => (await clusterNodes(nodes[0].port)).filter((n) => !n.master).length === masters, 30_000, 'every replica known');
+    await until(async () => (await Promise.all(nodes.map((n) => onNode(n.port, (c) => c.info('replication'))))).every((t) => !/master_link_status:down/.test(t)), 30_000, 'replicas in sync');
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { nodes, stop };
+}
+
+/** INCRs and SETs through a cluster client until stopped; failed writes (during a failover) are retried later. */
+export function startWriter(seedPort: number) {
+  const src = new Cluster([{ host: '127.0.0.1', port: seedPort }], {
+    redisOptions: { protocol: 2 } as never,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnFailover: 100,
+    maxRedirections: 32,
+  });
+  src.on('error', () => undefined);
+  let stop = false;
+  let writes = 0;
+  const done = (async () => {
+    for (let i = 0; !stop; i++) {
+      const batch = Array.from({ length: 20 }, (_, j) => i * 20 + j);
+      await Promise.all(
+        batch.map((n) => (n % 3 === 0 ? src.set(`key:${n % 2000}`, `v${n}`) : src.incr(`ctr:${n % 200}`)).then(() => writes++, () => undefined)),
+      );
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return {
+    writes: () => writes,
+    async stop() {
+      stop = true;
+      await done;
+      src.disconnect();
+    },
+  };
+}
