@@ -10,6 +10,7 @@ import { readAllEvents, until, redisClient, referenceWorkload, runApplier, runCa
 import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { CROSS_DB } from '../../../services/capture/command-keys.js';
+import { startKafkaBroker } from '../../helpers/kafka-broker.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -118,5 +119,41 @@ describe('cascade', () => {
     expect(commands).toBeGreaterThan(0);
     // Hop 1 went on applying meanwhile: B equals A too.
     expect((await waitConverged(a.url, b.url, DBS)).differences).toEqual([]);
+  });
+
+  it('one group name on both hops, each hop on its own Kafka cluster: no collision on C', async () => {
+    const broker = await startKafkaBroker();
+    cleanups.push(() => broker.stop());
+    const [a, b, c] = [await server(), await server(), await server()];
+    await referenceWorkload(a.url, 0);
+    const hop1 = pipelineNames();
+    const hop2 = { ...pipelineNames(), sourceId: 'b' };
+    const group = uniqueName('same'); // the same name on both hops: position keys and epoch markers named alike on B and C
+    const cap1 = await runCapture(a.url, hop1, { dbs: DBS });
+    cleanups.push(() => cap1.stop());
+    const app1 = await runApplier(b.url, hop1, group);
+    cleanups.push(() => app1.stop());
+    const cap2 = await runCapture(b.url, hop2, { dbs: DBS, kafka: broker.brokers });
+    cleanups.push(() => cap2.stop());
+    const app2 = await runApplier(c.url, hop2, group, { kafka: broker.brokers });
+    cleanups.push(() => app2.stop());
+    await until(() => cap2.status.task.state === 'synchronizing', 60_000, "B's capture synchronizing");
+    await Promise.all([mixedWorkload(a.url, 200), referenceWorkload(a.url, 1)]);
+    expect((await waitConverged(a.url, c.url, DBS, 90_000)).differences).toEqual([]);
+    const dc = redisClient(c.url);
+    cleanups.push(async () => dc.disconnect());
+    expect(await dc.get('tx:counter')).toBe('200');
+    // C's epoch markers are its own applier's (hop 2's epoch), not B's copied over
+    let markers = 0;
+    for (const db of DBS) {
+      const marker = await dc.get(`replistream:pos:${group}:@epoch:db${db}`);
+      if (marker === null) continue;
+      markers++;
+      expect(Number(marker)).toBe(cap2.service.stats.epoch);
+    }
+    expect(markers).toBeGreaterThan(0);
+    const streams = (await dc.keys(`replistream:pos:${group}:*`)).filter((k) => !k.includes(':@'));
+    expect(streams.length).toBeGreaterThan(0);
+    for (const k of streams) expect(k.startsWith(`replistream:pos:${group}:${hop2.topicPrefix}.`), k).toBe(true);
   });
 });
