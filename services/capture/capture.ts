@@ -338,6 +338,8 @@ export class CaptureService extends EventEmitter {
     const old = this.link;
     this.link = null;
     await old?.stop();
+    // not an outage: nothing is expected from this server any more
+    Object.assign(this.stats.sourceLink, { state: 'connected', since: null, retries: 0, lastError: null });
     await this.enqueue(() => this.flush());
   }
 
