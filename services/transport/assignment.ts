@@ -19,18 +19,43 @@ import { AssignerProtocol, PartitionAssigners, type PartitionAssigner } from 'ka
 export type AssignmentStrategy = 'db' | 'partition';
 
 /**
- * Whole topics per member (pure): topics sorted by name are dealt over the members sorted by id.
+ * Whole topics per member (pure): topics sorted by name are dealt over the members sorted by id,
+ * each to the member holding the fewest so far among those that subscribe to it (`subscriptions`:
+ * member id → its topics; a member absent from it takes any topic). Members of one group may read
+ * different topics — two hops of a cascade given the same group name on one Kafka cluster — and a
+ * topic dealt to a member that does not read it would be dropped by that member and read by no one.
  * Returns member id → topic → partitions, for every member (an empty map: nothing assigned).
  */
-export function assignWholeTopics(memberIds: readonly string[], topics: ReadonlyArray<{ topic: string; partitions: readonly number[] }>): Map<string, Record<string, number[]>> {
+export function assignWholeTopics(
+  memberIds: readonly string[],
+  topics: ReadonlyArray<{ topic: string; partitions: readonly number[] }>,
+  subscriptions?: ReadonlyMap<string, readonly string[]>,
+): Map<string, Record<string, number[]>> {
   const members = [...memberIds].sort();
   const out = new Map<string, Record<string, number[]>>(members.map((m) => [m, {}]));
+  const held = new Map<string, number>(members.map((m) => [m, 0]));
   const sorted = [...topics].sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
-  sorted.forEach((t, i) => {
-    if (members.length === 0) return;
-    out.get(members[i % members.length])![t.topic] = [...t.partitions].sort((a, b) => a - b);
-  });
+  for (const t of sorted) {
+    let to: string | null = null;
+    for (const m of members) {
+      const subscribed = subscriptions?.get(m);
+      if (subscribed && !subscribed.includes(t.topic)) continue;
+      if (to === null || held.get(m)! < held.get(to)!) to = m;
+    }
+    if (to === null) continue; // nobody reads it
+    out.get(to)![t.topic] = [...t.partitions].sort((a, b) => a - b);
+    held.set(to, held.get(to)! + 1);
+  }
   return out;
+}
+
+/** A member's subscribed topics, from the metadata it joined with (null: unreadable, any topic). */
+function subscribedTopics(metadata: Buffer): string[] | null {
+  try {
+    return AssignerProtocol.MemberMetadata.decode(metadata)?.topics ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** The kafkajs assigner of the `db` strategy. */
@@ -39,9 +64,15 @@ const wholeTopicAssigner: PartitionAssigner = ({ cluster }) => ({
   version: 0,
   async assign({ members, topics }) {
     const layout = topics.map((topic) => ({ topic, partitions: cluster.findTopicPartitionMetadata(topic).map((m) => m.partitionId) }));
+    const subscriptions = new Map<string, string[]>();
+    for (const m of members) {
+      const t = subscribedTopics(m.memberMetadata);
+      if (t) subscriptions.set(m.memberId, t);
+    }
     const plan = assignWholeTopics(
       members.map((m) => m.memberId),
       layout,
+      subscriptions,
     );
     return [...plan].map(([memberId, assignment]) => ({
       memberId,
