@@ -61,6 +61,10 @@ export interface ClusterFollowerOptions {
   log: Logger;
   /** Between two readings of the topology (default 1000 ms). */
   intervalMs?: number;
+  /** The slot owners the current epoch was snapshotted with (default: the layout's). */
+  epochOwners?: Int16Array;
+  /** Stores the slot owners of an epoch that starts, before its full syncs are asked for. */
+  saveOwners: (owners: Int16Array) => Promise<void>;
   /** The next full sync of any shard starts a new epoch that every shard joins (EpochCoordinator.renew). */
   renewEpoch: () => void;
   /** The task fails (a master added with no range free for it). */
@@ -95,8 +99,8 @@ export class ClusterFollower {
 
   constructor(private readonly opts: ClusterFollowerOptions) {
     this.layout = opts.layout;
-    this.epochOwners = opts.layout.owners;
-    this.assignSlots(opts.layout.owners);
+    this.epochOwners = opts.epochOwners ?? opts.layout.owners;
+    this.assignSlots(this.epochOwners);
     opts.shards.forEach((s) => s.on('link-down', () => this.refreshSoon()));
   }
 
@@ -258,6 +262,7 @@ export class ClusterFollower {
       epochNeeded = true;
     }
     if (epochNeeded) {
+      await this.opts.saveOwners(layout.owners); // first: when it fails, the next reading tries again
       this.stats.topologyEpochs++;
       this.epochOwners = layout.owners;
       this.assignSlots(layout.owners);

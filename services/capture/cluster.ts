@@ -112,3 +112,31 @@ export class EpochCoordinator {
     return this.epoch;
   }
 }
+
+/**
+ * The slot owners a cluster's current epoch was snapshotted with (shard index per slot), kept in
+ * the positions topic: a capture restarted after slots moved while it was down must still hold
+ * back the new owners' writes and take an epoch (cluster-follow.ts), or the two masters' streams
+ * replayed from their positions would race for the moved keys.
+ */
+export function encodeOwners(owners: Int16Array): Array<[number, number, number]> {
+  const runs: Array<[number, number, number]> = [];
+  for (let slot = 0; slot < owners.length; slot++) {
+    const last = runs[runs.length - 1];
+    if (last && last[2] === owners[slot] && last[1] === slot - 1) last[1] = slot;
+    else runs.push([slot, slot, owners[slot]]);
+  }
+  return runs;
+}
+
+export function decodeOwners(value: unknown): Int16Array | null {
+  const runs = (value as { owners?: unknown } | null | undefined)?.owners;
+  if (!Array.isArray(runs)) return null;
+  const owners = new Int16Array(16384).fill(-1);
+  for (const run of runs) {
+    if (!Array.isArray(run) || run.length !== 3 || !run.every(Number.isInteger)) return null;
+    const [first, last, shard] = run as number[];
+    for (let slot = Math.max(0, first); slot <= Math.min(16383, last); slot++) owners[slot] = shard;
+  }
+  return owners;
+}

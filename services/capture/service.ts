@@ -19,7 +19,7 @@ import { createKafka, withinKafkaTimeout } from '../transport/kafka.js';
 import type { Compression } from '../transport/producer.js';
 import { ensurePositionsTopic, ensureTopics, positionsTopicName, topicName } from '../transport/topics.js';
 import { CaptureService, combineSourceLinks, type CapturePosition, type CaptureStats, type EventSink } from './capture.js';
-import { assignRanges, EpochCoordinator, mastersFromSlots, type ClusterMaster } from './cluster.js';
+import { assignRanges, decodeOwners, EpochCoordinator, encodeOwners, mastersFromSlots, type ClusterMaster } from './cluster.js';
 import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
 import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js';
 import { KeyFilter } from './key-filter.js';
@@ -56,6 +56,8 @@ export interface CaptureSettings {
 }
 
 const POSITION_KEY = 'capture';
+/** Positions-topic key of a cluster epoch's slot owners (cluster.ts encodeOwners). */
+const SLOT_OWNERS_KEY = 'cluster-slots';
 
 /** Databases of the source: `--dbs`, else every database the server has (CONFIG GET databases). */
 async function sourceDatabases(client: Redis, dbs?: number[]): Promise<number[]> {
@@ -392,17 +394,29 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   follower.unref();
   void service.failure().then((e) => st.task.fail({ reason: e.message, code: e.code, ...(e.setting ? { setting: e.setting } : { server: redactUrl(s.source) }) }));
 
-  for (const svc of services) await svc.start();
   // A cluster's masters, slots and failovers are followed during the task (cluster-follow.ts).
   let topologyFollower: ClusterFollower | null = null;
   if (clusterView) {
     const nodes = parseClusterNodes(String(await admin.call('CLUSTER', 'NODES')));
+    const layout = initialLayout(found, nodes);
+    const saveOwners = async (owners: Int16Array) => {
+      await whenReady();
+      await producer.writePosition(SLOT_OWNERS_KEY, { owners: encodeOwners(owners), updatedAt: Date.now() });
+    };
+    // Resuming: the slots as the epoch's snapshots saw them (they may have moved since). A new
+    // epoch: the slots now, recorded before any of its positions (one producer keeps the order).
+    const epochOwners = coordinator?.resume ? decodeOwners(stored.get(SLOT_OWNERS_KEY)) : null;
+    if (!epochOwners) saveOwners(layout.owners).catch((err: Error) => log.warn({ err: err.message }, 'cannot record the cluster slot owners of the epoch'));
     const shardsByRange: CaptureService[] = [];
     masters.forEach((m, i) => (shardsByRange[m.index] = services[i]));
-    topologyFollower = new ClusterFollower({ sourceUrl: s.source, layout: initialLayout(found, nodes), shards: shardsByRange, filters: shardFilters, log, renewEpoch: () => coordinator?.renew(), onFatal: (e) => clusterView.fatal(e) });
+    topologyFollower = new ClusterFollower({
+      sourceUrl: s.source, layout, epochOwners: epochOwners ?? layout.owners, saveOwners, shards: shardsByRange, filters: shardFilters, log,
+      renewEpoch: () => coordinator?.renew(), onFatal: (e) => clusterView.fatal(e),
+    });
     clusterView.topology = topologyFollower.stats;
-    topologyFollower.start();
   }
+  for (const svc of services) await svc.start();
+  topologyFollower?.start();
   try {
     await transportReady;
   } catch (err) {

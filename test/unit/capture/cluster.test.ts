@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { assignRanges, EpochCoordinator, mastersFromSlots } from '../../../services/capture/cluster.js';
+import { assignRanges, decodeOwners, encodeOwners, EpochCoordinator, mastersFromSlots } from '../../../services/capture/cluster.js';
 import type { CapturePosition } from '../../../services/capture/capture.js';
 
 const log = pino({ level: 'silent' });
@@ -68,5 +68,21 @@ describe('ranges of partitions after a restart', () => {
   it('a range whose master left stays unused; a master of no known history takes a free range', () => {
     expect(assignRanges([[C], [A]], [A, B, C])).toEqual([2, 0]);
     expect(assignRanges([[N], [A]], [A, null, C])).toEqual([1, 0]);
+  });
+});
+
+describe('slot owners of an epoch, as stored', () => {
+  it('round-trip as runs of slots', () => {
+    const owners = new Int16Array(16384).fill(0);
+    owners.fill(1, 5461, 10923);
+    owners.fill(2, 10923);
+    owners[42] = -1;
+    const runs = encodeOwners(owners);
+    expect(runs).toEqual([[0, 41, 0], [42, 42, -1], [43, 5460, 0], [5461, 10922, 1], [10923, 16383, 2]]);
+    expect(decodeOwners(JSON.parse(JSON.stringify({ owners: runs })))).toEqual(owners);
+  });
+  it('anything else is no stored map', () => {
+    expect(decodeOwners(undefined)).toBeNull();
+    expect(decodeOwners({ owners: [[0, 'x', 1]] })).toBeNull();
   });
 });
