@@ -64,6 +64,11 @@ export function formatTask(task: TaskState, bodies: Array<Record<string, unknown
     if (link?.state === 'disconnected') {
       out += line('source link', `disconnected since ${link.since ? new Date(link.since).toISOString() : '?'}, ${link.retries} attempts${link.lastError ? `: ${link.lastError}` : ''}`);
     }
+    // an applier retrying a destination that does not answer (connection down, timeouts)
+    const writer = b.writer as { failingSince?: number | null; lastError?: string | null } | undefined;
+    if (writer?.failingSince) {
+      out += line('destination', `failing since ${new Date(writer.failingSince).toISOString()}, retrying${writer.lastError ? `: ${writer.lastError}` : ''}`);
+    }
     if (b.limits) out += line('rate limits', formatLimits(b.limits as Record<string, unknown>));
     for (const [k, v] of Object.entries((b.offsets as Record<string, unknown>) ?? {})) out += line(k, v);
     const skipped = Object.entries((b.skipped as Record<string, number>) ?? {});
