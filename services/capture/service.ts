@@ -186,6 +186,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   // Connected: from now on (heartbeats) reconnect after a cut instead of giving up.
   (admin.options as { retryStrategy?: (n: number) => number }).retryStrategy = (n) => Math.min(n * 200, 2000);
+  if (sentinel) (admin.options as { sentinelRetryStrategy?: (n: number) => number }).sentinelRetryStrategy = (n) => Math.min(n * 200, 2000);
   const info = await admin.info('server').catch(() => '');
   const isCluster = /redis_mode:cluster/.test(info);
   // One replication stream per master: the source itself, or every master of a cluster.
@@ -221,7 +222,6 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     dbs = await sourceDatabases(admin, s.dbs);
   }
 
-  if (sentinel) (admin.options as { sentinelRetryStrategy?: (n: number) => number }).sentinelRetryStrategy = (n) => Math.min(n * 200, 2000);
   const topics = new Map(dbs.map((db) => [db, topicName(s.topicPrefix, s.sourceId, db)]));
   const totalPartitions = s.partitions * rangeCount;
   let producer: InstanceType<Awaited<typeof transportModules>[0]['EventProducer']>;
