@@ -24,6 +24,9 @@ export default defineConfig({
         test: {
           name: 'faults',
           include: ['test/faults/**/*.test.ts'],
+          // one file at a time: a test timing a retry or a catch-up must not share two cores with
+          // a private Kafka broker being killed and restarted by another
+          fileParallelism: false,
           globalSetup: ['test/helpers/global-setup.ts'],
           testTimeout: 240_000,
           hookTimeout: 180_000,
