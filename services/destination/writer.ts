@@ -63,16 +63,11 @@
  * writes must be emptied too). User keys of dbs outside the db map are never touched.
  *
  * ## Big keys
- * - Record pieces (`piece` set: one event split to fit Kafka records, services/events/split.ts) are
- *   rebuilt with the project's `PieceAssembler` (one per stream, kept across batches) before
- *   anything is written, so a key or unit is always written whole, at its own position. Nothing of a
- *   stream is written while a series is incomplete (no other event can come between its pieces);
- *   `pendingFrom(stream)` tells the applier not to commit its offsets past the first buffered piece.
- *   A series cut short (another event or a new first piece arrives: the capture crashed mid-event
- *   and re-sent it) is dropped with a warning and counted (`stats.discardedPieces`): the re-sent
- *   event supersedes it. Pieces without their beginning (a consumer started inside a series) are
- *   skipped when the stream's position shows the event was applied already, else a retriable
- *   PROTOCOL error asks for re-delivery from the first piece — never a silent gap.
+ * - The writer takes whole events only. Record pieces (`piece` set: one event split to fit Kafka
+ *   records, services/events/split.ts) are rebuilt in one place, the applier's stream queue
+ *   (services/applier/stream-queue.ts), which also owns the rule for a series read without its
+ *   beginning and keeps offset commits behind an incomplete series. A second assembler here could
+ *   only disagree with that one, so a piece reaching the writer is refused as a programming error.
  * - Keys bigger than the capture's parser bound arrive as several events, the first one whole-key
  *   (DEL, then typed writes), the next ones with `append: true` (typed writes adding elements, no
  *   payload). Each has its own position, so exactly-once holds per part. The TTL is set with every
@@ -97,10 +92,8 @@
  */
 import type { Redis } from 'ioredis';
 import type { ChangeEvent, SnapshotKey, SourcePosition } from '../events/model.js';
-import { PieceAssembler } from '../events/split.js';
 import { ReplistreamError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { comparePositions } from '../events/model.js';
 import {
   type Topology,
   closeTopology,
@@ -193,8 +186,6 @@ export interface WriterStats {
   restoreFallbacks: number;
   /** Flushes done when a new snapshot epoch started (G6). */
   epochFlushes: number;
-  /** Record pieces of series that never completed (superseded by a re-sent event). */
-  discardedPieces: number;
   /**
    * Since when (ms since the epoch) every write or position read has failed (destination
    * unreachable, not answering, refusing for a while); null while writes succeed. The applier
@@ -227,14 +218,6 @@ interface StreamState {
   /** Standalone: domain 0. Cluster: one per slot, loaded on first use. */
   domains: Map<number, DomainState>;
   errorChecked: boolean;
-  /** Rebuilds events split into record pieces; kept across batches. */
-  assembler: PieceAssembler;
-  /** Position of the first piece of the series being rebuilt. */
-  pendingFrom: SourcePosition | null;
-  /** Discards reported by the assembler during the current push. */
-  discards: Array<{ reason: string; pieces: number; pos: SourcePosition }>;
-  /** Highest position of an event handed over (to recognise replayed pieces). */
-  lastSeen: SourcePosition | null;
 }
 
 /** One event made ready to build transactions from. */
@@ -381,7 +364,6 @@ export class DestinationWriter {
     positionChecks: 0,
     restoreFallbacks: 0,
     epochFlushes: 0,
-    discardedPieces: 0,
     failingSince: null,
     lastError: null,
   };
@@ -454,7 +436,7 @@ export class DestinationWriter {
   /**
    * Applies `events` (in stream order) exactly once. Calls are serialized. When it throws, nothing
    * after the last committed transaction is assumed; re-deliver from the applier's last committed
-   * offset (or from `pendingFrom(stream)` when set): duplicates are skipped by position.
+   * offset: duplicates are skipped by position.
    */
   applyBatch(stream: string, events: ChangeEvent[]): Promise<BatchResult> {
     return this.applyStreams([{ stream, events }]);
@@ -547,14 +529,6 @@ export class DestinationWriter {
   /** Lag in ms from the latest heartbeat (null before the first). */
   lagMs(now = Date.now()): number | null {
     return this.heartbeatMs === null ? null : Math.max(0, now - this.heartbeatMs);
-  }
-
-  /**
-   * Position of the first record piece buffered in memory for `stream` (null when none): the
-   * applier must not commit its offsets past it, since a restart has to read those pieces again.
-   */
-  pendingFrom(stream: string): SourcePosition | null {
-    return this.streams.get(stream)?.pendingFrom ?? null;
   }
 
   /** The position stored in the destination for `stream` (standalone; home slot on a cluster). */
@@ -725,15 +699,7 @@ export class DestinationWriter {
   private stream(stream: string): StreamState {
     let st = this.streams.get(stream);
     if (!st) {
-      const discards: StreamState['discards'] = [];
-      st = {
-        domains: new Map(),
-        errorChecked: false,
-        assembler: new PieceAssembler({ onDiscard: (reason, pieces, pos) => discards.push({ reason, pieces, pos }) }),
-        pendingFrom: null,
-        discards,
-        lastSeen: null,
-      };
+      st = { domains: new Map(), errorChecked: false };
       this.streams.set(stream, st);
     }
     return st;
@@ -764,13 +730,12 @@ export class DestinationWriter {
     };
   }
 
-  /** Rebuilds split events, then translates them (stateless part): dbs mapped, slots computed. */
-  private async prepare(stream: string, events: ChangeEvent[], indexBase = 0): Promise<{ prepared: Prepared[]; replayedPieces: number }> {
+  /** Translates whole events (stateless part): dbs mapped, slots computed. */
+  private prepare(stream: string, events: ChangeEvent[], indexBase = 0): Prepared[] {
+    refusePieces(stream, events);
     const ctx = this.commandContext(stream);
     const out: Prepared[] = [];
-    const { events: merged, replayedPieces } = await this.assemble(stream, events);
-    this.stats.duplicates += replayedPieces;
-    merged.forEach((event, i) => {
+    events.forEach((event, i) => {
       // unique across the segments of one call: origins and skipped commands are named by it
       const index = indexBase + i;
       const db = this.mapDb(event.db);
@@ -794,65 +759,7 @@ export class DestinationWriter {
       }
       out.push({ index, event, db, items, dropped });
     });
-    return { prepared: out, replayedPieces };
-  }
-
-  /** Passes whole events on and rebuilds split ones (record pieces), see the header. */
-  private async assemble(stream: string, events: ChangeEvent[]): Promise<{ events: ChangeEvent[]; replayedPieces: number }> {
-    const st = this.stream(stream);
-    const out: ChangeEvent[] = [];
-    let replayedPieces = 0;
-    for (const e of events) {
-      const piece = (e as { piece?: { index: number } | null }).piece ?? null;
-      if (!piece && st.assembler.pending === 0) {
-        out.push(e);
-        continue;
-      }
-      if (piece && piece.index === 0) st.pendingFrom = e.pos;
-      st.discards.length = 0;
-      const whole = st.assembler.push(e);
-      const discards = st.discards.splice(0);
-      for (const d of discards) {
-        if (d.reason === 'piece without its beginning') {
-          // read without its beginning: a replay of an event applied already, or a gap
-          const known = await this.knownPosition(stream, st, e);
-          if (known && compareWriterPositions(withPart(d.pos), known) <= 0) {
-            replayedPieces += d.pieces;
-            continue;
-          }
-          throw new ReplistreamError(
-            'PROTOCOL',
-            `stream ${stream}: piece ${piece?.index} of the event at ${formatPosition(d.pos)} arrived without the pieces before it, and the destination's position (${formatPosition(known)}) shows the event was not applied: re-deliver the stream from the event's first piece`,
-            { retriable: true, details: { stream, position: d.pos } },
-          );
-        }
-        // a series cut short: the capture crashed mid-event and re-sent it, which supersedes it
-        this.stats.discardedPieces += d.pieces;
-        this.opts.logger.warn({ stream, position: d.pos, pieces: d.pieces, reason: d.reason }, 'dropped the pieces of an event that was never completed (the capture re-sent it)');
-      }
-      if (st.assembler.pending === 0) st.pendingFrom = null;
-      if (whole) {
-        out.push(whole);
-        if (!st.lastSeen || comparePositions(whole.pos, st.lastSeen) > 0) st.lastSeen = whole.pos;
-      }
-    }
-    return { events: out, replayedPieces };
-  }
-
-  /** The highest position this stream is known to have applied (loading what is needed). */
-  private async knownPosition(stream: string, st: StreamState, e: ChangeEvent): Promise<WriterPosition | null> {
-    const topo = this.topo!;
-    if (topo.kind === 'standalone') {
-      await ensureReady(topo.client, topo.endpoint);
-      await this.loadStandalone(stream, st, new Set(), topo.client);
-    } else {
-      const slots = [this.keys!.homeSlot(stream)];
-      if (e.kind === 'snapshot-key') slots.push(keySlot(e.key));
-      await this.loadSlots(stream, st, slots);
-    }
-    let max: WriterPosition | null = st.lastSeen ? withPart(st.lastSeen) : null;
-    for (const d of st.domains.values()) if (d.pos && (!max || compareWriterPositions(d.pos, max) > 0)) max = d.pos;
-    return max;
+    return out;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -861,12 +768,10 @@ export class DestinationWriter {
   private async applyStandalone(segments: StreamEvents[], client: Redis): Promise<BatchResult> {
     const parts: Part[] = [];
     let unmappedEvents = 0;
-    let replayed = 0;
     let indexBase = 0;
     for (const seg of segments) {
-      const { prepared, replayedPieces } = await this.prepare(seg.stream, seg.events, indexBase);
+      const prepared = this.prepare(seg.stream, seg.events, indexBase);
       indexBase += prepared.length;
-      replayed += replayedPieces;
       for (const prep of prepared) {
         if (prep.db === undefined) {
           unmappedEvents++;
@@ -886,7 +791,7 @@ export class DestinationWriter {
       }
     }
     this.stats.unmappedDb += unmappedEvents;
-    const result: BatchResult = { applied: 0, skipped: unmappedEvents + replayed };
+    const result: BatchResult = { applied: 0, skipped: unmappedEvents };
     const skipIds = new Set<string>();
     const markerKeys = new Set<string>();
     for (const p of parts) if (p.markerKey) markerKeys.add(p.markerKey);
@@ -1456,8 +1361,8 @@ export class DestinationWriter {
     const keys = this.keys!;
     const st = this.stream(stream);
     const home = keys.homeSlot(stream);
-    const { prepared, replayedPieces } = await this.prepare(stream, events);
-    const result: BatchResult = { applied: 0, skipped: replayedPieces };
+    const prepared = this.prepare(stream, events);
+    const result: BatchResult = { applied: 0, skipped: 0 };
     const segments: Segment[] = [{ parts: new Map(), step: null }];
     const addPart = (slot: number, part: Part) => {
       const seg = segments[segments.length - 1];
@@ -1750,3 +1655,19 @@ export class DestinationWriter {
   }
 }
 
+/**
+ * The writer takes whole events: record pieces are rebuilt by the applier's stream queue, the one
+ * place that knows where a series starts in Kafka. A piece here is a caller's bug, refused before
+ * anything of the batch is written.
+ */
+function refusePieces(stream: string, events: readonly ChangeEvent[]): void {
+  for (const e of events) {
+    const piece = e.kind === 'snapshot-key' || e.kind === 'command' ? e.piece : null;
+    if (!piece) continue;
+    throw new ReplistreamError(
+      'INTERNAL',
+      `stream ${stream}: piece ${piece.index} of the event at ${formatPosition(e.pos)} reached the writer; the writer takes whole events; record pieces are rebuilt by the applier's stream queue`,
+      { details: { stream, position: e.pos, piece: piece.index } },
+    );
+  }
+}

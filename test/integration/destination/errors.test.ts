@@ -136,7 +136,8 @@ describe('destination errors', () => {
     expect(err.retriable).toBe(true);
   });
 
-  it('never drops record pieces silently: a series with a gap is an error', async () => {
+  // Gaps, replays and re-sent series of pieces are the applier's (test/integration/destination/pieces.test.ts).
+  it('refuses a record piece: the writer takes whole events, nothing of the batch is written', async () => {
     const s = await server();
     const d = await server();
     const sc = client(s.url);
@@ -144,17 +145,14 @@ describe('destination errors', () => {
     const evs = await snapshotEvents(sc, 0, { recordBytes: 2048 });
     const pieces = evs.filter((e): e is SnapshotKey => e.kind === 'snapshot-key');
     expect(pieces.length).toBeGreaterThanOrEqual(3);
-    const err = await caught(writer(d.url).applyBatch('t:0', [evs[0], pieces[0], pieces[2]]));
-    expect(err.code).toBe('PROTOCOL');
-    expect(err.retriable).toBe(true);
-    expect(err.message).toMatch(/piece 2 of the event at epoch 1 offset 1000 seq 1 arrived without the pieces before it.*re-deliver/);
-    expect(await client(d.url).exists('big')).toBe(0);
-    // a series cut short and re-sent (a capture crash mid-event) is superseded, not an error
     const w = writer(d.url);
-    await w.applyBatch('t:0', [evs[0], pieces[0], pieces[1], ...pieces]);
-    expect(w.stats.discardedPieces).toBe(2);
-    const r = await verifyDatabases(s.url, d.url, [0], new Map());
-    expect(r.differences).toEqual([]);
+    const err = await caught(w.applyBatch('t:0', [evs[0], ...pieces]));
+    expect(err.code).toBe('INTERNAL');
+    expect(err.retriable).toBe(false);
+    expect(err.message).toMatch(/stream t:0: piece 0 of the event at epoch 1 offset 1000 seq 1 reached the writer; the writer takes whole events; record pieces are rebuilt by the applier's stream queue/);
+    const dc = client(d.url);
+    expect(await dc.dbsize()).toBe(0); // not even the snapshot-begin before it, nor a position
+    dc.disconnect();
     await w.close();
     sc.disconnect();
   });

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ChangeEvent, CommandEvent, SnapshotKey } from '../../../services/events/model.js';
+import type { ChangeEvent, CommandEvent } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
 import { batches, client, cmd, pos, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
@@ -148,39 +148,8 @@ describe('exactly once', () => {
     await expectExact(d.url, 1000);
   });
 
-  it('rebuilds events split into record pieces across batches; replays from inside a series are recognised', async () => {
-    const s = await server();
-    const d = await server();
-    const sc = client(s.url);
-    await sc.set('a-small', 'a');
-    await sc.rpush('big', ...Array.from({ length: 3000 }, (_, i) => `element-${i}`));
-    await sc.set('z-small', 'z');
-    for (const writeMode of ['restore', 'commands'] as const) {
-      const evs = await snapshotEvents(sc, 0, { recordBytes: 4096 });
-      const bigPieces = evs.filter((e): e is SnapshotKey => e.kind === 'snapshot-key' && e.key.toString() === 'big');
-      expect(bigPieces.length).toBeGreaterThan(4);
-      const first = evs.indexOf(bigPieces[0]);
-      const prefix = `replistream:pos:${writeMode}`;
-      const w = writer(d.url, { writeMode, positionKeyPrefix: prefix });
-      await w.applyBatch('s:0', evs.slice(0, first + 2)); // ends inside the big key's series
-      expect(w.pendingFrom('s:0')).toEqual(bigPieces[0].pos);
-      expect(await client(d.url).exists('big')).toBe(0); // nothing of it written yet
-      expect((await w.storedPosition('s:0'))!.seq).toBeLessThan(bigPieces[0].pos.seq);
-      w.disconnect(); // crash: the buffered pieces are lost
-      const w2 = writer(d.url, { writeMode, positionKeyPrefix: prefix });
-      // a re-delivery from inside the series cannot complete it: an error, not a silent gap
-      await expect(w2.applyBatch('s:0', evs.slice(first + 1))).rejects.toThrow(/arrived without the pieces before it/);
-      // the applier re-delivers from before pendingFrom
-      await w2.applyBatch('s:0', evs.slice(first - 1));
-      expect(w2.pendingFrom('s:0')).toBeNull();
-      expect((await verifyDatabases(s.url, d.url, [0], new Map())).differences).toEqual([]);
-      // once applied, a replay starting inside the series is a duplicate, not an error
-      expect((await w2.applyBatch('s:0', evs.slice(first + 1))).applied).toBe(0);
-      await w2.close();
-      await client(d.url).flushall();
-    }
-    sc.disconnect();
-  });
+  // Events split into record pieces (across batches, replays from inside a series, a crash
+  // mid-series) go through the applier's stream queue: test/integration/destination/pieces.test.ts.
 
   it('big keys in appended parts: each part once, even when replayed', async () => {
     const s = await server();

@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import type { ChangeEvent, CommandEvent, SnapshotKey, SourcePosition, StreamId, StreamValue, TypedValue } from '../../../services/events/model.js';
 import { DestinationWriter, type DestinationWriterOptions } from '../../../services/destination/writer.js';
 import { splitForRecordLimit } from '../../../services/events/split.js';
+import { StreamQueue } from '../../../services/applier/stream-queue.js';
 import { type RedisServer, startRedis } from '../../helpers/redis-server.js';
 
 export { startRedis, type RedisServer };
@@ -178,6 +179,24 @@ export async function snapshotEvents(c: Redis, db: number, o: SnapshotOptions = 
   }
   events.push({ kind: 'snapshot-end', pos: { epoch, offset, seq: seq++, replid: 'r'.repeat(40) }, db, keyCount: keys.length });
   return o.recordBytes ? events.flatMap((e) => splitForRecordLimit(e, o.recordBytes)) : events;
+}
+
+/**
+ * Events split into record pieces (`snapshotEvents` with `recordBytes`) rebuilt the way the
+ * applier does it, through its stream queue (one event per record): the writer takes whole events
+ * only. Throws when a series is incomplete or read without its beginning.
+ */
+export async function wholeEvents(events: ChangeEvent[]): Promise<ChangeEvent[]> {
+  const q = new StreamQueue('test', 0, (reason) => {
+    throw new Error(`wholeEvents: ${reason}`);
+  });
+  q.push(events.map((e, i) => ({ offset: String(i), bytes: 1, events: [e] })));
+  await q.fill(Number.MAX_SAFE_INTEGER, async (r) => r.events);
+  const items = q.items.map((i) => i.event);
+  q.consume(items.length);
+  // with everything consumed, the queue resumes after the last record unless pieces are left over
+  if (q.commitOffset() !== String(events.length)) throw new Error(`wholeEvents: a series is incomplete (resume offset ${q.commitOffset()} of ${events.length})`);
+  return items;
 }
 
 function splitBuffer(buf: Buffer, n: number): Buffer[] {

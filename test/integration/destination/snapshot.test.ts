@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { ChangeEvent, SnapshotKey } from '../../../services/events/model.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
-import { batches, client, fillEveryType, positionKeys, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
+import { batches, client, fillEveryType, positionKeys, type RedisServer, snapshotEvents, startRedis, wholeEvents, writer } from './helpers.js';
 
 describe('snapshot keys', () => {
   let source: RedisServer;
@@ -25,15 +25,20 @@ describe('snapshot keys', () => {
 
   const variants = [
     { name: '', o: {} },
-    { name: ', events split into 2 KB Kafka-record pieces', o: { recordBytes: 2048 } },
+    // pieces are rebuilt by the applier's stream queue (as in production), then written whole
+    { name: ', events split into 2 KB Kafka-record pieces and rebuilt', o: { recordBytes: 2048 } },
     { name: ', big keys in appended parts', o: { parts: 3 } },
   ];
   for (const mode of ['restore', 'commands'] as const) {
     for (const v of variants) {
       it(`writes every type in ${mode} mode${v.name}, equal to the source`, async () => {
         const d = await dest();
-        const events = await snapshotEvents(src, 0, v.o);
-        if (v.o.recordBytes) expect(events.filter((e) => e.kind === 'snapshot-key' && e.piece).length).toBeGreaterThan(20);
+        let events = await snapshotEvents(src, 0, v.o);
+        if (v.o.recordBytes) {
+          expect(events.filter((e) => e.kind === 'snapshot-key' && e.piece).length).toBeGreaterThan(20);
+          events = await wholeEvents(events);
+          expect(events).toHaveLength((await snapshotEvents(src, 0)).length);
+        }
         if (v.o.parts) expect(events.filter((e) => e.kind === 'snapshot-key' && e.append).length).toBeGreaterThan(20);
         const w = writer(d.url, { writeMode: mode });
         for (const batch of batches(events, 7)) await w.applyBatch('t.db0:0', batch);
@@ -41,7 +46,6 @@ describe('snapshot keys', () => {
         expect(r.differences).toEqual([]);
         expect(r.equal).toBe(true);
         expect(r.compared).toBeGreaterThanOrEqual(40);
-        expect(w.pendingFrom('t.db0:0')).toBeNull();
         const dc = client(d.url);
         expect(await positionKeys(dc)).toEqual(['replistream:pos:test:@epoch:db0', 'replistream:pos:test:t.db0:0']);
         dc.disconnect();
