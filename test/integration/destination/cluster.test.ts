@@ -5,7 +5,7 @@ import { ReplistreamError } from '../../../services/common/errors.js';
 import { keySlot } from '../../../services/destination/connection.js';
 import { precheckDestination } from '../../../services/destination/precheck.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
-import { batches, client, cmd, fillEveryType, pos, type RedisServer, snapshotEvents, startCluster, startRedis, type TestCluster, writer } from './helpers.js';
+import { batches, client, cmd, fillEveryType, pos, type RedisServer, snapshotEvents, startCluster, startRedis, type TestCluster, wholeEvents, writer } from './helpers.js';
 
 type A = string | number;
 
@@ -128,7 +128,7 @@ describe('cluster destination', () => {
       await fillEveryType(sc);
       for (let i = 0; i < 300; i++) await sc.set(`spread:${i}`, String(i));
       const w = writer(cluster.url, { writeMode });
-      for (const b of batches(await snapshotEvents(sc, 0, { epoch: 1, recordBytes: 4096 }), 50)) await w.applyBatch('t.db0:0', b);
+      for (const b of batches(await wholeEvents(await snapshotEvents(sc, 0, { epoch: 1, recordBytes: 4096 })), 50)) await w.applyBatch('t.db0:0', b);
       expect((await verifyDatabases(s.url, cluster.url, [0], new Map())).differences).toEqual([]);
       // epoch 2: half the keys are gone at the source
       for (let i = 0; i < 300; i += 2) await sc.del(`spread:${i}`);
