@@ -20,6 +20,7 @@ import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.
 import { EventRegistry } from '../transport/registry.js';
 import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
 import { Applier } from './applier.js';
+import { keepOriginKey, OriginTracker } from './origin-lag.js';
 
 export interface ApplySettings {
   destination: string;
@@ -260,6 +261,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     },
   );
   let applier: Applier | null = null;
+  const origins = new OriginTracker(); // end-to-end lag in a cascade (origin-lag.ts)
   const consumer = new EventConsumer({
     kafka,
     registry,
@@ -330,6 +332,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     decode: (topic, partition, record) => consumer.decodeRecord(topic, partition, record),
     // full-sync progress follows the events as the applier decodes them, just before writing
     onDecoded: (batch) => {
+      for (const r of batch.records) origins.observe(r.events);
       const snapshot = tracker.received(batch);
       if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
     },
@@ -339,6 +342,17 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
 
   const metrics = st.metrics;
   new Gauge({ name: 'replistream_apply_lag_ms', help: 'Lag from the source heartbeat', registers: [metrics], collect() { this.set(writer.lagMs() ?? -1); } });
+  new Gauge({
+    name: 'replistream_applier_origin_lag_seconds',
+    help: 'In a cascade: lag from the first source (the origin), by its source id',
+    labelNames: ['origin'],
+    registers: [metrics],
+    collect() {
+      this.reset();
+      const o = origins.report();
+      if (o) this.set({ origin: o.sourceId }, o.ms / 1000);
+    },
+  });
   new Gauge({ name: 'replistream_apply_events', help: 'Events applied', registers: [metrics], collect() { this.set(running.stats.events); } });
   new Counter({ name: 'replistream_apply_started_total', help: 'Applier starts', registers: [metrics] }).inc();
   let lastLag: PartitionLag[] = [];
@@ -385,12 +399,15 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     throw err;
   }
   void readLag();
+  const originKey = keepOriginKey({ destination: s.destination, sourceId: s.sourceId, latestHeartbeatMs: () => writer.latestHeartbeatMs(), tracker: origins, logger: log });
 
   st.details = () => ({
     group: s.group,
     sourceId: s.sourceId,
     destination: redactUrl(s.destination),
     lagMs: writer.lagMs(),
+    // a cascade: the lag from its first source, null when nothing upstream reports one
+    originLag: origins.report(),
     offsetLag: lastLag.reduce((n, l) => n + l.lag, 0),
     offsets: Object.fromEntries(lastLag.map((l) => [`${l.topic}[${l.partition}]`, `committed ${l.committed ?? 'none'} of ${l.high}`])),
     skipped: { ...writer.stats.skipped },
@@ -426,6 +443,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
       clearInterval(lagTimer);
       clearInterval(progressTimer);
       clearInterval(caughtUpTimer);
+      originKey.close();
       limited.close(); // a plan waiting for the limits is written now, not after its wait
       await running.stop().catch(() => {});
       await consumer.stop().catch(() => {});

@@ -15,6 +15,11 @@
  *   cut into one unit per run of one database, so C's appliers see units of one db each and no
  *   cross-db barrier is made of the batching. A user's own transaction (no bookkeeping in it) is
  *   never cut.
+ *
+ * One exception: the origin keys (`replistream:origin:<source-id>`, services/applier/origin-lag.ts)
+ * are forwarded like user data. Each holds the time of the cascade's first source's latest heartbeat
+ * as it reached this server, one key per origin: carried downstream, it lets the last applier
+ * report the lag from the origin, not only from its own hop.
  */
 import { keyIndexes } from './command-keys.js';
 
@@ -22,8 +27,16 @@ import { keyIndexes } from './command-keys.js';
 export const OWN_KEY_PREFIX = 'replistream:';
 /** The heartbeat key's default name: an upstream capture of an older run may have left it. */
 export const DEFAULT_HEARTBEAT_KEY = 'REPLISTREAM_TIMESTAMP_HEARTBEAT';
+/** Prefix of the origin keys: replistream's, but forwarded (see above). */
+export const ORIGIN_KEY_PREFIX = 'replistream:origin:';
 
 const PREFIX = Buffer.from(OWN_KEY_PREFIX, 'latin1');
+const ORIGIN = Buffer.from(ORIGIN_KEY_PREFIX, 'latin1');
+
+/** True when `key` is an origin key. */
+export function isOriginKey(key: Buffer): boolean {
+  return key.length > ORIGIN.length && key.compare(ORIGIN, 0, ORIGIN.length, 0, ORIGIN.length) === 0;
+}
 
 /** A run of commands of one database: one unit downstream. */
 export interface DbRun {
@@ -40,7 +53,7 @@ export class OwnKeys {
   }
 
   isOwn(key: Buffer): boolean {
-    if (key.length >= PREFIX.length && key[0] === PREFIX[0] && key.compare(PREFIX, 0, PREFIX.length, 0, PREFIX.length) === 0) return true;
+    if (key.length >= PREFIX.length && key[0] === PREFIX[0] && key.compare(PREFIX, 0, PREFIX.length, 0, PREFIX.length) === 0) return !isOriginKey(key);
     for (const h of this.heartbeatKeys) if (key.length === h.length && key.equals(h)) return true;
     return false;
   }

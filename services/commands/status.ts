@@ -60,6 +60,8 @@ export function formatTask(task: TaskState, bodies: Array<Record<string, unknown
     if (p && b.role === 'applier' && p.keysTotal === null && captureKeys !== null) p = { ...p, keysTotal: captureKeys };
     if (p) out += line('full sync', terminal ? progressBar(p) : progressBar(p, 0));
     if (b.lagMs !== undefined) out += line('lag ms', b.lagMs ?? 'unknown');
+    const origin = b.originLag as { sourceId: string; ms: number } | null | undefined;
+    if (origin) out += line('lag from origin ms', `${origin.ms} (source ${origin.sourceId})`);
     const link = b.sourceLink as { state: string; since: number | null; retries: number; lastError: string | null } | undefined;
     if (link?.state === 'disconnected') {
       out += line('source link', `disconnected since ${link.since ? new Date(link.since).toISOString() : '?'}, ${link.retries} attempts${link.lastError ? `: ${link.lastError}` : ''}`);

@@ -31,6 +31,13 @@ export interface StatusBody {
   [more: string]: unknown;
 }
 
+/** An applier at the end of a cascade: the lag from the first source (applier/origin-lag.ts). */
+function originLagLine(o: unknown): string {
+  const origin = o as { sourceId?: string; ms?: number } | null | undefined;
+  if (!origin || typeof origin.ms !== 'number') return '';
+  return `<p>From the origin (source ${esc(origin.sourceId)}): <span id="origin-lag">${esc(formatMs(origin.ms))}</span></p>`;
+}
+
 const esc = (s: unknown): string =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
@@ -156,6 +163,7 @@ ${progressSection(body.progress)}
 ${limitsSection(body.limits as Record<string, number | null> | null | undefined)}
 <h2>Lag</h2>
 <p>Now: <span id="lag">${body.lagMs === null ? 'unknown' : esc(formatMs(body.lagMs))}</span></p>
+${originLagLine(body.originLag)}
 ${lagGraph(body.lagHistory)}
 <h2>Offsets</h2>
 ${table(Object.entries(body.offsets), 'offsets')}

@@ -3,7 +3,9 @@
  * through the same Kafka cluster (so with two group names: a consumer group's name is one per
  * Kafka cluster; see README, cascades). C must equal A, and nothing
  * of replistream's bookkeeping on B (positions, epoch markers, heartbeat keys) may travel to C,
- * nor turn B's applier transactions into units over several databases.
+ * nor turn B's applier transactions into units over several databases. The one key carried on
+ * purpose is the origin key (A's heartbeat time as it reached B): C's applier reports from it the
+ * lag from A, end to end.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { readAllEvents, until, redisClient, referenceWorkload, runApplier, runCapture, pipelineNames, waitConverged } from '../../helpers/pipeline.js';
@@ -78,6 +80,16 @@ describe('cascade', () => {
     const app2 = await runApplier(c.url, hop2, group);
     cleanups.push(() => app2.stop());
     await until(() => cap2.status.task.state === 'synchronizing', 60_000, "B's capture synchronizing");
+    // C's applier's lag from A, sampled every 200 ms while the workload runs
+    type Origin = { sourceId: string; ms: number } | null;
+    const originOf = (app: typeof app2) => app.status.body().originLag as Origin;
+    const samples: Array<{ origin: number; hop: number }> = [];
+    const sampler = setInterval(() => {
+      const o = originOf(app2);
+      const hop = app2.writer.lagMs();
+      if (o && hop !== null) samples.push({ origin: o.ms, hop });
+    }, 200);
+    cleanups.push(async () => clearInterval(sampler));
     await Promise.all([mixedWorkload(a.url, 400), referenceWorkload(a.url, 1)]);
 
     const result = await waitConverged(a.url, c.url, DBS, 90_000);
@@ -93,18 +105,44 @@ describe('cascade', () => {
     dc2.disconnect();
     expect(await dc.get('plain:counter')).toBe('1200');
 
+    // End-to-end lag: C's applier names A (hop 1's source id) and measures from A's heartbeats.
+    // It is at least C's own hop lag, less one heartbeat period (A's and B's heartbeats tick apart),
+    // and a few seconds at most on an idle local stack.
+    await until(() => originOf(app2) !== null, 10_000, "C's applier reporting the lag from A");
+    clearInterval(sampler);
+    const origin = originOf(app2)!;
+    expect(origin.sourceId).toBe(hop1.sourceId);
+    expect(origin.ms).toBeLessThan(5000);
+    expect(origin.ms).toBeGreaterThanOrEqual((app2.writer.lagMs() ?? 0) - 1500);
+    expect(samples.length).toBeGreaterThan(0);
+    for (const x of samples) expect(x.origin, JSON.stringify(x)).toBeGreaterThanOrEqual(x.hop - 1500);
+    const sorted = (xs: number[]) => [...xs].sort((p, q) => p - q);
+    const pct = (xs: number[], p: number) => sorted(xs)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+    const o = samples.map((x) => x.origin);
+    const h = samples.map((x) => x.hop);
+    console.log(`cascade lag while writing (${samples.length} samples): A→C median ${pct(o, 0.5)} ms, p95 ${pct(o, 0.95)} ms, max ${pct(o, 1)} ms; hop B→C median ${pct(h, 0.5)} ms, p95 ${pct(h, 0.95)} ms`);
+    expect(originOf(app1)).toBeNull(); // hop 1 reads from the origin itself
+    expect(app2.status.body().originLag).toBeTruthy();
+    // the origin key: kept on B by hop 1's applier, carried to C; C's applier adds none of its own
+    const ob = redisClient(b.url);
+    expect(Number(await ob.get(`replistream:origin:${hop1.sourceId}`))).toBeGreaterThan(0);
+    ob.disconnect();
+    expect(Number(await dc.get(`replistream:origin:${hop1.sourceId}`))).toBeGreaterThan(0);
+    expect(await dc.exists(`replistream:origin:${hop2.sourceId}`)).toBe(0);
+
     // Nothing of B's bookkeeping on C: C's replistream keys are its own applier's (hop 2 streams,
     // its epoch markers), and no heartbeat key in any db.
     for (const db of DBS) {
       const cl = redisClient(c.url, db);
-      const keys = (await cl.keys('*')).filter((k) => k.startsWith('replistream:') || k === HEARTBEAT);
+      const keys = (await cl.keys('*')).filter((k) => (k.startsWith('replistream:') && !k.startsWith('replistream:origin:')) || k === HEARTBEAT);
       cl.disconnect();
       for (const k of keys) expect(k.startsWith(`replistream:pos:${group}:${hop2.topicPrefix}.`) || k.startsWith(`replistream:pos:${group}:@epoch:`), k).toBe(true);
       expect(keys).not.toContain(HEARTBEAT);
     }
     // And B's capture produced none: no event names an own key, no unit spans databases.
     const events = await readAllEvents(hop2, DBS);
-    const own = (k: Buffer) => k.toString('latin1').startsWith('replistream:') || k.toString() === HEARTBEAT;
+    const originKey = `replistream:origin:${hop1.sourceId}`;
+    const own = (k: Buffer) => (k.toString('latin1').startsWith('replistream:') && k.toString() !== originKey) || k.toString() === HEARTBEAT;
     let commands = 0;
     for (const { event } of events) {
       if (event.kind === 'snapshot-key') expect(own(event.key), event.key.toString()).toBe(false);

@@ -16,6 +16,12 @@ describe('own keys (cascade)', () => {
     expect(own.isOwn(Buffer.from('HB2'))).toBe(false);
   });
 
+  it('forwards the origin keys (end-to-end lag in a cascade), not the rest of the prefix', () => {
+    expect(own.isOwn(Buffer.from('replistream:origin:a'))).toBe(false);
+    expect(own.isOwn(Buffer.from('replistream:origin:'))).toBe(true); // no source id: not an origin key
+    expect(own.strip(0, [cmd('SET', 'replistream:origin:a', '123')])).toBeNull();
+  });
+
   it('leaves a unit without bookkeeping alone (a user transaction across dbs is not cut)', () => {
     const unit = [cmd('SET', 'a', '1'), cmd('SELECT', '3'), cmd('INCR', 'b')];
     expect(own.mayTouch(unit)).toBe(false);
