@@ -6,15 +6,15 @@
 import kafkajs from 'kafkajs';
 import type { Kafka, KafkaConfig, LogEntry, RetryOptions, SASLOptions } from 'kafkajs';
 import type { ConnectionOptions } from 'node:tls';
-import SnappyCodec from 'kafkajs-snappy';
 import { ReplistreamError } from '../common/errors.js';
 import { probeTcp } from '../common/tcp-probe.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { connections, tlsOptionsOf, type ConnectionSettings } from '../common/connection-settings.js';
+import { SnappyCodec } from './snappy-codec.js';
 
 const { Kafka: KafkaClient, logLevel, CompressionCodecs, CompressionTypes } = kafkajs;
 
-// kafkajs ships gzip only; snappy comes from kafkajs-snappy (pure JS). Registered on import so
+// kafkajs ships gzip only; snappy is ours (snappy-codec.ts, native). Registered on import so
 // every consumer can read snappy batches too.
 (CompressionCodecs as Record<number, unknown>)[CompressionTypes.Snappy] = SnappyCodec;
 
