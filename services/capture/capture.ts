@@ -310,6 +310,11 @@ export class CaptureService extends EventEmitter {
     link.start();
   }
 
+  /** The source moved (Sentinel's +switch-master): the replication link goes there now. */
+  sourceMoved(addr: { host: string; port: number }): void {
+    this.link?.moveTo(addr);
+  }
+
   /**
    * Drops the current stream and asks the source for a new full sync (a new snapshot). Used by a
    * cluster capture when another master had to resync: all masters then join the new epoch.

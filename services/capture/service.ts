@@ -11,7 +11,7 @@ import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connec
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
-import { resolveSentinelMaster, sentinelClientOptions } from '../common/sentinel.js';
+import { resolveSentinelMaster, sentinelClientOptions, watchSwitchMaster } from '../common/sentinel.js';
 import { isSentinelUrl, masterUrl, parseSentinelUrl } from '../common/sentinel-url.js';
 import { LimitSettings, Throttle } from '../common/rate-limit.js';
 import type { SealedRecord } from '../events/split.js';
@@ -171,6 +171,10 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   } catch (err) {
     admin.disconnect();
     const msg = String((lastError as Error | null)?.message ?? (err as Error)?.message ?? err);
+    // ioredis: "All sentinels are unreachable … Last error: NOAUTH …" is the Sentinels' refusal
+    if (sentinel && /sentinels? .*(WRONGPASS|NOAUTH|invalid password|invalid username)/i.test(msg)) {
+      throw new ReplistreamError('AUTH', `the Sentinels of ${sentinel.display} refused the connection: ${msg}; set source-sentinel-password (and source-sentinel-username for an ACL user) to the Sentinels' own credentials`, { cause: err, setting: 'source-sentinel-password' });
+    }
     if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
       throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
     }
@@ -344,6 +348,8 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   const clusterView = isCluster ? new ClusterCaptureView(services) : null;
   const service: CaptureView = clusterView ?? services[0];
+  // A Sentinel-managed source: the link moves as soon as a Sentinel announces the new master.
+  const switchWatch = sentinel ? watchSwitchMaster(sentinel, (addr) => services[0].sourceMoved(addr), log) : null;
 
   // Task state and full-sync progress follow the pipelines: a FULLRESYNC starts the count from the
   // current totals (the stats are cumulative over the process's full syncs), +CONTINUE or the end
@@ -521,6 +527,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     async stop() {
       clearInterval(follower);
       await topologyFollower?.stop();
+      switchWatch?.close();
       if (backlogWatch) clearInterval(backlogWatch);
       if (heartbeat) clearInterval(heartbeat);
       snapshotThrottle.close(); // a chunk waiting for the limit is not waited for

@@ -49,6 +49,8 @@ export interface ConnectionSettings {
   redisTimeoutMs: Record<RedisRole, number>;
   kafka: { tls: TlsMaterial | null; sasl: SaslCredentials | null };
   registry: { username?: string; password?: string };
+  /** The Sentinels' own credentials of a Sentinel-managed source (their requirepass / ACL user). */
+  sentinel: { username?: string; password?: string };
 }
 
 /** source-timeout-ms and destination-timeout-ms when unset (options.ts shows the same in README). */
@@ -59,6 +61,7 @@ const NONE: ConnectionSettings = {
   redisTimeoutMs: { ...DEFAULT_REDIS_TIMEOUT_MS },
   kafka: { tls: null, sasl: null },
   registry: {},
+  sentinel: {},
 };
 
 let current: ConnectionSettings = NONE;
@@ -104,9 +107,10 @@ export function connectionSettingsFrom(config: Record<string, unknown>, warn: (m
   const redis = { source: tlsMaterial(config, 'source'), destination: tlsMaterial(config, 'destination') };
   for (const role of ['source', 'destination'] as const) {
     const url = config[role];
-    if (typeof url === 'string' && /^redis:\/\//i.test(url) && hasAny(redis[role])) {
+    if (typeof url === 'string' && /^redis(\+sentinel)?:\/\//i.test(url) && hasAny(redis[role])) {
       const set = ['ca', 'cert', 'servername', 'insecure'].find((k) => (k === 'insecure' ? redis[role].insecure : redis[role][k as 'ca']));
-      throw new ReplistreamError('CONFIG', `${role}-tls-${set}: set, but the ${role} URL is redis:// (plain TCP); use rediss:// to connect over TLS`, {
+      const sentinel = /^redis\+sentinel/i.test(url);
+      throw new ReplistreamError('CONFIG', `${role}-tls-${set}: set, but the ${role} URL is ${sentinel ? 'redis+sentinel' : 'redis'}:// (plain TCP); use ${sentinel ? 'rediss+sentinel' : 'rediss'}:// to connect over TLS`, {
         setting: role,
       });
     }
@@ -135,9 +139,18 @@ export function connectionSettingsFrom(config: Record<string, unknown>, warn: (m
   if (registry.password !== undefined && !registry.username) {
     throw new ReplistreamError('CONFIG', 'registry-username: required with registry-password', { setting: 'registry-username' });
   }
+  const sentinel = { username: config.sourceSentinelUsername as string | undefined, password: config.sourceSentinelPassword as string | undefined };
+  if (sentinel.username && sentinel.password === undefined) {
+    throw new ReplistreamError('CONFIG', 'source-sentinel-password: required with source-sentinel-username', { setting: 'source-sentinel-password' });
+  }
+  if ((sentinel.username || sentinel.password !== undefined) && typeof config.source === 'string' && !/^rediss?\+sentinel:\/\//i.test(config.source)) {
+    throw new ReplistreamError('CONFIG', `source-sentinel-${sentinel.password !== undefined ? 'password' : 'username'}: set, but the source is not a Sentinel-managed set (redis+sentinel:// or rediss+sentinel://)`, {
+      setting: 'source',
+    });
+  }
   const timeout = (v: unknown, role: RedisRole) => (typeof v === 'number' && v > 0 ? v : DEFAULT_REDIS_TIMEOUT_MS[role]);
   const redisTimeoutMs = { source: timeout(config.sourceTimeoutMs, 'source'), destination: timeout(config.destinationTimeoutMs, 'destination') };
-  return { redis, redisTimeoutMs, kafka: { tls: kafkaTls, sasl }, registry };
+  return { redis, redisTimeoutMs, kafka: { tls: kafkaTls, sasl }, registry, sentinel };
 }
 
 /** Sets this process's connection settings (cli.ts, once the command's settings are resolved). */

@@ -2,7 +2,9 @@
  * Where a Sentinel-managed source's master is (the URL: sentinel-url.ts), asked of its Sentinels.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { connections, redisTls, tlsOptionsOf } from './connection-settings.js';
 import { ReplistreamError } from './errors.js';
+import type { Logger } from './log.js';
 import { isSentinelUrl, masterUrl, parseSentinelUrl, type SentinelSource } from './sentinel-url.js';
 
 /**
@@ -12,7 +14,7 @@ import { isSentinelUrl, masterUrl, parseSentinelUrl, type SentinelSource } from 
 export async function resolveSentinelMaster(src: SentinelSource, timeoutMs = 2000): Promise<{ host: string; port: number }> {
   const problems: string[] = [];
   for (const s of src.sentinels) {
-    const c = new Redis({ host: s.host, port: s.port, protocol: 2, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false } as RedisOptions);
+    const c = new Redis({ ...sentinelConnection(src, s.host), host: s.host, port: s.port, protocol: 2, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false } as RedisOptions);
     c.on('error', () => undefined);
     try {
       await c.connect();
@@ -20,7 +22,7 @@ export async function resolveSentinelMaster(src: SentinelSource, timeoutMs = 200
       if (reply && reply.length === 2) return { host: reply[0], port: Number(reply[1]) };
       problems.push(`${s.host}:${s.port}: knows no master set ${JSON.stringify(src.masterName)}`);
     } catch (err) {
-      problems.push(`${s.host}:${s.port}: ${(err as Error).message}`);
+      problems.push(`${s.host}:${s.port}: ${sentinelProblem(err)}`);
     } finally {
       c.disconnect();
     }
@@ -31,13 +33,82 @@ export async function resolveSentinelMaster(src: SentinelSource, timeoutMs = 200
   });
 }
 
+/** Credentials and TLS of a connection to one Sentinel (the source-sentinel-* and source-tls-* settings). */
+function sentinelConnection(src: SentinelSource, host: string): RedisOptions {
+  const { username, password } = connections().sentinel;
+  return { username, password, ...(src.tls ? { tls: redisTls('source', host) } : {}) };
+}
+
+/** A Sentinel's refusal in words that name the setting to change (the password itself never). */
+function sentinelProblem(err: unknown): string {
+  const msg = (err as Error)?.message ?? String(err);
+  if (/NOAUTH/i.test(msg)) return `${msg} (this Sentinel requires a password: set source-sentinel-password)`;
+  if (/WRONGPASS|invalid password|invalid username/i.test(msg)) return `${msg} (check source-sentinel-password and source-sentinel-username)`;
+  return msg;
+}
+
 /** ioredis options of a connection to the set's current master, followed across failovers. */
 export function sentinelClientOptions(src: SentinelSource): RedisOptions {
+  const { username, password } = connections().sentinel;
+  // no host: ioredis connects to whichever server the Sentinels name, and Node checks the
+  // certificate against that host (source-tls-servername, when set, overrides it)
+  const tls = () => tlsOptionsOf(connections().redis.source);
   return {
     sentinels: src.sentinels,
     name: src.masterName,
     username: src.username ?? undefined,
     password: src.password ?? undefined,
+    sentinelUsername: username,
+    sentinelPassword: password,
+    // rediss+sentinel: TLS to the Sentinels and to the master (the same source-tls-* material)
+    ...(src.tls ? { enableTLSForSentinelMode: true, sentinelTLS: tls(), tls: tls() } : {}),
+  };
+}
+
+/**
+ * Listens to every Sentinel's `+switch-master` announcements for the set and calls `onSwitch`
+ * with the new master's address. A failover is announced as soon as Sentinel has promoted the
+ * replica; the old master's socket may still look alive long after (a frozen process, a cut
+ * network send nothing), so the replication link moves when told, not when it times out. Each
+ * Sentinel announces it (the same address): `onSwitch` must be idempotent. Subscriptions that
+ * drop are made again; `close` ends them.
+ */
+export function watchSwitchMaster(src: SentinelSource, onSwitch: (addr: { host: string; port: number }) => void, log: Logger): { close(): void } {
+  const clients = src.sentinels.map((s) => {
+    const c = new Redis({
+      ...sentinelConnection(src, s.host),
+      host: s.host,
+      port: s.port,
+      protocol: 2,
+      maxRetriesPerRequest: null,
+      // a Sentinel that is down is asked again, less often; the others still announce meanwhile
+      retryStrategy: (n: number) => Math.min(n * 500, 5000),
+    } as RedisOptions);
+    let warned = false;
+    c.on('error', (err: Error) => {
+      if (warned) return;
+      warned = true;
+      log.warn({ sentinel: `${s.host}:${s.port}`, err: sentinelProblem(err) }, 'cannot listen to a Sentinel for failovers (the link still follows a failover when its connection drops)');
+    });
+    c.on('ready', () => (warned = false));
+    c.on('message', (channel: string, message: string) => {
+      if (channel !== '+switch-master') return;
+      // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
+      const parts = message.split(' ');
+      if (parts.length !== 5 || parts[0] !== src.masterName) return;
+      const port = Number(parts[4]);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) return;
+      log.warn({ sentinel: `${s.host}:${s.port}`, from: `${parts[1]}:${parts[2]}`, to: `${parts[3]}:${port}` }, 'Sentinel announced a new master (+switch-master)');
+      onSwitch({ host: parts[3], port });
+    });
+    // queued until connected; ioredis subscribes again by itself after a reconnect
+    c.subscribe('+switch-master').catch(() => undefined);
+    return c;
+  });
+  return {
+    close() {
+      for (const c of clients) c.disconnect();
+    },
   };
 }
 

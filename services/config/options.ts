@@ -86,7 +86,9 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'topic-prefix', description: 'Topics are named <prefix>.<source-id>.db<N>.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may use letters, digits, . _ -'), default: 'replistream' },
   { name: 'source-id', description: 'Name of the source in topic names and positions; one per source.', commands: ['capture', 'apply'], schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'may use letters, digits, _ -') },
   // capture
-  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS); or a Sentinel-managed master set: redis+sentinel://[user:password@]sentinel:26379[,sentinel:port…]/master-name (capture follows it across failovers).', commands: ['capture', 'precheck', 'verify'], schema: sourceUrl, secret: true },
+  { name: 'source', description: 'Source Redis URL (redis://[user:password@]host:port, rediss:// for TLS); or a Sentinel-managed master set: redis+sentinel://[user:password@]sentinel:26379[,sentinel:port…]/master-name, rediss+sentinel:// for TLS to the Sentinels and the servers (capture follows it across failovers). The credentials are the servers\'; the Sentinels\' own are source-sentinel-password and source-sentinel-username.', commands: ['capture', 'precheck', 'verify'], schema: sourceUrl, secret: true },
+  { name: 'source-sentinel-password', description: 'Password of the Sentinels (their requirepass) of a redis+sentinel:// source, when they require one; never logged.', commands: ['capture', 'precheck', 'verify'], schema: z.string().min(1), secret: true },
+  { name: 'source-sentinel-username', description: 'ACL user of the Sentinels of a redis+sentinel:// source (with source-sentinel-password; the default user when unset).', commands: ['capture', 'precheck', 'verify'], schema: z.string().min(1) },
   {
     name: 'source-timeout-ms',
     description:

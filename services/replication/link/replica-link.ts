@@ -403,6 +403,28 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.updateFlow();
   }
 
+  /**
+   * The source is now at `addr` (a Sentinel announced a failover): a session with another address
+   * ends now and the next attempt goes to `addr` (asking `resolveEndpoint` again, as every attempt
+   * does), instead of waiting for the old socket to fail or time out. A wait before the next
+   * attempt is cut short. Nothing happens when the link already uses `addr`, so the same news
+   * from several Sentinels moves it once.
+   */
+  moveTo(addr: { host: string; port: number }): void {
+    if (this.stopped) return;
+    const ep = this.endpoint;
+    if (ep.host === addr.host && ep.port === addr.port) return;
+    this.setEndpoint(addr.host, addr.port);
+    const s = this.session;
+    if (s && !s.ended) {
+      this.endSession(s, connectionError(`the source moved to ${ep.safeUrl} (Sentinel announced a failover)`));
+    } else if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+      this.connectSoon(0);
+    }
+  }
+
   private firstPending(): { startOffset: number; db: number } | undefined {
     return this.pending.first();
   }
@@ -429,14 +451,19 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
       const { host, port } = await resolve();
       const ep = this.endpoint;
       if (host === ep.host && port === ep.port) return;
-      this.log.warn({ from: `${ep.host}:${ep.port}`, to: `${host}:${port}` }, 'the source moved (failover): following it');
-      ep.host = host;
-      ep.port = port;
-      const u = new URL(`redis://${host.includes(':') ? `[${host}]` : host}:${port}`);
-      ep.safeUrl = `${ep.tls ? 'rediss' : 'redis'}://${ep.username || ep.password ? '***@' : ''}${u.host}`;
+      this.setEndpoint(host, port);
     } catch (err) {
       this.log.warn({ err: (err as Error).message, at: `${this.endpoint.host}:${this.endpoint.port}` }, 'cannot tell where the source is now: trying its last address');
     }
+  }
+
+  private setEndpoint(host: string, port: number): void {
+    const ep = this.endpoint;
+    this.log.warn({ from: `${ep.host}:${ep.port}`, to: `${host}:${port}` }, 'the source moved (failover): following it');
+    ep.host = host;
+    ep.port = port;
+    const u = new URL(`redis://${host.includes(':') ? `[${host}]` : host}:${port}`);
+    ep.safeUrl = `${ep.tls ? 'rediss' : 'redis'}://${ep.username || ep.password ? '***@' : ''}${u.host}`;
   }
 
   private async runSession(): Promise<void> {

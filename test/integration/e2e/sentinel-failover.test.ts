@@ -5,7 +5,10 @@
  * replication id (the replica keeps it as master_replid2): no new snapshot. The destination ends
  * equal to the new master, counters exact. And when the promoted replica misses part of what
  * capture had read (asynchronous replication), the source answers with a full sync: a new epoch,
- * and the destination ends equal to the new master, the lost writes gone.
+ * and the destination ends equal to the new master, the lost writes gone. Last, Sentinels that
+ * require a password (source-sentinel-password) and a master frozen with SIGSTOP (its socket stays
+ * open, nothing tells capture it is gone): capture moves when Sentinel announces +switch-master,
+ * well before its source-timeout-ms would have dropped the silent link.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,13 +19,14 @@ import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverge
 import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { startFaultProxy } from '../../helpers/fault-proxy.js';
+import { configureConnections, resetConnections } from '../../../services/common/connection-settings.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-async function startSentinel(masterPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+async function startSentinel(masterPort: number, requirepass?: string): Promise<{ port: number; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'replistream-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
@@ -33,7 +37,8 @@ async function startSentinel(masterPort: number): Promise<{ port: number; stop()
       `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
       'sentinel down-after-milliseconds mymaster 1000',
       'sentinel failover-timeout mymaster 3000',
-      'sentinel parallel-syncs mymaster 1', '',
+      'sentinel parallel-syncs mymaster 1',
+      ...(requirepass ? [`requirepass ${requirepass}`] : []), '',
     ].join('\n'),
   );
   const child: ChildProcess = spawn('redis-sentinel', [conf], { stdio: 'ignore' });
@@ -181,5 +186,63 @@ describe('Sentinel-managed source', () => {
     expect(await d.exists('lost:0', 'lost:49')).toBe(0);
     expect(await d.get('counter')).toBe('300');
     expect((await stats(replica.url)).full).toBeGreaterThanOrEqual(1);
+  });
+
+  it('Sentinels with a password, master frozen (SIGSTOP): capture moves on +switch-master, not on a timeout', async () => {
+    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => master.stop());
+    const replica = await startRedis({ replicaof: `127.0.0.1 ${master.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => replica.stop());
+    const destination = await startRedis();
+    cleanups.push(() => destination.stop());
+    const r = redisClient(replica.url);
+    cleanups.push(async () => r.disconnect());
+    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
+    const sentinel = await startSentinel(master.port, 'sentinel-secret');
+    const s = redisClient(`redis://:sentinel-secret@127.0.0.1:${sentinel.port}`);
+    cleanups.push(async () => s.disconnect());
+    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+    const url = `redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`;
+
+    // Without the Sentinels' password the start names the setting to set.
+    configureConnections({ source: url });
+    cleanups.push(async () => resetConnections());
+    await expect(runCapture(url, pipelineNames(), { dbs: [0] })).rejects.toThrow(/source-sentinel-password/);
+
+    configureConnections({ source: url, sourceSentinelPassword: 'sentinel-secret' });
+    const names = pipelineNames();
+    const capture = await runCapture(url, names, { dbs: [0] }); // source-timeout-ms: the default 60 s
+    cleanups.push(() => capture.stop());
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+    await workload(master.url, 0, 200);
+    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
+    const m = redisClient(master.url);
+    cleanups.push(async () => m.disconnect());
+    await m.call('WAIT', 2, 5000);
+    const continues = capture.service.stats.continues;
+    const fullSyncs = capture.service.stats.fullSyncs;
+
+    const pid = Number(/process_id:(\d+)/.exec(await m.info('server'))?.[1]);
+    m.disconnect();
+    process.kill(pid, 'SIGSTOP'); // no FIN, no RST: the link's socket stays open
+    cleanups.push(async () => void process.kill(pid, 'SIGCONT'));
+    await until(async () => {
+      const addr = (await s.call('SENTINEL', 'get-master-addr-by-name', 'mymaster').catch(() => null)) as [string, string] | null;
+      return addr?.[1] === String(replica.port);
+    }, 30_000, 'Sentinel promoting the replica');
+    const switchedAt = Date.now();
+    await until(() => capture.service.stats.continues > continues, 15_000, 'capture continuing on the new master');
+    const movedMs = Date.now() - switchedAt;
+    console.log(`capture continued on the new master ${movedMs} ms after Sentinel switched (source-timeout-ms 60,000)`);
+    expect(movedMs).toBeLessThan(10_000);
+
+    await workload(replica.url, 200, 100);
+    const result = await waitConverged(replica.url, destination.url, [0]);
+    expect(result.differences).toEqual([]);
+    const d = redisClient(destination.url);
+    cleanups.push(async () => d.disconnect());
+    expect(await d.get('counter')).toBe('300');
+    expect(capture.service.stats.fullSyncs).toBe(fullSyncs);
   });
 });

@@ -25,5 +25,16 @@ describe('Sentinel source URL', () => {
     expect(sentinelUrlProblem('redis+sentinel://user@h/m')).toMatch(/user name needs a password/);
     expect(sentinelUrlProblem('redis+sentinel://h1:1,h2:x/m')).toMatch(/"h2:x" is not host:port/);
     expect(sentinelUrlProblem('redis+sentinel://h:1/m')).toBeNull();
+    expect(sentinelUrlProblem('redis+sentinel://h:1/m?sentinelPassword=x')).toMatch(/source-sentinel-password setting/);
+    expect(sentinelUrlProblem('redis+sentinel://h:1/m?sentinelPassword=x')).not.toMatch(/=x/);
+  });
+
+  it('rediss+sentinel: TLS to the Sentinels and to the master', () => {
+    const s = parseSentinelUrl('rediss+sentinel://:pw@s1:26379,s2:26380/m');
+    expect(s.tls).toBe(true);
+    expect(s.display).toBe('rediss+sentinel://***@s1:26379,s2:26380/m');
+    expect(masterUrl(s, { host: 'h2', port: 6380 })).toBe('rediss://:pw@h2:6380');
+    expect(parseSentinelUrl('redis+sentinel://s1/m').tls).toBe(false);
+    expect(parseSentinelUrl('REDISS+SENTINEL://s1/m').tls).toBe(true);
   });
 });
