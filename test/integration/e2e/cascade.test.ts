@@ -13,6 +13,7 @@ import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { CROSS_DB } from '../../../services/capture/command-keys.js';
 import { startKafkaBroker } from '../../helpers/kafka-broker.js';
+import { formatTask } from '../../../services/commands/status.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -122,6 +123,10 @@ describe('cascade', () => {
     const h = samples.map((x) => x.hop);
     console.log(`cascade lag while writing (${samples.length} samples): A→C median ${pct(o, 0.5)} ms, p95 ${pct(o, 0.95)} ms, max ${pct(o, 1)} ms; hop B→C median ${pct(h, 0.5)} ms, p95 ${pct(h, 0.95)} ms`);
     expect(originOf(app1)).toBeNull(); // hop 1 reads from the origin itself
+    // the same figure in replistream status and as a metric
+    expect(formatTask('synchronizing', [app2.status.body()], ['http://c'], false)).toMatch(new RegExp(`lag from origin ms +\\d+ \\(source ${hop1.sourceId}\\)`));
+    expect(await app2.status.metrics.metrics()).toMatch(new RegExp(`replistream_applier_origin_lag_seconds\\{origin="${hop1.sourceId}"[^}]*\\} \\d`));
+    expect(await app1.status.metrics.metrics()).not.toMatch(/replistream_applier_origin_lag_seconds\{/);
     expect(app2.status.body().originLag).toBeTruthy();
     // the origin key: kept on B by hop 1's applier, carried to C; C's applier adds none of its own
     const ob = redisClient(b.url);
