@@ -170,11 +170,10 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     await admin.connect();
   } catch (err) {
     admin.disconnect();
+    // ioredis's Sentinel mode hides a refused handshake behind "All sentinels are unreachable …
+    // Connection is closed": asking the Sentinels directly names the cause and the setting
+    if (sentinel) await resolveSentinelMaster(sentinel);
     const msg = String((lastError as Error | null)?.message ?? (err as Error)?.message ?? err);
-    // ioredis: "All sentinels are unreachable … Last error: NOAUTH …" is the Sentinels' refusal
-    if (sentinel && /sentinels? .*(WRONGPASS|NOAUTH|invalid password|invalid username)/i.test(msg)) {
-      throw new ReplistreamError('AUTH', `the Sentinels of ${sentinel.display} refused the connection: ${msg}; set source-sentinel-password (and source-sentinel-username for an ACL user) to the Sentinels' own credentials`, { cause: err, setting: 'source-sentinel-password' });
-    }
     if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
       throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
     }

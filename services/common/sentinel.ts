@@ -2,35 +2,46 @@
  * Where a Sentinel-managed source's master is (the URL: sentinel-url.ts), asked of its Sentinels.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { connections, redisTls, tlsOptionsOf } from './connection-settings.js';
+import { connections, isTlsSetupFailure, redisTls, tlsOptionsOf } from './connection-settings.js';
 import { ReplistreamError } from './errors.js';
 import type { Logger } from './log.js';
 import { isSentinelUrl, masterUrl, parseSentinelUrl, type SentinelSource } from './sentinel-url.js';
 
 /**
- * The current master of the set, from the first Sentinel that knows it. Throws a retriable
- * CONNECTION error naming the Sentinels and the set when none answers with an address.
+ * The current master of the set, from the first Sentinel that knows it. When none answers with an
+ * address, throws an error naming the Sentinels, the set and each one's problem: not retriable
+ * when only a setting can fix it (every Sentinel refused the credentials, or the TLS handshake
+ * failed for a certificate reason), else a retriable CONNECTION error.
  */
 export async function resolveSentinelMaster(src: SentinelSource, timeoutMs = 2000): Promise<{ host: string; port: number }> {
   const problems: string[] = [];
+  let auth = 0;
+  let tls = 0;
   for (const s of src.sentinels) {
     const c = new Redis({ ...sentinelConnection(src, s.host), host: s.host, port: s.port, protocol: 2, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false } as RedisOptions);
-    c.on('error', () => undefined);
+    // ioredis rejects connect() with "Connection is closed" after a failed TLS handshake: the
+    // 'error' event carries the cause
+    let cause: Error | null = null;
+    c.on('error', (e: Error) => (cause ??= e));
     try {
       await c.connect();
       const reply = (await c.call('SENTINEL', 'get-master-addr-by-name', src.masterName)) as [string, string] | null;
       if (reply && reply.length === 2) return { host: reply[0], port: Number(reply[1]) };
       problems.push(`${s.host}:${s.port}: knows no master set ${JSON.stringify(src.masterName)}`);
     } catch (err) {
-      problems.push(`${s.host}:${s.port}: ${sentinelProblem(err)}`);
+      const e = cause ?? err;
+      if (isTlsSetupFailure(e)) tls++;
+      if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test((e as Error)?.message ?? '')) auth++;
+      problems.push(`${s.host}:${s.port}: ${sentinelProblem(e)}`);
     } finally {
       c.disconnect();
     }
   }
-  throw new ReplistreamError('CONNECTION', `no Sentinel of ${src.display} gave the master of ${JSON.stringify(src.masterName)} (${problems.join('; ')})`, {
-    retriable: true,
-    setting: 'source',
-  });
+  const all = src.sentinels.length;
+  const why = `no Sentinel of ${src.display} gave the master of ${JSON.stringify(src.masterName)} (${problems.join('; ')})`;
+  if (auth === all) throw new ReplistreamError('AUTH', `${why}; set source-sentinel-password (and source-sentinel-username) to the Sentinels' credentials`, { setting: 'source-sentinel-password' });
+  if (tls === all) throw new ReplistreamError('CONNECTION', `${why}; check the source-tls-ca, source-tls-servername, source-tls-cert and source-tls-key settings`, { setting: 'source-tls-ca' });
+  throw new ReplistreamError('CONNECTION', why, { retriable: true, setting: 'source' });
 }
 
 /** Credentials and TLS of a connection to one Sentinel (the source-sentinel-* and source-tls-* settings). */

@@ -8,7 +8,8 @@
  * and the destination ends equal to the new master, the lost writes gone. Last, Sentinels that
  * require a password (source-sentinel-password) and a master frozen with SIGSTOP (its socket stays
  * open, nothing tells capture it is gone): capture moves when Sentinel announces +switch-master,
- * well before its source-timeout-ms would have dropped the silent link.
+ * well before its source-timeout-ms would have dropped the silent link. And rediss+sentinel: the
+ * Sentinel and both servers on TLS ports with a private CA, capture following a failover over TLS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,13 +21,14 @@ import { freePort, startRedis, type RedisServer } from '../../helpers/redis-serv
 import { uniqueName } from '../../helpers/stack-env.js';
 import { startFaultProxy } from '../../helpers/fault-proxy.js';
 import { configureConnections, resetConnections } from '../../../services/common/connection-settings.js';
+import { certDir } from '../../helpers/tls-certs.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-async function startSentinel(masterPort: number, requirepass?: string): Promise<{ port: number; stop(): Promise<void> }> {
+async function startSentinel(masterPort: number, requirepass?: string, extra: string[] = []): Promise<{ port: number; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'replistream-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
@@ -38,7 +40,7 @@ async function startSentinel(masterPort: number, requirepass?: string): Promise<
       'sentinel down-after-milliseconds mymaster 1000',
       'sentinel failover-timeout mymaster 3000',
       'sentinel parallel-syncs mymaster 1',
-      ...(requirepass ? [`requirepass ${requirepass}`] : []), '',
+      ...(requirepass ? [`requirepass ${requirepass}`] : []), ...extra, '',
     ].join('\n'),
   );
   const child: ChildProcess = spawn('redis-sentinel', [conf], { stdio: 'ignore' });
@@ -238,6 +240,63 @@ describe('Sentinel-managed source', () => {
     expect(movedMs).toBeLessThan(10_000);
 
     await workload(replica.url, 200, 100);
+    const result = await waitConverged(replica.url, destination.url, [0]);
+    expect(result.differences).toEqual([]);
+    const d = redisClient(destination.url);
+    cleanups.push(async () => d.disconnect());
+    expect(await d.get('counter')).toBe('300');
+    expect(capture.service.stats.fullSyncs).toBe(fullSyncs);
+  });
+
+  it('rediss+sentinel: Sentinel and servers over TLS, master killed: capture follows over TLS by PSYNC', async () => {
+    const certs = certDir();
+    cleanups.push(async () => certs.remove());
+    certs.ca('ca');
+    certs.cert('ca', 'server');
+    const tls = async () => ({ 'tls-port': String(await freePort()), 'tls-cert-file': certs.file('server.crt'), 'tls-key-file': certs.file('server.key'), 'tls-ca-cert-file': certs.file('ca.crt'), 'tls-auth-clients': 'no' });
+    // the plain ports load data and let the test look; everything replistream does goes over TLS
+    const masterTls = await tls();
+    const master: RedisServer = await startRedis({ ...masterTls, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => master.stop());
+    const replica = await startRedis({ ...(await tls()), replicaof: `127.0.0.1 ${masterTls['tls-port']}`, 'tls-replication': 'yes', 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
+    cleanups.push(() => replica.stop());
+    const destination = await startRedis();
+    cleanups.push(() => destination.stop());
+    const r = redisClient(replica.url);
+    cleanups.push(async () => r.disconnect());
+    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync over TLS');
+    const sentinelTls = await freePort();
+    const sentinel = await startSentinel(Number(masterTls['tls-port']), undefined, [
+      `tls-port ${sentinelTls}`, `tls-cert-file ${certs.file('server.crt')}`, `tls-key-file ${certs.file('server.key')}`, `tls-ca-cert-file ${certs.file('ca.crt')}`,
+      'tls-auth-clients no', 'tls-replication yes',
+    ]);
+    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
+    cleanups.push(async () => s.disconnect());
+    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+
+    const url = `rediss+sentinel://127.0.0.1:${sentinelTls}/mymaster`;
+    // Without the CA the Sentinels' certificate is not trusted: the start names the setting.
+    configureConnections({ source: url });
+    cleanups.push(async () => resetConnections());
+    await expect(runCapture(url, pipelineNames(), { dbs: [0] })).rejects.toThrow(/source-tls-ca/);
+    configureConnections({ source: url, sourceTlsCa: certs.file('ca.crt') });
+    const names = pipelineNames();
+    const capture = await runCapture(url, names, { dbs: [0] });
+    cleanups.push(() => capture.stop());
+    const applier = await runApplier(destination.url, names, uniqueName('g'));
+    cleanups.push(() => applier.stop());
+    await workload(master.url, 0, 200);
+    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
+    const m = redisClient(master.url);
+    cleanups.push(async () => m.disconnect());
+    await m.call('WAIT', 2, 5000);
+    const continues = capture.service.stats.continues;
+    const fullSyncs = capture.service.stats.fullSyncs;
+
+    await master.stop(); // SIGKILL
+    await until(async () => /role:master/.test(await r.info('replication')), 30_000, 'Sentinel promoting the replica');
+    await workload(replica.url, 200, 100);
+    await until(() => capture.service.stats.continues > continues, 30_000, 'capture continuing on the new master');
     const result = await waitConverged(replica.url, destination.url, [0]);
     expect(result.differences).toEqual([]);
     const d = redisClient(destination.url);

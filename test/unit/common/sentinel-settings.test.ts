@@ -1,8 +1,7 @@
 /**
  * The Sentinels' own credentials and TLS (source-sentinel-password / -username, rediss+sentinel://):
- * what the clients that talk to the Sentinels and to the master are given. A Sentinel with a
- * password is tested live in test/integration/e2e/sentinel-failover.test.ts; TLS only here
- * (no certificates are set up for a Sentinel in the tests).
+ * what the clients that talk to the Sentinels and to the master are given. Both are tested live
+ * in test/integration/e2e/sentinel-failover.test.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
