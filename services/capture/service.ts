@@ -347,8 +347,6 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   const clusterView = isCluster ? new ClusterCaptureView(services) : null;
   const service: CaptureView = clusterView ?? services[0];
-  // A Sentinel-managed source: the link moves as soon as a Sentinel announces the new master.
-  const switchWatch = sentinel ? watchSwitchMaster(sentinel, (addr) => services[0].sourceMoved(addr), log) : null;
 
   // Task state and full-sync progress follow the pipelines: a FULLRESYNC starts the count from the
   // current totals (the stats are cumulative over the process's full syncs), +CONTINUE or the end
@@ -432,6 +430,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     admin.disconnect();
     throw err;
   }
+  // A Sentinel-managed source: the link moves as soon as a Sentinel announces the new master
+  // (from here on: a start that failed above has nothing to close).
+  const switchWatch = sentinel ? watchSwitchMaster(sentinel, (addr) => services[0].sourceMoved(addr), log) : null;
 
   const { Counter, Gauge } = await import('prom-client');
   const metrics = st.metrics;
