@@ -3,8 +3,9 @@
  * key, the elements decoded so far, the whole-or-pieces decision and the emission of the items.
  *
  * Whole mode keeps the entry's bytes in the cursor's buffer so they can become the RESTORE
- * payload. Once the serialized entry passes `maxEntryBytes` it switches to piece mode: the bytes
- * are no longer kept, and the decoded elements go out in batches of about `maxEntryBytes`.
+ * payload. Once the serialized entry, or its decoded elements counted with ELEMENT_OVERHEAD each,
+ * pass `maxEntryBytes` it switches to piece mode: the bytes are no longer kept, and the decoded
+ * elements go out in batches of about `maxEntryBytes`.
  */
 import type { RedisType, TypedValue } from '../../events/model.js';
 import { RdbCursor } from './cursor.js';
@@ -48,8 +49,14 @@ export function newEntry(
   return { kind: 'entry', db, key, type, encoding, expireAtMs, idle, freq, value, payload, piece, offset };
 }
 
-/** Counted in a piece's size for each element, on top of its bytes. */
-const ELEMENT_OVERHEAD = 16;
+/**
+ * Counted in a piece's size for each element, on top of its bytes: what a decoded element costs in
+ * memory beyond its bytes (a Buffer view is about a hundred bytes of V8 heap, plus its slot in the
+ * array). Why so much: a piece is held decoded by capture and again by the applier, and a list of
+ * short elements counted by bytes alone (16 of overhead) made pieces of 300,000 elements, 30 MB of
+ * heap each, which put both services over their memory bound with one 1,000,000-element list.
+ */
+export const ELEMENT_OVERHEAD = 112;
 
 /** Keys of the empty collections skipped that the parser keeps for a log line (Redis logs as many). */
 const EMPTY_KEYS_KEPT = 10;
@@ -135,9 +142,14 @@ export abstract class EntryReader extends RdbCursor {
     this.acc += size + ELEMENT_OVERHEAD;
   }
 
-  /** Whole → piece mode when the serialized entry has outgrown the limit. */
+  /**
+   * Whole → piece mode when the serialized entry has outgrown the limit, or its decoded elements
+   * have (counted with ELEMENT_OVERHEAD each). Why both: a compressed RDB holds a list of a million
+   * short elements in 3 MB, which decode into a million Buffers, 100 MB of heap in capture and as
+   * much in the applier; such a key travels in typed pieces, like a key too big to restore whole.
+   */
   protected checkPieceSwitch(): void {
-    if (!this.pieceMode && this.base + this.pos - this.entryStartAbs > this.limit) {
+    if (!this.pieceMode && (this.acc > this.limit || this.base + this.pos - this.entryStartAbs > this.limit)) {
       this.pieceMode = true;
       this.keepFromAbs = -1;
     }

@@ -4,7 +4,8 @@
  * Bytes are pushed in chunks of any size; every item completed by a chunk is returned at once.
  * Memory stays bounded: the parser keeps only the unparsed tail of the input, plus (while an
  * entry is small enough to be delivered whole) the entry's own bytes, which become its RESTORE
- * payload. An entry whose serialized size passes `maxEntryBytes` switches to piece mode: its
+ * payload. An entry whose serialized size passes `maxEntryBytes`, or whose decoded elements do
+ * (counted with a per-element overhead, entry.ts), switches to piece mode: its
  * elements are delivered in batches of about `maxEntryBytes` decoded bytes (payload null), and a
  * huge plain or LZF string in byte slices of exactly `maxEntryBytes` (the last one shorter).
  *

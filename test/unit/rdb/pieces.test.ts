@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TypedValue } from '../../../services/events/model.js';
+import { ELEMENT_OVERHEAD } from '../../../services/replication/rdb/entry.js';
 import { RdbParser, type RdbEntry } from '../../../services/replication/rdb/parser.js';
 import { b, len, lzfStr, rdbFile, selectDb, str } from './builders.js';
 import { HANDMADE } from './handmade.js';
@@ -55,13 +56,13 @@ describe('pieces', () => {
             expect(e.payload).toBeNull();
             if (e.value.type === 'string' && !e.piece.last) expect(e.value.value.length).toBe(limit);
             if (e.value.type !== 'string' && !e.piece.last && e.piece.index > 0) {
-              // A piece closes at the first element that reaches the limit (16 bytes of overhead
+              // A piece closes at the first element that reaches the limit (ELEMENT_OVERHEAD bytes
               // counted per element). The first piece holds what was read while the entry still
               // looked small (bounded by the serialized size instead).
               const sizes = elementSizes(e.value);
-              const total = sizes.reduce((a, x) => a + x + 16, 0);
+              const total = sizes.reduce((a, x) => a + x + ELEMENT_OVERHEAD, 0);
               expect(total).toBeGreaterThanOrEqual(limit);
-              expect(total - (sizes[sizes.length - 1] + 16)).toBeLessThan(limit);
+              expect(total - (sizes[sizes.length - 1] + ELEMENT_OVERHEAD)).toBeLessThan(limit);
             }
           } else {
             expect(e.payload?.equals(w.payload!)).toBe(true);
@@ -78,8 +79,21 @@ describe('pieces', () => {
     for (const k of ['big:list', 'big:set', 'big:zset', 'big:hash', 'big:stream', 'big:string', 'big:lzf', 'big:ints']) {
       expect(count.get(k), k).toBeGreaterThan(2);
     }
-    const small = entries(parseWhole(loadFixture('sets').rdb, { maxEntryBytes: 100 }).items);
+    // small: under the limit serialized, and decoded with the per-element overhead counted
+    const small = entries(parseWhole(loadFixture('sets').rdb, { maxEntryBytes: 64 * 1024 }).items);
     expect(small.every((e) => e.piece === null)).toBe(true);
+  });
+
+  it('a key small on disk but big once decoded (many short elements, LZF) goes in pieces', () => {
+    const rdb = loadFixture('big').rdb;
+    const whole = entries(parseWhole(rdb, { maxEntryBytes: 1 << 30 }).items).find((e) => e.key.toString() === 'big:list')!;
+    const limit = whole.payload!.length + 1; // the serialized entry fits...
+    const sizes = elementSizes(whole.value);
+    expect(sizes.reduce((a, x) => a + x + ELEMENT_OVERHEAD, 0)).toBeGreaterThan(2 * limit); // ...its decoded elements do not
+    const got = entries(parseWhole(rdb, { maxEntryBytes: limit }).items).filter((e) => e.key.toString() === 'big:list');
+    expect(got.length).toBeGreaterThan(1);
+    expect(got.every((e) => e.payload === null)).toBe(true);
+    expect(canon(mergePieces(got).get(keyId(whole))!.value)).toBe(canon(whole.value));
   });
 
   it('a stream in pieces: entries in every piece, metadata and groups in the last', () => {
