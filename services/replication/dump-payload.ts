@@ -24,6 +24,26 @@ export function buildDumpPayload(type: number, value: Uint8Array, rdbVersion: nu
   return out;
 }
 
+/**
+ * The RDB version a payload was written with: the u16 LE just before its 8-byte CRC-64. The CRC is
+ * not checked: this is read once per key on hot paths (the applier choosing between RESTORE and
+ * typed writes, the event reader deciding whether a typed value is needed), where a pass over
+ * every value would cost more than the write; a corrupt payload is caught when it is restored.
+ *
+ * Returns -1 for a malformed payload, one shorter than DUMP_OVERHEAD bytes (no room for the type
+ * byte, the version and the CRC), so that callers can treat "unknown" apart without a try/catch.
+ */
+export function payloadRdbVersion(payload: Buffer): number {
+  return payload.length < DUMP_OVERHEAD ? -1 : payload.readUInt16LE(payload.length - 10);
+}
+
+/** payloadRdbVersion for callers that cannot go on without the version: a malformed payload throws RDB_FORMAT. */
+export function requirePayloadRdbVersion(payload: Buffer): number {
+  const v = payloadRdbVersion(payload);
+  if (v < 0) throw new ReplistreamError('RDB_FORMAT', `DUMP payload of ${payload.length} bytes is too short`);
+  return v;
+}
+
 export interface DumpPayloadParts {
   type: number;
   /** Serialized value (after the type byte, before the version trailer); a view into the payload. */
@@ -37,7 +57,7 @@ export interface DumpPayloadParts {
  * is accepted, as Redis does). Throws RDB_FORMAT when it is too short or the checksum is wrong.
  */
 export function parseDumpPayload(payload: Buffer): DumpPayloadParts {
-  if (payload.length < 11) {
+  if (payload.length < DUMP_OVERHEAD) {
     throw new ReplistreamError('RDB_FORMAT', `DUMP payload of ${payload.length} bytes is too short`, {
       details: { offset: 0 },
     });
@@ -57,7 +77,7 @@ export function parseDumpPayload(payload: Buffer): DumpPayloadParts {
   return {
     type: payload[0],
     value: payload.subarray(1, n - 10),
-    rdbVersion: payload.readUInt16LE(n - 10),
+    rdbVersion: payloadRdbVersion(payload),
     checksum,
   };
 }
