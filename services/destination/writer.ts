@@ -109,6 +109,7 @@ import {
 import { RespConnection } from './resp-connection.js';
 import { runCrossSlot } from './cross-slot-runner.js';
 import type { CrossSlotPlan } from './cross-slot.js';
+import { requirePayloadRdbVersion } from '../replication/dump-payload.js';
 import { PositionKeys, type WriterPosition, compareWriterPositions, decodePosition, encodePosition, formatPosition, withPart } from './position.js';
 import {
   type Arg,
@@ -124,7 +125,6 @@ import {
   commandName,
   flushOps,
   isAlreadyDoneError,
-  payloadRdbVersion,
   printableKey,
   rdbVersionName,
   translateCommands,
@@ -644,7 +644,7 @@ export class DestinationWriter {
     const last = res[res.length - 1];
     if (!last || last[0]) throw new ReplistreamError('DESTINATION', `cannot learn the destination's RDB version (DUMP failed): ${last?.[0]?.message ?? 'no reply'}`, { cause: last?.[0] });
     const dump = (last[1] as unknown[])[1] as Buffer;
-    return payloadRdbVersion(Buffer.isBuffer(dump) ? dump : Buffer.from(String(dump), 'latin1'));
+    return requirePayloadRdbVersion(Buffer.isBuffer(dump) ? dump : Buffer.from(String(dump), 'latin1'));
   }
 
   private async databaseCount(c: Redis): Promise<number> {
@@ -1016,7 +1016,7 @@ export class DestinationWriter {
     if (ev.expireAtMs !== null && ev.expireAtMs <= this.opts.now()) return { ops: mk([['DEL', ev.key]]), fallback: false };
     let fallback = false;
     if (ev.payload && !append && (this.opts.writeMode === 'restore' || !ev.value)) {
-      const v = payloadRdbVersion(ev.payload);
+      const v = requirePayloadRdbVersion(ev.payload);
       if (v <= dest.rdbVersion) {
         // the common case of a full sync, once per key: built directly, without the helpers above
         const args: Arg[] = dest.features.absTtl
