@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
 import { ReplistreamError } from '../common/errors.js';
 import { dumpPayloadValue } from '../replication/dump-value.js';
+import { payloadRdbVersion } from '../replication/dump-payload.js';
 import { globEscape, keySlot } from './connection.js';
 import { type CrossSlotPlan, planCrossSlot, splitAcrossSlots } from './cross-slot.js';
 
@@ -271,12 +272,6 @@ export function printableKey(key: Buffer | string, max = 80): string {
 // ---------------------------------------------------------------------------------------------
 // RESTORE payloads
 
-/** The RDB version a DUMP payload was written with: the u16 LE before the 8-byte CRC64. */
-export function payloadRdbVersion(payload: Buffer): number {
-  if (payload.length < 11) throw new ReplistreamError('RDB_FORMAT', `DUMP payload of ${payload.length} bytes is too short`);
-  return payload.readUInt16LE(payload.length - 10);
-}
-
 /** Redis release line → the RDB version it writes (for messages). */
 export function rdbVersionName(v: number): string {
   const names: Record<number, string> = { 6: 'Redis 2.6–3.0', 7: 'Redis 3.2', 8: 'Redis 4.0', 9: 'Redis 5.0–6.2', 10: 'Redis 7.0', 11: 'Redis 7.2 / Valkey 7.2–8', 12: 'Redis 7.4' };
@@ -480,8 +475,8 @@ export function translateCommands(commands: Buffer[][], startDb: number, eventIn
  */
 export function restoreAsTypedWrites(cmd: Buffer[], r: RestoreContext): Arg[][] | null {
   const payload = cmd[3];
-  if (!payload || payload.length < 11) return null; // malformed: let the destination answer it
-  const version = payloadRdbVersion(payload);
+  const version = payload ? payloadRdbVersion(payload) : -1;
+  if (version < 0) return null; // malformed: let the destination answer it
   if (version <= r.rdbVersion) return null;
   const key = cmd[1];
   if (!r.fallback) {

@@ -16,6 +16,7 @@
  * reads it or says what is wrong.
  */
 import type { ChangeEvent, CommandEvent, EventPiece, Heartbeat, SnapshotKey, SourcePosition, TypedValue } from './model.js';
+import { payloadRdbVersion } from '../replication/dump-payload.js';
 
 /** Where things are in the schema: union branch indexes and enum symbols. */
 export interface FastReadLayout {
@@ -235,11 +236,6 @@ export class FastReader {
     this.p = end;
   }
 
-  /** The RDB version of a DUMP payload: the u16 LE before its 8-byte CRC64 (-1: too short to tell). */
-  private static payloadRdbVersion(payload: Buffer): number {
-    return payload.length < 11 ? -1 : payload.readUInt16LE(payload.length - 10);
-  }
-
   private event(): ChangeEvent {
     const branch = this.long();
     const L = this.layout;
@@ -255,7 +251,7 @@ export class FastReader {
       const payload = payloadBranch === 1 ? this.bytes() : null;
       const valueAt = this.p;
       let value: TypedValue | null = null;
-      const skipped = payload !== null && this.skipValuesUpTo >= 0 && FastReader.payloadRdbVersion(payload) >= 0 && FastReader.payloadRdbVersion(payload) <= this.skipValuesUpTo;
+      const skipped = payload !== null && this.skipValuesUpTo >= 0 && payloadRdbVersion(payload) >= 0 && payloadRdbVersion(payload) <= this.skipValuesUpTo;
       if (skipped) this.skipValue();
       else value = this.value();
       const piece = this.piece();

@@ -5,7 +5,6 @@ import {
   type CommandContext,
   KeyTable,
   type Op,
-  payloadRdbVersion,
   scoreString,
   translateCommands,
   typedWriteCommands,
@@ -180,12 +179,6 @@ describe('typedWriteCommands', () => {
 });
 
 describe('payloads and keys', () => {
-  it('reads the RDB version from a DUMP payload trailer', () => {
-    const p = Buffer.concat([Buffer.from([0, 3, 0x61, 0x62, 0x63]), Buffer.from([10, 0]), Buffer.alloc(8)]);
-    expect(payloadRdbVersion(p)).toBe(10);
-    expect(() => payloadRdbVersion(Buffer.alloc(5))).toThrow(/too short/);
-  });
-
   it('finds keys of numkeys commands', () => {
     expect(keys.keysOf(B('ZUNIONSTORE', 'd', 2, 'a', 'b', 'WEIGHTS', 1, 2)).map(String)).toEqual(['d', 'a', 'b']);
     expect(keys.keysOf(B('EVAL', 'script', 1, 'k', 'argv')).map(String)).toEqual(['k']);

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildDumpPayload, parseDumpPayload } from '../../../services/replication/dump-payload.js';
+import { buildDumpPayload, parseDumpPayload, payloadRdbVersion, requirePayloadRdbVersion } from '../../../services/replication/dump-payload.js';
 import { BATCH_BYTES, batchPayload, buildBatch, clearBatch, Crc64, crc64, loadWindow, WINDOW_BYTES } from '../../../services/replication/rdb/crc64.js';
 import { fromJsonSafe, inspectRdb, toJsonSafe } from '../../../services/replication/rdb/inspect.js';
 import { lzfDecompress, LzfStreamDecoder } from '../../../services/replication/rdb/lzf.js';
@@ -192,6 +192,31 @@ describe('dump payloads', () => {
     zero.fill(0, zero.length - 8);
     expect(parseDumpPayload(zero).value.toString('latin1')).toBe('\x03`bc');
     expect(() => parseDumpPayload(Buffer.alloc(5))).toThrow(ReplistreamError);
+  });
+
+  it('reads the RDB version from the trailer, little-endian, without checking the CRC', () => {
+    // [type][value "\x03abc"][version][CRC], the CRC left at zero or garbage: only the version is read
+    const value = Buffer.from([0, 3, 0x61, 0x62, 0x63]);
+    expect(payloadRdbVersion(Buffer.concat([value, Buffer.from([10, 0]), Buffer.alloc(8)]))).toBe(10);
+    expect(payloadRdbVersion(Buffer.concat([value, Buffer.from([0x02, 0x01]), Buffer.alloc(8, 0xff)]))).toBe(0x0102);
+    expect(payloadRdbVersion(buildDumpPayload(0, Buffer.from([3, 0x61, 0x62, 0x63]), 12))).toBe(12);
+    const { expected } = loadFixture('streams');
+    for (const k of expected.keys) {
+      const dump = Buffer.from(k.dump, 'base64');
+      expect(payloadRdbVersion(dump)).toBe(parseDumpPayload(dump).rdbVersion);
+    }
+  });
+
+  it('a payload too short for its trailer has no version: -1, or RDB_FORMAT when one is required', () => {
+    // 11 bytes (type, version, CRC, an empty value) is the shortest payload with a version
+    const shortest = Buffer.concat([Buffer.from([0, 9, 0]), Buffer.alloc(8)]);
+    expect(payloadRdbVersion(shortest)).toBe(9);
+    expect(requirePayloadRdbVersion(shortest)).toBe(9);
+    for (const n of [0, 1, 5, 10]) {
+      expect(payloadRdbVersion(Buffer.alloc(n, 7))).toBe(-1);
+      expect(() => requirePayloadRdbVersion(Buffer.alloc(n, 7))).toThrow(ReplistreamError);
+      expect(() => requirePayloadRdbVersion(Buffer.alloc(n, 7))).toThrow(`DUMP payload of ${n} bytes is too short`);
+    }
   });
 });
 
