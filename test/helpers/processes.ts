@@ -79,7 +79,9 @@ export function startService(args: string[], env: Record<string, string> = {}): 
   // --heap-prof in NODE_OPTIONS).
   const prof = (process.env.REPLISTREAM_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...prof, BIN, ...args], {
-    env: { ...process.env, REPLISTREAM_KAFKA: s.kafka, REPLISTREAM_REGISTRY: s.registry, REPLISTREAM_LOG_LEVEL: 'info', ...env },
+    // MALLOC_MMAP_THRESHOLD_ as the image sets it (deploy/Dockerfile says why): benches measure the
+    // memory of the services as they are deployed
+    env: { MALLOC_MMAP_THRESHOLD_: '131072', ...process.env, REPLISTREAM_KAFKA: s.kafka, REPLISTREAM_REGISTRY: s.registry, REPLISTREAM_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
