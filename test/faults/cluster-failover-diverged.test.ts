@@ -4,33 +4,17 @@
  * capture produced, so PSYNC must not continue there: capture takes a new snapshot epoch, and the
  * destination ends equal to the source as it is now, without the writes the source lost (G6).
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { runApplier, runCapture, pipelineNames, redisClient, waitConverged, until } from '../helpers/pipeline.js';
-import { client, clusterNodes, clusterOk, onNode, startReplicatedCluster, startWriter, stat } from '../helpers/redis-cluster.js';
-import { startRedis } from '../helpers/redis-server.js';
-import { uniqueName } from '../helpers/stack-env.js';
+import { describe, expect, it } from 'vitest';
+import { redisClient, waitConverged, until } from '../helpers/pipeline.js';
+import { client, clusterNodes, clusterOk, onNode, startClusterPipeline, stat } from '../helpers/redis-cluster.js';
+import { useTeardown } from '../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterAll(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+const teardown = useTeardown({ after: 'all' });
+const { cleanups } = teardown;
 
 describe('cluster source failover without continuation', () => {
   it('the elected replica lacks writes capture produced: a new epoch, the destination equals the source', async () => {
-    const cluster = await startReplicatedCluster(3);
-    cleanups.push(() => cluster.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const seed = startWriter(cluster.nodes[0].port);
-    await until(() => seed.writes() > 500, 20_000, 'first writes');
-    await seed.stop();
-
-    const names = pipelineNames();
-    const capture = await runCapture(cluster.nodes[0].url, names, { partitions: 2, dbs: [0] });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
+    const { cluster, destination, capture } = await startClusterPipeline(teardown);
     const stats = () => capture.service.stats as unknown as { fullSyncs: number; topology: { continued: number; topologyEpochs: number } };
 
     // the replica of one master is cut off: wrong credentials for its master, links dropped

@@ -5,33 +5,18 @@
  * make it hold back the new owner's writes and take one new epoch, and the destination ends equal
  * to the source with exact counters.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../helpers/pipeline.js';
-import { clusterNodes, run, startReplicatedCluster, startWriter } from '../helpers/redis-cluster.js';
-import { startRedis } from '../helpers/redis-server.js';
-import { uniqueName } from '../helpers/stack-env.js';
+import { describe, expect, it } from 'vitest';
+import { runCapture, waitConverged, until } from '../helpers/pipeline.js';
+import { clusterNodes, run, startClusterPipeline, startWriter } from '../helpers/redis-cluster.js';
+import { useTeardown } from '../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterAll(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+const teardown = useTeardown({ after: 'all' });
 
 describe('cluster source resharded while capture is down', () => {
   it('the restarted capture takes one epoch for the move; the destination equals the source', async () => {
-    const cluster = await startReplicatedCluster(3);
-    cleanups.push(() => cluster.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const seed = startWriter(cluster.nodes[0].port);
-    await until(() => seed.writes() > 500, 20_000, 'first writes');
-    await seed.stop();
-
-    const names = pipelineNames();
-    let capture = await runCapture(cluster.nodes[0].url, names, { partitions: 2, dbs: [0] });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
+    const pipeline = await startClusterPipeline(teardown);
+    const { cluster, destination, names } = pipeline;
+    let capture = pipeline.capture;
     expect((await waitConverged(cluster.nodes[0].url, destination.url, [0], 30_000)).differences).toEqual([]);
 
     await capture.stop();
@@ -42,7 +27,7 @@ describe('cluster source resharded while capture is down', () => {
     const at = writer.writes();
     await until(() => writer.writes() > at + 300, 10_000, 'writes after the move');
 
-    capture = await runCapture(cluster.nodes[0].url, names, { partitions: 2, dbs: [0] });
+    capture = pipeline.capture = await runCapture(cluster.nodes[0].url, names, { partitions: 2, dbs: [0] });
     const stats = () => capture.service.stats as unknown as { fullSyncs: number; continues: number; topology: { topologyEpochs: number } };
     await until(() => stats().continues === 3, 30_000, 'every master resumed by PSYNC');
     await until(() => stats().topology.topologyEpochs >= 1, 30_000, 'the move seen against the stored slot owners');

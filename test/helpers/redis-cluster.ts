@@ -6,8 +6,12 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
-import { until } from './pipeline.js';
+import type { RunningApplier } from '../../services/applier/service.js';
+import type { RunningCapture } from '../../services/capture/service.js';
+import { pipelineNames, runApplier, runCapture, until, type PipelineNames } from './pipeline.js';
 import { startRedis, type RedisServer } from './redis-server.js';
+import { uniqueName } from './stack-env.js';
+import type { Teardown } from './teardown.js';
 
 export const run = promisify(execFile);
 
@@ -112,4 +116,36 @@ export function startWriter(seedPort: number) {
       src.disconnect();
     },
   };
+}
+
+export interface ClusterPipeline {
+  cluster: { nodes: RedisServer[]; stop(): Promise<void> };
+  destination: RedisServer;
+  names: PipelineNames;
+  /** Replace it when the test restarts capture: the tear-down stops the one here then. */
+  capture: RunningCapture;
+  applier: RunningApplier;
+}
+
+/**
+ * The start of a cluster-source test: a replicated cluster of 3 masters with keys written through
+ * a cluster client, a private standalone destination, capture of db 0 (2 partitions) until every
+ * master is synchronizing, and an applier in a group of its own. Each is stopped by `teardown`.
+ */
+export async function startClusterPipeline(teardown: Teardown): Promise<ClusterPipeline> {
+  const cluster = await startReplicatedCluster(3);
+  teardown.cleanups.push(() => cluster.stop());
+  const destination = await teardown.server();
+  const seed = startWriter(cluster.nodes[0].port);
+  await until(() => seed.writes() > 500, 20_000, 'first writes');
+  await seed.stop();
+
+  const names = pipelineNames();
+  const capture = await runCapture(cluster.nodes[0].url, names, { partitions: 2, dbs: [0] });
+  const pipeline = { cluster, destination, names, capture } as ClusterPipeline;
+  teardown.cleanups.push(() => pipeline.capture.stop());
+  await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
+  pipeline.applier = await runApplier(destination.url, names, uniqueName('g'));
+  teardown.cleanups.push(() => pipeline.applier.stop());
+  return pipeline;
 }
