@@ -280,7 +280,8 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private replid: string | null = null;
   /** True when (replid, grouper.offset, grouper.db) is a valid resume point. */
   private synced = false;
-  private parser = new RespParser();
+  // views: socket chunks are fresh buffers, never reused (see RespParserOptions.views)
+  private parser = new RespParser({ views: true });
   private grouper = new CommandGrouper();
   /**
    * Manual-confirm mode: the units emitted and not confirmed yet, oldest first. Only their offsets
@@ -764,7 +765,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
 
   private adoptPosition(replid: string, offset: number, db: number): void {
     this.replid = replid;
-    this.parser = new RespParser({ offset });
+    this.parser = new RespParser({ offset, views: true });
     this.grouper = new CommandGrouper({ offset, db });
   }
 

@@ -16,6 +16,9 @@ import { ReplistreamError } from '../../common/errors.js';
  *
  * Memory: returned arguments are copies, but a command split across pushes keeps references to
  * the chunks holding its unfinished argument until it completes — do not modify a pushed chunk.
+ * With `views`, an argument that lies within one chunk is a view of it instead of a copy (for a
+ * caller whose chunks are never reused, such as a socket's `data` events): copying every argument
+ * of a burst of small SETs was a fifth of the parser's time and most of its garbage.
  *
  * Errors: malformed input throws `ReplistreamError('PROTOCOL')`; the parser is unusable after
  * that (every later `push` throws the same error) — drop it and reconnect.
@@ -38,6 +41,11 @@ export interface RespParserOptions {
   maxBulkLength?: number;
   /** Largest accepted argument count of one command (default 2^31 - 1). */
   maxArgs?: number;
+  /**
+   * Return arguments held whole in one pushed chunk as views of that chunk, not copies (default
+   * false). Only for chunks that are never modified or reused: a view keeps its chunk alive.
+   */
+  views?: boolean;
 }
 
 const CR = 0x0d;
@@ -62,6 +70,7 @@ export class RespParser {
   private readonly maxLine: number;
   private readonly maxBulk: number;
   private readonly maxArgs: number;
+  private readonly views: boolean;
 
   private state: State = State.Start;
   /** Offset of the next byte to be consumed. */
@@ -83,6 +92,7 @@ export class RespParser {
     this.maxLine = opts.maxLineLength ?? 64 * 1024;
     this.maxBulk = opts.maxBulkLength ?? 0xffff_ffff;
     this.maxArgs = opts.maxArgs ?? 0x7fff_ffff;
+    this.views = opts.views ?? false;
   }
 
   /** Offset of the next byte the parser expects (all pushed bytes are consumed). */
@@ -162,8 +172,12 @@ export class RespParser {
                       this.pos += len;
                       throw this.protocol('bulk string not followed by CRLF');
                     }
-                    const arg = Buffer.allocUnsafe(len);
-                    chunk.copy(arg, 0, i, i + len);
+                    let arg: Buffer;
+                    if (this.views) arg = chunk.subarray(i, i + len);
+                    else {
+                      arg = Buffer.allocUnsafe(len);
+                      chunk.copy(arg, 0, i, i + len);
+                    }
                     i += len + 2;
                     this.pos += len + 2;
                     this.bulkLeft = 0;
@@ -213,8 +227,8 @@ export class RespParser {
           i++;
           const parts = this.bulkParts;
           this.bulkParts = [];
-          // Always a copy, so a returned argument never aliases a chunk the caller may reuse.
-          this.bulkDone(parts.length === 1 ? Buffer.from(parts[0]) : Buffer.concat(parts), out);
+          // A copy unless `views`, so a returned argument never aliases a chunk the caller may reuse.
+          this.bulkDone(parts.length === 1 ? (this.views ? parts[0] : Buffer.from(parts[0])) : Buffer.concat(parts), out);
           break;
         }
       }

@@ -9,8 +9,8 @@ function simplify(cmds: RespCommand[]): ExpectedCommand[] {
   return cmds.map((c) => ({ args: c.args.map((a) => a.toString('latin1')), offset: c.offset - BASE, size: c.size }));
 }
 
-function feed(chunks: Buffer[]): { cmds: RespCommand[]; parser: RespParser } {
-  const parser = new RespParser({ offset: BASE });
+function feed(chunks: Buffer[], views = false): { cmds: RespCommand[]; parser: RespParser } {
+  const parser = new RespParser({ offset: BASE, views });
   const cmds: RespCommand[] = [];
   for (const c of chunks) cmds.push(...parser.push(c));
   return { cmds, parser };
@@ -37,6 +37,26 @@ describe('RespParser', () => {
       }
     });
   }
+
+  it('with views: the same commands whole, byte by byte and split at every boundary (copied chunks, each fed once)', () => {
+    for (const fx of FIXTURES) {
+      for (const { how, chunks } of splittings(fx.bytes)) {
+        const { cmds, parser } = feed(chunks.map((c) => Buffer.from(c)), true);
+        expect(simplify(cmds), `${fx.name}, ${how}`).toEqual(fx.commands);
+        expect(parser.offset, how).toBe(BASE + fx.bytes.length);
+      }
+    }
+  });
+
+  it('with views: an argument within one chunk is a view of it, one spread over chunks a copy', () => {
+    const chunk = Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nva');
+    const parser = new RespParser({ views: true });
+    expect(parser.push(chunk)).toEqual([]);
+    const [cmd] = parser.push(Buffer.from('lue\r\n'));
+    expect(cmd.args.map(String)).toEqual(['SET', 'k', 'value']);
+    chunk.fill(0x58); // only a view sees it (never done by a real caller: see the option)
+    expect(cmd.args.map(String)).toEqual(['XXX', 'X', 'value']);
+  });
 
   it('parses every fixture concatenated, with contiguous offsets', () => {
     const all = Buffer.concat(FIXTURES.map((f) => f.bytes));
