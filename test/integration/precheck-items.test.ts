@@ -2,23 +2,13 @@
  * `replistream precheck` reports every item (pass / warn / fail) in one run, so an operator fixes
  * everything at once; the first failure is still the command's one-line error and exit code.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { redisClient } from '../helpers/pipeline.js';
-import { killAll, startService } from '../helpers/processes.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { startService } from '../helpers/processes.js';
 import { stack } from '../helpers/stack-env.js';
+import { useTeardown } from '../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  await killAll();
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
-  const s = await startRedis(config);
-  cleanups.push(() => s.stop());
-  return s;
-}
+const { cleanups, server } = useTeardown();
 
 async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   const p = startService(args);

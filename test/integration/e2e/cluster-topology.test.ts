@@ -7,33 +7,20 @@
  *
  * A private cluster of 3 masters + 3 replicas: the stack's cluster is shared by other tests.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { runApplier, runCapture, pipelineNames, waitConverged, until } from '../../helpers/pipeline.js';
-import { clusterNodes, clusterOk, onNode, run, startReplicatedCluster, startWriter, stat, type NodeInfo } from '../../helpers/redis-cluster.js';
-import { startRedis } from '../../helpers/redis-server.js';
-import { uniqueName } from '../../helpers/stack-env.js';
-const cleanups: Array<() => Promise<void>> = [];
-afterAll(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+import { describe, expect, it } from 'vitest';
+import { runCapture, waitConverged, until } from '../../helpers/pipeline.js';
+import { clusterNodes, clusterOk, onNode, run, startClusterPipeline, startWriter, stat, type NodeInfo } from '../../helpers/redis-cluster.js';
+import { useTeardown } from '../../helpers/teardown.js';
+
+const teardown = useTeardown({ after: 'all' });
 
 describe('cluster source topology changes during incremental sync', () => {
   it('follows a reshard, a CLUSTER FAILOVER and a master killed; the destination converges each time', async () => {
-    // --- 3 masters + 3 replicas
-    const cluster = await startReplicatedCluster(3);
+    // --- 3 masters + 3 replicas, capture and applier, initial full sync
+    const pipeline = await startClusterPipeline(teardown);
+    const { cluster, destination, names } = pipeline;
     const nodes = cluster.nodes;
-    cleanups.push(() => cluster.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-
-    // --- capture and applier, initial full sync
-    const names = pipelineNames();
-    const sourceUrl = `redis://127.0.0.1:${nodes[0].port}`;
-    const seed = startWriter(nodes[0].port);
-    await until(() => seed.writes() > 500, 20_000, 'first writes');
-    await seed.stop();
-    let capture = await runCapture(sourceUrl, names, { partitions: 2, dbs: [0] });
-    cleanups.push(() => capture.stop());
+    let capture = pipeline.capture;
     // read again each time: the stats are a fresh object per read
     const view = {
       get fullSyncs() {
@@ -43,10 +30,7 @@ describe('cluster source topology changes during incremental sync', () => {
         return (capture.service.stats as unknown as { topology: { failovers: number; continued: number; topologyEpochs: number } }).topology;
       },
     };
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
     expect(view.fullSyncs).toBe(3);
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
 
     const liveNode = async () => {
       for (const n of nodes) if (await clusterOk(n.port).catch(() => false)) return n.port;
@@ -141,7 +125,7 @@ describe('cluster source topology changes during incremental sync', () => {
     // after failovers too), no snapshot
     {
       await capture.stop();
-      capture = await runCapture(`redis://127.0.0.1:${await liveNode()}`, names, { partitions: 2, dbs: [0] });
+      capture = pipeline.capture = await runCapture(`redis://127.0.0.1:${await liveNode()}`, names, { partitions: 2, dbs: [0] });
       await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'restarted capture synchronizing');
       expect(capture.service.stats.fullSyncs).toBe(0);
       expect(capture.service.stats.continues).toBe(3);

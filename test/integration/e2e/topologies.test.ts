@@ -2,21 +2,12 @@
  * One-to-many (two destinations, two groups, one stopped for a while and catching up), replay
  * of an empty third destination from the latest snapshot, and cascade (A → B → C).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { redisClient, referenceWorkload, runApplier, runCapture, pipelineNames, waitConverged } from '../../helpers/pipeline.js';
-import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
+import { useTeardown } from '../../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(): Promise<RedisServer> {
-  const s = await startRedis({ 'repl-backlog-size': '64mb' });
-  cleanups.push(() => s.stop());
-  return s;
-}
+const { cleanups, server } = useTeardown({ serverDefaults: { 'repl-backlog-size': '64mb' } });
 
 describe('topologies', () => {
   it('one-to-many: two groups, one paused and catching up; then a replay from the latest snapshot', async () => {
