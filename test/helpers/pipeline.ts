@@ -97,6 +97,59 @@ export async function waitConverged(
   return last;
 }
 
+export interface Workload {
+  done: Promise<void>;
+  /** Operations sent so far. */
+  sent(): number;
+}
+
+/**
+ * `ops` rounds of INCR, LPUSH and APPEND (a MULTI every 50), in order, `paceMs` apart: any write
+ * lost or applied twice changes a counter, a list length or a string (the fault tests'
+ * `expectExactCounters` checks all of them).
+ */
+export function counterWorkload(url: string, ops: number, paceMs = 0): Workload {
+  const c = redisClient(url);
+  let i = 0;
+  const done = (async () => {
+    for (; i < ops; i++) {
+      const p = c.pipeline();
+      p.incr(`ctr:${i % 7}`);
+      p.lpush(`lst:${i % 5}`, String(i));
+      p.append(`app:${i % 3}`, `${i},`);
+      if (i % 50 === 0) await c.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
+      await p.exec();
+      if (paceMs) await new Promise((r) => setTimeout(r, paceMs));
+    }
+  })().finally(() => c.disconnect());
+  return { done, sent: () => i };
+}
+
+/** A service's /status or another JSON answer of its HTTP port: any shape, as tests read into it. */
+export type ServiceBody = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** GET /status of a service's HTTP port (capture, applier or a CLI process). */
+export async function statusOf(port: number): Promise<ServiceBody> {
+  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as ServiceBody;
+}
+
+/** POST to a service's HTTP port (pause, resume, limits …), with `body` as JSON when given. */
+export async function postTo(port: number, path: string, body?: unknown): Promise<{ code: number; body: ServiceBody }> {
+  const res = await fetch(`http://127.0.0.1:${port}/${path}`, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body) });
+  return { code: res.status, body: (await res.json()) as ServiceBody };
+}
+
+/** A Redis master's replication counters: full syncs it served, and PSYNCs it continued. */
+export async function syncStats(url: string): Promise<{ full: number; partialOk: number }> {
+  const c = redisClient(url);
+  try {
+    const info = await c.info('stats');
+    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
+  } finally {
+    c.disconnect();
+  }
+}
+
 /** Waits until `cond` holds. */
 export async function until(cond: () => Promise<boolean> | boolean, timeoutMs = 60_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

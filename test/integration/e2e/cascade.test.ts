@@ -7,24 +7,15 @@
  * purpose is the origin key (A's heartbeat time as it reached B): C's applier reports from it the
  * lag from A, end to end.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readAllEvents, until, redisClient, referenceWorkload, runApplier, runCapture, pipelineNames, waitConverged } from '../../helpers/pipeline.js';
-import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { CROSS_DB } from '../../../services/capture/command-keys.js';
 import { startKafkaBroker } from '../../helpers/kafka-broker.js';
+import { useTeardown } from '../../helpers/teardown.js';
 import { formatTask } from '../../../services/commands/status.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(): Promise<RedisServer> {
-  const s = await startRedis({ 'repl-backlog-size': '64mb' });
-  cleanups.push(() => s.stop());
-  return s;
-}
+const { cleanups, server } = useTeardown({ serverDefaults: { 'repl-backlog-size': '64mb' } });
 
 const DBS = [0, 1, 2];
 const HEARTBEAT = 'REPLISTREAM_TIMESTAMP_HEARTBEAT';

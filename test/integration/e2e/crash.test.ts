@@ -4,23 +4,14 @@
  * LPUSH, APPEND) in the workload and lists in the snapshot; a restarted capture continues by
  * PSYNC (+CONTINUE, counted by the source's own `sync_partial_ok`) instead of a new full sync.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { readAllEvents, redisClient, runApplier, runCapture, pipelineNames, waitConverged, until, type PipelineNames } from '../../helpers/pipeline.js';
-import { killAll, startService, waitForLog, type ServiceProcess } from '../../helpers/processes.js';
-import { startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { readAllEvents, redisClient, runApplier, runCapture, pipelineNames, waitConverged, until, type PipelineNames, syncStats } from '../../helpers/pipeline.js';
+import { startService, waitForLog, type ServiceProcess } from '../../helpers/processes.js';
+import { startRedis } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
+import { useTeardown } from '../../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  await killAll();
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
-  const s = await startRedis({ 'repl-backlog-size': '64mb', ...config });
-  cleanups.push(() => s.stop());
-  return s;
-}
+const { cleanups, server } = useTeardown({ serverDefaults: { 'repl-backlog-size': '64mb' } });
 
 function captureProcess(source: string, names: PipelineNames): ServiceProcess {
   return startService(['capture', '--source', source, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix, '--dbs', '0,1', '--partitions', '4']);
@@ -28,16 +19,6 @@ function captureProcess(source: string, names: PipelineNames): ServiceProcess {
 
 function applierProcess(destination: string, names: PipelineNames, group: string): ServiceProcess {
   return startService(['apply', '--destination', destination, '--group', group, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix]);
-}
-
-async function syncStats(url: string): Promise<{ full: number; partialOk: number }> {
-  const c = redisClient(url);
-  try {
-    const info = await c.info('stats');
-    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
-  } finally {
-    c.disconnect();
-  }
 }
 
 /** Non-idempotent writes, in order, so that any loss or duplicate shows in the final values. */

@@ -5,34 +5,14 @@
  * limits shown in /status and `replistream status`, and changed at run time through POST /limits
  * and `replistream limits`.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged } from '../../helpers/pipeline.js';
-import { killAll, startService } from '../../helpers/processes.js';
-import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged, postTo, statusOf } from '../../helpers/pipeline.js';
+import { startService } from '../../helpers/processes.js';
+import { freePort } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
+import { useTeardown } from '../../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  await killAll();
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
-  const s = await startRedis(config);
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function status(port: number): Promise<Body> {
-  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Body;
-}
-
-async function postLimits(port: number, body: unknown): Promise<{ code: number; body: Body }> {
-  const res = await fetch(`http://127.0.0.1:${port}/limits`, { method: 'POST', body: JSON.stringify(body) });
-  return { code: res.status, body: (await res.json()) as Body };
-}
+const { cleanups, server } = useTeardown();
 
 async function fill(url: string, keys: number, valueBytes: number): Promise<void> {
   const c = redisClient(url);
@@ -96,7 +76,7 @@ describe('rate limits', () => {
     expect(m.rate).toBeGreaterThan(LIMIT * 0.9);
     expect(m.rate).toBeLessThan(LIMIT * 1.1);
 
-    const body = await status(port);
+    const body = await statusOf(port);
     expect(body.limits).toMatchObject({ maxOpsPerSecond: LIMIT, maxBytesPerSecond: null });
     expect(body.limits.throttledMs).toBeGreaterThan(2000); // it did wait for the limit
     const r = await cli(['status', '--http', `http://127.0.0.1:${port}`]);
@@ -130,13 +110,13 @@ describe('rate limits', () => {
     expect(await dst.dbsize()).toBeLessThan(3000); // 500/s: about 1,250 by now
 
     // refused whole, naming what is wrong
-    const wrong = await postLimits(port, { maxOpsPerSecond: 100, snapshotMaxBytesPerSecond: 5 });
+    const wrong = await postTo(port, 'limits', { maxOpsPerSecond: 100, snapshotMaxBytesPerSecond: 5 });
     expect(wrong.code).toBe(400);
     expect(wrong.body.error).toMatch(/snapshot-max-bytes-per-second: not a limit of this service/);
-    expect((await postLimits(port, { maxBytesPerSecond: -1 })).body.error).toMatch(/max-bytes-per-second: must be a whole number ≥ 0/);
-    expect((await status(port)).limits.maxOpsPerSecond).toBe(500);
+    expect((await postTo(port, 'limits', { maxBytesPerSecond: -1 })).body.error).toMatch(/max-bytes-per-second: must be a whole number ≥ 0/);
+    expect((await statusOf(port)).limits.maxOpsPerSecond).toBe(500);
 
-    const changed = await postLimits(port, { maxBytesPerSecond: 10_000_000 });
+    const changed = await postTo(port, 'limits', { maxBytesPerSecond: 10_000_000 });
     expect(changed.code).toBe(200);
     expect(changed.body.limits).toMatchObject({ maxOpsPerSecond: 500, maxBytesPerSecond: 10_000_000 });
 
@@ -149,7 +129,7 @@ describe('rate limits', () => {
     const lifted = await cli(['limits', '--http', url, '--max-ops-per-second', '0', '--max-bytes-per-second', '0']);
     expect(lifted.code).toBe(0);
     expect(lifted.out).toMatch(new RegExp(`^${url}: applier max-ops-per-second none, max-bytes-per-second none`, 'm'));
-    expect((await status(port)).limits).toMatchObject({ maxOpsPerSecond: null, maxBytesPerSecond: null });
+    expect((await statusOf(port)).limits).toMatchObject({ maxOpsPerSecond: null, maxBytesPerSecond: null });
     // unthrottled, the rest of the full sync is written quickly (36 s more at 500/s)
     expect(KEYS - before).toBeGreaterThan(5000); // still throttled until the CLI lifted the limit
     await until(async () => (await dst.dbsize()) >= KEYS, 20_000, 'every key written');
@@ -176,16 +156,16 @@ describe('rate limits', () => {
     process.stdout.write(`throttled snapshot read: ${Math.round(m.rate)} B/s over ${m.seconds.toFixed(2)} s (limit ${LIMIT} B/s)\n`);
     expect(m.rate).toBeGreaterThan(LIMIT * 0.9);
     expect(m.rate).toBeLessThan(LIMIT * 1.1);
-    expect((await status(port)).limits).toMatchObject({ snapshotMaxBytesPerSecond: LIMIT });
+    expect((await statusOf(port)).limits).toMatchObject({ snapshotMaxBytesPerSecond: LIMIT });
     // lifted: the other half (~4 s at the limit) is read at the pipeline's own pace, well above it
     const liftedAt = performance.now();
     const readBefore = capture.service.stats.snapshotBytes;
-    expect((await postLimits(port, { snapshotMaxBytesPerSecond: 0 })).code).toBe(200);
+    expect((await postTo(port, 'limits', { snapshotMaxBytesPerSecond: 0 })).code).toBe(200);
     await until(() => capture.service.stats.snapshotBytes >= total, 10_000, 'the snapshot read to its end');
     const after = (capture.service.stats.snapshotBytes - readBefore) / ((performance.now() - liftedAt) / 1000);
     process.stdout.write(`after the limit was lifted: ${Math.round(after)} B/s\n`);
     expect(after).toBeGreaterThan(LIMIT * 1.5);
     await until(() => capture.service.stats.state === 'synchronizing', 10_000, 'capture synchronizing');
-    expect((await status(port)).limits.snapshotMaxBytesPerSecond).toBeNull();
+    expect((await statusOf(port)).limits.snapshotMaxBytesPerSecond).toBeNull();
   }, 120_000);
 });

@@ -15,18 +15,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged } from '../../helpers/pipeline.js';
-import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged, syncStats } from '../../helpers/pipeline.js';
+import { freePort, type RedisServer } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { startFaultProxy } from '../../helpers/fault-proxy.js';
 import { configureConnections, resetConnections } from '../../../services/common/connection-settings.js';
 import { certDir } from '../../helpers/tls-certs.js';
+import { useTeardown } from '../../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+const { cleanups, server } = useTeardown();
 
 async function startSentinel(masterPort: number, requirepass?: string, extra: string[] = []): Promise<{ port: number; stop(): Promise<void> }> {
   const port = await freePort();
@@ -56,14 +54,36 @@ async function startSentinel(masterPort: number, requirepass?: string, extra: st
   return { port, stop };
 }
 
-async function stats(url: string): Promise<{ full: number; partialOk: number }> {
-  const c = redisClient(url);
-  try {
-    const info = await c.info('stats');
-    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
-  } finally {
-    c.disconnect();
-  }
+interface SentinelSetup {
+  /** The master's configuration beyond what every test sets (TLS ports). */
+  master?: Record<string, string>;
+  /** How the replica reaches its master (replicaof and the like); by default the master's port. */
+  replica?: (master: RedisServer) => Promise<Record<string, string>>;
+  /** What the Sentinel monitors (by default the master's port), its password, further directives. */
+  sentinel?: (master: RedisServer) => { monitorPort?: number; requirepass?: string; extra?: string[] };
+}
+
+/**
+ * What every test here starts from: a master, its replica in sync, one Sentinel that has seen
+ * that replica (only then can it fail over) and an empty destination, all stopped after the test;
+ * `r` and `s` are clients of the replica and of the Sentinel.
+ */
+async function sentinelSource(setup: SentinelSetup = {}) {
+  const repl = { 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' };
+  const master = await server({ ...setup.master, ...repl });
+  const replicaOf = setup.replica ? await setup.replica(master) : { replicaof: `127.0.0.1 ${master.port}` };
+  const replica = await server({ ...replicaOf, ...repl });
+  const destination = await server();
+  const r = redisClient(replica.url);
+  cleanups.push(async () => r.disconnect());
+  await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
+  const how = setup.sentinel?.(master) ?? {};
+  const sentinel = await startSentinel(how.monitorPort ?? master.port, how.requirepass, how.extra);
+  const s = redisClient(`redis://${how.requirepass ? `:${how.requirepass}@` : ''}127.0.0.1:${sentinel.port}`);
+  cleanups.push(async () => s.disconnect());
+  // Sentinel learns the replica from the master's INFO: only then can it fail over.
+  await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+  return { master, replica, destination, r, s, sentinel };
 }
 
 /** Counters, a transaction and a multi-key write per round. */
@@ -82,20 +102,7 @@ async function workload(url: string, from: number, rounds: number): Promise<void
 
 describe('Sentinel-managed source', () => {
   it('master killed, replica promoted: capture continues by PSYNC on the new master, destination equal', async () => {
-    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => master.stop());
-    const replica = await startRedis({ replicaof: `127.0.0.1 ${master.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => replica.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const r = redisClient(replica.url);
-    cleanups.push(async () => r.disconnect());
-    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
-    const sentinel = await startSentinel(master.port);
-    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
-    cleanups.push(async () => s.disconnect());
-    // Sentinel learns the replica from the master's INFO: only then can it fail over.
-    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+    const { master, replica, destination, r, s, sentinel } = await sentinelSource();
 
     const m = redisClient(master.url);
     cleanups.push(async () => m.disconnect());
@@ -115,7 +122,7 @@ describe('Sentinel-managed source', () => {
     await m.call('WAIT', 2, 5000);
     const fullSyncs = capture.service.stats.fullSyncs;
     const continues = capture.service.stats.continues;
-    const before = await stats(replica.url);
+    const before = await syncStats(replica.url);
 
     await master.stop(); // SIGKILL
     await until(async () => {
@@ -134,7 +141,7 @@ describe('Sentinel-managed source', () => {
     expect(await d.get('counter')).toBe('600');
     expect(await d.get('tx:counter')).toBe('600');
     expect(await d.llen('tx:list')).toBe(600);
-    const after = await stats(replica.url);
+    const after = await syncStats(replica.url);
     expect(after.partialOk - before.partialOk).toBeGreaterThanOrEqual(1);
     expect(after.full - before.full).toBe(0);
     expect(capture.service.stats.fullSyncs).toBe(fullSyncs);
@@ -142,22 +149,15 @@ describe('Sentinel-managed source', () => {
   });
 
   it('promoted replica without what capture had read: a new snapshot epoch, destination equal to the new master', async () => {
-    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => master.stop());
     // The replica reads its master through a proxy: black-holed, it misses writes capture gets.
-    const link = await startFaultProxy(`127.0.0.1:${master.port}`);
-    cleanups.push(() => link.close());
-    const replica = await startRedis({ replicaof: `127.0.0.1 ${link.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => replica.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const r = redisClient(replica.url);
-    cleanups.push(async () => r.disconnect());
-    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
-    const sentinel = await startSentinel(master.port);
-    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
-    cleanups.push(async () => s.disconnect());
-    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+    let link!: Awaited<ReturnType<typeof startFaultProxy>>;
+    const { master, replica, destination, r, sentinel } = await sentinelSource({
+      replica: async (m) => {
+        link = await startFaultProxy(`127.0.0.1:${m.port}`);
+        cleanups.push(() => link.close());
+        return { replicaof: `127.0.0.1 ${link.port}` };
+      },
+    });
 
     const names = pipelineNames();
     const capture = await runCapture(`redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`, names, { dbs: [0] });
@@ -187,23 +187,11 @@ describe('Sentinel-managed source', () => {
     cleanups.push(async () => d.disconnect());
     expect(await d.exists('lost:0', 'lost:49')).toBe(0);
     expect(await d.get('counter')).toBe('300');
-    expect((await stats(replica.url)).full).toBeGreaterThanOrEqual(1);
+    expect((await syncStats(replica.url)).full).toBeGreaterThanOrEqual(1);
   });
 
   it('Sentinels with a password, master frozen (SIGSTOP): capture moves on +switch-master, not on a timeout', async () => {
-    const master: RedisServer = await startRedis({ 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => master.stop());
-    const replica = await startRedis({ replicaof: `127.0.0.1 ${master.port}`, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => replica.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const r = redisClient(replica.url);
-    cleanups.push(async () => r.disconnect());
-    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync');
-    const sentinel = await startSentinel(master.port, 'sentinel-secret');
-    const s = redisClient(`redis://:sentinel-secret@127.0.0.1:${sentinel.port}`);
-    cleanups.push(async () => s.disconnect());
-    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+    const { master, replica, destination, s, sentinel } = await sentinelSource({ sentinel: () => ({ requirepass: 'sentinel-secret' }) });
     const url = `redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`;
 
     // Without the Sentinels' password the start names the setting to set.
@@ -256,23 +244,18 @@ describe('Sentinel-managed source', () => {
     const tls = async () => ({ 'tls-port': String(await freePort()), 'tls-cert-file': certs.file('server.crt'), 'tls-key-file': certs.file('server.key'), 'tls-ca-cert-file': certs.file('ca.crt'), 'tls-auth-clients': 'no' });
     // the plain ports load data and let the test look; everything replistream does goes over TLS
     const masterTls = await tls();
-    const master: RedisServer = await startRedis({ ...masterTls, 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => master.stop());
-    const replica = await startRedis({ ...(await tls()), replicaof: `127.0.0.1 ${masterTls['tls-port']}`, 'tls-replication': 'yes', 'repl-diskless-sync-delay': 0, 'repl-backlog-size': '16mb' });
-    cleanups.push(() => replica.stop());
-    const destination = await startRedis();
-    cleanups.push(() => destination.stop());
-    const r = redisClient(replica.url);
-    cleanups.push(async () => r.disconnect());
-    await until(async () => /master_link_status:up/.test(await r.info('replication')), 20_000, 'replica in sync over TLS');
     const sentinelTls = await freePort();
-    const sentinel = await startSentinel(Number(masterTls['tls-port']), undefined, [
-      `tls-port ${sentinelTls}`, `tls-cert-file ${certs.file('server.crt')}`, `tls-key-file ${certs.file('server.key')}`, `tls-ca-cert-file ${certs.file('ca.crt')}`,
-      'tls-auth-clients no', 'tls-replication yes',
-    ]);
-    const s = redisClient(`redis://127.0.0.1:${sentinel.port}`);
-    cleanups.push(async () => s.disconnect());
-    await until(async () => ((await s.call('SENTINEL', 'replicas', 'mymaster').catch(() => [])) as unknown[]).length > 0, 30_000, 'Sentinel sees the replica');
+    const { master, replica, destination, r } = await sentinelSource({
+      master: masterTls,
+      replica: async () => ({ ...(await tls()), replicaof: `127.0.0.1 ${masterTls['tls-port']}`, 'tls-replication': 'yes' }),
+      sentinel: () => ({
+        monitorPort: Number(masterTls['tls-port']),
+        extra: [
+          `tls-port ${sentinelTls}`, `tls-cert-file ${certs.file('server.crt')}`, `tls-key-file ${certs.file('server.key')}`, `tls-ca-cert-file ${certs.file('ca.crt')}`,
+          'tls-auth-clients no', 'tls-replication yes',
+        ],
+      }),
+    });
 
     const url = `rediss+sentinel://127.0.0.1:${sentinelTls}/mymaster`;
     // Without the CA the Sentinels' certificate is not trusted: the start names the setting.

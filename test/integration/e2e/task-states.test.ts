@@ -5,37 +5,17 @@
  * metrics, and pause/resume over HTTP.
  */
 import { createServer } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { ServiceStatus } from '../../../services/common/service-status.js';
-import { applySettings, pipelineNames, redisClient, runApplier, runCapture, testLogger, until } from '../../helpers/pipeline.js';
-import { killAll, startService } from '../../helpers/processes.js';
-import { freePort, startRedis, type RedisServer } from '../../helpers/redis-server.js';
+import { applySettings, pipelineNames, redisClient, runApplier, runCapture, testLogger, until, postTo, statusOf, type ServiceBody } from '../../helpers/pipeline.js';
+import { startService } from '../../helpers/processes.js';
+import { freePort } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
+import { useTeardown } from '../../helpers/teardown.js';
 import { startApplier } from '../../../services/applier/service.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  await killAll();
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(config: Record<string, string | number> = {}): Promise<RedisServer> {
-  const s = await startRedis(config);
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function status(port: number): Promise<Body> {
-  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Body;
-}
-
-async function post(port: number, action: string): Promise<{ code: number; body: Body }> {
-  const res = await fetch(`http://127.0.0.1:${port}/${action}`, { method: 'POST' });
-  return { code: res.status, body: (await res.json()) as Body };
-}
+const { cleanups, server } = useTeardown();
 
 async function fill(url: string, keys: number, valueBytes = 32): Promise<void> {
   const c = redisClient(url);
@@ -56,7 +36,7 @@ async function cli(args: string[]): Promise<{ code: number | null; out: string; 
   return { code, out, err: p.log() };
 }
 
-const states = (b: Body) => (b.history as Array<{ to: string }>).map((h) => h.to);
+const states = (b: ServiceBody) => (b.history as Array<{ to: string }>).map((h) => h.to);
 
 describe('task states', () => {
   it('capture and applier: prechecking → initializing → synchronizing with progress; status of the task; paused and resumed', async () => {
@@ -69,8 +49,8 @@ describe('task states', () => {
     const capPort = await freePort();
     const capture = await runCapture(source.url, names, { dbs: [0], httpPort: capPort });
     cleanups.push(() => capture.stop());
-    await until(async () => (await status(capPort)).state === 'synchronizing', 60_000, 'capture synchronizing');
-    const cap = await status(capPort);
+    await until(async () => (await statusOf(capPort)).state === 'synchronizing', 60_000, 'capture synchronizing');
+    const cap = await statusOf(capPort);
     expect(states(cap)).toEqual(['prechecking', 'initializing', 'synchronizing']);
     expect(cap.progress).toMatchObject({ done: true, percent: 100, basis: 'bytes' });
     // INFO keyspace when the full sync began (the heartbeat key may already be there)
@@ -83,8 +63,8 @@ describe('task states', () => {
     const group = uniqueName('g');
     const applier = await runApplier(destination.url, names, group, { httpPort: appPort });
     cleanups.push(() => applier.stop());
-    await until(async () => (await status(appPort)).state === 'synchronizing', 90_000, 'applier synchronizing');
-    const app = await status(appPort);
+    await until(async () => (await statusOf(appPort)).state === 'synchronizing', 90_000, 'applier synchronizing');
+    const app = await statusOf(appPort);
     expect(states(app)).toEqual(['prechecking', 'initializing', 'synchronizing']);
     expect((app.precheck as Array<{ result: string }>).map((i) => i.result)).toEqual(['pass', 'pass', 'pass', 'pass']);
     expect(app.progress).toMatchObject({ done: true, percent: 100 });
@@ -103,10 +83,10 @@ describe('task states', () => {
     expect(metrics).toMatch(/replistream_task_state\{state="initializing",service="applier"\} 0/);
 
     // paused: nothing more is written, the position is kept; resumed: it catches up
-    const paused = await post(appPort, 'pause');
+    const paused = await postTo(appPort, 'pause');
     expect(paused.code).toBe(200);
     expect(paused.body.state).toBe('paused');
-    expect((await post(appPort, 'pause')).code).toBe(409);
+    expect((await postTo(appPort, 'pause')).code).toBe(409);
     const again = await cli(['pause', '--http', `http://127.0.0.1:${appPort}`]);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/cannot pause an applier that is paused/);
@@ -118,12 +98,12 @@ describe('task states', () => {
     await until(() => capture.service.stats.durableOffset >= offset, 30_000, 'the write durable in Kafka');
     await new Promise((r) => setTimeout(r, 3000)); // well past a fetch and a plan of a running applier
     expect(await dst.get('after-pause')).toBeNull();
-    expect((await status(appPort)).state).toBe('paused');
+    expect((await statusOf(appPort)).state).toBe('paused');
     const resumed = await cli(['resume', '--http', `http://127.0.0.1:${appPort}`]);
     expect(resumed.code).toBe(0);
     expect(resumed.out).toMatch(/: synchronizing$/m);
     await until(async () => (await dst.get('after-pause')) === '1', 30_000, 'the write applied after resume');
-    expect(states(await status(appPort)).slice(-2)).toEqual(['paused', 'synchronizing']);
+    expect(states(await statusOf(appPort)).slice(-2)).toEqual(['paused', 'synchronizing']);
 
     // a paused capture stops reading the source and keeps its position; resumed, the write flows
     const capPaused = await cli(['pause', '--http', `http://127.0.0.1:${capPort}`]);
@@ -137,8 +117,8 @@ describe('task states', () => {
     expect(await dst.get('while-capture-paused')).toBeNull();
     // more than half the source's backlog (1 MB by default) written meanwhile: the capture warns
     await src.set('big-while-paused', 'b'.repeat(700_000));
-    await until(async () => (await status(capPort)).backlogWhilePaused === 'at risk', 15_000, 'the backlog reported at risk');
-    expect((await post(capPort, 'resume')).body.state).toBe('synchronizing');
+    await until(async () => (await statusOf(capPort)).backlogWhilePaused === 'at risk', 15_000, 'the backlog reported at risk');
+    expect((await postTo(capPort, 'resume')).body.state).toBe('synchronizing');
     await until(async () => (await dst.get('while-capture-paused')) === '1', 30_000, 'the write captured and applied after the capture resumed');
     expect(capture.service.stats.fullSyncs).toBe(1); // resumed on the same link, no new snapshot
 
@@ -151,7 +131,7 @@ describe('task states', () => {
     const err = await startApplier(applySettings(other.url, names, uniqueName('g'), { httpPort: failedPort }), testLogger, st).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ReplistreamError);
     expect((err as ReplistreamError).code).toBe('PRECHECK');
-    const pf = await status(failedPort);
+    const pf = await statusOf(failedPort);
     expect(pf.state).toBe('precheck-failed');
     expect(states(pf)).toEqual(['prechecking', 'precheck-failed']);
     expect(pf.failure.reason).toMatch(/already-here/);
