@@ -6,24 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ReplistreamError } from '../../../services/common/errors.js';
 import { maskRedisUrl, redisUrlProblem } from '../../../services/common/redis-url.js';
 import { loadConfig } from '../../../services/config/load.js';
 import { mapConnectError, parseRedisUrl } from '../../../services/destination/connection.js';
+import { refusal } from '../../helpers/config-refusal.js';
 
 const capture = { kafka: '127.0.0.1:9092', registry: 'http://r:8081', 'source-id': 's1', source: 'redis://h:1' };
 const apply = { kafka: '127.0.0.1:9092', registry: 'http://r:8081', 'source-id': 's1', destination: 'redis://h:1', group: 'g' };
-
-function refusal(f: () => unknown): ReplistreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ReplistreamError);
-    expect((e as ReplistreamError).exitCode).toBe(2);
-    return e as ReplistreamError;
-  }
-  throw new Error('expected a configuration error');
-}
 
 describe('configuration errors', () => {
   it('a Redis URL without a host is named the same way on the source and the destination side', () => {

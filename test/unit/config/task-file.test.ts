@@ -2,9 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ReplistreamError } from '../../../services/common/errors.js';
 import { loadConfig } from '../../../services/config/load.js';
 import { parseTaskText, taskSettings } from '../../../services/config/task-file.js';
+import { refusal } from '../../helpers/config-refusal.js';
 
 const TASK = `
 # one task: a source, its capture, two destinations
@@ -36,17 +36,6 @@ function file(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
-}
-
-function refusal(f: () => unknown): ReplistreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ReplistreamError);
-    expect((e as ReplistreamError).exitCode).toBe(2);
-    return e as ReplistreamError;
-  }
-  throw new Error('expected a configuration error');
 }
 
 describe('task file', () => {
