@@ -118,6 +118,15 @@ export async function killAll(): Promise<void> {
   await Promise.all([...all].map((p) => p.kill9()));
 }
 
+/** Runs a CLI command to its exit: the exit code, what it printed, and its log (stderr). */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const p = startService(args, env);
+  let out = '';
+  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await p.exited();
+  return { code, out, err: p.log() };
+}
+
 /** Resolves when the process logged a line matching `re`, rejects when it exits first. */
 export async function waitForLog(p: ServiceProcess, re: RegExp, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -5,56 +5,39 @@
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pipelineNames, redisClient, runCapture, until } from '../helpers/pipeline.js';
-import { killAll, startService } from '../helpers/processes.js';
-import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { runCli } from '../helpers/processes.js';
+import { freePort } from '../helpers/redis-server.js';
+import { useTeardown } from '../helpers/teardown.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  await killAll();
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
-
-async function server(config: Record<string, string> = {}): Promise<RedisServer> {
-  const s = await startRedis(config);
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  const p = startService(args, env);
-  let out = '';
-  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await p.exited();
-  return { code, out, err: p.log() };
-}
+const { cleanups, server } = useTeardown();
 
 describe('replistream CLI', () => {
   it('exits 2 naming a bad or missing setting', async () => {
-    const r = await cli(['capture', '--source', 'redis://127.0.0.1:1', '--source-id', 's', '--partitions', 'zero']);
+    const r = await runCli(['capture', '--source', 'redis://127.0.0.1:1', '--source-id', 's', '--partitions', 'zero']);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/partitions: invalid value "zero" from --partitions/);
-    const r2 = await cli(['apply', '--group', 'g', '--source-id', 's'], { REPLISTREAM_DESTINATION: '' });
+    const r2 = await runCli(['apply', '--group', 'g', '--source-id', 's'], { REPLISTREAM_DESTINATION: '' });
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/destination: required for 'apply'/);
   });
 
   it('exits 1 naming an unreachable or auth-refusing server, never printing the password', async () => {
     const port = await freePort();
-    const r = await cli(['apply', '--destination', `redis://user:s3cr3t@127.0.0.1:${port}`, '--group', 'g', '--source-id', 's']);
+    const r = await runCli(['apply', '--destination', `redis://user:s3cr3t@127.0.0.1:${port}`, '--group', 'g', '--source-id', 's']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/127\.0\.0\.1/);
     expect(r.err).not.toContain('s3cr3t');
     const locked = await server({ requirepass: 'right-pass' });
-    const r2 = await cli(['capture', '--source', `redis://:wrong-pass@127.0.0.1:${locked.port}`, '--source-id', 's', '--dbs', '0']);
+    const r2 = await runCli(['capture', '--source', `redis://:wrong-pass@127.0.0.1:${locked.port}`, '--source-id', 's', '--dbs', '0']);
     expect(r2.code).toBe(1);
     expect(r2.err).toMatch(/WRONGPASS|invalid password|AUTH|auth/i);
     expect(r2.err).not.toContain('wrong-pass');
   });
 
   it('rdb inspect prints one JSON object per key, and a corrupt file fails naming the offset', async () => {
-    const ok = await cli(['rdb', 'inspect', 'test/fixtures/rdb/strings.rdb']);
+    const ok = await runCli(['rdb', 'inspect', 'test/fixtures/rdb/strings.rdb']);
     expect(ok.code).toBe(0);
     const lines = ok.out.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(3);
@@ -63,7 +46,7 @@ describe('replistream CLI', () => {
     const bad = Buffer.from(readFileSync('test/fixtures/rdb/strings.rdb'));
     bad[bad.length - 3] ^= 0xff; // inside the checksum
     writeFileSync(join(dir, 'bad.rdb'), bad);
-    const r = await cli(['rdb', 'inspect', join(dir, 'bad.rdb')]);
+    const r = await runCli(['rdb', 'inspect', join(dir, 'bad.rdb')]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/offset \d+/);
   });
@@ -73,17 +56,17 @@ describe('replistream CLI', () => {
     const destination = await server();
     await redisClient(source.url).set('a', '1');
     await redisClient(destination.url).set('leftover:1', 'x');
-    const r = await cli(['precheck', '--source', source.url, '--destination', destination.url, '--db-map', '0:0']);
+    const r = await runCli(['precheck', '--source', source.url, '--destination', destination.url, '--db-map', '0:0']);
     expect(r.code).toBe(1);
     expect(r.err).toContain('leftover:1');
-    const ignore = await cli(['precheck', '--source', source.url, '--destination', destination.url, '--conflict-mode', 'ignore', '--db-map', '0:0']);
+    const ignore = await runCli(['precheck', '--source', source.url, '--destination', destination.url, '--conflict-mode', 'ignore', '--db-map', '0:0']);
     expect(ignore.code).toBe(0);
     expect(ignore.out).toMatch(/precheck passed/);
-    const differ = await cli(['verify', '--source', source.url, '--destination', destination.url, '--dbs', '0']);
+    const differ = await runCli(['verify', '--source', source.url, '--destination', destination.url, '--dbs', '0']);
     expect(differ.code).toBe(1);
     await redisClient(destination.url).del('leftover:1');
     await redisClient(destination.url).set('a', '1');
-    const same = await cli(['verify', '--source', source.url, '--destination', destination.url, '--dbs', '0']);
+    const same = await runCli(['verify', '--source', source.url, '--destination', destination.url, '--dbs', '0']);
     expect(same.out).toMatch(/equal/);
     expect(same.code).toBe(0);
   });
@@ -94,7 +77,7 @@ describe('replistream CLI', () => {
     const capture = await runCapture(source.url, pipelineNames(), { dbs: [0], httpPort: port });
     cleanups.push(() => capture.stop());
     await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'capture synchronizing');
-    const r = await cli(['status', '--http', `http://127.0.0.1:${port}`]);
+    const r = await runCli(['status', '--http', `http://127.0.0.1:${port}`]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/state\s+synchronizing/);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

@@ -4,19 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { redisClient } from '../helpers/pipeline.js';
-import { startService } from '../helpers/processes.js';
+import { runCli } from '../helpers/processes.js';
 import { stack } from '../helpers/stack-env.js';
 import { useTeardown } from '../helpers/teardown.js';
 
 const { cleanups, server } = useTeardown();
-
-async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const p = startService(args);
-  let out = '';
-  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await p.exited();
-  return { code, out, err: p.log() };
-}
 
 const errorLines = (err: string) => err.split('\n').filter((l) => l.startsWith('replistream: ') && !l.includes('TypeScript sources'));
 const row = (out: string, item: string) => out.split('\n').find((l) => l.slice(6).startsWith(item)) ?? `(no ${item} row)`;
@@ -32,7 +24,7 @@ describe('precheck items', () => {
     for (let i = 0; i < 400; i++) await src.set(`big:${i}`, big); // ~4 MB
     await dst.set('leftover:1', 'x');
 
-    const r = await cli(['precheck', '--source', source.url, '--destination', destination.url]);
+    const r = await runCli(['precheck', '--source', source.url, '--destination', destination.url]);
     expect(r.code).toBe(1);
     expect(row(r.out, 'source reachable and authenticated')).toMatch(/^pass /);
     expect(row(r.out, 'source user may replicate')).toMatch(/^pass /);
@@ -44,7 +36,7 @@ describe('precheck items', () => {
     // the first failure is the command's error line
     expect(errorLines(r.err)).toEqual([expect.stringMatching(/^replistream: the source uses .* raise the destination's maxmemory/)]);
 
-    const json = await cli(['precheck', '--source', source.url, '--destination', destination.url, '--conflict-mode', 'ignore', '--json']);
+    const json = await runCli(['precheck', '--source', source.url, '--destination', destination.url, '--conflict-mode', 'ignore', '--json']);
     const body = JSON.parse(json.out) as { passed: boolean; items: Array<{ item: string; result: string; setting?: string }> };
     expect(body.passed).toBe(false);
     expect(body.items.find((i) => i.item === 'destination empty (ignore)')?.result).toBe('warn');
@@ -57,12 +49,12 @@ describe('precheck items', () => {
     const source = await server();
     await redisClient(source.url, 0).set('a', '1');
     await redisClient(source.url, 2).set('b', '1');
-    const r = await cli(['precheck', '--source', source.url, '--destination', cluster, '--conflict-mode', 'ignore']);
+    const r = await runCli(['precheck', '--source', source.url, '--destination', cluster, '--conflict-mode', 'ignore']);
     expect(r.code).toBe(2);
     expect(row(r.out, 'destination reachable and authenticated')).toMatch(/^pass .*cluster/);
     expect(row(r.out, 'db map')).toMatch(/^fail .*cluster, which has db 0 only.*db 2.*--db-map 0:0,2:0/);
     expect(row(r.out, 'destination empty (ignore)')).toMatch(/^skip /);
-    const mapped = await cli(['precheck', '--source', source.url, '--destination', cluster, '--conflict-mode', 'ignore', '--db-map', '0:0,2:0']);
+    const mapped = await runCli(['precheck', '--source', source.url, '--destination', cluster, '--conflict-mode', 'ignore', '--db-map', '0:0,2:0']);
     expect(row(mapped.out, 'db map')).toMatch(/^pass .*0→0, 2→0/);
     expect(mapped.code).toBe(0);
   });

@@ -5,7 +5,7 @@
  * PSYNC (+CONTINUE, counted by the source's own `sync_partial_ok`) instead of a new full sync.
  */
 import { describe, expect, it } from 'vitest';
-import { readAllEvents, redisClient, runApplier, runCapture, pipelineNames, waitConverged, until, type PipelineNames, syncStats } from '../../helpers/pipeline.js';
+import { readAllEvents, redisClient, runApplier, runCapture, pipelineNames, waitConverged, until, type PipelineNames, syncStats, counterWorkload } from '../../helpers/pipeline.js';
 import { startService, waitForLog, type ServiceProcess } from '../../helpers/processes.js';
 import { startRedis } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
@@ -19,24 +19,6 @@ function captureProcess(source: string, names: PipelineNames): ServiceProcess {
 
 function applierProcess(destination: string, names: PipelineNames, group: string): ServiceProcess {
   return startService(['apply', '--destination', destination, '--group', group, '--source-id', names.sourceId, '--topic-prefix', names.topicPrefix]);
-}
-
-/** Non-idempotent writes, in order, so that any loss or duplicate shows in the final values. */
-function workload(url: string, ops: number, pace = 0): { done: Promise<void>; stop: () => void } {
-  let stopped = false;
-  const c = redisClient(url);
-  const done = (async () => {
-    for (let i = 0; i < ops && !stopped; i++) {
-      const p = c.pipeline();
-      p.incr(`ctr:${i % 7}`);
-      p.lpush(`lst:${i % 5}`, String(i));
-      p.append(`app:${i % 3}`, `${i},`);
-      if (i % 50 === 0) await c.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
-      await p.exec();
-      if (pace) await new Promise((r) => setTimeout(r, pace));
-    }
-  })().finally(() => c.disconnect());
-  return { done, stop: () => (stopped = true) };
 }
 
 async function fill(url: string, keys: number): Promise<void> {
@@ -57,7 +39,7 @@ describe('kill -9', () => {
     const applier = await runApplier(destination.url, names, uniqueName('g'));
     cleanups.push(() => applier.stop());
 
-    const w = workload(source.url, 3000, 1);
+    const w = counterWorkload(source.url, 3000, 1);
     for (let round = 0; round < 3; round++) {
       await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
       const before = await syncStats(source.url);
@@ -109,7 +91,7 @@ describe('kill -9', () => {
     await new Promise((r) => setTimeout(r, 400));
     expect(capture.log()).not.toMatch(/full sync captured/);
     await capture.kill9();
-    const w = workload(source.url, 500);
+    const w = counterWorkload(source.url, 500);
     capture = captureProcess(source.url, names);
     await waitForLog(capture, /previous full sync did not complete/);
     const app = await runApplier(destination.url, names, uniqueName('g'));
@@ -128,7 +110,7 @@ describe('kill -9', () => {
     const capture = await runCapture(source.url, names, { dbs: [0, 1] });
     cleanups.push(() => capture.stop());
     const group = uniqueName('g');
-    const w = workload(source.url, 4000, 1);
+    const w = counterWorkload(source.url, 4000, 1);
     let appliers = [applierProcess(destination.url, names, group), applierProcess(destination.url, names, group)];
     for (let round = 0; round < 4; round++) {
       await new Promise((r) => setTimeout(r, 1500 + Math.random() * 2500));

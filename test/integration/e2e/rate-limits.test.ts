@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pipelineNames, redisClient, runApplier, runCapture, until, waitConverged, postTo, statusOf } from '../../helpers/pipeline.js';
-import { startService } from '../../helpers/processes.js';
+import { runCli } from '../../helpers/processes.js';
 import { freePort } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { useTeardown } from '../../helpers/teardown.js';
@@ -23,14 +23,6 @@ async function fill(url: string, keys: number, valueBytes: number): Promise<void
     await c.mset(...args);
   }
   c.disconnect();
-}
-
-async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const p = startService(args);
-  let out = '';
-  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await p.exited();
-  return { code, out, err: p.log() };
 }
 
 /**
@@ -79,7 +71,7 @@ describe('rate limits', () => {
     const body = await statusOf(port);
     expect(body.limits).toMatchObject({ maxOpsPerSecond: LIMIT, maxBytesPerSecond: null });
     expect(body.limits.throttledMs).toBeGreaterThan(2000); // it did wait for the limit
-    const r = await cli(['status', '--http', `http://127.0.0.1:${port}`]);
+    const r = await runCli(['status', '--http', `http://127.0.0.1:${port}`]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/rate limits\s+max-ops-per-second 4000, max-bytes-per-second none, throttled \d+\.\d s/);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toMatch(/<h2>Rate limits<\/h2>.*max-ops-per-second.*4000\/s/s);
@@ -121,12 +113,12 @@ describe('rate limits', () => {
     expect(changed.body.limits).toMatchObject({ maxOpsPerSecond: 500, maxBytesPerSecond: 10_000_000 });
 
     // the CLI: a limit the applier has not (capture's) is refused, exit 2; 0 removes the limits
-    const notMine = await cli(['limits', '--http', url, '--snapshot-max-bytes-per-second', '1000']);
+    const notMine = await runCli(['limits', '--http', url, '--snapshot-max-bytes-per-second', '1000']);
     expect(notMine.code).toBe(2);
     expect(notMine.err).toMatch(/snapshot-max-bytes-per-second: no service given with --http has this limit/);
     const before = await dst.dbsize();
     const lifting = Date.now();
-    const lifted = await cli(['limits', '--http', url, '--max-ops-per-second', '0', '--max-bytes-per-second', '0']);
+    const lifted = await runCli(['limits', '--http', url, '--max-ops-per-second', '0', '--max-bytes-per-second', '0']);
     expect(lifted.code).toBe(0);
     expect(lifted.out).toMatch(new RegExp(`^${url}: applier max-ops-per-second none, max-bytes-per-second none`, 'm'));
     expect((await statusOf(port)).limits).toMatchObject({ maxOpsPerSecond: null, maxBytesPerSecond: null });
@@ -137,7 +129,7 @@ describe('rate limits', () => {
     process.stdout.write(`${KEYS - before} keys left at 500/s (${(KEYS - before) / 500} s more): written ${took.toFixed(1)} s after running replistream limits (process start included)\n`);
     expect(took).toBeLessThan((KEYS - before) / 500 / 2);
     expect((await waitConverged(source.url, destination.url, [0], 20_000)).equal).toBe(true);
-    const shown = await cli(['limits', '--http', url]);
+    const shown = await runCli(['limits', '--http', url]);
     expect(shown.out).toMatch(/applier max-ops-per-second none/);
   }, 120_000);
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { ServiceStatus } from '../../../services/common/service-status.js';
 import { applySettings, pipelineNames, redisClient, runApplier, runCapture, testLogger, until, postTo, statusOf, type ServiceBody } from '../../helpers/pipeline.js';
-import { startService } from '../../helpers/processes.js';
+import { startService, runCli } from '../../helpers/processes.js';
 import { freePort } from '../../helpers/redis-server.js';
 import { uniqueName } from '../../helpers/stack-env.js';
 import { useTeardown } from '../../helpers/teardown.js';
@@ -26,14 +26,6 @@ async function fill(url: string, keys: number, valueBytes = 32): Promise<void> {
     await c.mset(...args);
   }
   c.disconnect();
-}
-
-async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const p = startService(args);
-  let out = '';
-  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await p.exited();
-  return { code, out, err: p.log() };
 }
 
 const states = (b: ServiceBody) => (b.history as Array<{ to: string }>).map((h) => h.to);
@@ -72,7 +64,7 @@ describe('task states', () => {
     expect(await redisClient(destination.url).dbsize()).toBeGreaterThanOrEqual(KEYS);
 
     // the task as one: both services, a table, exit 0
-    const r = await cli(['status', '--http', `http://127.0.0.1:${capPort}`, '--http', `http://127.0.0.1:${appPort}`]);
+    const r = await runCli(['status', '--http', `http://127.0.0.1:${capPort}`, '--http', `http://127.0.0.1:${appPort}`]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^task\s+synchronizing$/m);
     expect(r.out).toMatch(/^capture s1 /m);
@@ -87,7 +79,7 @@ describe('task states', () => {
     expect(paused.code).toBe(200);
     expect(paused.body.state).toBe('paused');
     expect((await postTo(appPort, 'pause')).code).toBe(409);
-    const again = await cli(['pause', '--http', `http://127.0.0.1:${appPort}`]);
+    const again = await runCli(['pause', '--http', `http://127.0.0.1:${appPort}`]);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/cannot pause an applier that is paused/);
     const src = redisClient(source.url);
@@ -99,14 +91,14 @@ describe('task states', () => {
     await new Promise((r) => setTimeout(r, 3000)); // well past a fetch and a plan of a running applier
     expect(await dst.get('after-pause')).toBeNull();
     expect((await statusOf(appPort)).state).toBe('paused');
-    const resumed = await cli(['resume', '--http', `http://127.0.0.1:${appPort}`]);
+    const resumed = await runCli(['resume', '--http', `http://127.0.0.1:${appPort}`]);
     expect(resumed.code).toBe(0);
     expect(resumed.out).toMatch(/: synchronizing$/m);
     await until(async () => (await dst.get('after-pause')) === '1', 30_000, 'the write applied after resume');
     expect(states(await statusOf(appPort)).slice(-2)).toEqual(['paused', 'synchronizing']);
 
     // a paused capture stops reading the source and keeps its position; resumed, the write flows
-    const capPaused = await cli(['pause', '--http', `http://127.0.0.1:${capPort}`]);
+    const capPaused = await runCli(['pause', '--http', `http://127.0.0.1:${capPort}`]);
     expect(capPaused.code, capPaused.err).toBe(0);
     expect(capPaused.out).toMatch(/: paused$/m);
     await new Promise((r) => setTimeout(r, 300)); // a read in flight lands
@@ -144,7 +136,7 @@ describe('task states', () => {
     expect(page).toContain('precheck failed');
     expect(page).toContain('already-here');
     expect(page).toMatch(/<table id="precheck">.*destination empty \(intercept\)/s);
-    const pfCli = await cli(['status', '--http', `http://127.0.0.1:${failedPort}`]);
+    const pfCli = await runCli(['status', '--http', `http://127.0.0.1:${failedPort}`]);
     expect(pfCli.code).toBe(1);
     expect(pfCli.out).toMatch(/state\s+precheck-failed/);
 
@@ -166,7 +158,7 @@ describe('task states', () => {
     });
     await new Promise<void>((r) => http.listen(port, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise<void>((r) => http.close(() => r())));
-    const r = await cli(['status', '--http', `http://127.0.0.1:${port}`]);
+    const r = await runCli(['status', '--http', `http://127.0.0.1:${port}`]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}/status answered HTTP 404`));
   });
