@@ -7,6 +7,9 @@ import { afterEach, expect } from 'vitest';
 import { redisClient } from '../helpers/pipeline.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
+// the reader of a service's /status and the workload are the integration tests' too
+export { counterWorkload as workload, statusOf, type Workload } from '../helpers/pipeline.js';
+
 export const cleanups: Array<() => Promise<void> | void> = [];
 
 /** Registers the after-each clean-up (call once per test file). */
@@ -32,33 +35,6 @@ export async function fill(url: string, keys: number): Promise<void> {
   c.disconnect();
 }
 
-export interface Workload {
-  done: Promise<void>;
-  /** Operations sent so far. */
-  sent(): number;
-}
-
-/**
- * `ops` rounds of INCR, LPUSH and APPEND (a MULTI every 50): any write lost or applied twice
- * changes a counter, a list length or a string (see `expectExactCounters`).
- */
-export function workload(url: string, ops: number, paceMs = 0): Workload {
-  const c = redisClient(url);
-  let i = 0;
-  const done = (async () => {
-    for (; i < ops; i++) {
-      const p = c.pipeline();
-      p.incr(`ctr:${i % 7}`);
-      p.lpush(`lst:${i % 5}`, String(i));
-      p.append(`app:${i % 3}`, `${i},`);
-      if (i % 50 === 0) await c.multi().incrby('tx:a', 2).rpush('tx:l', String(i)).exec();
-      await p.exec();
-      if (paceMs) await sleep(paceMs);
-    }
-  })().finally(() => c.disconnect());
-  return { done, sent: () => i };
-}
-
 /** The destination holds exactly the effects of `ops` rounds of `workload` (no loss, no duplicate). */
 export async function expectExactCounters(destinationUrl: string, ops: number): Promise<void> {
   const d = redisClient(destinationUrl);
@@ -76,10 +52,4 @@ export async function expectExactCounters(destinationUrl: string, ops: number): 
   } finally {
     d.disconnect();
   }
-}
-
-/** GET /status of a service's HTTP port. */
-export async function statusOf(port: number): Promise<Record<string, any>> {
-  const res = await fetch(`http://127.0.0.1:${port}/status`);
-  return (await res.json()) as Record<string, any>;
 }

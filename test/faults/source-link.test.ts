@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configureConnections, resetConnections } from '../../services/common/connection-settings.js';
-import { pipelineNames, redisClient, runApplier, runCapture, waitConverged, until } from '../helpers/pipeline.js';
+import { pipelineNames, runApplier, runCapture, waitConverged, until, syncStats } from '../helpers/pipeline.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { uniqueName } from '../helpers/stack-env.js';
 import { cleanUpAfterEach, cleanups, expectExactCounters, fill, server, sleep, workload } from './helpers.js';
@@ -19,16 +19,6 @@ beforeAll(() => void configureConnections({ sourceTimeoutMs: 3000 }));
 afterAll(() => resetConnections());
 
 const SOURCE = { 'repl-ping-replica-period': 1, 'repl-diskless-sync-delay': 0 };
-
-async function syncStats(url: string): Promise<{ full: number; partialOk: number }> {
-  const c = redisClient(url);
-  try {
-    const info = await c.info('stats');
-    return { full: Number(/sync_full:(\d+)/.exec(info)?.[1]), partialOk: Number(/sync_partial_ok:(\d+)/.exec(info)?.[1]) };
-  } finally {
-    c.disconnect();
-  }
-}
 
 describe('source link black-holed (half-open, no RST)', () => {
   it('while streaming: dropped after the timeout, resumed by PSYNC (+CONTINUE), converges with exact counters', async () => {
