@@ -45,23 +45,33 @@ async function measureRate(read: () => Promise<number> | number, total: number, 
   return { rate: (to[1] - from[1]) / seconds, seconds, samples: samples.length };
 }
 
+/**
+ * A source of `keys` keys of 32 bytes captured to the end of its full sync, and an applier
+ * throttled to `maxOpsPerSecond` writing them to an empty destination, its HTTP port on `port`;
+ * `dst` is a client of that destination.
+ */
+async function throttledApplier(keys: number, maxOpsPerSecond: number) {
+  const source = await server();
+  const destination = await server();
+  await fill(source.url, keys, 32);
+  const names = pipelineNames();
+  const capture = await runCapture(source.url, names, { dbs: [0] });
+  cleanups.push(() => capture.stop());
+  await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture synchronizing');
+
+  const port = await freePort();
+  const applier = await runApplier(destination.url, names, uniqueName('g'), { httpPort: port, maxOpsPerSecond });
+  cleanups.push(() => applier.stop());
+  const dst = redisClient(destination.url);
+  cleanups.push(async () => void dst.disconnect());
+  return { source, destination, port, dst };
+}
+
 describe('rate limits', () => {
   it('a full sync throttled by max-ops-per-second writes at the limit (within 10 %), shown in status', async () => {
-    const source = await server();
-    const destination = await server();
     const KEYS = 20_000;
     const LIMIT = 4000; // keys per second: ~5 s for the full sync
-    await fill(source.url, KEYS, 32);
-    const names = pipelineNames();
-    const capture = await runCapture(source.url, names, { dbs: [0] });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture synchronizing');
-
-    const port = await freePort();
-    const applier = await runApplier(destination.url, names, uniqueName('g'), { httpPort: port, maxOpsPerSecond: LIMIT });
-    cleanups.push(() => applier.stop());
-    const dst = redisClient(destination.url);
-    cleanups.push(async () => void dst.disconnect());
+    const { port, dst } = await throttledApplier(KEYS, LIMIT);
     const userKeys = async () => (await dst.dbsize()) - ((await dst.exists('REPLISTREAM_TIMESTAMP_HEARTBEAT')) ? 1 : 0) - (await dst.keys('replistream:*')).length;
     const m = await measureRate(userKeys, KEYS, 60_000);
     process.stdout.write(`throttled full sync: ${Math.round(m.rate)} keys/s over ${m.seconds.toFixed(2)} s (limit ${LIMIT}/s, ${m.samples} samples)\n`);
@@ -82,21 +92,9 @@ describe('rate limits', () => {
   }, 120_000);
 
   it('limits change at run time: POST /limits and replistream limits, reflected in status; a wrong one names the setting', async () => {
-    const source = await server();
-    const destination = await server();
     const KEYS = 20_000;
-    await fill(source.url, KEYS, 32);
-    const names = pipelineNames();
-    const capture = await runCapture(source.url, names, { dbs: [0] });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture synchronizing');
-
-    const port = await freePort();
+    const { source, destination, port, dst } = await throttledApplier(KEYS, 500);
     const url = `http://127.0.0.1:${port}`;
-    const applier = await runApplier(destination.url, names, uniqueName('g'), { httpPort: port, maxOpsPerSecond: 500 });
-    cleanups.push(() => applier.stop());
-    const dst = redisClient(destination.url);
-    cleanups.push(async () => void dst.disconnect());
     await until(async () => (await dst.dbsize()) > 200, 30_000, 'the first keys written');
     await new Promise((r) => setTimeout(r, 2000));
     expect(await dst.dbsize()).toBeLessThan(3000); // 500/s: about 1,250 by now

@@ -100,6 +100,25 @@ async function workload(url: string, from: number, rounds: number): Promise<void
   }
 }
 
+/**
+ * Capture of the Sentinel-managed `url` and an applier into `destination`, then `rounds` of the
+ * workload, converged on the destination and held by both replicas (the Redis one and capture:
+ * WAIT), so that a failover starts from a position the promoted replica has. `m`: a master client.
+ */
+async function syncedThroughSentinel(url: string, master: RedisServer, destination: RedisServer, rounds: number) {
+  const names = pipelineNames();
+  const capture = await runCapture(url, names, { dbs: [0] });
+  cleanups.push(() => capture.stop());
+  const applier = await runApplier(destination.url, names, uniqueName('g'));
+  cleanups.push(() => applier.stop());
+  await workload(master.url, 0, rounds);
+  expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
+  const m = redisClient(master.url);
+  cleanups.push(async () => m.disconnect());
+  await m.call('WAIT', 2, 5000);
+  return { capture, m };
+}
+
 describe('Sentinel-managed source', () => {
   it('master killed, replica promoted: capture continues by PSYNC on the new master, destination equal', async () => {
     const { master, replica, destination, r, s, sentinel } = await sentinelSource();
@@ -110,16 +129,9 @@ describe('Sentinel-managed source', () => {
     const fill = m.pipeline();
     for (let i = 0; i < 1000; i++) fill.set(`pre:${i}`, `value-${i}`);
     await fill.exec();
-    const names = pipelineNames();
-    const capture = await runCapture(`redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`, names, { dbs: [0] });
-    cleanups.push(() => capture.stop());
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
-    await workload(master.url, 0, 300);
-    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
     // Both replicas (the Redis one and capture) hold every write before the master dies, so the
     // promoted replica's history covers capture's position: a continuation is possible.
-    await m.call('WAIT', 2, 5000);
+    const { capture } = await syncedThroughSentinel(`redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`, master, destination, 300);
     const fullSyncs = capture.service.stats.fullSyncs;
     const continues = capture.service.stats.continues;
     const before = await syncStats(replica.url);
@@ -200,16 +212,7 @@ describe('Sentinel-managed source', () => {
     await expect(runCapture(url, pipelineNames(), { dbs: [0] })).rejects.toThrow(/source-sentinel-password/);
 
     configureConnections({ source: url, sourceSentinelPassword: 'sentinel-secret' });
-    const names = pipelineNames();
-    const capture = await runCapture(url, names, { dbs: [0] }); // source-timeout-ms: the default 60 s
-    cleanups.push(() => capture.stop());
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
-    await workload(master.url, 0, 200);
-    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
-    const m = redisClient(master.url);
-    cleanups.push(async () => m.disconnect());
-    await m.call('WAIT', 2, 5000);
+    const { capture, m } = await syncedThroughSentinel(url, master, destination, 200); // source-timeout-ms: the default 60 s
     const continues = capture.service.stats.continues;
     const fullSyncs = capture.service.stats.fullSyncs;
 
@@ -263,16 +266,7 @@ describe('Sentinel-managed source', () => {
     cleanups.push(async () => resetConnections());
     await expect(runCapture(url, pipelineNames(), { dbs: [0] })).rejects.toThrow(/source-tls-ca/);
     configureConnections({ source: url, sourceTlsCa: certs.file('ca.crt') });
-    const names = pipelineNames();
-    const capture = await runCapture(url, names, { dbs: [0] });
-    cleanups.push(() => capture.stop());
-    const applier = await runApplier(destination.url, names, uniqueName('g'));
-    cleanups.push(() => applier.stop());
-    await workload(master.url, 0, 200);
-    expect((await waitConverged(master.url, destination.url, [0])).differences).toEqual([]);
-    const m = redisClient(master.url);
-    cleanups.push(async () => m.disconnect());
-    await m.call('WAIT', 2, 5000);
+    const { capture } = await syncedThroughSentinel(url, master, destination, 200);
     const continues = capture.service.stats.continues;
     const fullSyncs = capture.service.stats.fullSyncs;
 
