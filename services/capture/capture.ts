@@ -476,7 +476,7 @@ export class CaptureService extends EventEmitter {
       if (this.ownKeys.isOwn(item.key)) return; // bookkeeping of an applier writing this source, or a heartbeat
       if (item.expireAtMs !== null && item.expireAtMs <= Date.now()) return; // already expired at the source
       const event = snapshotKeyEvent(item, ++this.snapshotSeq, {
-        epoch: this.stats.epoch, offset: this.snapshotOffset, replid: this.stats.replid ?? '', format: this.opts.snapshotFormat ?? 'both',
+        epoch: this.stats.epoch, offset: this.snapshotOffset, replid: this.stats.replid ?? '', format: this.opts.snapshotFormat ?? 'restore',
       });
       if (item.piece === null || item.piece.last) this.snapshotKeysPerDb.set(item.db, (this.snapshotKeysPerDb.get(item.db) ?? 0) + 1);
       this.stats.snapshotKeys++;

@@ -336,7 +336,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         dbs,
         filter,
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
-        snapshotFormat: s.snapshotFormat ?? 'both',
+        snapshotFormat: s.snapshotFormat ?? 'restore',
         maxRecordBytes: s.maxRecordBytes,
         snapshotThrottle,
         logger: isCluster ? log.child({ master: m.index }) : log,

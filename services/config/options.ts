@@ -120,7 +120,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'heartbeat-key', description: 'Key written on the source every second for end-to-end lag.', commands: ['capture', 'verify'], schema: z.string().min(1), default: 'REPLISTREAM_TIMESTAMP_HEARTBEAT' },
   { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
   { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
-  { name: 'snapshot-format', description: 'What snapshot keys carry: both (RESTORE payload and typed value), restore (payload only) or typed (value only, any destination version).', commands: ['capture'], schema: z.enum(['both', 'restore', 'typed']), default: 'both' },
+  { name: 'snapshot-format', description: 'What snapshot keys carry: restore (the RESTORE payload only; an applier reads the value out of it when it must write typed commands), both (payload and typed value, for consumers of the topic that read values) or typed (value only).', commands: ['capture'], schema: z.enum(['both', 'restore', 'typed']), default: 'restore' },
   {
     name: 'snapshot-max-bytes-per-second',
     description:

@@ -110,6 +110,7 @@ import { RespConnection } from './resp-connection.js';
 import { runCrossSlot } from './cross-slot-runner.js';
 import type { CrossSlotPlan } from './cross-slot.js';
 import { requirePayloadRdbVersion } from '../replication/dump-payload.js';
+import { dumpPayloadValue } from '../replication/dump-value.js';
 import { PositionKeys, type WriterPosition, compareWriterPositions, decodePosition, encodePosition, formatPosition, withPart } from './position.js';
 import {
   type Arg,
@@ -1024,20 +1025,24 @@ export class DestinationWriter {
           : ['RESTORE', ev.key, String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now())), ev.payload, 'REPLACE'];
         return { ops: [{ args, db, slot, origin: { eventIndex: part.prep.index, id: `${base}0`, name: 'RESTORE' } }], fallback: false };
       }
-      if (!this.opts.allowRestoreFallback || !ev.value) throw this.versionError(stream, v, null, ev.pos, ev.key);
+      // write-mode commands asked for typed writes anyway: a payload-only key is one of them
+      if (!this.opts.allowRestoreFallback && this.opts.writeMode === 'restore') throw this.versionError(stream, v, null, ev.pos, ev.key);
       fallback = true;
     }
-    if (!ev.value) {
+    // A key sent with its payload only (snapshot-format restore, the default) and written with
+    // typed commands (a payload too new for the destination): its value is read from the payload.
+    const value = ev.value ?? (ev.payload && !append ? dumpPayloadValue(ev.payload) : null);
+    if (!value) {
       throw new ReplistreamError('PROTOCOL', `snapshot key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} has neither a usable payload nor a typed value`);
     }
-    if (ev.value.type === 'module') {
+    if (value.type === 'module') {
       throw new ReplistreamError(
         'DESTINATION',
-        `key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} holds a module value (${ev.value.moduleId}), which only RESTORE can write, and the capture sent no payload for it (too big for one payload, or a payload-less capture)`,
+        `key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} holds a module value (${value.moduleId}), which only RESTORE can write, and the capture sent no payload for it (too big for one payload, or a payload-less capture)`,
         { setting: 'write-mode' },
       );
     }
-    return { ops: mk(typedWriteCommands(ev.key, ev.value, ev.expireAtMs, !append, dest.features)), fallback };
+    return { ops: mk(typedWriteCommands(ev.key, value, ev.expireAtMs, !append, dest.features)), fallback };
   }
 
   // -------------------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ export function dumpPayloadValue(payload: Buffer): TypedValue {
     parts.value,
     Buffer.from([0xff, 0, 0, 0, 0, 0, 0, 0, 0]), // EOF, checksum 0 ("not computed")
   ]);
-  // one piece whatever the size: the value is written as one key
-  const parser = new RdbParser({ maxEntryBytes: rdb.length + 1, verifyChecksum: false, payloads: false });
+  // one piece whatever the size: the value is written as one key (no bound from the payload's size:
+  // the parser also counts decoded elements, with their memory overhead, against it)
+  const parser = new RdbParser({ maxEntryBytes: Number.MAX_SAFE_INTEGER, verifyChecksum: false, payloads: false });
   let value: TypedValue | null = null;
   try {
     for (const item of parser.push(rdb)) if (item.kind === 'entry') value = item.value;

@@ -157,7 +157,8 @@ describe('the example consumer (Python, confluent-kafka)', () => {
     await src.rpush('snap:l', 'x', 'y', 'z');
 
     const names = pipelineNames();
-    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4 });
+    // snapshot-format both: the example prints the typed values (element counts)
+    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4, snapshotFormat: 'both' });
     let captureRunning = true;
     const stopCapture = async () => {
       if (captureRunning) await capture.stop();
@@ -223,7 +224,7 @@ describe('the example consumer (Python, confluent-kafka)', () => {
 
     const names = pipelineNames();
     // records of at most 4 kB: the 10 kB list and the 10 kB strings each take several
-    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4, maxRecordBytes: 4096, noHeartbeat: true });
+    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4, maxRecordBytes: 4096, noHeartbeat: true, snapshotFormat: 'both' });
     let captureRunning = true;
     const stopCapture = async () => {
       if (captureRunning) await capture.stop();

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent, SnapshotKey } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
+import { crc64WriteLE } from '../../../services/replication/rdb/crc64.js';
 import { client, cmd, pos, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
 
 async function caught(p: Promise<unknown>): Promise<ReplistreamError> {
@@ -14,9 +15,11 @@ async function caught(p: Promise<unknown>): Promise<ReplistreamError> {
 }
 
 /** The same DUMP payload, claiming a newer RDB version (CRC left stale: it must never be sent). */
+/** The same payload as a newer server would write it: another RDB version, its CRC recomputed. */
 function bumpVersion(payload: Buffer, v: number): Buffer {
   const b = Buffer.from(payload);
   b.writeUInt16LE(v, b.length - 10);
+  crc64WriteLE(b, 0, b.length - 8, b, b.length - 8);
   return b;
 }
 
@@ -50,11 +53,17 @@ describe('destination errors', () => {
     await w.applyBatch('t:0', newer);
     expect(w.stats.restoreFallbacks).toBe(2);
     expect((await verifyDatabases(s.url, d.url, [0], new Map())).differences).toEqual([]);
-    // payload-only capture: nothing to fall back to
-    const d2 = await server();
+    // payload-only keys (snapshot-format restore): refused without restore-fallback; with it, the
+    // typed values are read out of the payloads
     const payloadOnly = newer.map((e) => (e.kind === 'snapshot-key' ? { ...e, value: null } : e));
-    err = await caught(writer(d2.url, { allowRestoreFallback: true }).applyBatch('t:0', payloadOnly));
+    const d2 = await server();
+    err = await caught(writer(d2.url).applyBatch('t:0', payloadOnly));
     expect(err.setting).toBe('write-mode');
+    const w2 = writer(d2.url, { allowRestoreFallback: true });
+    await w2.applyBatch('t:0', payloadOnly);
+    expect(w2.stats.restoreFallbacks).toBe(2);
+    expect((await verifyDatabases(s.url, d2.url, [0], new Map())).differences).toEqual([]);
+    await w2.close();
     sc.disconnect();
     await w.close();
   });
