@@ -117,7 +117,11 @@ export function kafkaError(what: string, err: unknown): ReplistreamError {
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL/.test(code)) {
     return new ReplistreamError('CONNECTION', `${msg} (${code}: check kafka-tls-ca and kafka-tls-servername)`, { cause: err, setting: 'kafka-tls-ca' });
   }
-  if (/Connection|Timeout|NoBrokerAvailable|BrokerNotFound|NumberOfRetriesExceeded/.test(name)) {
+  // after its retries kafkajs may hand back a KafkaJSNonRetriableError whose cause is the
+  // connection error: look along the cause chain, and at what the socket said
+  const names: string[] = [name];
+  for (let c = (e as { cause?: unknown })?.cause, i = 0; c && i < 5; c = (c as { cause?: unknown }).cause, i++) names.push((c as { name?: string }).name ?? '');
+  if (names.some((n) => /Connection|Timeout|NoBrokerAvailable|BrokerNotFound|NumberOfRetriesExceeded/.test(n)) || /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Connection error/.test(e?.message ?? '')) {
     return new ReplistreamError('CONNECTION', `kafka: ${msg}`, { cause: err, retriable: true, setting: 'kafka' });
   }
   return new ReplistreamError('INTERNAL', msg, { cause: err, retriable: e?.retriable ?? false });
