@@ -122,7 +122,7 @@ export function kafkaError(what: string, err: unknown): ReplistreamError {
   const names: string[] = [name];
   for (let c = (e as { cause?: unknown })?.cause, i = 0; c && i < 5; c = (c as { cause?: unknown }).cause, i++) names.push((c as { name?: string }).name ?? '');
   if (names.some((n) => /Connection|Timeout|NoBrokerAvailable|BrokerNotFound|NumberOfRetriesExceeded/.test(n)) || /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Connection error/.test(e?.message ?? '')) {
-    return new ReplistreamError('CONNECTION', `kafka: ${msg}`, { cause: err, retriable: true, setting: 'kafka' });
+    return new ReplistreamError('CONNECTION', `kafka: ${msg} (check the kafka setting and that its brokers are up)`, { cause: err, retriable: true, setting: 'kafka' });
   }
   return new ReplistreamError('INTERNAL', msg, { cause: err, retriable: e?.retriable ?? false });
 }

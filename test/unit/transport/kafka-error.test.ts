@@ -16,7 +16,7 @@ describe('kafkaError', () => {
       expect(e.code).toBe('CONNECTION');
       expect(e.setting).toBe('kafka');
       expect(e.retriable).toBe(true);
-      expect(e.message).toMatch(/^kafka: /);
+      expect(e.message).toMatch(/^kafka: .*check the kafka setting/);
     }
   });
 
