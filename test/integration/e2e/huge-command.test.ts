@@ -113,4 +113,40 @@ describe('a command of 1,000,000 elements', () => {
     // the whole destination, not only the list: equal to the source, key by key
     expect((await waitConverged(source.url, destA.url, [0])).differences).toEqual([]);
   }, 300_000);
+
+  it('a 100 MB string and a hash of 1,000,000 fields in one HSET travel whole, in the snapshot and streamed', async () => {
+    const MB = 1024 * 1024;
+    const big = Buffer.alloc(100 * MB);
+    for (let i = 0; i < big.length; i += 4096) big.write(`block ${i} `, i, 'latin1'); // not one repeated byte
+    const fields = (tag: string) => Array.from({ length: ELEMENTS }, (_, i) => [`f${i}`, `${tag}-${i}`]).flat();
+    const source = await server();
+    const seed = redisClient(source.url);
+    await seed.set('snapstring', big);
+    await seed.call('HSET', ['snaphash', ...fields('s')]);
+    seed.disconnect();
+    const names = pipelineNames();
+    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 2, noHeartbeat: true });
+    cleanups.push(() => capture.stop());
+    const dest = await server();
+    const a = await runApplier(dest.url, names, uniqueName('g'));
+    cleanups.push(() => a.stop());
+    await until(() => capture.service.stats.state === 'synchronizing', 120_000, 'capture to finish its full sync');
+    const src = redisClient(source.url);
+    cleanups.push(async () => src.disconnect());
+    await src.set('bigstring', big);
+    await src.call('HSET', ['bighash', ...fields('v')]);
+    await src.set('after', 'the big commands');
+    await until(async () => (await valueOf(dest.url, 'after')) === 'the big commands', 180_000, 'the writes after the big commands');
+    const d = redisClient(dest.url);
+    cleanups.push(async () => d.disconnect());
+    for (const k of ['snapstring', 'bigstring']) {
+      expect(await d.strlen(k), k).toBe(big.length);
+      expect((await d.getBuffer(k))!.equals(big), k).toBe(true);
+    }
+    for (const [k, tag] of [['snaphash', 's'], ['bighash', 'v']]) {
+      expect(await d.hlen(k), k).toBe(ELEMENTS);
+      expect(await d.hget(k, `f${ELEMENTS - 1}`), k).toBe(`${tag}-${ELEMENTS - 1}`);
+    }
+    expect((await waitConverged(source.url, dest.url, [0])).differences).toEqual([]);
+  }, 300_000);
 });
