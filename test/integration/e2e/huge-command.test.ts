@@ -136,9 +136,14 @@ describe('a command of 1,000,000 elements', () => {
     await src.set('bigstring', big);
     await src.call('HSET', ['bighash', ...fields('v')]);
     await src.set('after', 'the big commands');
-    await until(async () => (await valueOf(dest.url, 'after')) === 'the big commands', 180_000, 'the writes after the big commands');
     const d = redisClient(dest.url);
     cleanups.push(async () => d.disconnect());
+    // keys of different partitions: no order between them, so each is waited for
+    await until(
+      async () => (await d.get('after')) === 'the big commands' && (await d.strlen('bigstring')) === big.length && (await d.hlen('bighash')) === ELEMENTS,
+      180_000,
+      'the big commands and the write after them',
+    );
     for (const k of ['snapstring', 'bigstring']) {
       expect(await d.strlen(k), k).toBe(big.length);
       expect((await d.getBuffer(k))!.equals(big), k).toBe(true);
