@@ -6,7 +6,8 @@
  * records a `RecordPacker` already packed (capture encodes as it goes). Records go out with an
  * idempotent producer (`idempotent: true, maxInFlightRequests: 1`, acks=-1): per-partition order
  * holds across retries and no retry duplicates a record. Sends to one partition are queued in call
- * order; a send resolves when every one of its records is acknowledged.
+ * order; a send resolves when every one of its records is acknowledged. Once a request fails, every
+ * send of its partitions fails, queued or later (see `request`).
  *
  * One produce request at a time carries the next records of every partition that has some
  * waiting (so four partitions cost one round trip, not four): at most `maxRecordBytes` per
@@ -85,6 +86,8 @@ export class EventProducer {
   private readonly timeoutMs: number;
   /** Per topic-partition, the sends not fully acknowledged yet, oldest first. */
   private readonly queues = new Map<string, PartitionQueue>();
+  /** Partitions a request failed on, with the error: every later send to them fails with it. */
+  private readonly broken = new Map<string, ReplistreamError>();
   private readonly unsettled = new Set<Promise<unknown>>();
   private requesting = false;
   private turn = 0;
@@ -124,7 +127,8 @@ export class EventProducer {
   /**
    * Produce `events` (in order) to `topic`/`partition`; resolves once every record is acked by all
    * in-sync replicas. On failure nothing tells which records were written: the caller resends from
-   * its last durable position (duplicates are recognised downstream by position).
+   * its last durable position with a new producer (duplicates are recognised downstream by
+   * position); this one refuses every further send to that partition.
    */
   send(topic: string, partition: number, events: ChangeEvent[]): Promise<SendResult> {
     let records: SealedRecord[];
@@ -148,6 +152,8 @@ export class EventProducer {
     if (records.length === 0) return Promise.resolve({ records: 0, firstOffset: null, lastOffset: null, bytes: 0 });
     if (!Number.isInteger(partition) || partition < 0) return Promise.reject(new ReplistreamError('INTERNAL', `send: bad partition ${partition}`));
     const key = `${topic}\u0000${partition}`;
+    const broken = this.broken.get(key);
+    if (broken) return Promise.reject(broken);
     let q = this.queues.get(key);
     if (!q) this.queues.set(key, (q = { topic, partition, jobs: [] }));
     const queue = q;
@@ -226,12 +232,14 @@ export class EventProducer {
         topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
       });
     } catch (err) {
-      // The sends involved fail; later sends of the same partitions go on (the caller resends
-      // from its durable position, duplicates are recognised downstream).
+      // Every send of these partitions fails: the ones in this request, the ones queued behind
+      // them and any later one. Were a later record written after an earlier one failed, the
+      // caller's resend from its durable position would land after it, and downstream, which
+      // skips what is behind the position it reached, would drop the resent records as duplicates.
       const error = kafkaError(`producing ${parts.reduce((n, p) => n + p.to - p.from, 0)} record(s) to ${what}`, err);
       for (const p of parts) {
-        p.queue.jobs.splice(p.queue.jobs.indexOf(p.job), 1);
-        p.job.reject(error);
+        this.broken.set(`${p.queue.topic}\u0000${p.queue.partition}`, error);
+        for (const job of p.queue.jobs.splice(0)) job.reject(error);
       }
       return;
     }

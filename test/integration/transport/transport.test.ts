@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDeepStrictEqual } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import csr from '@kafkajs/confluent-schema-registry';
 import type { Admin, Kafka } from 'kafkajs';
 import { createKafka } from '../../../services/transport/kafka.js';
@@ -19,7 +20,7 @@ import type { ChangeEvent } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { createLogger } from '../../../services/common/log.js';
 import { stack, uniqueName } from '../../helpers/stack-env.js';
-import { bytes, everyEvent, key, pos } from '../../unit/events/fixtures.js';
+import { b, bytes, command, everyEvent, key, pos } from '../../unit/events/fixtures.js';
 
 const logger = createLogger('error', 'transport-test');
 let kafka: Kafka;
@@ -292,6 +293,30 @@ describe('transport against the local stack', () => {
     }
     const { batches } = await consume(s, { mode: 'earliest' }, (b) => eventsOf(b).length >= 600);
     for (let p = 0; p < 3; p++) expect(eventsOf(batches.filter((b) => b.partition === p))).toStrictEqual(sent[p]);
+  });
+
+  it('once a produce request fails, every later send to its partition fails too; other partitions go on', async () => {
+    // A later record acknowledged after an earlier one failed would put the caller's resend (from
+    // its durable position) behind it, where the applier skips it as already seen: a lost write.
+    const prefix = uniqueName('rt');
+    const topic = topicName(prefix, 'src', 0);
+    const positions = positionsTopicName(prefix, 'src');
+    await ensureTopics(admin, [topic], { partitions: 2, configs: { 'max.message.bytes': '4000' } });
+    await ensurePositionsTopic(admin, positions);
+    const producer = new EventProducer({ kafka, registry, positionsTopic: positions, logger });
+    cleanups.push(async () => {
+      await producer.disconnect();
+      await admin.deleteTopics({ topics: [topic, positions] });
+    });
+    const big = command([[b('SET'), b('k'), randomBytes(20_000)]]); // over the topic's record limit: refused
+    const tooBig = producer.send(topic, 0, [big]);
+    const queuedBehind = producer.send(topic, 0, [hb(1)]);
+    await expect(tooBig).rejects.toBeInstanceOf(ReplistreamError);
+    await expect(queuedBehind).rejects.toBe(await tooBig.catch((e: unknown) => e));
+    await expect(producer.send(topic, 0, [hb(2)])).rejects.toBeInstanceOf(ReplistreamError);
+    expect((await producer.send(topic, 1, [hb(3)])).firstOffset).toBe('0');
+    const offsets = await admin.fetchTopicOffsets(topic);
+    expect(offsets.find((o) => o.partition === 0)?.high).toBe('0'); // nothing of partition 0 written
   });
 
   it('a record that is not an event batch stops the consumer with an error naming it', async () => {
