@@ -75,6 +75,63 @@ export function encodeCommands(commands: readonly (readonly RespArg[])[]): Buffe
   return out;
 }
 
+/** Arguments from this size on are not copied by `encodeCommandChunks`. */
+export const BIG_ARGUMENT_BYTES = 64 * 1024;
+
+/**
+ * `encodeCommands` as a list of buffers whose concatenation is the same bytes: headers and small
+ * arguments are encoded into buffers of their own, and every Buffer argument of `bigArgument`
+ * bytes or more is itself an element of the list, not copied. For a socket's `writev` (cork, one
+ * write per element, uncork).
+ *
+ * Why: a 100 MB SET encoded into one buffer held the argument twice (the event's copy and the
+ * request's) until the write completed; a socket writes the argument from where it is.
+ */
+export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
+  const lengths: number[] = [];
+  /** Sizes of the buffers between big arguments. */
+  const sizes: number[] = [];
+  let size = 0;
+  for (const args of commands) {
+    size += 1 + digits(args.length) + 2;
+    for (const a of args) {
+      const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
+      lengths.push(n);
+      size += 1 + digits(n) + 2;
+      if (typeof a !== 'string' && n >= bigArgument) {
+        sizes.push(size);
+        size = 2; // its CRLF starts the next buffer
+      } else size += n + 2;
+    }
+  }
+  sizes.push(size);
+  const chunks: Buffer[] = [];
+  let si = 0;
+  let out = Buffer.allocUnsafe(sizes[si++]);
+  let at = 0;
+  let li = 0;
+  for (const args of commands) {
+    at = writeHeader(out, at, 0x2a, args.length); // '*'
+    for (const a of args) {
+      const n = lengths[li++];
+      at = writeHeader(out, at, 0x24, n); // '$'
+      if (typeof a !== 'string' && n >= bigArgument) {
+        chunks.push(out, a);
+        out = Buffer.allocUnsafe(sizes[si++]);
+        at = 0;
+      } else if (typeof a !== 'string') at += a.copy(out, at);
+      else if (n === a.length && n <= 16) {
+        for (let i = 0; i < n; i++) out[at + i] = a.charCodeAt(i);
+        at += n;
+      } else at += out.write(a, at, 'utf8');
+      out[at++] = 0x0d;
+      out[at++] = 0x0a;
+    }
+  }
+  chunks.push(out);
+  return chunks;
+}
+
 /** Thrown for bytes that are not RESP2. */
 export class RespProtocolError extends Error {}
 

@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { connections } from '../common/connection-settings.js';
 import { ReplistreamError } from '../common/errors.js';
 import { mapConnectError, type RedisEndpoint } from './connection.js';
-import { encodeCommands, RespReplyError, RespReplyParser, type RespArg, type RespReply } from './resp-codec.js';
+import { encodeCommandChunks, RespReplyError, RespReplyParser, type RespArg, type RespReply } from './resp-codec.js';
 
 interface Pending {
   want: number;
@@ -77,7 +77,14 @@ export class RespConnection {
       if (commands.length === 0) return resolve([]);
       if (this.pending.length === 0) this.lastByteAt = Date.now(); // silence counts from the first request waiting
       this.pending.push({ want: commands.length, replies: [], resolve, reject });
-      socket.write(encodeCommands(commands));
+      // big arguments are written from where they are, not copied into the request (resp-codec.ts)
+      const chunks = encodeCommandChunks(commands);
+      if (chunks.length === 1) socket.write(chunks[0]);
+      else {
+        socket.cork();
+        for (const c of chunks) socket.write(c);
+        socket.uncork();
+      }
       if (!this.replyTimer) this.arm(socket);
     });
   }

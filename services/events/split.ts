@@ -23,6 +23,7 @@
  * framing come on top: the default 900 000 leaves ~148 KB under the broker's default
  * `message.max.bytes` (1 048 588).
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { ReplistreamError } from '../common/errors.js';
 import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
 import { longLen } from './fast-writer.js';
@@ -56,6 +57,8 @@ const STREAM_ID = 16;
 /** Headroom per piece for top-level array counts, the piece record and the payload length. */
 const PIECE_SLACK = 64;
 const EMPTY = Buffer.alloc(0);
+/** The largest Buffer node makes. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
 // ---------------------------------------------------------------------------------------------
 // Slicing one element
@@ -766,6 +769,152 @@ export function cloneValue(v: TypedValue): TypedValue {
   }
 }
 
+/**
+ * Above this size, an argument continued over several pieces grows in place (`GrowingBytes`)
+ * instead of by `Buffer.concat`. An argument is only continued when it fills a record, so one that
+ * grows past a record's worth is a big one; small continued ones (a piece boundary falling inside
+ * a short HSET field) keep the cheap concat.
+ */
+const GROW_IN_PLACE_BYTES = 256 * 1024;
+
+interface ResizableArrayBuffer extends ArrayBuffer {
+  resize(byteLength: number): void;
+}
+type ResizableArrayBufferConstructor = new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
+
+/**
+ * The bytes of one argument rebuilt from its slices, in one resizable ArrayBuffer: it reserves
+ * address space for the largest Buffer and commits memory as it grows, so each slice is copied
+ * once, in place, and the record it came from can be let go at once.
+ *
+ * Why: a 100 MB SET travels in ~115 pieces. Joined by `Buffer.concat` at every piece, the applier
+ * copied 6 GB and held the old and the new copy at each step; joined once at the end, it held every
+ * piece's record (views of them) and the joined copy together, twice the argument. Growing in
+ * place holds the argument once, plus the records not yet collected.
+ */
+class GrowingBytes {
+  private readonly ab: ResizableArrayBuffer;
+  private length = 0;
+
+  constructor(first: Buffer) {
+    this.ab = new (ArrayBuffer as unknown as ResizableArrayBufferConstructor)(0, { maxByteLength: MAX_LENGTH });
+    this.append(first);
+  }
+
+  get bytes(): number {
+    return this.length;
+  }
+
+  append(b: Buffer): void {
+    if (b.length === 0) return;
+    const end = this.length + b.length;
+    if (end > MAX_LENGTH) throw new ReplistreamError('PROTOCOL', `pieces rebuild an argument longer than ${MAX_LENGTH} bytes`);
+    this.ab.resize(end);
+    b.copy(Buffer.from(this.ab, this.length, b.length));
+    this.length = end;
+  }
+
+  /** The bytes so far, as a Buffer (not length-tracking: later appends do not change it). */
+  done(): Buffer {
+    return Buffer.from(this.ab, 0, this.length);
+  }
+}
+
+let resizable: boolean | undefined;
+function canGrowInPlace(): boolean {
+  if (resizable === undefined) {
+    try {
+      const ab = new (ArrayBuffer as unknown as ResizableArrayBufferConstructor)(0, { maxByteLength: 16 });
+      ab.resize(8);
+      resizable = ab.byteLength === 8;
+    } catch {
+      resizable = false;
+    }
+  }
+  return resizable;
+}
+
+/**
+ * A split command rebuilt piece by piece, as they come (see `sliceBufferList` for the rule): each
+ * piece is taken in and can be dropped at once, so what a series costs while it is read is the
+ * command being rebuilt, not its pieces too. The argument arrays of the pieces are copied before
+ * they are appended to (a piece may share them with the event it was split from).
+ */
+class CommandSeries {
+  private readonly commands: Buffer[][];
+  /** commands[last] is an array of our own (appended to in place). */
+  private lastOwned = false;
+  /** The last argument of commands[last], growing while pieces continue it. */
+  private growing: GrowingBytes | null = null;
+  /** Pieces taken in. */
+  count = 1;
+
+  constructor(readonly first: CommandEvent) {
+    this.commands = [...first.commands];
+  }
+
+  add(p: CommandEvent): void {
+    this.count++;
+    const cmds = p.commands;
+    let i = 0;
+    if (p.piece!.continued && cmds.length && this.commands.length) {
+      const frag = cmds[0];
+      i = 1;
+      if (frag.length > 0) {
+        const last = this.ownLast();
+        // the fragment's first buffer extends the last argument; its other buffers follow it
+        if (last.length === 0) last.push(frag[0]);
+        else this.extend(last, frag[0]);
+        if (frag.length > 1) {
+          this.settle();
+          for (let k = 1; k < frag.length; k++) last.push(frag[k]);
+        }
+      }
+    }
+    if (i < cmds.length) {
+      this.settle();
+      for (; i < cmds.length; i++) this.commands.push(cmds[i]);
+      this.lastOwned = false;
+    }
+  }
+
+  whole(): CommandEvent {
+    this.settle();
+    return { ...this.first, commands: this.commands, piece: null };
+  }
+
+  private ownLast(): Buffer[] {
+    const at = this.commands.length - 1;
+    if (!this.lastOwned) {
+      this.commands[at] = [...this.commands[at]];
+      this.lastOwned = true;
+    }
+    return this.commands[at];
+  }
+
+  /** Appends `more` to the last argument of `last` (our own array). */
+  private extend(last: Buffer[], more: Buffer): void {
+    if (this.growing) {
+      this.growing.append(more);
+      return;
+    }
+    const prev = last[last.length - 1];
+    if (prev.length + more.length >= GROW_IN_PLACE_BYTES && canGrowInPlace()) {
+      this.growing = new GrowingBytes(prev);
+      this.growing.append(more);
+      last[last.length - 1] = EMPTY; // the slice (and its record) is not needed any more
+    } else if (more.length > 0) last[last.length - 1] = Buffer.concat([prev, more]);
+  }
+
+  /** The growing argument, if any, takes its place in its command: no later piece extends it. */
+  private settle(): void {
+    if (!this.growing) return;
+    const last = this.commands[this.commands.length - 1];
+    last[last.length - 1] = this.growing.done();
+    this.growing = null;
+  }
+}
+
 /** The whole event rebuilt from all its pieces, in index order (see `splitForRecordLimit`). */
 export function assemblePieces(pieces: ChangeEvent[]): ChangeEvent {
   const first = pieces[0];
@@ -777,18 +926,9 @@ export function assemblePieces(pieces: ChangeEvent[]): ChangeEvent {
     }
   });
   if (first.kind === 'command') {
-    const commands: Buffer[][] = [];
-    for (const p of pieces as CommandEvent[]) {
-      let i = 0;
-      if (p.piece!.continued && p.commands.length && commands.length) {
-        const last = [...commands[commands.length - 1]];
-        joinBufferLists(last, p.commands[0]);
-        commands[commands.length - 1] = last;
-        i = 1;
-      }
-      for (; i < p.commands.length; i++) commands.push(p.commands[i]);
-    }
-    return { ...first, commands, piece: null };
+    const series = new CommandSeries(first);
+    for (let i = 1; i < pieces.length; i++) series.add(pieces[i] as CommandEvent);
+    return series.whole();
   }
   const keys = pieces as SnapshotKey[];
   const payloads = keys.filter((p) => p.payload !== null).map((p) => p.payload as Buffer);
@@ -817,7 +957,10 @@ export interface PieceAssemblerOptions {
  * beginning (a consumer started in the middle of a series). Both are reported to `onDiscard`.
  */
 export class PieceAssembler {
+  /** Pieces of a snapshot key series, kept until its last piece. */
   private parts: ChangeEvent[] = [];
+  /** A command series, rebuilt as its pieces come (`CommandSeries`). */
+  private series: CommandSeries | null = null;
   private readonly onDiscard?: PieceAssemblerOptions['onDiscard'];
   discarded = 0;
 
@@ -827,7 +970,7 @@ export class PieceAssembler {
 
   /** Pieces held, waiting for the rest of their event. */
   get pending(): number {
-    return this.parts.length;
+    return this.series ? this.series.count : this.parts.length;
   }
 
   push(event: ChangeEvent): ChangeEvent | null {
@@ -836,20 +979,29 @@ export class PieceAssembler {
       this.abandon('series interrupted by another event');
       return event;
     }
+    const held = this.pending;
     if (piece.index === 0) {
       this.abandon('series restarted from its first piece');
-      this.parts = [event];
-    } else if (this.parts.length === 0) {
+      if (event.kind === 'command') this.series = new CommandSeries(event);
+      else this.parts = [event];
+    } else if (held === 0) {
       this.discard('piece without its beginning', 1, event.pos);
       return null;
-    } else if (piece.index !== this.parts.length || !sameSeries(this.parts[0], event, piece.index)) {
+    } else if (piece.index !== held || !sameSeries(this.series ? this.series.first : this.parts[0], event, piece.index)) {
       this.abandon('series interrupted by another series');
       this.discard('piece without its beginning', 1, event.pos);
       return null;
+    } else if (this.series) {
+      this.series.add(event as CommandEvent);
     } else {
       this.parts.push(event);
     }
     if (!piece.last) return null;
+    if (this.series) {
+      const whole = this.series.whole();
+      this.series = null;
+      return whole;
+    }
     const whole = assemblePieces(this.parts);
     this.parts = [];
     return whole;
@@ -858,12 +1010,15 @@ export class PieceAssembler {
   /** Forget pending pieces (after a rebalance or a seek). */
   reset(): void {
     this.parts = [];
+    this.series = null;
   }
 
   private abandon(reason: string): void {
-    if (this.parts.length === 0) return;
-    this.discard(reason, this.parts.length, this.parts[0].pos);
+    const n = this.pending;
+    if (n === 0) return;
+    this.discard(reason, n, this.series ? this.series.first.pos : this.parts[0].pos);
     this.parts = [];
+    this.series = null;
   }
 
   private discard(reason: string, n: number, pos: ChangeEvent['pos']): void {

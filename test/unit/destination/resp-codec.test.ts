@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
+import { encodeCommandChunks, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
 
 describe('encodeCommands', () => {
   it('writes RESP arrays of bulk strings, binary and multi-byte arguments included', () => {
@@ -18,6 +18,43 @@ describe('encodeCommands', () => {
     const bytes = encodeCommands([['SET', 'k'.repeat(10), big]]);
     expect(bytes.subarray(0, 31).toString('latin1')).toBe('*3\r\n$3\r\nSET\r\n$10\r\nkkkkkkkkkk\r\n$');
     expect(bytes.length).toBe(4 + 9 + 17 + (1 + 6 + 2 + 123_456 + 2));
+  });
+});
+
+describe('encodeCommandChunks', () => {
+  const big = Buffer.alloc(70_000, 0x62);
+  const commands = [
+    ['MULTI'],
+    ['SET', 'k', 'é'],
+    ['SET', Buffer.from('big'), big],
+    ['HSET', 'h', big, Buffer.from([0x00, 0x0d, 0x0a]), big, big],
+    ['EXEC'],
+  ];
+
+  it('are the bytes of encodeCommands, big arguments passed by reference, not copied', () => {
+    const chunks = encodeCommandChunks(commands);
+    expect(Buffer.concat(chunks).equals(encodeCommands(commands))).toBe(true);
+    expect(chunks.filter((c) => c === big)).toHaveLength(4);
+    // headers before each big argument, its CRLF after it
+    expect(chunks[0].toString('latin1')).toBe('*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$70000\r\n');
+    expect(chunks[chunks.length - 1].toString('latin1')).toBe('\r\n*1\r\n$4\r\nEXEC\r\n');
+  });
+
+  it('one buffer when no argument is big; the threshold is inclusive', () => {
+    const small = [['SET', 'k', Buffer.alloc(100, 1)], ['PING']];
+    expect(encodeCommandChunks(small)).toEqual([encodeCommands(small)]);
+    const at = [['SET', 'k', Buffer.alloc(100, 1)]];
+    expect(encodeCommandChunks(at, 100)).toHaveLength(3);
+    expect(encodeCommandChunks(at, 101)).toHaveLength(1);
+    expect(Buffer.concat(encodeCommandChunks(at, 100)).equals(encodeCommands(at))).toBe(true);
+  });
+
+  it('a big argument last or first in the stream, an empty list', () => {
+    for (const c of [[['SET', 'k', big]], [[big]], [[big, big]]]) {
+      const chunks = encodeCommandChunks(c);
+      expect(Buffer.concat(chunks).equals(encodeCommands(c))).toBe(true);
+    }
+    expect(Buffer.concat(encodeCommandChunks([])).length).toBe(0);
   });
 });
 

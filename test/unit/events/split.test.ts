@@ -172,6 +172,25 @@ describe('splitForRecordLimit', () => {
     expect(parts.length).toBe(6);
   });
 
+  it('big arguments rebuilt in place: several in a row, between small ones, last in a unit, over decoded pieces', () => {
+    // over 256 KiB a continued argument grows in one resizable buffer instead of by concat
+    const e = command([
+      [b('HSET'), b('h'), bytes(600_000, 1), b('f'), bytes(700_000, 2), bytes(300_000, 3), b('x')],
+      [b('SET'), b('k'), bytes(1_000_000, 4)],
+      [b('APPEND'), bytes(400_000, 5), b('')],
+      [b('EXEC')],
+    ]);
+    const before = encodeEvent(e);
+    const parts = roundTrip(e, 65_536) as CommandEvent[];
+    expect(parts.filter((p) => p.piece?.continued).length).toBeGreaterThan(40);
+    const asm = new PieceAssembler();
+    let back: ChangeEvent | null = null;
+    for (const p of parts) back = asm.push(decodeBatch(encodeBatch([p]))[0]);
+    expectSame(back!, e);
+    // pieces share argument arrays with the event they were split from: never appended to
+    expect(encodeEvent(e).equals(before)).toBe(true);
+  });
+
   it('random shapes under random limits always fit and reassemble (property)', () => {
     const r = rng(12345);
     const buf = (max: number) => bytes(Math.floor(r() * r() * max), Math.floor(r() * 1000));
