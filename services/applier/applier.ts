@@ -257,12 +257,19 @@ export class Applier {
         this.settleOrphans();
         const local = new Map<string, PlanStream>();
         const queues = new Map(this.queues); // a rebalance may replace them while the plan is written
-        for (const [id, q] of queues) local.set(id, { items: q.items, applied: this.applied.get(id) ?? null });
+        let decoded = 0;
+        for (const [id, q] of queues) {
+          local.set(id, { items: q.items, applied: this.applied.get(id) ?? null });
+          decoded += q.items.length;
+        }
         const plan = planApply({
           local,
           streamOf: this.streamOfParticipant,
           remote: this.remote,
-          maxEvents: this.opts.maxEventsPerPlan,
+          // Everything decoded goes into this plan (records decode whole, so a little more than a
+          // plan's worth may be): events left for the next plan lived long enough to be copied
+          // by the young-generation collector, then promoted to the old generation to die there.
+          maxEvents: Math.max(this.opts.maxEventsPerPlan, decoded),
           ownerMarker: this.opts.cluster,
         });
         awaiting = plan.awaiting;

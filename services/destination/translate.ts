@@ -33,9 +33,36 @@ export interface Op {
   origin: OpOrigin | null;
 }
 
+/**
+ * Upper-case names of the command names met so far, by a hash of their case-folded bytes: the
+ * applier names every command it writes, and decoding and upper-casing each one cost two strings.
+ */
+const knownNames = new Map<number, string>();
+const MAX_KNOWN_NAMES = 1024;
+
 export function commandName(args: Arg[]): string {
   const a = args[0];
-  return (typeof a === 'string' ? a : a.toString('latin1')).toUpperCase();
+  if (typeof a === 'string') return a.toUpperCase();
+  const n = a.length;
+  if (n > 32) return a.toString('latin1').toUpperCase();
+  let h = n;
+  for (let i = 0; i < n; i++) {
+    const c = a[i];
+    h = (Math.imul(h, 31) + (c >= 97 && c <= 122 ? c - 32 : c)) | 0;
+  }
+  const known = knownNames.get(h);
+  if (known !== undefined && known.length === n) {
+    let same = true;
+    for (let i = 0; i < n && same; i++) {
+      const c = a[i];
+      same = (c >= 97 && c <= 122 ? c - 32 : c) === known.charCodeAt(i);
+    }
+    if (same) return known;
+  }
+  const name = a.toString('latin1').toUpperCase();
+  // only ASCII names: upper-casing may turn a latin1 character into one outside latin1
+  if (knownNames.size < MAX_KNOWN_NAMES && name.length === n && /^[\x20-\x7e]*$/.test(name)) knownNames.set(h, name);
+  return name;
 }
 
 export function argString(a: Arg | undefined): string {
@@ -336,7 +363,22 @@ function isInt(s: string): boolean {
  * Translates the commands of one CommandEvent. `eventIndex` and the op ordinal form each op's
  * origin. Throws for FLUSHDB/FLUSHALL when refuseFlush (the caller names the position).
  */
+/** Commands translated below otherwise than as themselves in the event's db. */
+const TRANSLATED = new Set(['MULTI', 'EXEC', 'DISCARD', 'SELECT', 'FLUSHDB', 'FLUSHALL', 'SWAPDB', 'FUNCTION', 'SCRIPT', 'PUBLISH', 'RESTORE', 'MOVE', 'COPY']);
+const NOTHING_DROPPED: string[] = Object.freeze([]) as unknown as string[];
+
 export function translateCommands(commands: Buffer[][], startDb: number, eventIndex: number, ctx: CommandContext): TranslateResult {
+  // Most events are one command written as it is to a standalone destination: the same op as the
+  // general path below gives it, without that path's closures and arrays (made for every event).
+  if (commands.length === 1 && !ctx.cluster && commands[0].length > 0) {
+    const cmd = commands[0];
+    const name = commandName(cmd);
+    if (!TRANSLATED.has(name)) {
+      const db = ctx.mapDb(startDb);
+      if (db === undefined) return { items: [], dropped: [name] };
+      return { items: [{ t: 'op', op: { args: cmd, db, slot: null, origin: { eventIndex, id: `${eventIndex}/0`, name } } }], dropped: NOTHING_DROPPED };
+    }
+  }
   const items: TranslatedItem[] = [];
   const dropped: string[] = [];
   let cur: number | undefined = ctx.mapDb(startDb);

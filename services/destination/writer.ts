@@ -891,6 +891,9 @@ export class DestinationWriter {
     const marker = (k: string): number | null => (chunk.markers.has(k) ? chunk.markers.get(k)! : (this.markers.get(k) ?? null));
     let bytes = 0;
     let i = from;
+    // an event's ops, gathered before they join the chunk (one array for all events, not one each)
+    const scratch: Op[] = [];
+    const skipping = skipIds.size > 0;
     for (; i < parts.length; i++) {
       const part = parts[i];
       const ev = part.prep.event;
@@ -901,7 +904,8 @@ export class DestinationWriter {
         chunk.duplicates.push(part.prep.index);
         continue;
       }
-      const ops: Op[] = [];
+      const ops = scratch;
+      ops.length = 0;
       if (part.markerKey) {
         chunk.watch.add(part.markerKey);
         const m = marker(part.markerKey);
@@ -951,7 +955,7 @@ export class DestinationWriter {
         }
         case 'command': {
           for (const op of part.ops) {
-            if (op.origin && skipIds.has(op.origin.id)) continue;
+            if (skipping && op.origin && skipIds.has(op.origin.id)) continue;
             ops.push(op);
           }
           chunk.unmapped += part.prep.dropped.length;
@@ -962,7 +966,7 @@ export class DestinationWriter {
       share.positionChanged = chunk.positionChanged = true;
       chunk.applied.push(part.prep.index);
       for (const op of ops) {
-        if (op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
+        if (skipping && op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
         chunk.ops.push(op);
         bytes += argsBytes(op.args);
       }
@@ -1104,10 +1108,10 @@ export class DestinationWriter {
     }
     // 2. the transaction itself, in one write, on the connection that holds the WATCH
     const tx: Arg[][] = [['MULTI']];
-    const queued: Array<{ origin: OpOrigin | null; args: Arg[] }> = [];
+    const origins: Array<OpOrigin | null> = []; // of tx[1 + i]
     const q = (args: Arg[], origin: OpOrigin | null) => {
       tx.push(args);
-      queued.push({ origin, args });
+      origins.push(origin);
     };
     let cur: number | null = selectDb;
     for (const op of chunk.ops) {
@@ -1157,9 +1161,9 @@ export class DestinationWriter {
     if (!execRes) return { kind: 'unknown', error: new Error('no reply to EXEC') };
     if (execRes[0]) {
       const errors: RejectedCommand[] = [];
-      for (let i = 0; i < queued.length; i++) {
+      for (let i = 0; i < origins.length; i++) {
         const e = res[pre + i]?.[0];
-        if (e) errors.push({ origin: queued[i].origin, args: queued[i].args, error: e });
+        if (e) errors.push({ origin: origins[i], args: tx[1 + i], error: e });
       }
       for (let i = 0; i < pre; i++) {
         const e = res[i]?.[0];
@@ -1175,7 +1179,7 @@ export class DestinationWriter {
     }
     const runtimeErrors: RejectedCommand[] = [];
     replies.forEach((r, i) => {
-      if (r instanceof Error) runtimeErrors.push({ origin: queued[i].origin, args: queued[i].args, error: r });
+      if (r instanceof Error) runtimeErrors.push({ origin: origins[i], args: tx[1 + i], error: r });
     });
     return { kind: 'committed', runtimeErrors };
   }

@@ -130,9 +130,16 @@ export class FastReader {
     return n;
   }
 
+  /**
+   * An array of byte strings. Sized from its first block (writers put a whole array in one): an
+   * array grown by push keeps room for 16 more, and commands of three arguments are most events.
+   */
   private bytesArray(): Buffer[] {
-    const out: Buffer[] = [];
-    for (let n = this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) out.push(this.bytes());
+    let n = this.blockCount();
+    if (n === 0) return [];
+    const out: Buffer[] = new Array<Buffer>(n);
+    for (let i = 0; i < n; i++) out[i] = this.bytes();
+    for (n = this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) out.push(this.bytes());
     return out;
   }
 
@@ -271,8 +278,10 @@ export class FastReader {
     if (branch === L.command) {
       const pos = this.pos();
       const db = this.long();
-      const commands: Buffer[][] = [];
-      for (let n = this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) commands.push(this.bytesArray());
+      let n = this.blockCount();
+      const commands: Buffer[][] = new Array<Buffer[]>(n); // sized as in bytesArray
+      for (let i = 0; i < n; i++) commands[i] = this.bytesArray();
+      for (n = n === 0 ? 0 : this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) commands.push(this.bytesArray());
       const participants: Array<{ db: number; partition: number }> = [];
       for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
         for (let i = 0; i < n; i++) {
