@@ -68,7 +68,7 @@ export interface CapturePosition {
 }
 
 export interface CaptureOptions {
-  link: Omit<ReplicaLinkOptions, 'start' | 'onRdbChunk' | 'onRdbEnd' | 'onRdbAbort' | 'manualConfirm' | 'logger'>;
+  link: Omit<ReplicaLinkOptions, 'start' | 'onRdbChunk' | 'onRdbEnd' | 'onRdbAbort' | 'afterUnit' | 'manualConfirm' | 'logger'>;
   sink: EventSink;
   partitions: number;
   /** First partition of this capture's range (cluster sources: one range per master). Default 0. */
@@ -203,6 +203,13 @@ export class CaptureService extends EventEmitter {
   private readonly base: number;
   private readonly maxInflightBytes: number;
   private ticks = 0;
+  /**
+   * Events not encoded yet, behind the pieces of a huge command (see `buffer`), in order; while it
+   * holds anything, every new event joins it and no position is recorded.
+   */
+  private backlog: Array<{ t: Target; events: ChangeEvent[]; next: number }> = [];
+  private draining: Promise<void> | null = null;
+  private stopping = false;
   private lastUnitEnd: { offset: number; db: number } | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private snapshotSeq = 0;
@@ -264,6 +271,8 @@ export class CaptureService extends EventEmitter {
       onRdbChunk: (chunk) => this.enqueue(() => this.onRdbChunk(chunk)),
       onRdbEnd: () => this.enqueue(() => this.onRdbEnd()),
       onRdbAbort: () => this.enqueue(async () => { this.parser = null; this.began = false; }),
+      // the link delivers nothing more until a huge command's records are all made (see `buffer`)
+      afterUnit: () => (this.backlog.length > 0 ? this.drainBacklog() : undefined),
     });
     this.link = link;
     if (this.held) link.hold(true);
@@ -384,6 +393,7 @@ export class CaptureService extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
     await this.link?.stop();
@@ -610,12 +620,61 @@ export class CaptureService extends EventEmitter {
     return t;
   }
 
-  /** Encodes `event` into its partition's open record; a record that fills up leaves at once. */
+  /**
+   * Encodes `event` into its partition's open record; a record that fills up leaves at once.
+   *
+   * A command too big for one record is encoded piece by piece, each record handed to Kafka as it
+   * is made, and no more than `maxInflightBytes` wait for acks: the rest waits in `backlog` (with
+   * every event after it) and the link delivers no further unit until it is encoded
+   * (`drainBacklog`). Encoded at once, a 100 MB SET was held twice, as its argument and as its
+   * records; now its argument and a few records. The position is not recorded while the backlog
+   * holds anything, so a restart never resumes past a command not wholly in Kafka.
+   */
   private buffer(db: number, partition: number, event: ChangeEvent): void {
     const t = this.target(db, partition);
-    t.packer.push(event, t.sealed);
-    if (t.sealed.length > 0) this.dispatch(t);
+    if (this.backlog.length > 0) this.backlog.push({ t, events: [event], next: 0 });
+    else {
+      const pieces = event.kind === 'command' ? t.packer.pieces(event) : null;
+      if (pieces === null) {
+        t.packer.push(event, t.sealed);
+        if (t.sealed.length > 0) this.dispatch(t);
+      } else {
+        this.backlog.push({ t, events: pieces, next: 0 });
+        this.packBacklog();
+      }
+    }
     if (this.parser === null) this.scheduleFlush();
+  }
+
+  /** Encodes backlog events while fewer than `maxInflightBytes` of records wait for Kafka. */
+  private packBacklog(): void {
+    while (this.backlog.length > 0 && this.inflightBytes <= this.maxInflightBytes) {
+      const b = this.backlog[0];
+      b.t.packer.push(b.events[b.next++], b.t.sealed);
+      if (b.t.sealed.length > 0) this.dispatch(b.t);
+      if (b.next === b.events.length) this.backlog.shift();
+    }
+  }
+
+  /** Resolves once the backlog is encoded (one drain at a time, whichever link asks). */
+  private drainBacklog(): Promise<void> {
+    this.draining ??= (async () => {
+      try {
+        while (this.backlog.length > 0) {
+          await this.inflightBelow(this.maxInflightBytes / 2);
+          if (this.failed || this.stopping) {
+            // nothing of it is durable (no position was recorded past it): a restart sends it again
+            this.backlog = [];
+            return;
+          }
+          this.packBacklog();
+        }
+        if (this.parser === null) this.scheduleFlush();
+      } finally {
+        this.draining = null;
+      }
+    })();
+    return this.draining;
   }
 
   /** Hands the target's sealed records to the sink (in order per partition); their bytes are in flight until acked. */
@@ -697,8 +756,12 @@ export class CaptureService extends EventEmitter {
       return;
     }
     const end = this.lastUnitEnd;
+    // events still in the backlog are not handed over by this flush, so not durable after it: no
+    // position past them (a flush after the drain records it)
+    const incomplete = this.backlog.length > 0;
     await this.flushEvents();
     paceExternal();
+    if (incomplete) return;
     // The durable position is recorded at most every 100 ms (the timer flush catches up): it only
     // bounds what a restart re-sends, and duplicates are recognised downstream.
     if (end && end.offset > this.stats.durableOffset && (force || Date.now() - this.lastPositionWriteMs >= 100)) {

@@ -609,6 +609,16 @@ export class RecordPacker {
     return sealed;
   }
 
+  /**
+   * The pieces of `event` when it does not fit a record alone, else null. `push`ing them one by
+   * one makes the same records as `push(event)`; a caller can then hand each record over (and
+   * wait for Kafka) before the next piece is encoded, instead of holding them all.
+   */
+  pieces(event: ChangeEvent): ChangeEvent[] | null {
+    const n = encodedEventSize(event);
+    return n <= this.budget ? null : splitOversized(event, n, this.budget);
+  }
+
   /** Seals the open record (if it holds any event) into `out`. Returns the bytes sealed. */
   seal(out: SealedRecord[]): number {
     if (this.count === 0) return 0;

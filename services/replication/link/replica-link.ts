@@ -5,7 +5,7 @@ import { connections } from '../../common/connection-settings.js';
 import { ReplistreamError } from '../../common/errors.js';
 import { createLogger, redactUrl, type Logger } from '../../common/log.js';
 import { CommandGrouper, isGetAck, type CommandUnit } from '../resp/grouper.js';
-import { RespParser } from '../resp/parser.js';
+import { RespParser, type RespCommand } from '../resp/parser.js';
 import { ReplyReader, SnapshotReader, type HandshakeReply } from '../resp/reply-reader.js';
 
 /**
@@ -129,6 +129,12 @@ export interface ReplicaLinkOptions {
   onRdbChunk?: (chunk: Buffer) => void | Promise<void>;
   onRdbEnd?: () => void | Promise<void>;
   onRdbAbort?: (err: ReplistreamError) => void | Promise<void>;
+  /**
+   * Called after each `unit` event; a promise holds back the delivery of the next units (and of
+   * the bytes after them) until it settles, as the `onRdb*` promises do. Capture returns one while
+   * the records of a huge command are still being made, so that no later unit overtakes them.
+   */
+  afterUnit?: () => void | Promise<void>;
   logger?: Logger;
 }
 
@@ -893,26 +899,36 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
         this.emit('rdb-abort', item.error);
         return this.opts.onRdbAbort?.(item.error);
       case 'stream':
-        this.processStream(item.buf);
-        return undefined;
+        return this.processStream(item.buf);
     }
   }
 
-  private processStream(chunk: Buffer): void {
-    const s = this.session;
+  private processStream(chunk: Buffer): void | Promise<void> {
     let cmds;
     try {
       cmds = this.parser.push(chunk);
     } catch (err) {
       throw new LinkFailure(toLinkError(err));
     }
-    for (const cmd of cmds) {
+    return this.processCommands(this.session, cmds, 0);
+  }
+
+  /**
+   * Hands `cmds[from..]` to the grouper and the units to the listeners; when `afterUnit` asks to
+   * wait, the rest follows once it settled (the bytes were received: they are processed even if
+   * the session ended meanwhile, only a stop drops them).
+   */
+  private processCommands(s: Session | null, cmds: RespCommand[], from: number): void | Promise<void> {
+    for (let i = from; i < cmds.length; i++) {
       if (this.stopped) return;
+      const cmd = cmds[i];
       if (s && !s.ended && isGetAck(cmd.args) && !s.legacy) this.sendAck(s);
       const unit = this.grouper.push(cmd);
       if (unit) {
         if (this.manualConfirm) this.pending.push(unit.startOffset, unit.endOffset, unit.db);
         this.emit('unit', unit);
+        const wait = this.opts.afterUnit?.();
+        if (wait) return wait.then(() => this.processCommands(s, cmds, i + 1));
       }
     }
   }

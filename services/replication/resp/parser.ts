@@ -14,9 +14,8 @@ import { ReplistreamError } from '../../common/errors.js';
  * `master_repl_offset` counts bytes, so the first byte after `+FULLRESYNC <id> 1000` has offset
  * 1000 and the command ending there moves the replica to `offset + size`).
  *
- * Memory: returned arguments are copies, but a command split across pushes keeps references to
- * the chunks holding its unfinished argument until it completes — do not modify a pushed chunk.
- * With `views`, an argument that lies within one chunk is a view of it instead of a copy (for a
+ * Memory: returned arguments are copies; one that spans pushes is copied into a buffer of its
+ * length as its bytes come, so no pushed chunk is kept. With `views`, an argument that lies within one chunk is a view of it instead of a copy (for a
  * caller whose chunks are never reused, such as a socket's `data` events): copying every argument
  * of a burst of small SETs was a fifth of the parser's time and most of its garbage.
  *
@@ -83,7 +82,10 @@ export class RespParser {
   private args: Buffer[] = [];
   private argsLeft = 0;
   private bulkLeft = 0;
-  private bulkParts: Buffer[] = [];
+  /** Length of the bulk string being read. */
+  private bulkLength = 0;
+  /** The bulk string being read when it spans chunks (allocated at its first bytes). */
+  private bulk: Buffer | null = null;
   private failure: ReplistreamError | null = null;
 
   constructor(opts: RespParserOptions = {}) {
@@ -120,7 +122,8 @@ export class RespParser {
     this.args = [];
     this.argsLeft = 0;
     this.bulkLeft = 0;
-    this.bulkParts = [];
+    this.bulkLength = 0;
+    this.bulk = null;
     this.failure = null;
   }
 
@@ -206,8 +209,11 @@ export class RespParser {
         }
         case State.BulkData: {
           const take = Math.min(this.bulkLeft, n - i);
-          // Pieces alias the chunks until the argument is complete; it is then copied out.
-          this.bulkParts.push(chunk.subarray(i, i + take));
+          // An argument over several chunks is copied into a buffer of its length (known from its
+          // header) as its bytes come: the chunks are not kept, and the argument is never held
+          // twice (chunks, then their concatenation: 200 MB for a 100 MB SET).
+          this.bulk ??= Buffer.allocUnsafe(this.bulkLength);
+          chunk.copy(this.bulk, this.bulkLength - this.bulkLeft, i, i + take);
           this.bulkLeft -= take;
           this.pos += take;
           i += take;
@@ -225,10 +231,10 @@ export class RespParser {
           if (chunk[i] !== LF) throw this.protocol(`expected LF after bulk string, got byte ${chunk[i]}`);
           this.pos++;
           i++;
-          const parts = this.bulkParts;
-          this.bulkParts = [];
-          // A copy unless `views`, so a returned argument never aliases a chunk the caller may reuse.
-          this.bulkDone(parts.length === 1 ? (this.views ? parts[0] : Buffer.from(parts[0])) : Buffer.concat(parts), out);
+          // a copy (or nothing, for an empty argument): it never aliases a chunk
+          const arg = this.bulk ?? Buffer.alloc(0);
+          this.bulk = null;
+          this.bulkDone(arg, out);
           break;
         }
       }
@@ -346,7 +352,8 @@ export class RespParser {
     if (len < 0) throw this.protocol(`invalid bulk length ${len}`);
     if (len > this.maxBulk) throw this.protocol(`bulk length ${len} exceeds the limit ${this.maxBulk}`);
     this.bulkLeft = len;
-    this.bulkParts = [];
+    this.bulkLength = len;
+    this.bulk = null;
     this.state = len === 0 ? State.BulkCr : State.BulkData;
   }
 

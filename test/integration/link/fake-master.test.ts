@@ -230,6 +230,38 @@ describe('ReplicaLink against a scripted master', () => {
     expect(r.link.processedOffset).toBe(stream.length);
   });
 
+  it('afterUnit: a promise holds back the next units, of the same chunk and later ones, until it settles', async () => {
+    const first = Array.from({ length: 50 }, (_, i) => cmd('SET', `k${i}`, String(i))).join('');
+    const later = Array.from({ length: 50 }, (_, i) => cmd('SET', `k${50 + i}`, String(50 + i))).join('');
+    const m = await master([
+      async (c) => {
+        await c.handshake();
+        c.send(`+FULLRESYNC ${ID1} 0\r\n$5\r\nABCDE${first}`); // one chunk: the snapshot and 50 units
+        await sleep(50);
+        c.send(later);
+      },
+    ]);
+    const held: Array<{ at: number; during: number }> = [];
+    const r = link({
+      url: m.url,
+      afterUnit: () => {
+        const at = r.units.length;
+        if (at !== 10 && at !== 60) return undefined;
+        return sleep(300).then(() => {
+          held.push({ at, during: r.units.length - at });
+        });
+      },
+    });
+    r.link.start();
+    await waitFor('100 units', () => r.units.length === 100, 10_000);
+    expect(held).toEqual([
+      { at: 10, during: 0 },
+      { at: 60, during: 0 },
+    ]);
+    expect(r.units.map((u) => unitStrings(u)[0][1])).toEqual(Array.from({ length: 100 }, (_, i) => `k${i}`));
+    expect(r.link.processedOffset).toBe(first.length + later.length);
+  });
+
   it('reconnects after a silent master (read timeout) and never logs the password', async () => {
     const m = await master([
       async (c) => {

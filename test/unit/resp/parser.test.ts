@@ -128,4 +128,23 @@ describe('RespParser', () => {
     expect(cmds[0].args[1].equals(value)).toBe(true);
     expect(cmds[0].size).toBe(bytes.length);
   });
+
+  it('copies an argument spanning chunks as it comes, keeping no chunk (views or not)', () => {
+    const bytes = Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n*1\r\n$4\r\nPING\r\n');
+    for (const views of [false, true]) {
+      for (let cut = 1; cut < bytes.length; cut++) {
+        const p = new RespParser({ views });
+        const a = Buffer.from(bytes.subarray(0, cut));
+        const b = Buffer.from(bytes.subarray(cut));
+        const cmds = p.push(a);
+        a.fill(0x58); // a chunk reused once pushed: only arguments whole in it may be views (views: true)
+        cmds.push(...p.push(b));
+        const spans = (arg: number, len: number) => cut > arg && cut < arg + len; // the cut falls inside it
+        const value = bytes.indexOf('0123456789');
+        if (!views || spans(value, 10)) expect(cmds[0].args[2].toString(), `cut ${cut}`).toBe('0123456789');
+        expect(cmds.map((c) => c.args.length)).toEqual([3, 1]);
+        expect(cmds[1].args[0].toString()).toBe('PING');
+      }
+    }
+  });
 });
