@@ -41,6 +41,8 @@ export interface CaptureSettings {
   noHeartbeat: boolean;
   maxRecordBytes: number;
   compression: Compression;
+  /** How long a produce request that is not full waits for more events (default 5 ms). */
+  lingerMs?: number;
   httpPort: number;
   /** Bind address of the HTTP port (default loopback). */
   httpHost?: string;
@@ -232,7 +234,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   try {
     const [{ EventProducer }, { EventRegistry }] = await transportModules;
     registry = new EventRegistry({ url: s.registry, logger: log });
-    producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, logger: log });
+    producer = new EventProducer({ kafka, registry, positionsTopic, maxRecordBytes: s.maxRecordBytes, compression: s.compression, lingerMs: s.lingerMs, logger: log });
   } catch (err) {
     admin.disconnect();
     throw err;

@@ -129,6 +129,13 @@ export const OPTIONS: OptionSpec[] = [
     schema: int(0),
   },
   { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
+  {
+    name: 'linger-ms',
+    description: 'How long capture lets a produce request that is not full wait for more events (Kafka\'s linger.ms): fewer, larger requests under steady traffic, at most this much more lag. 0 sends at once.',
+    commands: ['capture'],
+    schema: int(0, 1000),
+    default: 5,
+  },
   // apply
   { name: 'destination', description: 'Destination Redis URL; a cluster is detected from the server.', commands: ['apply', 'precheck', 'verify'], schema: redisUrl, secret: true },
   {
