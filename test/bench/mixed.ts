@@ -35,6 +35,7 @@
  * and group. Every process started here is stopped at the end, on an error and on Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { partitionOfKey } from '../../services/capture/routing.js';
@@ -146,6 +147,8 @@ interface StepResult {
   hbLagMaxMs: number | null;
   counters: CounterDelta;
   load1: number;
+  /** CPU seconds the services used during the step (user + system, from /proc). */
+  cpuSec: { capture: number; appliers: number; commands: number };
   verdict: string;
   ok: boolean;
 }
@@ -280,6 +283,7 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
       alive();
       progress(`${appliers} applier(s): ${rate.toLocaleString('en-US')} ops/s for ${o.stepSec} s`);
       const c0 = await counters();
+      const cpu0 = { capture: capture.cpuSec(), appliers: appl.reduce((n, a) => n + a.cpuSec(), 0) };
       const s0 = now();
       const firstProbe = pr.regularCount();
       const run = await g.run(rate, o.stepSec * 1000, true);
@@ -293,6 +297,8 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
       const caught = pr.allArrived('replistream', idx);
       const natCaught = pr.allArrived('native', idx);
       const c1 = await counters();
+      // (the catch-up after the step is the step's work too)
+      const cpuSec = { capture: capture.cpuSec() - cpu0.capture, appliers: appl.reduce((n, a) => n + a.cpuSec(), 0) - cpu0.appliers, commands: run.issued };
       const lag = pr.stats('replistream', window, Math.min(now(), deadline));
       const nlag = pr.stats('native', window, Math.min(now(), deadline));
       const sentOpsPerSec = run.issued / (run.ms / 1000);
@@ -307,7 +313,7 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
         lag, native: nlag,
         caughtUpSec: caught ? (pr.lastArrival('replistream', idx) - s1) / 1000 : null,
         nativeCaughtUpSec: natCaught ? (pr.lastArrival('native', idx) - s1) / 1000 : null,
-        hbLagMaxMs: hbMax(s0), counters: delta(c0, c1), load1: load1(),
+        hbLagMaxMs: hbMax(s0), counters: delta(c0, c1), load1: load1(), cpuSec,
         verdict: reasons.length ? `FAIL: ${reasons.join(', ')}` : senderLimited ? 'sender below 90 % of the rate' : 'ok',
         ok: reasons.length === 0 && !senderLimited,
       };
@@ -520,6 +526,19 @@ export class Svc {
 
   counters(): Counters {
     return sumCounters([this.base, this.last]);
+  }
+
+  /** CPU seconds (user + system) the running process used so far; 0 when it is not running. */
+  cpuSec(): number {
+    const pid = this.proc?.child.pid;
+    if (!pid || this.proc!.child.exitCode !== null) return 0;
+    try {
+      // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks (100 per second), after the ")" of the name
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      return 0;
+    }
   }
 
   assertAlive(): void {
@@ -1105,6 +1124,11 @@ if (process.env[GEN_ENV] && process.argv[1] === fileURLToPath(import.meta.url) &
 
 // ----- output ------------------------------------------------------------------------------------
 
+/** CPU milliseconds per 1,000 commands sent during a step. */
+function cpuPerK(sec: number, s: StepResult): string {
+  return s.cpuSec.commands > 0 ? ((sec * 1000) / (s.cpuSec.commands / 1000)).toFixed(1) : '—';
+}
+
 function report(r: PipelineResult, partitions: number): void {
   const m = machine();
   const lagCell = (l: LagStats, v: number) => (l.missing > 0 ? `≥${Math.round(v).toLocaleString('en-US')}` : v);
@@ -1116,7 +1140,8 @@ function report(r: PipelineResult, partitions: number): void {
     s.native.p50, s.native.p99,
     times(s.lag.p50, s.native.p50), times(s.lag.p99, s.native.p99),
     s.hbLagMaxMs, s.caughtUpSec ?? 'no',
-    s.counters.reread, s.counters.applied, rr(s.counters) === null ? null : rr(s.counters)!.toFixed(3), s.load1, s.verdict,
+    s.counters.reread, s.counters.applied, rr(s.counters) === null ? null : rr(s.counters)!.toFixed(3),
+    cpuPerK(s.cpuSec.capture, s), cpuPerK(s.cpuSec.appliers, s), s.load1, s.verdict,
   ]);
   const stepNotes = [
     'lag: probe SETs (timestamped, on every db × partition stream) → keyspace notification at the destination / native replica, ms;',
@@ -1124,6 +1149,7 @@ function report(r: PipelineResult, partitions: number): void {
     '  is written once a second, so it reads up to 1 s more than the lag itself);',
     '  ≥: some probes had not arrived when the catch-up wait ended (their lag counts as that wait, a lower bound).',
     'caught up: step end → the destination has every probe of the step and one more on every stream (s).',
+    'cpu ms/1k: CPU time (user + system) of capture and of all appliers during the step, per 1,000 workload commands sent.',
     `re-read = applier.rereadRecords + writer.duplicates${r.rereadField ? '' : ' (applier.rereadRecords absent from /status: duplicates only)'}, applied = writer.applied, deltas over the step.`,
     `full sync of the prefilled keys ${r.fullSyncSec === null ? '—' : `${r.fullSyncSec.toFixed(1)} s`}; drain after the steps: ${r.drainAfterStepsSec === null ? 'NOT within the cap' : `${r.drainAfterStepsSec.toFixed(1)} s`}.`,
   ];
@@ -1134,7 +1160,7 @@ function report(r: PipelineResult, partitions: number): void {
   }
   printGrid(
     `${title}: rate steps`,
-    ['ops/s target', 'sent', 'lag p50', 'p99', 'max', 'native p50', 'p99', 'p50 ×', 'p99 ×', 'hb max', 'caught up s', 're-read', 'applied', 're-read/applied', 'load1', 'result'],
+    ['ops/s target', 'sent', 'lag p50', 'p99', 'max', 'native p50', 'p99', 'p50 ×', 'p99 ×', 'hb max', 'caught up s', 're-read', 'applied', 're-read/applied', 'capture cpu ms/1k', 'appliers cpu ms/1k', 'load1', 'result'],
     steps,
     stepNotes,
   );
