@@ -21,6 +21,7 @@
  * progress, so its pieces never pause the partition (a 22 MB command held back by a 4 MiB budget
  * would wait forever); its memory is bounded by the event's own size.
  */
+import { fullCollection } from '../common/heap-budget.js';
 import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import { PieceAssembler, seriesPosition } from '../events/split.js';
 import type { QueuedEvent } from './barrier.js';
@@ -31,6 +32,23 @@ import type { QueuedEvent } from './barrier.js';
  * queue of small events grow ten times past its budget.
  */
 const EVENT_OVERHEAD_BYTES = 600;
+
+/**
+ * While a series is rebuilt, a young-generation collection (a scavenge) after every piece
+ * (`SERIES_SCAVENGE_BYTES`: pieces fill records of up to 900 KB). Why: each piece of a 1,000,000-field HSET decodes into ~80,000
+ * Buffer views that are copied into the command being rebuilt and die at once, but a scavenge
+ * falling while a piece is decoded finds them alive; those that outlive two are promoted, and the
+ * old generation grew by ~100 MB between full collections (a heap snapshot: 57 MB live at 140 MB
+ * used; the applier's RSS went from 200 to 320 MB and back, four times over one HSET). Collected
+ * young they cost nothing more (a scavenge of a mostly dead young generation is well under a
+ * millisecond).
+ */
+const SERIES_SCAVENGE_BYTES = 512 * 1024;
+let scavenge: ((options: { type: 'minor' }) => void) | null | undefined;
+function collectYoung(): void {
+  scavenge ??= fullCollection() as ((options: { type: 'minor' }) => void) | null;
+  scavenge?.({ type: 'minor' });
+}
 
 export interface QueuedRecord {
   offset: string;
@@ -74,6 +92,8 @@ export class StreamQueue {
   private readonly assembler: PieceAssembler;
   private firstPieceOffset: string | null = null;
   private pieceBytes = 0;
+  /** Bytes of pieces taken since the last scavenge (see `SERIES_SCAVENGE_BYTES`). */
+  private sinceScavenge = 0;
   /** Pieces read without their beginning, for the applier to settle (see the header). */
   readonly orphans: OrphanPiece[] = [];
   private orphanIn: { offset: string; event: ChangeEvent } | null = null;
@@ -174,6 +194,11 @@ export class StreamQueue {
       if (bytes > 0 && this.assembler.pending > 0) {
         this.pieceBytes += bytes;
         this.bytes += bytes;
+        this.sinceScavenge += bytes;
+        if (this.sinceScavenge >= SERIES_SCAVENGE_BYTES) {
+          this.sinceScavenge = 0;
+          collectYoung();
+        }
       }
     }
   }

@@ -9,6 +9,8 @@
  * not matched to promises. Everything else (start-up, INFO, scripts, cluster routing) stays on
  * ioredis.
  */
+import { packedArgsOf } from '../events/packed-args.js';
+
 export type RespArg = string | Buffer;
 
 /** A `-ERR …` reply. Named like ioredis's so the writer's error classification applies to both. */
@@ -94,6 +96,19 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
   let size = 0;
   for (const args of commands) {
     size += 1 + digits(args.length) + 2;
+    const packed = packedArgsOf(args);
+    if (packed) {
+      // packed arguments (events/packed-args.ts): read from their storage, no Buffer made for each
+      for (let i = 0; i < packed.count; i++) {
+        const n = packed.starts[i + 1] - packed.starts[i];
+        size += 1 + digits(n) + 2;
+        if (n >= bigArgument) {
+          sizes.push(size);
+          size = 2;
+        } else size += n + 2;
+      }
+      continue;
+    }
     for (const a of args) {
       const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
       lengths.push(n);
@@ -112,6 +127,22 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
   let li = 0;
   for (const args of commands) {
     at = writeHeader(out, at, 0x2a, args.length); // '*'
+    const packed = packedArgsOf(args);
+    if (packed) {
+      const { data, starts } = packed;
+      for (let i = 0; i < packed.count; i++) {
+        const n = starts[i + 1] - starts[i];
+        at = writeHeader(out, at, 0x24, n); // '$'
+        if (n >= bigArgument) {
+          chunks.push(out, data.subarray(starts[i], starts[i] + n));
+          out = Buffer.allocUnsafe(sizes[si++]);
+          at = 0;
+        } else at += data.copy(out, at, starts[i], starts[i] + n);
+        out[at++] = 0x0d;
+        out[at++] = 0x0a;
+      }
+      continue;
+    }
     for (const a of args) {
       const n = lengths[li++];
       at = writeHeader(out, at, 0x24, n); // '$'

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
+import { packedArgsOf } from '../events/packed-args.js';
 import { ReplistreamError } from '../common/errors.js';
 import { dumpPayloadValue } from '../replication/dump-value.js';
 import { payloadRdbVersion } from '../replication/dump-payload.js';
@@ -70,6 +71,8 @@ export function argString(a: Arg | undefined): string {
 }
 
 export function argsBytes(args: Arg[]): number {
+  const packed = packedArgsOf(args); // counted from its storage, no view made of each argument
+  if (packed) return packed.data.length + packed.count * 8;
   let n = 0;
   for (const a of args) n += typeof a === 'string' ? a.length : a.length;
   return n + args.length * 8;

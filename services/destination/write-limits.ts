@@ -7,6 +7,7 @@
  */
 import { LimitSettings, Throttle } from '../common/rate-limit.js';
 import type { ChangeEvent, TypedValue } from '../events/model.js';
+import { packedArgsOf } from '../events/packed-args.js';
 import type { DestinationWriter } from './writer.js';
 
 export interface WriteLimits {
@@ -65,7 +66,11 @@ export function writeWeight(segments: Array<{ events: ChangeEvent[] }>): WriteWe
         bytes += e.key.length + (e.payload ? e.payload.length : e.value ? typedBytes(e.value) : 0);
       } else if (e.kind === 'command') {
         ops += e.commands.length;
-        for (const c of e.commands) for (const a of c) bytes += a.length;
+        for (const c of e.commands) {
+          const packed = packedArgsOf(c); // its bytes counted, not a view made of each argument
+          if (packed) bytes += packed.data.length;
+          else for (const a of c) bytes += a.length;
+        }
       }
     }
   }

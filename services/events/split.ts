@@ -27,6 +27,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { ReplistreamError } from '../common/errors.js';
 import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
 import { longLen } from './fast-writer.js';
+import { growTo, newResizable, PACK_ARGS_FROM, PackedArgs, resizableArrayBuffers } from './packed-args.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, SourcePosition, StreamValue, TypedValue } from './model.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 900_000;
@@ -787,11 +788,6 @@ export function cloneValue(v: TypedValue): TypedValue {
  */
 const GROW_IN_PLACE_BYTES = 256 * 1024;
 
-interface ResizableArrayBuffer extends ArrayBuffer {
-  resize(byteLength: number): void;
-}
-type ResizableArrayBufferConstructor = new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
-
 /**
  * The bytes of one argument rebuilt from its slices, in one resizable ArrayBuffer: it reserves
  * address space for the largest Buffer and commits memory as it grows, so each slice is copied
@@ -803,11 +799,12 @@ type ResizableArrayBufferConstructor = new (byteLength: number, options: { maxBy
  * place holds the argument once, plus the records not yet collected.
  */
 class GrowingBytes {
-  private readonly ab: ResizableArrayBuffer;
+  private readonly ab = newResizable();
+  /** A length-tracking view of `ab`. */
+  private readonly all = new Uint8Array(this.ab);
   private length = 0;
 
   constructor(first: Buffer) {
-    this.ab = new (ArrayBuffer as unknown as ResizableArrayBufferConstructor)(0, { maxByteLength: MAX_LENGTH });
     this.append(first);
   }
 
@@ -819,29 +816,16 @@ class GrowingBytes {
     if (b.length === 0) return;
     const end = this.length + b.length;
     if (end > MAX_LENGTH) throw new ReplistreamError('PROTOCOL', `pieces rebuild an argument longer than ${MAX_LENGTH} bytes`);
-    this.ab.resize(end);
-    b.copy(Buffer.from(this.ab, this.length, b.length));
+    if (end > this.ab.byteLength) growTo(this.ab, end);
+    this.all.set(b, this.length);
     this.length = end;
   }
 
   /** The bytes so far, as a Buffer (not length-tracking: later appends do not change it). */
   done(): Buffer {
+    this.ab.resize(this.length);
     return Buffer.from(this.ab, 0, this.length);
   }
-}
-
-let resizable: boolean | undefined;
-function canGrowInPlace(): boolean {
-  if (resizable === undefined) {
-    try {
-      const ab = new (ArrayBuffer as unknown as ResizableArrayBufferConstructor)(0, { maxByteLength: 16 });
-      ab.resize(8);
-      resizable = ab.byteLength === 8;
-    } catch {
-      resizable = false;
-    }
-  }
-  return resizable;
 }
 
 /**
@@ -856,6 +840,11 @@ class CommandSeries {
   private lastOwned = false;
   /** The last argument of commands[last], growing while pieces continue it. */
   private growing: GrowingBytes | null = null;
+  /**
+   * commands[last]'s arguments once they are `PACK_ARGS_FROM` or more (an HSET of a million
+   * fields): packed, not one Buffer each (packed-args.ts).
+   */
+  private packed: PackedArgs | null = null;
   /** Pieces taken in. */
   count = 1;
 
@@ -870,7 +859,10 @@ class CommandSeries {
     if (p.piece!.continued && cmds.length && this.commands.length) {
       const frag = cmds[0];
       i = 1;
-      if (frag.length > 0) {
+      if (frag.length > 0 && this.packed) {
+        this.packed.extendLast(frag[0]);
+        for (let k = 1; k < frag.length; k++) this.packed.push(frag[k]);
+      } else if (frag.length > 0) {
         const last = this.ownLast();
         // the fragment's first buffer extends the last argument; its other buffers follow it
         if (last.length === 0) last.push(frag[0]);
@@ -879,6 +871,7 @@ class CommandSeries {
           this.settle();
           for (let k = 1; k < frag.length; k++) last.push(frag[k]);
         }
+        if (last.length >= PACK_ARGS_FROM && resizableArrayBuffers()) this.pack(last);
       }
     }
     if (i < cmds.length) {
@@ -891,6 +884,15 @@ class CommandSeries {
   whole(): CommandEvent {
     this.settle();
     return { ...this.first, commands: this.commands, piece: null };
+  }
+
+  /** From now on the last command's arguments are packed (its Buffers are let go). */
+  private pack(last: Buffer[]): void {
+    this.settle();
+    const packed = new PackedArgs();
+    for (const a of last) packed.push(a);
+    this.packed = packed;
+    this.commands[this.commands.length - 1] = [];
   }
 
   private ownLast(): Buffer[] {
@@ -909,15 +911,23 @@ class CommandSeries {
       return;
     }
     const prev = last[last.length - 1];
-    if (prev.length + more.length >= GROW_IN_PLACE_BYTES && canGrowInPlace()) {
+    if (prev.length + more.length >= GROW_IN_PLACE_BYTES && resizableArrayBuffers()) {
       this.growing = new GrowingBytes(prev);
       this.growing.append(more);
       last[last.length - 1] = EMPTY; // the slice (and its record) is not needed any more
     } else if (more.length > 0) last[last.length - 1] = Buffer.concat([prev, more]);
   }
 
-  /** The growing argument, if any, takes its place in its command: no later piece extends it. */
+  /**
+   * The growing argument or the packed arguments, if any, take their place in the last command:
+   * no later piece extends them.
+   */
   private settle(): void {
+    if (this.packed) {
+      this.commands[this.commands.length - 1] = this.packed.view();
+      this.packed = null;
+      this.lastOwned = false;
+    }
     if (!this.growing) return;
     const last = this.commands[this.commands.length - 1];
     last[last.length - 1] = this.growing.done();

@@ -10,9 +10,10 @@
  * is the kernel's high-water mark of each process (VmHWM in /proc/<pid>/status), read once the
  * destination holds the commands whole; the RSS sampled every 20 ms is printed beside it, with
  * each service's RSS before the commands (its idle start). Node flags for the services go in
- * REPLISTREAM_NODE_ARGS (e.g. `--heapsnapshot-signal=SIGUSR2`).
+ * REPLISTREAM_NODE_ARGS (e.g. `--heapsnapshot-signal=SIGUSR2`); RSS_TRACE=<file> writes the sampled
+ * RSS of both services over time into <file>.<run> (ms since the first command, MB).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { startService, waitForLog, type ServiceProcess } from '../helpers/processes.js';
 import { startRedis } from '../helpers/redis-server.js';
@@ -47,7 +48,7 @@ interface Figures {
   hwm: number;
 }
 
-async function run(mode: string): Promise<{ capture: Figures; applier: Figures; seconds: number }> {
+async function run(mode: string, index: number): Promise<{ capture: Figures; applier: Figures; seconds: number }> {
   const source = await startRedis({});
   const dest = await startRedis({});
   const procs: ServiceProcess[] = [];
@@ -67,16 +68,21 @@ async function run(mode: string): Promise<{ capture: Figures; applier: Figures; 
       const pids = { capture: capture.child.pid!, applier: applier.child.pid! };
       const idle = { capture: status(pids.capture, 'VmRSS'), applier: status(pids.applier, 'VmRSS') };
       const sampled = { ...idle };
+      const t0 = Date.now();
+      const trace: string[] = [];
       const timer = setInterval(() => {
+        const line = [String(Date.now() - t0)];
         for (const k of ['capture', 'applier'] as const) {
           try {
-            sampled[k] = Math.max(sampled[k], status(pids[k], 'VmRSS'));
+            const rss = status(pids[k], 'VmRSS');
+            sampled[k] = Math.max(sampled[k], rss);
+            line.push(`${k}=${Math.round(rss / MB)}`);
           } catch {
             // exited: the run fails below
           }
         }
+        trace.push(line.join(' '));
       }, 20);
-      const t0 = Date.now();
       const big = Buffer.alloc(100 * MB);
       for (let i = 0; i < big.length; i += 4096) big.write(`block ${i} `, i, 'latin1');
       const fields = Array.from({ length: FIELDS }, (_, i) => [`f${i}`, `v-${i}`]).flat();
@@ -93,6 +99,7 @@ async function run(mode: string): Promise<{ capture: Figures; applier: Figures; 
       );
       const seconds = (Date.now() - t0) / 1000;
       clearInterval(timer);
+      if (process.env.RSS_TRACE) writeFileSync(`${process.env.RSS_TRACE}.${index}`, `${trace.join('\n')}\n`);
       if (mode !== 'hset' && !(await d.getBuffer('bigstring'))!.equals(big)) throw new Error('bigstring differs');
       if (mode !== 'set' && (await d.hget('bighash', `f${FIELDS - 1}`)) !== `v-${FIELDS - 1}`) throw new Error('bighash differs');
       const fig = (k: 'capture' | 'applier'): Figures => ({ idle: idle[k], sampled: sampled[k], hwm: status(pids[k], 'VmHWM') });
@@ -118,7 +125,7 @@ if (!['both', 'set', 'hset'].includes(mode)) {
 }
 const mb = (n: number) => `${(n / MB).toFixed(0)} MB`;
 for (let i = 0; i < runs; i++) {
-  const r = await run(mode);
+  const r = await run(mode, i + 1);
   for (const k of ['capture', 'applier'] as const) {
     const f = r[k];
     process.stdout.write(`${mode} run ${i + 1}: ${k.padEnd(7)} peak ${mb(f.hwm)} (sampled ${mb(f.sampled)}, idle ${mb(f.idle)})\n`);

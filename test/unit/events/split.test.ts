@@ -11,6 +11,7 @@ import {
   splitForRecordLimit,
   WIRE_HEADER_BYTES,
 } from '../../../services/events/split.js';
+import { packedArgsOf } from '../../../services/events/packed-args.js';
 import type { ChangeEvent, CommandEvent, SnapshotKey, StreamValue, TypedValue } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { b, bytes, command, everyEvent, expectSame, key, pos, rng, stream } from './fixtures.js';
@@ -165,6 +166,9 @@ describe('splitForRecordLimit', () => {
     expect(back.commands).toHaveLength(1);
     expect(back.commands[0]).toHaveLength(1_000_002);
     expect(back.commands[0][999_999].toString()).toBe('element-999997');
+    // rebuilt packed (events/packed-args.ts), not as a million Buffers
+    expect(packedArgsOf(back.commands[0])?.count).toBe(1_000_002);
+    expect(encodeEvent(back).equals(encodeEvent(e))).toBe(true);
   });
 
   it('a 5 MB SET argument fits under the default limit', () => {
