@@ -118,7 +118,9 @@ export class Applier {
   private loop: Promise<void> | null = null;
 
   constructor(opts: ApplierOptions) {
-    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 2000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...opts };
+    // (an option given as undefined keeps its default)
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as ApplierOptions;
+    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 2000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...given };
     this.heap = new HeapBudget(this.opts.memoryBudgetBytes);
   }
 

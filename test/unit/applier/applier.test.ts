@@ -1,0 +1,134 @@
+/**
+ * The applier loop (services/applier/applier.ts) with a writer and a consumer standing in for the
+ * destination and Kafka: the order of writes and offset commits, how much one plan takes, and the
+ * partition pause that bounds memory. (The barrier plan itself: barrier.test.ts; the real services
+ * end to end: test/integration/e2e.)
+ */
+import { describe, expect, it } from 'vitest';
+import { Applier, type Writer } from '../../../services/applier/applier.js';
+import { createLogger } from '../../../services/common/log.js';
+import type { ChangeEvent, SourcePosition } from '../../../services/events/model.js';
+import type { BatchContext, DecodedBatch, TopicPartitionOffset } from '../../../services/transport/consumer.js';
+
+const logger = createLogger('silent', 'applier-test');
+const pos = (offset: number, seq = 0): SourcePosition => ({ epoch: 1, offset, seq, replid: 'r'.repeat(40) });
+const set = (offset: number, seq: number): ChangeEvent => ({
+  kind: 'command',
+  pos: pos(offset, seq),
+  db: 0,
+  commands: [[Buffer.from('SET'), Buffer.from(`k${offset}:${seq}`), Buffer.from('v')]],
+  participants: [],
+  piece: null,
+});
+
+/** `n` records of `perRecord` events each, from `first` on, for topic t partition `partition`. */
+function batch(partition: number, first: number, n: number, perRecord: number, bytes = 100): DecodedBatch {
+  const records = Array.from({ length: n }, (_, i) => {
+    const offset = first + i;
+    return { offset: String(offset), timestamp: '0', bytes, value: null, events: Array.from({ length: perRecord }, (_, s) => set(offset * 100_000 + partition * 10_000, s)) };
+  });
+  return { topic: 't', partition, highWatermark: String(first + n), records, lastOffset: String(first + n - 1) };
+}
+
+const ctx: BatchContext = { heartbeat: async () => undefined, isRunning: () => true, isStale: () => false, pause: () => () => undefined };
+
+interface Log {
+  writes: number[];
+  commits: TopicPartitionOffset[][];
+  paused: number[];
+  resumed: number[];
+  /** Order of what happened: `write:<events>`, `written`, `commit:<partition>@<offset>`. */
+  order: string[];
+}
+
+function harness(opts: { maxEventsPerPlan?: number; maxQueuedBytes?: number; hold?: () => Promise<void> } = {}) {
+  const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [] };
+  const writer: Writer = {
+    async applyStreams(segments) {
+      const n = segments.reduce((k, s) => k + s.events.length, 0);
+      log.writes.push(n);
+      log.order.push(`write:${n}`);
+      await opts.hold?.();
+      log.order.push('written');
+      return { applied: n, skipped: 0 };
+    },
+    appliedPosition: async () => null,
+    storedPositions: async () => new Map(),
+  };
+  const applier = new Applier({
+    writer,
+    consumer: {
+      commit: async (offsets) => {
+        log.commits.push(offsets);
+        for (const o of offsets) log.order.push(`commit:${o.partition}@${o.offset}`);
+      },
+      pause: (_topic, partitions) => void log.paused.push(...(partitions ?? [])),
+      resume: (_topic, partitions) => void log.resumed.push(...(partitions ?? [])),
+      seek: () => undefined,
+      stop: async () => undefined,
+    },
+    topicOfDb: () => 't',
+    logger,
+    maxEventsPerPlan: opts.maxEventsPerPlan,
+    maxQueuedBytes: opts.maxQueuedBytes,
+  });
+  return { applier, log };
+}
+
+async function until(check: () => boolean, ms = 2000): Promise<void> {
+  for (const end = Date.now() + ms; !check(); ) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe('Applier', () => {
+  it('commits a record\'s offset only after the write that holds its events', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const { applier, log } = harness({ hold: () => held });
+    applier.start();
+    await applier.handle(batch(0, 0, 3, 10), ctx);
+    await until(() => log.writes.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(log.commits).toEqual([]); // the write is still in flight
+    release();
+    await until(() => log.commits.length > 0);
+    await applier.stop();
+    expect(log.order.indexOf('written')).toBeLessThan(log.order.findIndex((o) => o.startsWith('commit:')));
+    expect(log.commits.flat().at(-1)).toEqual({ topic: 't', partition: 0, offset: '3' }); // the next record to read
+  });
+
+  it('one plan takes every event decoded, however the records cut them (none waits for the next plan)', async () => {
+    const { applier, log } = harness({ maxEventsPerPlan: 2000 });
+    // 4 busy partitions share a plan's 2,000 events: 500 each, so each decodes one record of 1,000
+    for (let p = 0; p < 4; p++) await applier.handle(batch(p, 0, 1, 1000), ctx);
+    applier.start();
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 4000);
+    await applier.stop();
+    expect(log.writes).toEqual([4000]);
+  });
+
+  it('pauses a partition whose queued records pass the byte budget and resumes it once drained', async () => {
+    const { applier, log } = harness({ maxQueuedBytes: 1000 });
+    await applier.handle(batch(1, 0, 5, 10, 400), ctx); // 2,000 bytes queued
+    expect(log.paused).toEqual([1]);
+    applier.start();
+    await until(() => log.resumed.length > 0);
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 50);
+    await applier.stop();
+    expect(log.resumed).toEqual([1]);
+  });
+
+  it('records read again (a refetch after a seek or rebalance) are dropped, not applied twice', async () => {
+    const { applier, log } = harness();
+    applier.start();
+    await applier.handle(batch(0, 0, 3, 10), ctx);
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 30);
+    await applier.handle(batch(0, 1, 3, 10), ctx); // offsets 1 and 2 again, then 3
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 40);
+    await applier.stop();
+    expect(applier.stats.rereadRecords).toBe(2);
+    expect(applier.stats.events).toBe(40);
+  });
+});
