@@ -21,6 +21,7 @@
  * as it reached this server, one key per origin: carried downstream, it lets the last applier
  * report the lag from the origin, not only from its own hop.
  */
+import { packedArgsOf, packedEnd, packedStart } from '../events/packed-args.js';
 import { keyIndexes } from './command-keys.js';
 
 /** Prefix of every key an applier writes in its destination. */
@@ -64,6 +65,16 @@ export class OwnKeys {
    */
   mayTouch(commands: Buffer[][]): boolean {
     for (const args of commands) {
+      const packed = packedArgsOf(args);
+      if (packed) {
+        // a view only of an argument long enough to be an own key (packed-args.ts)
+        for (let i = 1; i < packed.count; i++) {
+          const from = packedStart(packed, i);
+          const len = packedEnd(packed, i) - from;
+          if ((len >= PREFIX.length || this.heartbeatKeys.some((h) => h.length === len)) && this.isOwn(packed.data.subarray(from, from + len))) return true;
+        }
+        continue;
+      }
       for (let i = 1; i < args.length; i++) if (this.isOwn(args[i])) return true;
     }
     return false;

@@ -9,7 +9,7 @@
  * not matched to promises. Everything else (start-up, INFO, scripts, cluster routing) stays on
  * ioredis.
  */
-import { packedArgsOf } from '../events/packed-args.js';
+import { packedArgsOf, packedEnd, packedStart } from '../events/packed-args.js';
 
 export type RespArg = string | Buffer;
 
@@ -100,7 +100,7 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
     if (packed) {
       // packed arguments (events/packed-args.ts): read from their storage, no Buffer made for each
       for (let i = 0; i < packed.count; i++) {
-        const n = packed.starts[i + 1] - packed.starts[i];
+        const n = packedEnd(packed, i) - packedStart(packed, i);
         size += 1 + digits(n) + 2;
         if (n >= bigArgument) {
           sizes.push(size);
@@ -129,15 +129,16 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
     at = writeHeader(out, at, 0x2a, args.length); // '*'
     const packed = packedArgsOf(args);
     if (packed) {
-      const { data, starts } = packed;
+      const data = packed.data;
       for (let i = 0; i < packed.count; i++) {
-        const n = starts[i + 1] - starts[i];
+        const from = packedStart(packed, i);
+        const n = packedEnd(packed, i) - from;
         at = writeHeader(out, at, 0x24, n); // '$'
         if (n >= bigArgument) {
-          chunks.push(out, data.subarray(starts[i], starts[i] + n));
+          chunks.push(out, data.subarray(from, from + n));
           out = Buffer.allocUnsafe(sizes[si++]);
           at = 0;
-        } else at += data.copy(out, at, starts[i], starts[i] + n);
+        } else at += data.copy(out, at, from, from + n);
         out[at++] = 0x0d;
         out[at++] = 0x0a;
       }

@@ -72,7 +72,7 @@ export function argString(a: Arg | undefined): string {
 
 export function argsBytes(args: Arg[]): number {
   const packed = packedArgsOf(args); // counted from its storage, no view made of each argument
-  if (packed) return packed.data.length + packed.count * 8;
+  if (packed) return packed.tail - packed.head + packed.count * 8;
   let n = 0;
   for (const a of args) n += typeof a === 'string' ? a.length : a.length;
   return n + args.length * 8;

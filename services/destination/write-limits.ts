@@ -68,7 +68,7 @@ export function writeWeight(segments: Array<{ events: ChangeEvent[] }>): WriteWe
         ops += e.commands.length;
         for (const c of e.commands) {
           const packed = packedArgsOf(c); // its bytes counted, not a view made of each argument
-          if (packed) bytes += packed.data.length;
+          if (packed) bytes += packed.tail - packed.head;
           else for (const a of c) bytes += a.length;
         }
       }

@@ -14,6 +14,7 @@
  * what the schema accepts makes `size` return -1: the caller then encodes the event with avsc,
  * which writes it or names the invalid field.
  */
+import { packedArgsOf, packedEnd, packedStart } from './packed-args.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, SourcePosition, TypedValue } from './model.js';
 
 /** Where things are in the schema (union branch and enum indexes, already zigzag-encoded: one byte each). */
@@ -78,6 +79,15 @@ function bufsLen(list: unknown): number {
   const n = list.length;
   if (n === 0) return 1;
   let size = longLen(n) + 1;
+  const packed = packedArgsOf(list);
+  if (packed) {
+    // packed arguments (packed-args.ts): sized from their storage, no view made of each
+    for (let i = 0; i < n; i++) {
+      const len = packedEnd(packed, i) - packedStart(packed, i);
+      size += longLen(len) + len;
+    }
+    return size;
+  }
   for (let i = 0; i < n; i++) {
     const b = list[i];
     if (!Buffer.isBuffer(b)) return -1;
@@ -88,7 +98,16 @@ function bufsLen(list: unknown): number {
 
 function writeBufs(buf: Buffer, p: number, list: Buffer[]): number {
   const n = list.length;
-  if (n > 0) {
+  const packed = n > 0 ? packedArgsOf(list) : null;
+  if (packed) {
+    p = writeLong(buf, p, n);
+    for (let i = 0; i < n; i++) {
+      const from = packedStart(packed, i);
+      const len = packedEnd(packed, i) - from;
+      p = writeLong(buf, p, len);
+      p += packed.data.copy(buf, p, from, from + len);
+    }
+  } else if (n > 0) {
     p = writeLong(buf, p, n);
     for (let i = 0; i < n; i++) p = writeBytes(buf, p, list[i]);
   }

@@ -86,13 +86,19 @@ export class PackedArgs {
 
   /** Appends `more` to the last argument's bytes. */
   extendLast(more: Buffer): void {
+    this.extendLastFrom(more, 0, more.length);
+  }
+
+  /** Appends `src[start, end)` to the last argument's bytes (no view of it made). */
+  extendLastFrom(src: Buffer, start: number, end: number): void {
     if (this.count === 0) throw new ReplistreamError('INTERNAL', 'PackedArgs.extendLast: no argument');
-    if (more.length === 0) return;
-    const end = this.used + more.length;
-    if (end > MAX_LENGTH) throw new ReplistreamError('PROTOCOL', `a command's arguments add up to more than ${MAX_LENGTH} bytes`);
-    if (end > this.ab.byteLength) growTo(this.ab, end);
-    this.all.set(more, this.used);
-    this.used = end;
+    const n = end - start;
+    if (n <= 0) return;
+    const to = this.used + n;
+    if (to > MAX_LENGTH) throw new ReplistreamError('PROTOCOL', `a command's arguments add up to more than ${MAX_LENGTH} bytes`);
+    if (to > this.ab.byteLength) growTo(this.ab, to);
+    src.copy(this.all, this.used, start, end);
+    this.used = to;
   }
 
   /** The arguments as a read-only `Buffer[]` (see the header); nothing may be appended after. */
@@ -102,16 +108,41 @@ export class PackedArgs {
     this.startsAb.resize((this.count + 1) * 8);
     this.starts[this.count] = this.used;
     const data = Buffer.from(this.ab, 0, this.used);
-    return packedView({ data, starts: new Float64Array(this.startsAb, 0, this.count + 1), count: this.count });
+    const starts = new Float64Array(this.startsAb, 0, this.count + 1);
+    return packedView({ data, starts, count: this.count, head: starts[0] ?? 0, tail: this.used });
   }
+}
+
+/**
+ * Arguments `[from, to)` of packed `s`, the first starting at byte `head` of the data and the last
+ * ending at byte `tail` (both inside them: a slice of an argument, as `split.ts` cuts them), as a
+ * read-only view that shares `s`'s storage.
+ */
+export function packedRange(s: PackedStorage, from: number, to: number, head: number, tail: number): Buffer[] {
+  return packedView({ data: s.data, starts: s.starts.subarray(from, to + 1), count: to - from, head, tail });
+}
+
+/** Where argument `i` of `s` starts in `s.data`. */
+export function packedStart(s: PackedStorage, i: number): number {
+  return i === 0 ? s.head : s.starts[i];
+}
+
+/** Where argument `i` of `s` ends in `s.data`. */
+export function packedEnd(s: PackedStorage, i: number): number {
+  return i === s.count - 1 ? s.tail : s.starts[i + 1];
 }
 
 /** What a packed argument list is made of. */
 export interface PackedStorage {
   data: Buffer;
-  /** Argument i is `data[starts[i], starts[i + 1])` (count + 1 entries). */
+  /**
+   * Argument i is `data[starts[i], starts[i + 1])` (count + 1 entries), except that the first
+   * starts at `head` and the last ends at `tail` (`packedStart`, `packedEnd`).
+   */
   starts: Float64Array;
   count: number;
+  head: number;
+  tail: number;
 }
 
 /** The storage behind `args` when it is a view of packed arguments, else null. */
@@ -124,7 +155,7 @@ function readOnly(): never {
 }
 
 function packedView(s: PackedStorage): Buffer[] {
-  const arg = (i: number) => s.data.subarray(s.starts[i], s.starts[i + 1]);
+  const arg = (i: number) => s.data.subarray(packedStart(s, i), packedEnd(s, i));
   const index = (p: string | symbol): number => {
     if (typeof p !== 'string' || p.length === 0 || p.length > 10) return -1;
     const c = p.charCodeAt(0);

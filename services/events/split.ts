@@ -27,7 +27,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { ReplistreamError } from '../common/errors.js';
 import { EventScratch, batchBodySize, encodeEvent, encodeEventWithin, encodedEventSize } from './codec.js';
 import { longLen } from './fast-writer.js';
-import { growTo, newResizable, PACK_ARGS_FROM, PackedArgs, resizableArrayBuffers } from './packed-args.js';
+import { growTo, newResizable, PACK_ARGS_FROM, PackedArgs, packedArgsOf, packedEnd, packedRange, packedStart, resizableArrayBuffers, type PackedStorage } from './packed-args.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, SourcePosition, StreamValue, TypedValue } from './model.js';
 
 export const DEFAULT_MAX_RECORD_BYTES = 900_000;
@@ -51,6 +51,11 @@ const ARRAY_COUNT = 10;
 function listLen(bufs: Buffer[]): number {
   let n = 1;
   if (bufs.length) n += longLen(bufs.length);
+  const packed = packedArgsOf(bufs);
+  if (packed) {
+    for (let i = 0; i < packed.count; i++) n += bytesLen(packedEnd(packed, i) - packedStart(packed, i));
+    return n;
+  }
   for (const b of bufs) n += bufLen(b);
   return n;
 }
@@ -135,6 +140,59 @@ function sliceBufferList(list: Buffer[], fixed: number, firstRoom: number, room:
     }
   }
   frags.push(cur);
+  return frags;
+}
+
+/**
+ * `sliceBufferList` for packed arguments (packed-args.ts): the same fragments, each a view of a
+ * range of the packed storage rather than an array of Buffers, so that cutting a command of a
+ * million arguments into pieces makes no Buffer per argument. (A fragment that starts with an empty
+ * buffer joined onto the previous one is the empty end of the previous argument here.)
+ */
+function slicePackedList(s: PackedStorage, fixed: number, firstRoom: number, room: number): Buffer[][] {
+  const frags: Buffer[][] = [];
+  let avail = firstRoom - fixed - ARRAY_COUNT - 1;
+  /** The fragment being made: its first argument, where that starts, and how many it holds. */
+  let from = 0;
+  let head = 0;
+  let count = 0;
+  const close = (to: number, tail: number) => {
+    frags.push(packedRange(s, from, to, head, tail));
+    count = 0;
+    avail = room - fixed - ARRAY_COUNT - 1;
+  };
+  const add = (i: number, at: number) => {
+    if (count === 0) {
+      from = i;
+      head = at;
+    }
+    count++;
+  };
+  for (let i = 0; i < s.count; i++) {
+    const end = packedEnd(s, i);
+    let at = packedStart(s, i);
+    for (;;) {
+      const rest = end - at;
+      if (bytesLen(rest) <= avail) {
+        add(i, at);
+        avail -= bytesLen(rest);
+        break;
+      }
+      const n = avail - 5;
+      if (n > 0) {
+        add(i, at);
+        close(i + 1, at + n);
+        at += n;
+      } else {
+        if (count === 0) throw new ReplistreamError('INTERNAL', 'split: record limit too small to hold an argument slice');
+        const prevEnd = packedEnd(s, i - 1);
+        close(i, prevEnd);
+        add(i - 1, prevEnd); // the empty end of the previous argument: joined onto it, a no-op
+        avail -= 1;
+      }
+    }
+  }
+  frags.push(count === 0 ? [] : packedRange(s, from, s.count, head, packedEnd(s, s.count - 1)));
   return frags;
 }
 
@@ -422,7 +480,8 @@ function splitCommand(e: CommandEvent, budget: number): CommandEvent[] {
       d.room -= cost;
     } else {
       if (d.room < 256) d = fresh();
-      const frags = sliceBufferList(args, 0, d.room, C);
+      const packed = packedArgsOf(args);
+      const frags = packed ? slicePackedList(packed, 0, d.room, C) : sliceBufferList(args, 0, d.room, C);
       frags.forEach((f, i) => {
         if (i > 0) d = fresh(true);
         d.commands.push(f);

@@ -6,6 +6,9 @@ import { ReplistreamError } from '../../common/errors.js';
 import { createLogger, redactUrl, type Logger } from '../../common/log.js';
 import { CommandGrouper, isGetAck, type CommandUnit } from '../resp/grouper.js';
 import { RespParser, type RespCommand } from '../resp/parser.js';
+import { PACK_ARGS_FROM } from '../../events/packed-args.js';
+
+const PARSER_OPTIONS = { views: true, packArgsFrom: PACK_ARGS_FROM };
 import { ReplyReader, SnapshotReader, type HandshakeReply } from '../resp/reply-reader.js';
 
 /**
@@ -286,8 +289,9 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private replid: string | null = null;
   /** True when (replid, grouper.offset, grouper.db) is a valid resume point. */
   private synced = false;
-  // views: socket chunks are fresh buffers, never reused (see RespParserOptions.views)
-  private parser = new RespParser({ views: true });
+  // views: socket chunks are fresh buffers, never reused (see RespParserOptions.views); commands of
+  // very many arguments packed (an HSET of a million fields: 38 MB instead of 216 MB of Buffers)
+  private parser = new RespParser(PARSER_OPTIONS);
   private grouper = new CommandGrouper();
   /**
    * Manual-confirm mode: the units emitted and not confirmed yet, oldest first. Only their offsets
@@ -771,7 +775,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
 
   private adoptPosition(replid: string, offset: number, db: number): void {
     this.replid = replid;
-    this.parser = new RespParser({ offset, views: true });
+    this.parser = new RespParser({ ...PARSER_OPTIONS, offset });
     this.grouper = new CommandGrouper({ offset, db });
   }
 

@@ -1,4 +1,7 @@
 import { ReplistreamError } from '../../common/errors.js';
+import { PackedArgs } from '../../events/packed-args.js';
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Streaming parser for the command stream a master sends to its replicas.
@@ -45,6 +48,13 @@ export interface RespParserOptions {
    * false). Only for chunks that are never modified or reused: a view keeps its chunk alive.
    */
   views?: boolean;
+  /**
+   * A command of at least this many arguments has them packed (events/packed-args.ts: their bytes
+   * copied into one buffer, read through a read-only `Buffer[]` view) instead of one Buffer each
+   * (default 0: never). A Buffer costs ~108 bytes of heap: the 2,000,002 arguments of a
+   * 1,000,000-field HSET took 216 MB as Buffers, 38 MB packed.
+   */
+  packArgsFrom?: number;
 }
 
 const CR = 0x0d;
@@ -70,6 +80,9 @@ export class RespParser {
   private readonly maxBulk: number;
   private readonly maxArgs: number;
   private readonly views: boolean;
+  private readonly packFrom: number;
+  /** The arguments of the command being read, when it is packed. */
+  private packed: PackedArgs | null = null;
 
   private state: State = State.Start;
   /** Offset of the next byte to be consumed. */
@@ -95,6 +108,7 @@ export class RespParser {
     this.maxBulk = opts.maxBulkLength ?? 0xffff_ffff;
     this.maxArgs = opts.maxArgs ?? 0x7fff_ffff;
     this.views = opts.views ?? false;
+    this.packFrom = opts.packArgsFrom ?? 0;
   }
 
   /** Offset of the next byte the parser expects (all pushed bytes are consumed). */
@@ -124,6 +138,7 @@ export class RespParser {
     this.bulkLeft = 0;
     this.bulkLength = 0;
     this.bulk = null;
+    this.packed = null;
     this.failure = null;
   }
 
@@ -175,8 +190,9 @@ export class RespParser {
                       this.pos += len;
                       throw this.protocol('bulk string not followed by CRLF');
                     }
-                    let arg: Buffer;
-                    if (this.views) arg = chunk.subarray(i, i + len);
+                    let arg: Buffer | null = null;
+                    if (this.packed) this.packed.extendLastFrom(chunk, i, i + len);
+                    else if (this.views) arg = chunk.subarray(i, i + len);
                     else {
                       arg = Buffer.allocUnsafe(len);
                       chunk.copy(arg, 0, i, i + len);
@@ -212,8 +228,11 @@ export class RespParser {
           // An argument over several chunks is copied into a buffer of its length (known from its
           // header) as its bytes come: the chunks are not kept, and the argument is never held
           // twice (chunks, then their concatenation: 200 MB for a 100 MB SET).
-          this.bulk ??= Buffer.allocUnsafe(this.bulkLength);
-          chunk.copy(this.bulk, this.bulkLength - this.bulkLeft, i, i + take);
+          if (this.packed) this.packed.extendLastFrom(chunk, i, i + take);
+          else {
+            this.bulk ??= Buffer.allocUnsafe(this.bulkLength);
+            chunk.copy(this.bulk, this.bulkLength - this.bulkLeft, i, i + take);
+          }
           this.bulkLeft -= take;
           this.pos += take;
           i += take;
@@ -232,7 +251,7 @@ export class RespParser {
           this.pos++;
           i++;
           // a copy (or nothing, for an empty argument): it never aliases a chunk
-          const arg = this.bulk ?? Buffer.alloc(0);
+          const arg = this.packed ? null : (this.bulk ?? Buffer.alloc(0));
           this.bulk = null;
           this.bulkDone(arg, out);
           break;
@@ -241,8 +260,9 @@ export class RespParser {
     }
   }
 
-  private bulkDone(arg: Buffer, out: RespCommand[]): void {
-    this.args.push(arg);
+  /** An argument is read (`null`: into `packed`). */
+  private bulkDone(arg: Buffer | null, out: RespCommand[]): void {
+    if (arg) this.args.push(arg);
     this.argsLeft--;
     if (this.argsLeft === 0) this.emit(out);
     else this.state = State.BulkHeader;
@@ -328,6 +348,7 @@ export class RespParser {
   private arrayHeader(count: number, out: RespCommand[]): void {
     if (count > this.maxArgs) throw this.protocol(`array of ${count} arguments exceeds the limit`);
     this.args = [];
+    this.packed = this.packFrom > 0 && count >= this.packFrom ? new PackedArgs() : null;
     if (count <= 0) {
       // Redis ignores empty (and null) arrays; the bytes still count.
       this.emit(out);
@@ -354,11 +375,14 @@ export class RespParser {
     this.bulkLeft = len;
     this.bulkLength = len;
     this.bulk = null;
+    this.packed?.push(EMPTY); // its bytes are appended as they come
     this.state = len === 0 ? State.BulkCr : State.BulkData;
   }
 
   private emit(out: RespCommand[]): void {
-    out.push({ args: this.args, offset: this.cmdStart, size: this.pos - this.cmdStart });
+    const args = this.packed ? this.packed.view() : this.args;
+    this.packed = null;
+    out.push({ args, offset: this.cmdStart, size: this.pos - this.cmdStart });
     this.args = [];
     this.argsLeft = 0;
     this.state = State.Start;

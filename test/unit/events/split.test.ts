@@ -11,7 +11,7 @@ import {
   splitForRecordLimit,
   WIRE_HEADER_BYTES,
 } from '../../../services/events/split.js';
-import { packedArgsOf } from '../../../services/events/packed-args.js';
+import { PackedArgs, packedArgsOf } from '../../../services/events/packed-args.js';
 import type { ChangeEvent, CommandEvent, SnapshotKey, StreamValue, TypedValue } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { b, bytes, command, everyEvent, expectSame, key, pos, rng, stream } from './fixtures.js';
@@ -193,6 +193,20 @@ describe('splitForRecordLimit', () => {
     expectSame(back!, e);
     // pieces share argument arrays with the event they were split from: never appended to
     expect(encodeEvent(e).equals(before)).toBe(true);
+  });
+
+  it('packed arguments split into the same pieces as Buffers, byte for byte (property)', () => {
+    const r = rng(4242);
+    for (let iter = 0; iter < 60; iter++) {
+      const limit = 1024 + Math.floor(r() * 6000);
+      const args = [b('HSET'), ...Array.from({ length: 1 + Math.floor(r() * 400) }, () => bytes(r() < 0.05 ? Math.floor(r() * 4 * limit) : Math.floor(r() * 40), Math.floor(r() * 100)))];
+      const p = new PackedArgs();
+      for (const a of args) p.push(a);
+      const plain = splitForRecordLimit(command([[b('MULTI')], args, [b('EXEC')]]), limit);
+      const packed = splitForRecordLimit(command([[b('MULTI')], p.view(), [b('EXEC')]]), limit);
+      expect(packed.length).toBe(plain.length);
+      packed.forEach((x, i) => expect(encodeEvent(x).equals(encodeEvent(plain[i])), `iteration ${iter}, piece ${i}`).toBe(true));
+    }
   });
 
   it('random shapes under random limits always fit and reassemble (property)', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { RespParser, type RespCommand } from '../../../services/replication/resp/index.js';
 import { BAD_STREAMS, FIXTURES, type ExpectedCommand } from './fixtures.js';
+import { packedArgsOf } from '../../../services/events/packed-args.js';
 
 const BASE = 1_000_000; // a non-zero starting offset, to see offsets are not relative
 
@@ -9,8 +10,8 @@ function simplify(cmds: RespCommand[]): ExpectedCommand[] {
   return cmds.map((c) => ({ args: c.args.map((a) => a.toString('latin1')), offset: c.offset - BASE, size: c.size }));
 }
 
-function feed(chunks: Buffer[], views = false): { cmds: RespCommand[]; parser: RespParser } {
-  const parser = new RespParser({ offset: BASE, views });
+function feed(chunks: Buffer[], views = false, packArgsFrom = 0): { cmds: RespCommand[]; parser: RespParser } {
+  const parser = new RespParser({ offset: BASE, views, packArgsFrom });
   const cmds: RespCommand[] = [];
   for (const c of chunks) cmds.push(...parser.push(c));
   return { cmds, parser };
@@ -46,6 +47,40 @@ describe('RespParser', () => {
         expect(parser.offset, how).toBe(BASE + fx.bytes.length);
       }
     }
+  });
+
+  it('packed arguments (packArgsFrom): the same commands whole, byte by byte and split at every boundary', () => {
+    for (const packFrom of [1, 2, 3]) {
+      let packed = 0;
+      for (const fx of FIXTURES) {
+        for (const { how, chunks } of splittings(fx.bytes)) {
+          const { cmds, parser } = feed(chunks.map((c) => Buffer.from(c)), true, packFrom);
+          expect(simplify(cmds), `${fx.name}, ${how}, from ${packFrom}`).toEqual(fx.commands);
+          expect(parser.offset, how).toBe(BASE + fx.bytes.length);
+          // arrays of enough arguments are packed (inline commands never are)
+          for (const c of cmds) if (packedArgsOf(c.args)) packed++;
+          for (const c of cmds) if (c.args.length < packFrom) expect(packedArgsOf(c.args)).toBeNull();
+        }
+      }
+      expect(packed).toBeGreaterThan(100);
+    }
+  });
+
+  it('packs a command of many arguments, none a view of a chunk', () => {
+    const args = Array.from({ length: 5000 }, (_, i) => `f${i}`);
+    const bytes = Buffer.from(`*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join('')}*1\r\n$4\r\nPING\r\n`);
+    const parser = new RespParser({ views: true, packArgsFrom: 1000 });
+    const cmds: RespCommand[] = [];
+    for (let i = 0; i < bytes.length; i += 777) {
+      const chunk = Buffer.from(bytes.subarray(i, i + 777));
+      cmds.push(...parser.push(chunk));
+      chunk.fill(0x58);
+    }
+    expect(cmds.map((c) => c.args.length)).toEqual([5000, 1]);
+    expect(packedArgsOf(cmds[0].args)?.count).toBe(5000);
+    expect(packedArgsOf(cmds[1].args)).toBeNull();
+    expect(cmds[0].args.map(String)).toEqual(args);
+    expect(cmds[0].size).toBe(bytes.length - 14);
   });
 
   it('with views: an argument within one chunk is a view of it, one spread over chunks a copy', () => {
