@@ -21,7 +21,7 @@
  * progress, so its pieces never pause the partition (a 22 MB command held back by a 4 MiB budget
  * would wait forever); its memory is bounded by the event's own size.
  */
-import { fullCollection } from '../common/heap-budget.js';
+import { fullCollection, HeapBudget } from '../common/heap-budget.js';
 import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import { PieceAssembler, seriesPosition } from '../events/split.js';
 import type { QueuedEvent } from './barrier.js';
@@ -44,6 +44,13 @@ const EVENT_OVERHEAD_BYTES = 600;
  * millisecond).
  */
 const SERIES_SCAVENGE_BYTES = 512 * 1024;
+/**
+ * And the applier's own memory check (applier.ts, against its default budget), which runs between
+ * plans and so not while a series is read: what the scavenges miss (pieces come faster than
+ * they are rebuilt; a 1,000,000-field HSET still took the RSS from 180 to 300+ MB in under a
+ * second) is collected once the budget is passed.
+ */
+const seriesHeap = new HeapBudget(256 * 1024 * 1024);
 let scavenge: ((options: { type: 'minor' }) => void) | null | undefined;
 function collectYoung(): void {
   scavenge ??= fullCollection() as ((options: { type: 'minor' }) => void) | null;
@@ -197,7 +204,7 @@ export class StreamQueue {
         this.sinceScavenge += bytes;
         if (this.sinceScavenge >= SERIES_SCAVENGE_BYTES) {
           this.sinceScavenge = 0;
-          collectYoung();
+          if (!seriesHeap.check()) collectYoung();
         }
       }
     }
