@@ -16,9 +16,9 @@
  *
  * A request less than full waits `lingerMs` (default 5, as Kafka's own producer since 4.0) for
  * more records. Without it, a steady stream of commands went out as a request for every few
- * events: at 20,000 mixed commands per second on two cores, the writes and wake-ups of those
- * requests were a third of capture's time, and lag p99 was over a second; with 5 ms it was
- * under 200 ms (the mixed benchmark, README "Where speed and memory stand").
+ * events: in a CPU profile of capture at 20,000 mixed commands per second on two cores, writing
+ * those requests (the socket write and the wake-ups it causes) was a third of capture's time.
+ * A request that is full, as during a snapshot or a burst, goes out at once.
  */
 import kafkajs from 'kafkajs';
 import type { CompressionTypes, Kafka, Producer } from 'kafkajs';
