@@ -19,6 +19,7 @@ import { ReplistreamError } from '../common/errors.js';
 export const PACK_ARGS_FROM = 65_536;
 
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+const EMPTY = Buffer.alloc(0);
 const PACKED = Symbol('packed arguments');
 
 export interface ResizableArrayBuffer extends ArrayBuffer {
@@ -82,6 +83,14 @@ export class PackedArgs {
     this.starts[this.count] = this.used;
     this.count++;
     this.extendLast(arg);
+  }
+
+  /** Appends arguments `from..` of packed `s`, copied from its storage (no view made of each). */
+  appendRange(s: PackedStorage, from: number): void {
+    for (let i = from; i < s.count; i++) {
+      this.push(EMPTY);
+      this.extendLastFrom(s.data, packedStart(s, i), packedEnd(s, i));
+    }
   }
 
   /** Appends `more` to the last argument's bytes. */

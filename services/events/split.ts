@@ -918,9 +918,21 @@ class CommandSeries {
     if (p.piece!.continued && cmds.length && this.commands.length) {
       const frag = cmds[0];
       i = 1;
+      if (frag.length > 0 && !this.packed) {
+        // a packed command (or fragment of one) stays packed: its arguments are copied from storage
+        const lastPacked = packedArgsOf(this.commands[this.commands.length - 1]);
+        if (lastPacked) this.packFrom(lastPacked);
+        else if (packedArgsOf(frag)) this.pack(this.ownLast());
+      }
       if (frag.length > 0 && this.packed) {
-        this.packed.extendLast(frag[0]);
-        for (let k = 1; k < frag.length; k++) this.packed.push(frag[k]);
+        const fp = packedArgsOf(frag);
+        if (fp) {
+          this.packed.extendLastFrom(fp.data, packedStart(fp, 0), packedEnd(fp, 0));
+          this.packed.appendRange(fp, 1);
+        } else {
+          this.packed.extendLast(frag[0]);
+          for (let k = 1; k < frag.length; k++) this.packed.push(frag[k]);
+        }
       } else if (frag.length > 0) {
         const last = this.ownLast();
         // the fragment's first buffer extends the last argument; its other buffers follow it
@@ -943,6 +955,15 @@ class CommandSeries {
   whole(): CommandEvent {
     this.settle();
     return { ...this.first, commands: this.commands, piece: null };
+  }
+
+  /** From now on the last command's arguments are packed: a copy of packed `s`. */
+  private packFrom(s: PackedStorage): void {
+    this.settle();
+    const packed = new PackedArgs();
+    packed.appendRange(s, 0);
+    this.packed = packed;
+    this.commands[this.commands.length - 1] = [];
   }
 
   /** From now on the last command's arguments are packed (its Buffers are let go). */

@@ -3,6 +3,9 @@ import { PackedArgs, packedArgsOf } from '../../../services/events/packed-args.j
 import { encodeCommandChunks, encodeCommands } from '../../../services/destination/resp-codec.js';
 import { argsBytes } from '../../../services/destination/translate.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
+import { decodeBatch, encodeBatch, encodeEvent } from '../../../services/events/codec.js';
+import type { CommandEvent } from '../../../services/events/model.js';
+import { command } from './fixtures.js';
 
 function packed(args: Buffer[]): Buffer[] {
   const p = new PackedArgs();
@@ -59,6 +62,17 @@ describe('PackedArgs', () => {
     expect(v[999_999].toString()).toBe('f999999');
     expect(v[123_456].toString()).toBe('f123456');
     expect(packedArgsOf(v)!.count).toBe(1_000_000);
+  });
+
+  it('a decoded command of very many arguments comes packed, equal to what avsc reads', () => {
+    const args = [b('HSET'), b('h'), ...Array.from({ length: 70_000 }, (_, i) => b(`x${i}`))];
+    const e = command([args, [b('PING')]]);
+    const body = encodeBatch([e]);
+    const [fast] = decodeBatch(body) as CommandEvent[];
+    expect(packedArgsOf(fast.commands[0])?.count).toBe(70_002);
+    expect(packedArgsOf(fast.commands[1])).toBeNull();
+    expect(fast.commands[0]).toEqual(args);
+    expect(encodeEvent(fast).equals(encodeEvent(e))).toBe(true);
   });
 
   it('is written by the RESP encoder from its storage, the same bytes; its size is counted without views', () => {
