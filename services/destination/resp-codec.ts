@@ -30,6 +30,17 @@ function digits(n: number): number {
   return d;
 }
 
+/** Writes argument `a`, `n` bytes long, at `at`; returns where it ends. */
+function writeArgBytes(out: Buffer, at: number, a: RespArg, n: number): number {
+  if (typeof a !== 'string') return at + a.copy(out, at);
+  if (n === a.length && n <= 16) {
+    // short ASCII (names, numbers): byte by byte is cheaper than a call into the encoder
+    for (let i = 0; i < n; i++) out[at + i] = a.charCodeAt(i);
+    return at + n;
+  }
+  return at + out.write(a, at, 'utf8');
+}
+
 /** Writes `<prefix><n>\r\n` at `at` (lengths as ASCII digits, without a string in between). */
 function writeHeader(out: Buffer, at: number, prefix: number, n: number): number {
   out[at++] = prefix;
@@ -63,13 +74,7 @@ export function encodeCommands(commands: readonly (readonly RespArg[])[]): Buffe
     at = writeHeader(out, at, 0x2a, args.length); // '*'
     for (const a of args) {
       const n = lengths[li++];
-      at = writeHeader(out, at, 0x24, n); // '$'
-      if (typeof a !== 'string') at += a.copy(out, at);
-      else if (n === a.length && n <= 16) {
-        // short ASCII (names, numbers): byte by byte is cheaper than a call into the encoder
-        for (let i = 0; i < n; i++) out[at + i] = a.charCodeAt(i);
-        at += n;
-      } else at += out.write(a, at, 'utf8');
+      at = writeArgBytes(out, writeHeader(out, at, 0x24, n), a, n); // '$'
       out[at++] = 0x0d;
       out[at++] = 0x0a;
     }
@@ -151,11 +156,7 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
         chunks.push(out, a);
         out = Buffer.allocUnsafe(sizes[si++]);
         at = 0;
-      } else if (typeof a !== 'string') at += a.copy(out, at);
-      else if (n === a.length && n <= 16) {
-        for (let i = 0; i < n; i++) out[at + i] = a.charCodeAt(i);
-        at += n;
-      } else at += out.write(a, at, 'utf8');
+      } else at = writeArgBytes(out, at, a, n);
       out[at++] = 0x0d;
       out[at++] = 0x0a;
     }
