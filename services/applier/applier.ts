@@ -45,6 +45,12 @@ export interface ApplierOptions {
    * until it is written: larger plans made the young generation copy and promote them.
    */
   maxEventsPerPlan?: number;
+  /**
+   * Plans never pass `maxEventsPerPlan` (a rate limit pays for each plan before it is written, so
+   * its size is the limit's granularity). By default a plan takes every event decoded, which is a
+   * little more than `maxEventsPerPlan` when records end past it.
+   */
+  strictPlanSize?: boolean;
   /** Resident size above which a full garbage collection is asked for between plans (default 256 MiB). */
   memoryBudgetBytes?: number;
   /** Decodes a record handed over undecoded (the consumer's `deferDecoding`). */
@@ -120,7 +126,7 @@ export class Applier {
   constructor(opts: ApplierOptions) {
     // (an option given as undefined keeps its default)
     const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as ApplierOptions;
-    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 2000, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...given };
+    this.opts = { maxQueuedBytes: 4 * 1024 * 1024, maxEventsPerPlan: 2000, strictPlanSize: false, memoryBudgetBytes: 256 * 1024 * 1024, cluster: false, ...given };
     this.heap = new HeapBudget(this.opts.memoryBudgetBytes);
   }
 
@@ -271,7 +277,7 @@ export class Applier {
           // Everything decoded goes into this plan (records decode whole, so a little more than a
           // plan's worth may be): events left for the next plan lived long enough to be copied
           // by the young-generation collector, then promoted to the old generation to die there.
-          maxEvents: Math.max(this.opts.maxEventsPerPlan, decoded),
+          maxEvents: this.opts.strictPlanSize ? this.opts.maxEventsPerPlan : Math.max(this.opts.maxEventsPerPlan, decoded),
           ownerMarker: this.opts.cluster,
         });
         awaiting = plan.awaiting;

@@ -324,7 +324,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   st.limits = limited.settings;
   applier = new Applier({
     writer: limited.writer,
-    ...(limited.maxEventsPerPlan ? { maxEventsPerPlan: limited.maxEventsPerPlan } : {}),
+    ...(limited.maxEventsPerPlan ? { maxEventsPerPlan: limited.maxEventsPerPlan, strictPlanSize: true } : {}),
     consumer: applierConsumer,
     topicOfDb: (db) => topics.get(db) ?? null,
     cluster: writer.destination?.topology === 'cluster',

@@ -41,7 +41,7 @@ interface Log {
   order: string[];
 }
 
-function harness(opts: { maxEventsPerPlan?: number; maxQueuedBytes?: number; hold?: () => Promise<void> } = {}) {
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void> } = {}) {
   const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [] };
   const writer: Writer = {
     async applyStreams(segments) {
@@ -70,6 +70,7 @@ function harness(opts: { maxEventsPerPlan?: number; maxQueuedBytes?: number; hol
     topicOfDb: () => 't',
     logger,
     maxEventsPerPlan: opts.maxEventsPerPlan,
+    strictPlanSize: opts.strictPlanSize,
     maxQueuedBytes: opts.maxQueuedBytes,
   });
   return { applier, log };
@@ -107,6 +108,15 @@ describe('Applier', () => {
     await until(() => log.writes.reduce((a, b) => a + b, 0) === 4000);
     await applier.stop();
     expect(log.writes).toEqual([4000]);
+  });
+
+  it('with a strict plan size (a rate limit\'s), no plan passes it', async () => {
+    const { applier, log } = harness({ maxEventsPerPlan: 500, strictPlanSize: true });
+    for (let p = 0; p < 4; p++) await applier.handle(batch(p, 0, 1, 1000), ctx);
+    applier.start();
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 4000);
+    await applier.stop();
+    expect(Math.max(...log.writes)).toBe(500);
   });
 
   it('pauses a partition whose queued records pass the byte budget and resumes it once drained', async () => {
