@@ -99,11 +99,13 @@ describe('exactly once', () => {
           () => null,
           (e: unknown) => e,
         );
-        await new Promise((r) => setTimeout(r, 2 + Math.random() * (round < 6 ? 60 : 15)));
-        // a crash lands mid-run when the run had not finished yet; the writer either fails with a
+        // the crash lands after a random number of the run's 75 transactions (a fast writer
+        // finished whole runs inside a fixed delay); the writer either fails with a
         // ReplistreamError or (a server-side kill between two transactions) reconnects on its own
         let finished = false;
         void running.then(() => (finished = true));
+        const after = 1 + Math.floor(Math.random() * 40);
+        for (const until = Date.now() + 2000; !finished && w.stats.transactions < after && Date.now() < until; ) await new Promise((r) => setImmediate(r));
         await Promise.resolve();
         const midRun = !finished;
         if (how === 'client disconnect') w.disconnect();
