@@ -10,15 +10,18 @@
  * send of its partitions fails, queued or later (see `request`).
  *
  * One produce request at a time carries the next records of every partition that has some
- * waiting (so four partitions cost one round trip, not four): at most `maxRecordBytes` per
- * partition, because Kafka's size limit applies to a partition's whole batch, and about four
- * records' worth in all.
+ * waiting (so four partitions cost one round trip, not four): as many of its queued sends as fit
+ * in `maxRecordBytes` per partition, because Kafka's size limit applies to a partition's whole
+ * batch, and about four records' worth in all.
  *
- * A request less than full waits `lingerMs` (default 5, as Kafka's own producer since 4.0) for
- * more records. Without it, a steady stream of commands went out as a request for every few
- * events: in a CPU profile of capture at 20,000 mixed commands per second on two cores, writing
- * those requests (the socket write and the wake-ups it causes) was a third of capture's time.
- * A request that is full, as during a snapshot or a burst, goes out at once.
+ * A request that fills no partition's batch waits until its oldest record has waited `lingerMs`
+ * (default 5, as Kafka's own producer since 4.0); records queued while the previous request was
+ * in flight have waited already and leave at once. Without the linger, a steady stream of
+ * commands went out as a request for every few events: in a CPU profile of capture at 20,000
+ * mixed commands per second on two cores, writing those requests (the socket write and the
+ * wake-ups it causes) was a third of capture's time. A linger counted from the request rather
+ * than the record, with one send per partition per request, cost a full sync (one small send
+ * per 1,000 keys) 5 ms a request: 1.3 s more for 1M keys.
  */
 import kafkajs from 'kafkajs';
 import type { CompressionTypes, Kafka, Producer } from 'kafkajs';
@@ -72,6 +75,8 @@ const CODECS = { snappy: Codes.Snappy, gzip: Codes.GZIP, none: Codes.None } as c
 interface Job {
   records: SealedRecord[];
   next: number;
+  /** When the send was queued (performance.now()): the linger counts from it. */
+  queuedAt: number;
   result: SendResult;
   index: SnapshotIndexEntry[];
   resolve: (r: SendResult) => void;
@@ -82,6 +87,13 @@ interface PartitionQueue {
   topic: string;
   partition: number;
   jobs: Job[];
+}
+
+/** What one request carries for one partition: records `from`..`to` of each of `segments` in turn. */
+interface Part {
+  queue: PartitionQueue;
+  segments: Array<{ job: Job; from: number; to: number }>;
+  bytes: number;
 }
 
 export class EventProducer {
@@ -103,8 +115,6 @@ export class EventProducer {
   private readonly lingerMs: number;
   /** A request is waiting out its linger. */
   private lingering: NodeJS.Timeout | null = null;
-  /** The linger is over: the next request goes out whatever its size. */
-  private lingered = false;
   private turn = 0;
   private connected = false;
 
@@ -174,7 +184,7 @@ export class EventProducer {
     if (!q) this.queues.set(key, (q = { topic, partition, jobs: [] }));
     const queue = q;
     const done = new Promise<SendResult>((resolve, reject) => {
-      queue.jobs.push({ records, next: 0, result: { records: 0, firstOffset: null, lastOffset: null, bytes: 0 }, index: [], resolve, reject });
+      queue.jobs.push({ records, next: 0, queuedAt: performance.now(), result: { records: 0, firstOffset: null, lastOffset: null, bytes: 0 }, index: [], resolve, reject });
     });
     const tracked = done.catch(() => undefined);
     this.unsettled.add(tracked);
@@ -185,35 +195,47 @@ export class EventProducer {
 
   /**
    * Sends the next produce request unless one is in flight: for every partition with queued
-   * records, the next ones of its oldest send, at most `maxRecordBytes` per partition (Kafka
-   * limits each partition's batch) and about 4 records' worth per request.
+   * records, the next ones of its oldest sends, at most `maxRecordBytes` per partition (Kafka
+   * limits each partition's batch) and about 4 records' worth per request. A request that fills
+   * no partition's batch waits until its oldest record has lingered `lingerMs`.
    */
   private pump(): void {
     if (this.requesting || this.lingering) return;
-    const parts: Array<{ queue: PartitionQueue; job: Job; from: number; to: number; bytes: number }> = [];
+    const parts: Part[] = [];
     let total = 0;
+    let full = false;
+    let oldest = Infinity;
     for (const queue of this.rotate()) {
-      const job = queue.jobs[0];
-      if (!job) continue;
-      let to = job.next;
-      let bytes = 0;
-      while (to < job.records.length && (to === job.next || bytes + WIRE_HEADER_BYTES + job.records[to].body.length <= this.maxRecordBytes)) {
-        bytes += WIRE_HEADER_BYTES + job.records[to++].body.length;
+      if (queue.jobs.length === 0) continue;
+      const part: Part = { queue, segments: [], bytes: 0 };
+      for (const job of queue.jobs) {
+        let to = job.next;
+        while (to < job.records.length && (part.bytes === 0 || part.bytes + WIRE_HEADER_BYTES + job.records[to].body.length <= this.maxRecordBytes)) {
+          part.bytes += WIRE_HEADER_BYTES + job.records[to++].body.length;
+        }
+        if (to > job.next) part.segments.push({ job, from: job.next, to });
+        if (job.queuedAt < oldest) oldest = job.queuedAt;
+        if (to < job.records.length) {
+          full = true; // this partition has more than a batch's worth waiting
+          break;
+        }
       }
-      parts.push({ queue, job, from: job.next, to, bytes });
-      total += bytes;
-      if (total >= 4 * this.maxRecordBytes) break;
+      parts.push(part);
+      total += part.bytes;
+      if (total >= 4 * this.maxRecordBytes) {
+        full = true;
+        break;
+      }
     }
     if (parts.length === 0) return;
-    if (this.lingerMs > 0 && !this.lingered && total < 4 * this.maxRecordBytes) {
+    const wait = full ? 0 : oldest + this.lingerMs - performance.now();
+    if (wait >= 1) {
       this.lingering = setTimeout(() => {
         this.lingering = null;
-        this.lingered = true;
         this.pump();
-      }, this.lingerMs);
+      }, Math.ceil(wait));
       return;
     }
-    this.lingered = false;
     this.requesting = true;
     void this.request(parts).finally(() => {
       this.requesting = false;
@@ -229,7 +251,7 @@ export class EventProducer {
     return [...all.slice(start), ...all.slice(0, start)];
   }
 
-  private async request(parts: Array<{ queue: PartitionQueue; job: Job; from: number; to: number; bytes: number }>): Promise<void> {
+  private async request(parts: Part[]): Promise<void> {
     const timestamp = Date.now();
     const what = parts.map((p) => `${p.queue.topic}[${p.queue.partition}]`).join(', ');
     let meta: Awaited<ReturnType<Producer['sendBatch']>>;
@@ -240,8 +262,8 @@ export class EventProducer {
       parts.forEach((p, i) => {
         let messages = byTopic.get(p.queue.topic);
         if (!messages) byTopic.set(p.queue.topic, (messages = []));
-        for (let k = p.from; k < p.to; k++) {
-          const r = p.job.records[k];
+        for (const { job, from, to } of p.segments) for (let k = from; k < to; k++) {
+          const r = job.records[k];
           messages.push({
             partition: p.queue.partition,
             value: toWire(ids[i], r.body),
@@ -261,7 +283,7 @@ export class EventProducer {
       // them and any later one. Were a later record written after an earlier one failed, the
       // caller's resend from its durable position would land after it, and downstream, which
       // skips what is behind the position it reached, would drop the resent records as duplicates.
-      const error = kafkaError(`producing ${parts.reduce((n, p) => n + p.to - p.from, 0)} record(s) to ${what}`, err);
+      const error = kafkaError(`producing ${parts.reduce((n, p) => n + p.segments.reduce((m, g) => m + g.to - g.from, 0), 0)} record(s) to ${what}`, err);
       for (const p of parts) {
         this.broken.set(`${p.queue.topic}\u0000${p.queue.partition}`, error);
         for (const job of p.queue.jobs.splice(0)) job.reject(error);
@@ -270,24 +292,31 @@ export class EventProducer {
     }
     for (const p of parts) {
       const { topic, partition } = p.queue;
-      const n = p.to - p.from;
       const md = meta.find((m) => m.topicName === topic && m.partition === partition);
       const base = BigInt(md?.baseOffset ?? md?.offset ?? '-1');
-      const result = p.job.result;
-      if (base >= 0n) {
-        result.firstOffset ??= base.toString();
-        result.lastOffset = (base + BigInt(n - 1)).toString();
-        for (let k = p.from; k < p.to; k++) {
-          const sb = p.job.records[k].snapshotBegin;
-          if (sb) p.job.index.push({ topic, partition, offset: (base + BigInt(k - p.from)).toString(), epoch: sb.epoch, db: sb.db, timestampMs: timestamp });
+      let at = 0; // records of this partition before the segment, in this request
+      for (const { job, from, to } of p.segments) {
+        const n = to - from;
+        const result = job.result;
+        if (base >= 0n) {
+          const first = base + BigInt(at);
+          result.firstOffset ??= first.toString();
+          result.lastOffset = (first + BigInt(n - 1)).toString();
+          for (let k = from; k < to; k++) {
+            const sb = job.records[k].snapshotBegin;
+            if (sb) job.index.push({ topic, partition, offset: (first + BigInt(k - from)).toString(), epoch: sb.epoch, db: sb.db, timestampMs: timestamp });
+          }
         }
-      }
-      result.records += n;
-      result.bytes += p.bytes;
-      p.job.next = p.to;
-      if (p.job.next === p.job.records.length) {
-        p.queue.jobs.shift();
-        void this.complete(topic, partition, p.job);
+        let bytes = 0;
+        for (let k = from; k < to; k++) bytes += WIRE_HEADER_BYTES + job.records[k].body.length;
+        result.records += n;
+        result.bytes += bytes;
+        job.next = to;
+        at += n;
+        if (job.next === job.records.length) {
+          p.queue.jobs.shift(); // a request's segments are its queue's oldest sends, in order
+          void this.complete(topic, partition, job);
+        }
       }
     }
   }

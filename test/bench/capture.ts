@@ -44,6 +44,7 @@ export async function benchCapture(args: string[]): Promise<void> {
     'keep-topics': { default: false, help: 'keep the Kafka topics of the run' },
     'big-string-mb': { default: 0, help: 'add one string key of this many MB' },
     'big-list': { default: 0, help: 'add one list key of this many elements (16 bytes each)' },
+    'linger-ms': { default: 5, help: 'capture\'s --linger-ms' },
   });
   if (f.sync !== 'diskless' && f.sync !== 'disk') throw new Error('--sync is diskless or disk');
   const sync = f.sync as 'diskless' | 'disk';
@@ -111,7 +112,7 @@ export async function benchCapture(args: string[]): Promise<void> {
     const c0 = now();
     const c0Wall = Date.now();
     topicsCreated = true;
-    capture = await runCapture(src.url, names, { dbs: [0], partitions: f.partitions, compression });
+    capture = await runCapture(src.url, names, { dbs: [0], partitions: f.partitions, compression, lingerMs: f['linger-ms'] });
     const cap = capture;
     // the link starts inside runCapture, before the Kafka set-up is complete: time from it
     const linkAt = cap.service.stats.linkStartedAt;
