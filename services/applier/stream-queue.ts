@@ -103,7 +103,9 @@ export class StreamQueue {
   private sinceScavenge = 0;
   /** Pieces read without their beginning, for the applier to settle (see the header). */
   readonly orphans: OrphanPiece[] = [];
-  private orphanIn: { offset: string; event: ChangeEvent } | null = null;
+  /** The record and event the assembler is given (two fields, not an object made per event). */
+  private orphanInOffset = '';
+  private orphanInEvent: ChangeEvent | null = null;
   /** Bytes of the records that each queued item closes (released when the item is consumed). */
   private readonly itemBytes: number[] = [];
   /** Records received and not decoded yet, in offset order. */
@@ -116,11 +118,11 @@ export class StreamQueue {
   ) {
     this.assembler = new PieceAssembler({
       onDiscard: (reason, n) => {
-        const at = this.orphanIn;
-        if (reason === 'piece without its beginning' && at) {
-          const piece = 'piece' in at.event ? at.event.piece : null;
+        const event = this.orphanInEvent;
+        if (reason === 'piece without its beginning' && event) {
+          const piece = 'piece' in event ? event.piece : null;
           const index = piece?.index ?? 0;
-          this.orphans.push({ offset: at.offset, index, eventPos: seriesPosition(at.event, index) });
+          this.orphans.push({ offset: this.orphanInOffset, index, eventPos: seriesPosition(event, index) });
         } else onDiscard(reason, n); // a series cut short: capture re-sent the event whole later
       },
     });
@@ -181,9 +183,10 @@ export class StreamQueue {
       for (const ev of events) {
         const piece = 'piece' in ev ? ev.piece : null;
         if (piece && piece.index === 0) this.firstPieceOffset = r.offset;
-        this.orphanIn = { offset: r.offset, event: ev };
+        this.orphanInOffset = r.offset;
+        this.orphanInEvent = ev;
         const whole = this.assembler.push(ev);
-        this.orphanIn = null;
+        this.orphanInEvent = null;
         if (!whole) continue;
         const offset = whole === ev ? r.offset : (this.firstPieceOffset ?? r.offset);
         let charge = bytes + EVENT_OVERHEAD_BYTES;

@@ -18,9 +18,25 @@ export type Arg = string | Buffer;
 export interface OpOrigin {
   eventIndex: number;
   /** Stable id of the op inside its event (its ordinal in the event's translation). */
-  id: string;
+  readonly id: string;
   /** Upper-case command name, for stats and messages. */
   name: string;
+}
+
+/**
+ * An origin whose id (`<eventIndex>/<sub>`) is made when read: every op has an origin, and ids are
+ * only read when a command fails, so making the string up front was two strings per event.
+ */
+export class EventOrigin implements OpOrigin {
+  constructor(
+    readonly eventIndex: number,
+    private readonly sub: number | string,
+    readonly name: string,
+  ) {}
+
+  get id(): string {
+    return `${this.eventIndex}/${this.sub}`;
+  }
 }
 
 export interface Op {
@@ -379,14 +395,14 @@ export function translateCommands(commands: Buffer[][], startDb: number, eventIn
     if (!TRANSLATED.has(name)) {
       const db = ctx.mapDb(startDb);
       if (db === undefined) return { items: [], dropped: [name] };
-      return { items: [{ t: 'op', op: { args: cmd, db, slot: null, origin: { eventIndex, id: `${eventIndex}/0`, name } } }], dropped: NOTHING_DROPPED };
+      return { items: [{ t: 'op', op: { args: cmd, db, slot: null, origin: new EventOrigin(eventIndex, 0, name) } }], dropped: NOTHING_DROPPED };
     }
   }
   const items: TranslatedItem[] = [];
   const dropped: string[] = [];
   let cur: number | undefined = ctx.mapDb(startDb);
   let ordinal = 0;
-  const originOf = (name: string): OpOrigin => ({ eventIndex, id: `${eventIndex}/${ordinal++}`, name });
+  const originOf = (name: string): OpOrigin => new EventOrigin(eventIndex, ordinal++, name);
 
   const push = (args: Arg[], name: string, db: number | null, extra: Partial<Op> = {}) => {
     let slot: number | null = null;

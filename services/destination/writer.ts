@@ -117,6 +117,7 @@ import {
   type CommandContext,
   ENTER_EPOCH_SLOT_LUA,
   FLUSH_SLOT_LUA,
+  EventOrigin,
   KeyTable,
   type Op,
   type OpOrigin,
@@ -331,16 +332,14 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Sends `commands` on one connection, in one write, and returns one [error, reply] per command
- * (EXEC's reply: the array of its commands' replies, errors as Error values, or null when a
- * WATCHed key changed). Standalone transactions go through the writer's own RESP connection
+ * Sends `commands` on one connection, in one write, and returns one reply per command, an Error
+ * for an error reply (`replyError`); EXEC's reply is the array of its commands' replies, errors as
+ * Error values, or null when a WATCHed key changed. Standalone transactions go through the writer's own RESP connection
  * (resp-connection.ts); cluster slots through their ioredis client.
  */
-async function sendBatch(target: Redis | RespConnection, commands: Arg[][], onConnection?: number): Promise<Array<[Error | null, unknown]>> {
-  if (target instanceof RespConnection) {
-    const replies = await target.send(commands, onConnection);
-    return replies.map((r): [Error | null, unknown] => (r instanceof Error ? [r, null] : [null, r]));
-  }
+async function sendBatch(target: Redis | RespConnection, commands: Arg[][], onConnection?: number): Promise<unknown[]> {
+  // no [error, value] pair made per reply: a transaction of 2,000 writes has 4,000 replies
+  if (target instanceof RespConnection) return target.send(commands, onConnection);
   const p = target.pipeline();
   const inPipeline = p as unknown as { multi(): unknown; exec(): unknown };
   for (const args of commands) {
@@ -350,7 +349,12 @@ async function sendBatch(target: Redis | RespConnection, commands: Arg[][], onCo
     else if (name === 'EXEC') inPipeline.exec();
     else p.call(name, ...args.slice(1));
   }
-  return ((await p.exec()) ?? []) as Array<[Error | null, unknown]>;
+  return (((await p.exec()) ?? []) as Array<[Error | null, unknown]>).map(([e, v]) => e ?? v);
+}
+
+/** The error of a reply of `sendBatch`, null when it is a value. */
+function replyError(r: unknown): Error | null {
+  return r instanceof Error ? r : null;
 }
 
 export class DestinationWriter {
@@ -778,7 +782,8 @@ export class DestinationWriter {
           unmappedEvents++;
           continue;
         }
-        const ops = prep.items.map((it) => (it as { t: 'op'; op: Op }).op);
+        const items = prep.items;
+        const ops = items.length === 1 ? [(items[0] as { t: 'op'; op: Op }).op] : items.map((it) => (it as { t: 'op'; op: Op }).op);
         parts.push({
           stream: seg.stream,
           prep,
@@ -949,7 +954,7 @@ export class DestinationWriter {
           break;
         case 'snapshot-key': {
           const r = this.snapshotKeyOps(stream, part);
-          ops.push(...r.ops);
+          for (const op of r.ops) ops.push(op);
           chunk.fallbacks += r.fallback ? 1 : 0;
           break;
         }
@@ -1013,8 +1018,8 @@ export class DestinationWriter {
     const ev = part.snapshotKey!;
     const db = part.db!;
     const slot = this.topo!.kind === 'cluster' ? keySlot(ev.key) : null;
-    const base = `${part.prep.index}/k`;
-    const mk = (cmds: Arg[][]): Op[] => cmds.map((args, j) => ({ args, db, slot, origin: { eventIndex: part.prep.index, id: `${base}${j}`, name: commandName(args) } }));
+    const index = part.prep.index;
+    const mk = (cmds: Arg[][]): Op[] => cmds.map((args, j) => ({ args, db, slot, origin: new EventOrigin(index, `k${j}`, commandName(args)) }));
     const dest = this.dinfo!;
     const append = ev.append === true;
     if (ev.piece) throw new ReplistreamError('INTERNAL', `snapshot key ${printableKey(ev.key)} at ${formatPosition(ev.pos)} reached the writer as a piece`);
@@ -1027,7 +1032,7 @@ export class DestinationWriter {
         const args: Arg[] = dest.features.absTtl
           ? ['RESTORE', ev.key, ev.expireAtMs === null ? '0' : String(ev.expireAtMs), ev.payload, 'REPLACE', 'ABSTTL']
           : ['RESTORE', ev.key, String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now())), ev.payload, 'REPLACE'];
-        return { ops: [{ args, db, slot, origin: { eventIndex: part.prep.index, id: `${base}0`, name: 'RESTORE' } }], fallback: false };
+        return { ops: [{ args, db, slot, origin: new EventOrigin(index, 'k0', 'RESTORE') }], fallback: false };
       }
       // write-mode commands asked for typed writes anyway: a payload-only key is one of them
       if (!this.opts.allowRestoreFallback && this.opts.writeMode === 'restore') throw this.versionError(stream, v, null, ev.pos, ev.key);
@@ -1081,7 +1086,7 @@ export class DestinationWriter {
       if (watched) check.push(['WATCH', ...positionKeys, ...markerKeys]);
       if (positionKeys.length) check.push(['MGET', ...positionKeys]);
       if (markerKeys.length) check.push(['MGET', ...markerKeys]);
-      let preRes: Array<[Error | null, unknown]>;
+      let preRes: unknown[];
       this.stats.positionChecks++;
       try {
         watchedOn = target instanceof RespConnection ? target.connectionId : undefined;
@@ -1091,14 +1096,15 @@ export class DestinationWriter {
       } catch (err) {
         return { kind: 'unknown', error: err as Error };
       }
-      for (const [e] of preRes) {
+      for (const r of preRes) {
+        const e = replyError(r);
         if (!e) continue;
         if (!isReplyError(e)) return { kind: 'unknown', error: e };
         return { kind: 'rejected', errors: [{ origin: null, args: ['WATCH'], error: e }] };
       }
       let at = (selectDb !== null ? 1 : 0) + (watched ? 1 : 0);
-      if (positionKeys.length) positionVals = preRes[at++][1] as Array<string | null>;
-      if (markerKeys.length) markerVals = preRes[at][1] as Array<string | null>;
+      if (positionKeys.length) positionVals = preRes[at++] as Array<string | null>;
+      if (markerKeys.length) markerVals = preRes[at] as Array<string | null>;
     }
     let same = moved.every(([, cs], i) => samePosition(decodePosition(positionVals[i], positionKeys[i]), cs.state.stored));
     if (same) same = markerKeys.every((k, i) => (markerVals[i] === null ? null : Number(markerVals[i])) === (this.markers.get(k) ?? null));
@@ -1134,7 +1140,7 @@ export class DestinationWriter {
       armKeys = keys.size <= MAX_ARMED_KEYS ? [...keys] : [...positionKeys, ...markerKeys];
       if (armKeys.length) tx.push(['SELECT', String(selectDb)], ['WATCH', ...armKeys], ['MGET', ...armKeys]);
     }
-    let res: Array<[Error | null, unknown]>;
+    let res: unknown[];
     try {
       res = await sendBatch(target, tx, watchedOn);
     } catch (err) {
@@ -1142,37 +1148,41 @@ export class DestinationWriter {
     }
     if (rearm && armKeys.length) {
       const after = res.splice(res.length - 3, 3);
-      const vals = after[2]?.[1];
-      if (!after.some(([e]) => e) && Array.isArray(vals) && watchedOn !== undefined) {
+      const vals = after[2];
+      if (!after.some((r) => replyError(r)) && Array.isArray(vals) && watchedOn !== undefined) {
         this.armed = { connectionId: watchedOn, keys: new Set(armKeys), values: new Map(armKeys.map((k, i) => [k, (vals[i] as string | null) ?? null])) };
       }
     }
     this.stats.transactions++;
     const pre = 1; // MULTI
+    if (res.length === 0) return { kind: 'unknown', error: new Error('no reply to EXEC') };
     const execRes = res[res.length - 1];
     // a connection-level failure anywhere: the outcome of EXEC is unknown
-    for (const r of res) if (r[0] && !isReplyError(r[0])) return { kind: 'unknown', error: r[0] };
+    for (const r of res) {
+      const e = replyError(r);
+      if (e && !isReplyError(e)) return { kind: 'unknown', error: e };
+    }
     for (let i = 0; i < pre; i++) {
-      const e = res[i]?.[0];
+      const e = replyError(res[i]);
       if (e && !REDIRECT.test(e.message) && !TRANSIENT.test(e.message)) {
         return { kind: 'rejected', errors: [{ origin: null, args: ['MULTI'], error: e }] };
       }
     }
-    if (!execRes) return { kind: 'unknown', error: new Error('no reply to EXEC') };
-    if (execRes[0]) {
+    const execError = replyError(execRes);
+    if (execError) {
       const errors: RejectedCommand[] = [];
       for (let i = 0; i < origins.length; i++) {
-        const e = res[pre + i]?.[0];
+        const e = replyError(res[pre + i]);
         if (e) errors.push({ origin: origins[i], args: tx[1 + i], error: e });
       }
       for (let i = 0; i < pre; i++) {
-        const e = res[i]?.[0];
+        const e = replyError(res[i]);
         if (e) errors.push({ origin: null, args: ['MULTI'], error: e });
       }
-      if (errors.length === 0) errors.push({ origin: null, args: ['EXEC'], error: execRes[0] });
+      if (errors.length === 0) errors.push({ origin: null, args: ['EXEC'], error: execError });
       return { kind: 'rejected', errors };
     }
-    const replies = execRes[1] as unknown[] | null;
+    const replies = execRes as unknown[] | null;
     if (replies === null) {
       this.armed = null; // read before an EXEC that did not run: not what the writer believes
       return { kind: 'watch-aborted' };

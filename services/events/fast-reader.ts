@@ -46,6 +46,7 @@ export interface ReadOptions {
 /** Thrown inside the reader to give up on a batch (caught in `read`). */
 class NotMine extends Error {}
 const NOT_MINE = new NotMine();
+const NO_PARTICIPANTS = Object.freeze([]) as unknown as Array<{ db: number; partition: number }>;
 const EMPTY = Buffer.alloc(0);
 
 export class FastReader {
@@ -312,8 +313,10 @@ export class FastReader {
       const commands: Buffer[][] = new Array<Buffer[]>(n); // sized as in bytesArray
       for (let i = 0; i < n; i++) commands[i] = this.commandArgs();
       for (n = n === 0 ? 0 : this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) commands.push(this.commandArgs());
-      const participants: Array<{ db: number; partition: number }> = [];
+      // most events are single-stream: they share one frozen empty list (nothing appends to one)
+      let participants: Array<{ db: number; partition: number }> = NO_PARTICIPANTS;
       for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
+        if (participants === NO_PARTICIPANTS) participants = [];
         for (let i = 0; i < n; i++) {
           const pdb = this.long();
           participants.push({ db: pdb, partition: this.long() });
