@@ -27,12 +27,17 @@ export interface WriterPosition extends SourcePosition {
   part: number;
 }
 
+/**
+ * `p` as a writer position. For part 0 of an event it is the event's own position object
+ * (read-only everywhere), `part` absent and read as 0: one object less per event.
+ */
 export function withPart(p: SourcePosition, part = 0): WriterPosition {
+  if (part === 0 && !(p as Partial<WriterPosition>).part) return p as WriterPosition;
   return { epoch: p.epoch, offset: p.offset, seq: p.seq, replid: p.replid, part };
 }
 
 export function compareWriterPositions(a: WriterPosition, b: WriterPosition): number {
-  return a.epoch - b.epoch || a.offset - b.offset || a.seq - b.seq || a.part - b.part;
+  return a.epoch - b.epoch || a.offset - b.offset || a.seq - b.seq || (a.part || 0) - (b.part || 0);
 }
 
 export function encodePosition(p: WriterPosition | SourcePosition): string {
