@@ -94,8 +94,12 @@ export const BIG_ARGUMENT_BYTES = 64 * 1024;
  * Why: a 100 MB SET encoded into one buffer held the argument twice (the event's copy and the
  * request's) until the write completed; a socket writes the argument from where it is.
  */
+/** Argument lengths of `encodeCommandChunks`, kept between calls (grown, never shrunk). */
+let lengthsScratch = new Float64Array(4096);
+
 export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
-  const lengths: number[] = [];
+  let lengths = lengthsScratch;
+  let ln = 0;
   /** Sizes of the buffers between big arguments. */
   const sizes: number[] = [];
   let size = 0;
@@ -116,7 +120,12 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
     }
     for (const a of args) {
       const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
-      lengths.push(n);
+      if (ln === lengths.length) {
+        const grown = new Float64Array(lengths.length * 2);
+        grown.set(lengths);
+        lengthsScratch = lengths = grown;
+      }
+      lengths[ln++] = n;
       size += 1 + digits(n) + 2;
       if (typeof a !== 'string' && n >= bigArgument) {
         sizes.push(size);

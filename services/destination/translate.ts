@@ -386,6 +386,21 @@ function isInt(s: string): boolean {
 const TRANSLATED = new Set(['MULTI', 'EXEC', 'DISCARD', 'SELECT', 'FLUSHDB', 'FLUSHALL', 'SWAPDB', 'FUNCTION', 'SCRIPT', 'PUBLISH', 'RESTORE', 'MOVE', 'COPY']);
 const NOTHING_DROPPED: string[] = Object.freeze([]) as unknown as string[];
 
+/**
+ * The op of an event that is one command written as it is to a standalone destination (most
+ * events), or null when `translateCommands` must translate it: what that gives as its only item,
+ * without the result, list and item objects around it.
+ */
+export function plainOp(commands: Buffer[][], startDb: number, eventIndex: number, ctx: CommandContext): Op | null {
+  if (commands.length !== 1 || ctx.cluster || commands[0].length === 0) return null;
+  const cmd = commands[0];
+  const name = commandName(cmd);
+  if (TRANSLATED.has(name)) return null;
+  const db = ctx.mapDb(startDb);
+  if (db === undefined) return null;
+  return { args: cmd, db, slot: null, origin: new EventOrigin(eventIndex, 0, name) };
+}
+
 export function translateCommands(commands: Buffer[][], startDb: number, eventIndex: number, ctx: CommandContext): TranslateResult {
   // Most events are one command written as it is to a standalone destination: the same op as the
   // general path below gives it, without that path's closures and arrays (made for every event).

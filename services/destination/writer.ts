@@ -126,6 +126,7 @@ import {
   argsBytes,
   commandName,
   flushOps,
+  plainOp,
   isAlreadyDoneError,
   printableKey,
   rdbVersionName,
@@ -230,6 +231,8 @@ interface Prepared {
   db: number | undefined;
   items: readonly TranslatedItem[];
   dropped: readonly string[];
+  /** A plain command's op (`plainOp`), standalone only; `items` is then empty. */
+  ops?: Op[];
 }
 
 /** Shared empty lists of events without commands (a snapshot key is neither translated nor dropped). */
@@ -747,6 +750,11 @@ export class DestinationWriter {
       let items: readonly TranslatedItem[] = NO_ITEMS;
       let dropped: readonly string[] = NO_NAMES;
       if (event.kind === 'command') {
+        const op = plainOp(event.commands, event.db, index, ctx);
+        if (op !== null) {
+          out.push({ index, event, db, items, dropped, ops: [op] });
+          return;
+        }
         try {
           ({ items, dropped } = translateCommands(event.commands, event.db, index, ctx));
         } catch (err) {
@@ -783,7 +791,7 @@ export class DestinationWriter {
           continue;
         }
         const items = prep.items;
-        const ops = items.length === 1 ? [(items[0] as { t: 'op'; op: Op }).op] : items.map((it) => (it as { t: 'op'; op: Op }).op);
+        const ops = prep.ops ?? (items.length === 1 ? [(items[0] as { t: 'op'; op: Op }).op] : items.map((it) => (it as { t: 'op'; op: Op }).op));
         parts.push({
           stream: seg.stream,
           prep,
@@ -896,8 +904,14 @@ export class DestinationWriter {
     const marker = (k: string): number | null => (chunk.markers.has(k) ? chunk.markers.get(k)! : (this.markers.get(k) ?? null));
     let bytes = 0;
     let i = from;
-    // an event's ops, gathered before they join the chunk (one array for all events, not one each)
+    // an event's ops, gathered before they join the chunk: one array for all events, its first
+    // `n` entries in use (emptied with `length = 0`, its storage was dropped and made again for
+    // every event)
     const scratch: Op[] = [];
+    let n = 0;
+    const add = (op: Op): void => {
+      scratch[n++] = op;
+    };
     const skipping = skipIds.size > 0;
     for (; i < parts.length; i++) {
       const part = parts[i];
@@ -909,8 +923,7 @@ export class DestinationWriter {
         chunk.duplicates.push(part.prep.index);
         continue;
       }
-      const ops = scratch;
-      ops.length = 0;
+      n = 0;
       if (part.markerKey) {
         chunk.watch.add(part.markerKey);
         const m = marker(part.markerKey);
@@ -922,7 +935,7 @@ export class DestinationWriter {
         }
         if (m === null || ev.pos.epoch > m) {
           if (cluster) {
-            ops.push({
+            add({
               args: ['EVAL', ENTER_EPOCH_SLOT_LUA, '1', part.markerKey, String(ev.pos.epoch), String(part.markerScope), ...this.opts.preservedPrefixes],
               db: null,
               slot: part.markerScope,
@@ -932,7 +945,7 @@ export class DestinationWriter {
           } else {
             const flush = m !== null || (state.pos !== null && state.pos.epoch < ev.pos.epoch);
             if (flush) {
-              ops.push(...flushOps(part.markerScope, { preservedPrefixes: this.opts.preservedPrefixes }, null));
+              for (const op of flushOps(part.markerScope, { preservedPrefixes: this.opts.preservedPrefixes }, null)) add(op);
               chunk.epochFlushes++;
               this.opts.logger.info({ stream, db: part.markerScope, epoch: ev.pos.epoch, previous: m }, 'new snapshot epoch: emptying the destination db');
             }
@@ -954,14 +967,14 @@ export class DestinationWriter {
           break;
         case 'snapshot-key': {
           const r = this.snapshotKeyOps(stream, part);
-          for (const op of r.ops) ops.push(op);
+          for (const op of r.ops) add(op);
           chunk.fallbacks += r.fallback ? 1 : 0;
           break;
         }
         case 'command': {
           for (const op of part.ops) {
             if (skipping && op.origin && skipIds.has(op.origin.id)) continue;
-            ops.push(op);
+            add(op);
           }
           chunk.unmapped += part.prep.dropped.length;
           break;
@@ -970,7 +983,8 @@ export class DestinationWriter {
       state.pos = part.pos;
       share.positionChanged = chunk.positionChanged = true;
       chunk.applied.push(part.prep.index);
-      for (const op of ops) {
+      for (let k = 0; k < n; k++) {
+        const op = scratch[k];
         if (skipping && op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
         chunk.ops.push(op);
         bytes += argsBytes(op.args);

@@ -68,8 +68,11 @@ export class FastReader {
     this.p = 0;
     this.skipValuesUpTo = options.skipValuesUpToRdbVersion ?? -1;
     try {
-      const events: ChangeEvent[] = [];
-      for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
+      // sized from the first block (a record's events are one block): no growth by push
+      let n = this.blockCount();
+      const events: ChangeEvent[] = new Array<ChangeEvent>(n);
+      for (let i = 0; i < n; i++) events[i] = this.event();
+      for (n = n === 0 ? 0 : this.blockCount(); n > 0; n = this.blockCount()) {
         for (let i = 0; i < n; i++) events.push(this.event());
       }
       if (this.p !== body.length) return null;

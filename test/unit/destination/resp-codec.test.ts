@@ -40,6 +40,13 @@ describe('encodeCommandChunks', () => {
     expect(chunks[chunks.length - 1].toString('latin1')).toBe('\r\n*1\r\n$4\r\nEXEC\r\n');
   });
 
+  it('calls of more arguments than any call before (the lengths kept between calls grow) encode as encodeCommands', () => {
+    for (const count of [3, 5_000, 20_000, 2]) {
+      const many = [['DEL', ...Array.from({ length: count }, (_, i) => Buffer.from(`key:${i}`))], ['SET', 'k', 'é']];
+      expect(Buffer.concat(encodeCommandChunks(many)).equals(encodeCommands(many))).toBe(true);
+    }
+  });
+
   it('one buffer when no argument is big; the threshold is inclusive', () => {
     const small = [['SET', 'k', Buffer.alloc(100, 1)], ['PING']];
     expect(encodeCommandChunks(small)).toEqual([encodeCommands(small)]);
