@@ -22,12 +22,19 @@ export class RespReplyError extends Error {
 export type RespReply = string | number | null | RespReplyError | RespReply[];
 
 function digits(n: number): number {
-  let d = 1;
-  while (n >= 10) {
-    n = Math.floor(n / 10);
-    d++;
-  }
+  if (n < 10) return 1;
+  if (n < 100) return 2;
+  let d = 3;
+  for (n = Math.floor(n / 1000); n > 0; n = Math.floor(n / 10)) d++;
   return d;
+}
+
+/** UTF-8 length of `s`: short ASCII strings (names, numbers) counted without a call into the encoder. */
+function utf8Length(s: string): number {
+  const n = s.length;
+  if (n > 16) return Buffer.byteLength(s);
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s);
+  return n;
 }
 
 /** Writes argument `a`, `n` bytes long, at `at`; returns where it ends. */
@@ -62,7 +69,7 @@ export function encodeCommands(commands: readonly (readonly RespArg[])[]): Buffe
   for (const args of commands) {
     size += 1 + digits(args.length) + 2;
     for (const a of args) {
-      const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
+      const n = typeof a === 'string' ? utf8Length(a) : a.length;
       lengths.push(n);
       size += 1 + digits(n) + 2 + n + 2;
     }
@@ -95,10 +102,10 @@ export const BIG_ARGUMENT_BYTES = 64 * 1024;
  * request's) until the write completed; a socket writes the argument from where it is.
  */
 /** Argument lengths of `encodeCommandChunks`, kept between calls (grown, never shrunk). */
-let lengthsScratch = new Float64Array(4096);
+const lengthsScratch: number[] = [];
 
 export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
-  let lengths = lengthsScratch;
+  const lengths = lengthsScratch;
   let ln = 0;
   /** Sizes of the buffers between big arguments. */
   const sizes: number[] = [];
@@ -119,12 +126,7 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
       continue;
     }
     for (const a of args) {
-      const n = typeof a === 'string' ? Buffer.byteLength(a) : a.length;
-      if (ln === lengths.length) {
-        const grown = new Float64Array(lengths.length * 2);
-        grown.set(lengths);
-        lengthsScratch = lengths = grown;
-      }
+      const n = typeof a === 'string' ? utf8Length(a) : a.length;
       lengths[ln++] = n;
       size += 1 + digits(n) + 2;
       if (typeof a !== 'string' && n >= bigArgument) {
