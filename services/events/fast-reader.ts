@@ -92,6 +92,11 @@ export class FastReader {
     let p = this.p;
     let byte = b[p++];
     if (byte === undefined) throw NOT_MINE;
+    if (byte < 0x80) {
+      // one byte (-64..63): most lengths, counts, dbs and branches
+      this.p = p;
+      return (byte >>> 1) ^ -(byte & 1);
+    }
     let n = byte & 0x7f;
     if (byte & 0x80) {
       let mult = 128;
@@ -225,7 +230,11 @@ export class FastReader {
     const end = this.p + len;
     if (len < 0 || end > this.buf.length) throw NOT_MINE;
     const prev = this.replidBytes;
-    if (prev === null || prev.length !== len || this.buf.compare(prev, 0, len, this.p, end) !== 0) {
+    // the same id in every event of a record: compared byte by byte (Buffer#compare's checks and
+    // call cost more than the 40 bytes)
+    let same = prev !== null && prev.length === len;
+    for (let i = 0, b = this.buf, p = this.p; same && i < len; i++) same = prev![i] === b[p + i];
+    if (!same) {
       this.replid = this.buf.toString('utf8', this.p, end);
       this.replidBytes = Buffer.from(this.buf.subarray(this.p, end));
     }
