@@ -284,7 +284,19 @@ export class Applier {
         if (plan.barriersWaiting > 0) this.stats.barrierWaits++;
         if (plan.events > 0 || plan.consumed.size > 0) {
           // (a plan may only pass items, e.g. a barrier applied before a restart)
-          if (plan.events > 0) await this.opts.writer.applyStreams(plan.segments);
+          if (plan.events > 0) {
+            // While the destination works on this plan, the next one's records are decoded: the
+            // wait for the destination's replies and the decoding overlap instead of alternating.
+            const writing = this.opts.writer.applyStreams(plan.segments).then(
+              () => null,
+              (err: unknown) => err,
+            );
+            let aheadError: unknown = null;
+            if (!this.opts.strictPlanSize) await this.decodeAhead().catch((err: unknown) => (aheadError = err));
+            const writeError = await writing;
+            if (writeError !== null) throw writeError;
+            if (aheadError !== null) throw aheadError;
+          }
           this.stats.plans++;
           this.stats.events += plan.events;
           this.stats.barriersApplied += plan.barriersApplied;
@@ -413,7 +425,12 @@ export class Applier {
    * generation collection copied them and then promoted them to the old generation, where they
    * died: in a burst of SETs a third of the applier's time went to the collector.
    */
-  private async decodeHeads(): Promise<void> {
+  /** Decodes about one more plan's worth of events behind what each queue holds. */
+  private decodeAhead(): Promise<void> {
+    return this.decodeHeads(true);
+  }
+
+  private async decodeHeads(ahead = false): Promise<void> {
     const decode = this.opts.decode;
     const onDecoded = this.opts.onDecoded;
     const queues = [...this.queues.values()];
@@ -421,8 +438,9 @@ export class Applier {
     for (const q of queues) if (q.items.length > 0 || q.undecodedRecords > 0) busy++;
     const share = Math.ceil(this.opts.maxEventsPerPlan / Math.max(1, busy));
     for (const q of queues) {
+      if (ahead && q.undecodedRecords === 0) continue;
       await q.fill(
-        share,
+        ahead ? q.items.length + share : share,
         async (r) => (decode ? decode(q.topic, q.partition, r as DecodedRecord) : r.events),
         onDecoded &&
           ((r, events) => {
