@@ -292,7 +292,7 @@ export class Applier {
               (err: unknown) => err,
             );
             let aheadError: unknown = null;
-            if (!this.opts.strictPlanSize) await this.decodeAhead().catch((err: unknown) => (aheadError = err));
+            if (!this.opts.strictPlanSize) await this.decodeHeads(true).catch((err: unknown) => (aheadError = err));
             const writeError = await writing;
             if (writeError !== null) throw writeError;
             if (aheadError !== null) throw aheadError;
@@ -425,11 +425,10 @@ export class Applier {
    * generation collection copied them and then promoted them to the old generation, where they
    * died: in a burst of SETs a third of the applier's time went to the collector.
    */
-  /** Decodes about one more plan's worth of events behind what each queue holds. */
-  private decodeAhead(): Promise<void> {
-    return this.decodeHeads(true);
-  }
-
+  /**
+   * Decodes a plan's worth of events at the head of the queues; `ahead`: about one more plan's
+   * worth behind what each queue holds (while the destination works on the current plan).
+   */
   private async decodeHeads(ahead = false): Promise<void> {
     const decode = this.opts.decode;
     const onDecoded = this.opts.onDecoded;

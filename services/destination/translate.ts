@@ -404,15 +404,8 @@ export function plainOp(commands: Buffer[][], startDb: number, eventIndex: numbe
 export function translateCommands(commands: Buffer[][], startDb: number, eventIndex: number, ctx: CommandContext): TranslateResult {
   // Most events are one command written as it is to a standalone destination: the same op as the
   // general path below gives it, without that path's closures and arrays (made for every event).
-  if (commands.length === 1 && !ctx.cluster && commands[0].length > 0) {
-    const cmd = commands[0];
-    const name = commandName(cmd);
-    if (!TRANSLATED.has(name)) {
-      const db = ctx.mapDb(startDb);
-      if (db === undefined) return { items: [], dropped: [name] };
-      return { items: [{ t: 'op', op: { args: cmd, db, slot: null, origin: new EventOrigin(eventIndex, 0, name) } }], dropped: NOTHING_DROPPED };
-    }
-  }
+  const plain = plainOp(commands, startDb, eventIndex, ctx);
+  if (plain !== null) return { items: [{ t: 'op', op: plain }], dropped: NOTHING_DROPPED };
   const items: TranslatedItem[] = [];
   const dropped: string[] = [];
   let cur: number | undefined = ctx.mapDb(startDb);

@@ -112,13 +112,19 @@ export class FastReader {
     return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
   }
 
-  private bytes(): Buffer {
+  /** Moves past a byte string; returns where it starts (it ends at `this.p`). */
+  private bytesStart(): number {
     const len = this.long();
     const start = this.p;
     const end = start + len;
     if (len < 0 || end > this.buf.length) throw NOT_MINE;
     this.p = end;
-    return this.buf.subarray(start, end);
+    return start;
+  }
+
+  private bytes(): Buffer {
+    const start = this.bytesStart();
+    return this.buf.subarray(start, this.p);
   }
 
   /**
@@ -127,11 +133,9 @@ export class FastReader {
    * SET). Shared: nothing writes into command arguments.
    */
   private commandNameBytes(): Buffer {
-    const len = this.long();
-    const start = this.p;
-    const end = start + len;
-    if (len < 0 || end > this.buf.length) throw NOT_MINE;
-    this.p = end;
+    const start = this.bytesStart();
+    const end = this.p;
+    const len = end - start;
     const b = this.buf;
     if (len > MAX_SHARED_NAME_BYTES) return b.subarray(start, end);
     let h = len;
@@ -208,13 +212,9 @@ export class FastReader {
     const packed = new PackedArgs();
     for (let m = n; m > 0; m = this.blockCount()) {
       for (let i = 0; i < m; i++) {
-        const len = this.long();
-        const start = this.p;
-        const end = start + len;
-        if (len < 0 || end > this.buf.length) throw NOT_MINE;
-        this.p = end;
+        const start = this.bytesStart();
         packed.push(EMPTY);
-        packed.extendLastFrom(this.buf, start, end);
+        packed.extendLastFrom(this.buf, start, this.p);
       }
     }
     return packed.view();
@@ -318,10 +318,7 @@ export class FastReader {
   }
 
   private skipBytes(): void {
-    const len = this.long();
-    const end = this.p + len;
-    if (len < 0 || end > this.buf.length) throw NOT_MINE;
-    this.p = end;
+    this.bytesStart();
   }
 
   private event(): ChangeEvent {
