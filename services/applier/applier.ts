@@ -13,10 +13,14 @@
  *   (a few large transactions), drops what was applied and commits the offsets in the background.
  *   When a barrier waits for another process, the loop reads that process's stored positions
  *   with a short backoff.
+ * - A partition newly assigned to this process (a start, a rebalance) resumes where the
+ *   destination says, not only where the group's commit says: the position stored with the last
+ *   write carries the Kafka offset after its record (`resumeFrom`). A commit lags the writes by
+ *   a plan and fails while the group rebalances; without this the new owner reads that plan again.
  */
 import type { Logger } from '../common/log.js';
 import { ReplistreamError } from '../common/errors.js';
-import { formatPosition } from '../destination/position.js';
+import { compareWriterPositions, formatPosition, type WriterPosition } from '../destination/position.js';
 import { comparePositions, type ChangeEvent, type SourcePosition } from '../events/model.js';
 import type { DecodedBatch, DecodedRecord, EventConsumer, BatchContext } from '../transport/consumer.js';
 import { HeapBudget } from '../common/heap-budget.js';
@@ -84,6 +88,21 @@ export interface ApplierStats {
   retries: number;
   /** Full collections asked for because the process was over its memory budget. */
   heapCollections: number;
+  /**
+   * Records fetched on a newly assigned partition before the offset the destination's position
+   * names, dropped without being decoded (their events are applied; see `resumeFrom`).
+   */
+  resumeSkippedRecords: number;
+  /** Newly assigned partitions moved forward to the destination's resume offset. */
+  resumes: number;
+}
+
+/** A newly assigned partition, until its first records are checked against the destination. */
+interface ResumeCheck {
+  /** The destination's position of the stream (undefined: not read yet). */
+  stored?: WriterPosition | null;
+  /** The offset the group's commit started reading at (where to go back if the token fails). */
+  from?: string;
 }
 
 const streamId = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -104,6 +123,8 @@ export class Applier {
     queuedBytes: 0,
     retries: 0,
     heapCollections: 0,
+    resumeSkippedRecords: 0,
+    resumes: 0,
   };
   private readonly heap: HeapBudget;
   private readonly opts: Required<Omit<ApplierOptions, 'cluster' | 'decode' | 'onDecoded'>> & Pick<ApplierOptions, 'decode' | 'onDecoded'> & { cluster: boolean };
@@ -114,6 +135,8 @@ export class Applier {
   private readonly rewound = new Map<string, string>();
   /** Streams assigned to this process (null until the first assignment: accept whatever comes). */
   private assigned: Set<string> | null = null;
+  /** Streams newly assigned whose first records wait for the resume check (see `resumeFrom`). */
+  private readonly resumeChecks = new Map<string, ResumeCheck>();
   /** Highest applied position per local stream (loaded from the writer before planning). */
   private readonly applied = new Map<string, SourcePosition | null>();
   private remote = new Map<string, SourcePosition | null>();
@@ -179,6 +202,10 @@ export class Applier {
   /** The partitions this process holds, after every (re)join of the group. */
   setAssignment(assignment: Array<{ topic: string; partitions: number[] }>): void {
     const mine = new Set(assignment.flatMap((a) => a.partitions.map((p) => streamId(a.topic, p))));
+    for (const id of [...this.resumeChecks.keys()]) if (!mine.has(id)) this.resumeChecks.delete(id);
+    // A cluster destination's stream positions are per slot (no one of them says the whole
+    // record is applied): its partitions resume at the group's commit.
+    if (!this.opts.cluster) for (const id of mine) if (!this.assigned?.has(id) && !this.queues.has(id)) this.resumeChecks.set(id, {});
     for (const id of [...this.queues.keys()]) {
       if (!mine.has(id)) {
         // another member applies it now; what we held is read again there
@@ -204,13 +231,19 @@ export class Applier {
     const { topic, partition } = batch;
     const id = streamId(topic, partition);
     if (this.assigned && !this.assigned.has(id)) return;
+    let records: readonly DecodedRecord[] = batch.records;
+    if (this.resumeChecks.has(id)) {
+      const kept = await this.resumeFrom(id, batch);
+      if (kept === null || ctx.isStale() || (this.assigned && !this.assigned.has(id))) return;
+      records = kept;
+    }
     let q = this.queues.get(id);
     if (!q) {
       q = new StreamQueue(topic, partition, (reason, n) => this.onDiscard(id, reason, n));
       this.queues.set(id, q);
     }
     this.highWatermarks.set(id, batch.highWatermark);
-    const { accepted, reread } = q.push(batch.records);
+    const { accepted, reread } = q.push(records);
     this.stats.records += accepted;
     this.stats.rereadRecords += reread;
     this.countQueued();
@@ -219,6 +252,69 @@ export class Applier {
       this.opts.consumer.pause(topic, [partition]);
     }
     if (accepted > 0) this.poke();
+  }
+
+  /**
+   * The first records of a newly assigned partition, checked against the destination: its stored
+   * position carries (as `resume`) the offset after the record whose last event it is. Records
+   * before that offset are applied: they are dropped unread, and reading goes on from there.
+   * The token is trusted only when the record before it ends with exactly the stored position (a
+   * topic deleted and created again, a position written by another group's topics, fail that
+   * check): otherwise the partition is read from the group's commit as before. Returns the
+   * records to queue, or null when the batch is dropped (a seek: the records that verify the
+   * token, or back to the commit).
+   */
+  private async resumeFrom(id: string, batch: DecodedBatch): Promise<readonly DecodedRecord[] | null> {
+    const check = this.resumeChecks.get(id)!;
+    const { topic, partition, records } = batch;
+    const first = BigInt(records[0].offset);
+    const done = (): readonly DecodedRecord[] | null => {
+      if (this.resumeChecks.get(id) === check) this.resumeChecks.delete(id);
+      // a seek to verify the token went past the commit: go back there
+      if (check.from !== undefined && first > BigInt(check.from)) {
+        this.opts.consumer.seek(topic, partition, check.from);
+        return null;
+      }
+      return records;
+    };
+    if (check.stored === undefined) {
+      check.from = records[0].offset;
+      try {
+        check.stored = ((await this.opts.writer.storedPositions([id])).get(id) ?? null) as WriterPosition | null;
+      } catch (err) {
+        this.opts.logger.warn({ stream: id, err: (err as Error).message }, 'could not read the stream\'s position to resume at it; reading from the group\'s commit');
+        check.stored = null;
+      }
+      if (this.resumeChecks.get(id) !== check) return records; // reassigned meanwhile
+    }
+    const stored = check.stored;
+    const token = stored?.resume;
+    if (!stored || token === undefined || !/^\d+$/.test(token)) return done();
+    const resume = BigInt(token);
+    if (resume <= first || resume > BigInt(batch.highWatermark)) return done();
+    const verifyAt = resume - 1n;
+    if (verifyAt > BigInt(batch.lastOffset)) {
+      // the record that proves the token is further on: read from it
+      this.opts.consumer.seek(topic, partition, verifyAt.toString());
+      return null;
+    }
+    const rec = records.find((r) => BigInt(r.offset) === verifyAt);
+    const events = rec ? (this.opts.decode ? await this.opts.decode(topic, partition, rec) : rec.events) : [];
+    const last = events.length > 0 ? events[events.length - 1] : null;
+    if (this.resumeChecks.get(id) !== check) return records;
+    if (!last || compareWriterPositions(last.pos as WriterPosition, stored) !== 0 || last.pos.replid !== stored.replid) {
+      this.opts.logger.warn(
+        { stream: id, resume: token, position: formatPosition(stored) },
+        'the destination\'s resume offset does not match the record before it (topic recreated?): reading from the group\'s commit',
+      );
+      return done();
+    }
+    this.resumeChecks.delete(id);
+    const kept = records.filter((r) => BigInt(r.offset) >= resume);
+    this.stats.resumes++;
+    this.stats.resumeSkippedRecords += Number(resume - BigInt(check.from ?? records[0].offset));
+    this.opts.logger.info({ stream: id, committed: check.from, resume: token }, 'resuming the partition at the destination\'s position');
+    return kept;
   }
 
   private poke(): void {

@@ -24,6 +24,7 @@
 import { fullCollection, HeapBudget } from '../common/heap-budget.js';
 import type { ChangeEvent, SourcePosition } from '../events/model.js';
 import { PieceAssembler, seriesPosition } from '../events/split.js';
+import { setResumeToken } from '../destination/position.js';
 import type { QueuedEvent } from './barrier.js';
 
 /**
@@ -201,6 +202,10 @@ export class StreamQueue {
         this.bytes += charge;
         bytes = 0;
       }
+      // The record's last event, whole and ending no series: once the destination holds it,
+      // reading may resume at the next record (see `resumeOffset`).
+      const last = events.length > 0 ? events[events.length - 1] : null;
+      if (last && !('piece' in last && last.piece) && this.assembler.pending === 0) setResumeToken(last.pos, (BigInt(r.offset) + 1n).toString());
       if (bytes > 0 && this.assembler.pending > 0) {
         this.pieceBytes += bytes;
         this.bytes += bytes;

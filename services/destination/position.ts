@@ -12,7 +12,10 @@
  *     `<prefix>:@error:<stream>:{t}`  (t = the stream's home slot)
  *
  * Positions are stored as JSON ({"epoch","offset","seq","replid"} plus "part" when non-zero), so
- * Lua scripts can compare them with cjson and a human can read them with GET.
+ * Lua scripts can compare them with cjson and a human can read them with GET. A position may
+ * also carry "resume": an opaque token its reader attached to the event (`setResumeToken`; the
+ * applier's: the Kafka offset after the record the event ends), written in the same transaction
+ * as the event's effects, so it is exactly as true as the position.
  */
 import type { SourcePosition } from '../events/model.js';
 import { ReplistreamError } from '../common/errors.js';
@@ -25,6 +28,19 @@ import { keySlot, slotTag } from './connection.js';
  */
 export interface WriterPosition extends SourcePosition {
   part: number;
+  /** The resume token stored with the position (read back from the destination only). */
+  resume?: string;
+}
+
+/**
+ * Tokens attached to event positions by whoever reads the events (one per record, not per event:
+ * a WeakMap, so the positions keep their shape and the tokens go with them).
+ */
+const resumeTokens = new WeakMap<SourcePosition, string>();
+
+/** Attach `token` to `pos`: stored with it whenever it is the position a transaction records. */
+export function setResumeToken(pos: SourcePosition, token: string): void {
+  resumeTokens.set(pos, token);
 }
 
 /**
@@ -44,6 +60,8 @@ export function encodePosition(p: WriterPosition | SourcePosition): string {
   const o: Record<string, unknown> = { epoch: p.epoch, offset: p.offset, seq: p.seq, replid: p.replid };
   const part = (p as WriterPosition).part;
   if (part) o.part = part;
+  const resume = resumeTokens.get(p);
+  if (resume !== undefined) o.resume = resume;
   return JSON.stringify(o);
 }
 
@@ -52,7 +70,9 @@ export function decodePosition(s: string | Buffer | null | undefined, key = 'pos
   try {
     const o = JSON.parse(s.toString()) as Partial<WriterPosition>;
     if (typeof o.epoch !== 'number' || typeof o.offset !== 'number' || typeof o.seq !== 'number') throw new Error('missing fields');
-    return { epoch: o.epoch, offset: o.offset, seq: o.seq, replid: String(o.replid ?? ''), part: typeof o.part === 'number' ? o.part : 0 };
+    const p: WriterPosition = { epoch: o.epoch, offset: o.offset, seq: o.seq, replid: String(o.replid ?? ''), part: typeof o.part === 'number' ? o.part : 0 };
+    if (typeof o.resume === 'string') p.resume = o.resume;
+    return p;
   } catch (err) {
     throw new ReplistreamError('DESTINATION', `${key} holds ${JSON.stringify(s.toString().slice(0, 80))}, not a replistream position`, { cause: err });
   }

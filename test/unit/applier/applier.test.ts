@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Applier, type Writer } from '../../../services/applier/applier.js';
 import { createLogger } from '../../../services/common/log.js';
 import type { ChangeEvent, SourcePosition } from '../../../services/events/model.js';
+import type { WriterPosition } from '../../../services/destination/position.js';
 import type { BatchContext, DecodedBatch, TopicPartitionOffset } from '../../../services/transport/consumer.js';
 
 const logger = createLogger('silent', 'applier-test');
@@ -39,10 +40,11 @@ interface Log {
   resumed: number[];
   /** Order of what happened: `write:<events>`, `written`, `commit:<partition>@<offset>`. */
   order: string[];
+  seeks: string[];
 }
 
-function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void> } = {}) {
-  const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [] };
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean } = {}) {
+  const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [] };
   const writer: Writer = {
     async applyStreams(segments) {
       const n = segments.reduce((k, s) => k + s.events.length, 0);
@@ -53,7 +55,7 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
       return { applied: n, skipped: 0 };
     },
     appliedPosition: async () => null,
-    storedPositions: async () => new Map(),
+    storedPositions: async (streams) => new Map(streams.map((id) => [id, opts.stored ?? null])),
   };
   const applier = new Applier({
     writer,
@@ -64,9 +66,10 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
       },
       pause: (_topic, partitions) => void log.paused.push(...(partitions ?? [])),
       resume: (_topic, partitions) => void log.resumed.push(...(partitions ?? [])),
-      seek: () => undefined,
+      seek: (_topic, partition, offset) => void log.seeks.push(`${partition}@${offset}`),
       stop: async () => undefined,
     },
+    cluster: opts.cluster,
     topicOfDb: () => 't',
     logger,
     maxEventsPerPlan: opts.maxEventsPerPlan,
@@ -140,5 +143,76 @@ describe('Applier', () => {
     await applier.stop();
     expect(applier.stats.rereadRecords).toBe(2);
     expect(applier.stats.events).toBe(40);
+  });
+
+  describe('a newly assigned partition resumes at the offset stored with the destination\'s position', () => {
+    // batch(0, …, 10): record o holds events at offset o*100000, seq 0..9; its last is seq 9
+    const lastOf = (record: number): WriterPosition => ({ ...pos(record * 100_000, 9), part: 0 });
+    const assign = (applier: Applier) => applier.setAssignment([{ topic: 't', partitions: [0] }]);
+    /** The first records fetched of a partition that holds 10 (high watermark 10). */
+    const head = (first: number, n: number): DecodedBatch => ({ ...batch(0, first, n, 10), highWatermark: '10' });
+
+    it('drops the records before it unread (no re-read, no duplicate) and applies the rest', async () => {
+      const { applier, log } = harness({ stored: { ...lastOf(6), resume: '7' } });
+      assign(applier);
+      applier.start();
+      await applier.handle(batch(0, 2, 8, 10), ctx); // the commit says 2; records 2..6 are applied
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 30);
+      await applier.stop();
+      expect(applier.stats).toMatchObject({ resumes: 1, resumeSkippedRecords: 5, rereadRecords: 0, events: 30 });
+      expect(log.seeks).toEqual([]);
+      expect(log.commits.flat().at(-1)).toEqual({ topic: 't', partition: 0, offset: '10' });
+    });
+
+    it('reads on to the record that proves the offset when it is past the first batch', async () => {
+      const { applier, log } = harness({ stored: { ...lastOf(6), resume: '7' } });
+      assign(applier);
+      applier.start();
+      await applier.handle(head(2, 3), ctx); // 2..4: record 6 is not in it
+      expect(log.seeks).toEqual(['0@6']);
+      await applier.handle(batch(0, 6, 4, 10), ctx); // after the seek: 6..9
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 30);
+      await applier.stop();
+      expect(applier.stats).toMatchObject({ resumes: 1, resumeSkippedRecords: 5, events: 30 });
+    });
+
+    it('distrusts an offset whose record does not end with the stored position (a recreated topic): reads from the commit', async () => {
+      const { applier, log } = harness({ stored: { ...lastOf(6), seq: 8, resume: '7' } });
+      assign(applier);
+      applier.start();
+      await applier.handle(head(2, 3), ctx);
+      expect(log.seeks).toEqual(['0@6']);
+      await applier.handle(batch(0, 6, 4, 10), ctx); // record 6 ends with seq 9, not 8
+      expect(log.seeks).toEqual(['0@6', '0@2']); // back to the commit
+      await applier.handle(batch(0, 2, 8, 10), ctx);
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 80);
+      await applier.stop();
+      expect(applier.stats).toMatchObject({ resumes: 0, resumeSkippedRecords: 0, events: 80 });
+    });
+
+    it('ignores an offset past the partition\'s end, and does not resume on a cluster destination', async () => {
+      for (const h of [harness({ stored: { ...lastOf(6), resume: '70' } }), harness({ stored: { ...lastOf(6), resume: '7' }, cluster: true })]) {
+        assign(h.applier);
+        h.applier.start();
+        await h.applier.handle(batch(0, 2, 8, 10), ctx);
+        await until(() => h.log.writes.reduce((a, b) => a + b, 0) === 80);
+        await h.applier.stop();
+        expect(h.applier.stats.resumes).toBe(0);
+        expect(h.log.seeks).toEqual([]);
+      }
+    });
+
+    it('only on a new assignment: a partition kept across a rebalance is not checked again', async () => {
+      const { applier, log } = harness({ stored: { ...lastOf(6), resume: '7' } });
+      assign(applier);
+      applier.start();
+      await applier.handle(batch(0, 7, 1, 10), ctx);
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 10);
+      assign(applier);
+      await applier.handle(batch(0, 8, 1, 10), ctx);
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 20);
+      await applier.stop();
+      expect(applier.stats.resumes).toBe(0); // 7 is where the commit was
+    });
   });
 });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { StreamQueue, seriesStartOffset } from '../../../services/applier/stream-queue.js';
 import { splitForRecordLimit } from '../../../services/events/split.js';
 import type { ChangeEvent, CommandEvent } from '../../../services/events/model.js';
+import { decodePosition, encodePosition } from '../../../services/destination/position.js';
 
 const decodeAll = async (q: StreamQueue) => q.fill(Number.MAX_SAFE_INTEGER, async (r) => r.events);
 const pos = (offset: number, seq = 0) => ({ epoch: 1, offset, seq, replid: 'r'.repeat(40) });
@@ -70,5 +71,18 @@ describe('StreamQueue', () => {
     expect(q.push(recs.slice(-3))).toEqual({ accepted: 0, reread: 3 });
     await decodeAll(q);
     expect(q.items).toHaveLength(2);
+  });
+
+  it('marks the last event of a record that ends no series with the offset after that record, stored with its position', async () => {
+    const { pieces, recs } = records(10);
+    const q = new StreamQueue('t', 0, () => undefined);
+    recs[recs.length - 1].events.unshift(cmd(150, ['SET', 'x', 'y'])); // the last record holds two events
+    q.push(recs);
+    await decodeAll(q);
+    const [rebuilt, first, last] = q.items.map((i) => i.event);
+    // a rebuilt series and an event followed by another in its record carry no offset
+    expect(decodePosition(encodePosition(rebuilt.pos))?.resume).toBeUndefined();
+    expect(decodePosition(encodePosition(first.pos))?.resume).toBeUndefined();
+    expect(decodePosition(encodePosition(last.pos))?.resume).toBe(String(10 + pieces.length + 1));
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import calculateSlot from 'cluster-key-slot';
 import { slotTag, SLOTS } from '../../../services/destination/connection.js';
-import { PositionKeys, compareWriterPositions, decodePosition, encodePosition, withPart } from '../../../services/destination/position.js';
+import { PositionKeys, compareWriterPositions, decodePosition, encodePosition, setResumeToken, withPart } from '../../../services/destination/position.js';
 
 describe('positions', () => {
   it('round-trips through the stored encoding, part included', () => {
@@ -10,6 +10,12 @@ describe('positions', () => {
     expect(decodePosition(encodePosition(withPart(p)))).toEqual({ ...p, part: 0 });
     expect(decodePosition(null)).toBeNull();
     expect(() => decodePosition('garbage')).toThrow(/not a replistream position/);
+    // a resume token goes with the position object it was attached to, and back
+    const q = { epoch: 1, offset: 5, seq: 0, replid: 'r' };
+    expect(JSON.parse(encodePosition(q)).resume).toBeUndefined();
+    setResumeToken(q, '42');
+    expect(decodePosition(encodePosition(q))).toEqual({ ...q, part: 0, resume: '42' });
+    expect(compareWriterPositions(decodePosition(encodePosition(q))!, withPart(q))).toBe(0);
   });
 
   it('orders by epoch, offset, seq, part', () => {
