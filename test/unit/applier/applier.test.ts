@@ -43,7 +43,7 @@ interface Log {
   seeks: string[];
 }
 
-function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean } = {}) {
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number } = {}) {
   const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [] };
   const writer: Writer = {
     async applyStreams(segments) {
@@ -70,6 +70,7 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
       stop: async () => undefined,
     },
     cluster: opts.cluster,
+    commitIntervalMs: opts.commitIntervalMs ?? 0,
     topicOfDb: () => 't',
     logger,
     maxEventsPerPlan: opts.maxEventsPerPlan,
@@ -143,6 +144,25 @@ describe('Applier', () => {
     await applier.stop();
     expect(applier.stats.rereadRecords).toBe(2);
     expect(applier.stats.events).toBe(40);
+  });
+
+  it('commits at most once per commit interval, what the plans applied meanwhile together; stop commits at once', async () => {
+    const { applier, log } = harness({ commitIntervalMs: 300 });
+    applier.start();
+    for (let i = 0; i < 5; i++) {
+      await applier.handle(batch(0, i, 1, 10), ctx);
+      await until(() => log.writes.reduce((a, b) => a + b, 0) === 10 * (i + 1));
+    }
+    // the first plan's commit went out at once; the next four wait for the interval
+    expect(log.commits.flat()).toEqual([{ topic: 't', partition: 0, offset: '1' }]);
+    await until(() => log.commits.length === 2, 1000);
+    expect(log.commits[1]).toEqual([{ topic: 't', partition: 0, offset: '5' }]);
+    await applier.handle(batch(0, 5, 1, 10), ctx);
+    await until(() => log.writes.reduce((a, b) => a + b, 0) === 60);
+    const t = Date.now();
+    await applier.stop();
+    expect(Date.now() - t).toBeLessThan(200);
+    expect(log.commits.flat().at(-1)).toEqual({ topic: 't', partition: 0, offset: '6' });
   });
 
   describe('a newly assigned partition resumes at the offset stored with the destination\'s position', () => {
