@@ -65,6 +65,11 @@ export interface ApplierOptions {
    * commit, decide what is applied, and a new owner resumes at them (`resumeFrom`).
    */
   commitIntervalMs?: number;
+  /**
+   * Partitions the operator told where to start (`--from`, at the group's first assignment):
+   * read from there as asked, not moved on to the destination's position.
+   */
+  explicitStarts?: () => ReadonlyArray<{ topic: string; partition: number }>;
   /** Decodes a record handed over undecoded (the consumer's `deferDecoding`). */
   decode?: (topic: string, partition: number, record: DecodedRecord) => Promise<ChangeEvent[]>;
   /** Sees each record's events when they are decoded (progress tracking). */
@@ -135,7 +140,7 @@ export class Applier {
     resumes: 0,
   };
   private readonly heap: HeapBudget;
-  private readonly opts: Required<Omit<ApplierOptions, 'cluster' | 'decode' | 'onDecoded'>> & Pick<ApplierOptions, 'decode' | 'onDecoded'> & { cluster: boolean };
+  private readonly opts: Required<Omit<ApplierOptions, 'cluster' | 'decode' | 'onDecoded' | 'explicitStarts'>> & Pick<ApplierOptions, 'decode' | 'onDecoded' | 'explicitStarts'> & { cluster: boolean };
   private readonly queues = new Map<string, StreamQueue>();
   /** Per stream: the high watermark of the last batch received (for onDecoded). */
   private readonly highWatermarks = new Map<string, string>();
@@ -213,7 +218,10 @@ export class Applier {
     for (const id of [...this.resumeChecks.keys()]) if (!mine.has(id)) this.resumeChecks.delete(id);
     // A cluster destination's stream positions are per slot (no one of them says the whole
     // record is applied): its partitions resume at the group's commit.
-    if (!this.opts.cluster) for (const id of mine) if (!this.assigned?.has(id) && !this.queues.has(id)) this.resumeChecks.set(id, {});
+    if (!this.opts.cluster) {
+      const explicit = new Set((this.opts.explicitStarts?.() ?? []).map((t) => streamId(t.topic, t.partition)));
+      for (const id of mine) if (!this.assigned?.has(id) && !this.queues.has(id) && !explicit.has(id)) this.resumeChecks.set(id, {});
+    }
     for (const id of [...this.queues.keys()]) {
       if (!mine.has(id)) {
         // another member applies it now; what we held is read again there
@@ -243,15 +251,21 @@ export class Applier {
     const id = streamId(topic, partition);
     if (this.assigned && !this.assigned.has(id)) return;
     let records: readonly DecodedRecord[] = batch.records;
+    let resumedAt: string | null = null;
     if (this.resumeChecks.has(id)) {
-      const kept = await this.resumeFrom(id, batch);
-      if (kept === null || ctx.isStale() || (this.assigned && !this.assigned.has(id))) return;
-      records = kept;
+      const r = await this.resumeFrom(id, batch);
+      if (r === null || ctx.isStale() || (this.assigned && !this.assigned.has(id))) return;
+      ({ records, resumedAt } = r);
     }
     let q = this.queues.get(id);
     if (!q) {
       q = new StreamQueue(topic, partition, (reason, n) => this.onDiscard(id, reason, n));
       this.queues.set(id, q);
+    }
+    if (resumedAt !== null) {
+      // the group's commit moves up to where reading resumed, even before a record follows
+      q.startAt(resumedAt);
+      this.commitSoon({ topic, partition, offset: resumedAt });
     }
     this.highWatermarks.set(id, batch.highWatermark);
     const { accepted, reread } = q.push(records);
@@ -275,18 +289,20 @@ export class Applier {
    * records to queue, or null when the batch is dropped (a seek: the records that verify the
    * token, or back to the commit).
    */
-  private async resumeFrom(id: string, batch: DecodedBatch): Promise<readonly DecodedRecord[] | null> {
+  private async resumeFrom(id: string, batch: DecodedBatch): Promise<{ records: readonly DecodedRecord[]; resumedAt: string | null } | null> {
     const check = this.resumeChecks.get(id)!;
-    const { topic, partition, records } = batch;
+    const { topic, partition } = batch;
+    const records: readonly DecodedRecord[] = batch.records;
     const first = BigInt(records[0].offset);
-    const done = (): readonly DecodedRecord[] | null => {
+    const asFetched = { records, resumedAt: null };
+    const done = () => {
       if (this.resumeChecks.get(id) === check) this.resumeChecks.delete(id);
       // a seek to verify the token went past the commit: go back there
       if (check.from !== undefined && first > BigInt(check.from)) {
         this.opts.consumer.seek(topic, partition, check.from);
         return null;
       }
-      return records;
+      return asFetched;
     };
     if (check.stored === undefined) {
       check.from = records[0].offset;
@@ -296,7 +312,7 @@ export class Applier {
         this.opts.logger.warn({ stream: id, err: (err as Error).message }, 'could not read the stream\'s position to resume at it; reading from the group\'s commit');
         check.stored = null;
       }
-      if (this.resumeChecks.get(id) !== check) return records; // reassigned meanwhile
+      if (this.resumeChecks.get(id) !== check) return asFetched; // reassigned meanwhile
     }
     const stored = check.stored;
     const token = stored?.resume;
@@ -312,7 +328,7 @@ export class Applier {
     const rec = records.find((r) => BigInt(r.offset) === verifyAt);
     const events = rec ? (this.opts.decode ? await this.opts.decode(topic, partition, rec) : rec.events) : [];
     const last = events.length > 0 ? events[events.length - 1] : null;
-    if (this.resumeChecks.get(id) !== check) return records;
+    if (this.resumeChecks.get(id) !== check) return asFetched;
     if (!last || compareWriterPositions(last.pos as WriterPosition, stored) !== 0 || last.pos.replid !== stored.replid) {
       this.opts.logger.warn(
         { stream: id, resume: token, position: formatPosition(stored) },
@@ -325,7 +341,7 @@ export class Applier {
     this.stats.resumes++;
     this.stats.resumeSkippedRecords += Number(resume - BigInt(check.from ?? records[0].offset));
     this.opts.logger.info({ stream: id, committed: check.from, resume: token }, 'resuming the partition at the destination\'s position');
-    return kept;
+    return { records: kept, resumedAt: token };
   }
 
   private poke(): void {

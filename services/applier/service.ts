@@ -328,6 +328,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     consumer: applierConsumer,
     topicOfDb: (db) => topics.get(db) ?? null,
     cluster: writer.destination?.topology === 'cluster',
+    explicitStarts: () => consumer.startOffsets(),
     logger: log,
     decode: (topic, partition, record) => consumer.decodeRecord(topic, partition, record),
     // full-sync progress follows the events as the applier decodes them, just before writing

@@ -152,6 +152,12 @@ export class StreamQueue {
     return { accepted, reread };
   }
 
+  /** Reading starts at `offset` (the records before it are applied): nothing queued yet. */
+  startAt(offset: string): void {
+    const at = BigInt(offset);
+    if (this.next === null || this.next < at) this.next = at;
+  }
+
   /** The offset after the last record received (null before the first). */
   get nextOffset(): string | null {
     return this.next === null ? null : this.next.toString();

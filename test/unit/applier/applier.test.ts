@@ -43,7 +43,7 @@ interface Log {
   seeks: string[];
 }
 
-function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number } = {}) {
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number; explicitStarts?: number[] } = {}) {
   const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [] };
   const writer: Writer = {
     async applyStreams(segments) {
@@ -71,6 +71,7 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
     },
     cluster: opts.cluster,
     commitIntervalMs: opts.commitIntervalMs ?? 0,
+    explicitStarts: () => (opts.explicitStarts ?? []).map((partition) => ({ topic: 't', partition })),
     topicOfDb: () => 't',
     logger,
     maxEventsPerPlan: opts.maxEventsPerPlan,
@@ -210,8 +211,9 @@ describe('Applier', () => {
       expect(applier.stats).toMatchObject({ resumes: 0, resumeSkippedRecords: 0, events: 80 });
     });
 
-    it('ignores an offset past the partition\'s end, and does not resume on a cluster destination', async () => {
-      for (const h of [harness({ stored: { ...lastOf(6), resume: '70' } }), harness({ stored: { ...lastOf(6), resume: '7' }, cluster: true })]) {
+    it('ignores an offset past the partition\'s end, and does not resume on a cluster destination nor where the operator chose the start', async () => {
+      const stored = { ...lastOf(6), resume: '7' };
+      for (const h of [harness({ stored: { ...stored, resume: '70' } }), harness({ stored, cluster: true }), harness({ stored, explicitStarts: [0] })]) {
         assign(h.applier);
         h.applier.start();
         await h.applier.handle(batch(0, 2, 8, 10), ctx);
