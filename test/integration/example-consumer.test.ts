@@ -183,7 +183,8 @@ describe('the example consumer (Python, confluent-kafka)', () => {
 
     const python = await pythonReady;
     const env = { ...process.env, REPLISTREAM_KAFKA: stack().kafka, REPLISTREAM_REGISTRY: stack().registry };
-    const r = await run(python, [join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
+    // -u: unbuffered, so what it printed before a hang shows in the failure
+    const r = await run(python, ['-u', join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
     const detail = `exit ${r.code}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`;
     expect(r.code, detail).toBe(0);
     const lines = r.out.trim().split('\n');
@@ -241,7 +242,7 @@ describe('the example consumer (Python, confluent-kafka)', () => {
     const topic = topicName(names.topicPrefix, names.sourceId, 0);
     const python = await pythonReady;
     const env = { ...process.env, REPLISTREAM_KAFKA: stack().kafka, REPLISTREAM_REGISTRY: stack().registry };
-    const r = await run(python, [join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
+    const r = await run(python, ['-u', join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
     const detail = `exit ${r.code}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`;
     expect(r.code, detail).toBe(0);
     const lines = r.out.trim().split('\n');
