@@ -62,6 +62,18 @@ async function barrierHeavyLoad(url: string, n: number, seed: number): Promise<n
   return incrs;
 }
 
+/** A source (with the key the load RENAMEs), a destination, a capture past its full sync (db 0, 4 partitions), a group name. */
+async function pipeline() {
+  const source = await server();
+  const destination = await server();
+  await redisClient(source.url).set('ren:a', 'start');
+  const names = pipelineNames();
+  const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4 });
+  cleanups.push(() => capture.stop());
+  await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture to finish its full sync');
+  return { source, destination, names, capture, group: uniqueName('g') };
+}
+
 // 2 appliers: each holds a db of its own (the default), or they split the partitions of each db
 // (barriers across processes, settled through the destination's positions)
 describe.each([
@@ -70,14 +82,7 @@ describe.each([
   [2, 'partition'],
 ] as const)('a barrier-heavy backlog drained by %i applier(s), assignment %s', (appliers, assignment) => {
   it('reads each record about once, converges, counters exact, bookkeeping bounded', async () => {
-    const source = await server();
-    const destination = await server();
-    await redisClient(source.url).set('ren:a', 'start');
-    const names = pipelineNames();
-    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4 });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture to finish its full sync');
-    const group = uniqueName('g');
+    const { source, destination, names, capture, group } = await pipeline();
     const running: RunningApplier[] = [];
     const startAppliers = async () => {
       for (let i = 0; i < appliers; i++) {
@@ -129,14 +134,7 @@ describe.each([
 // member that applied a lot and died before committing any of it).
 describe('a partition taken over behind its commit', () => {
   it('resumes at the destination\'s position: nothing read again, converges, counters exact', async () => {
-    const source = await server();
-    const destination = await server();
-    await redisClient(source.url).set('ren:a', 'start');
-    const names = pipelineNames();
-    const capture = await runCapture(source.url, names, { dbs: [0], partitions: 4 });
-    cleanups.push(() => capture.stop());
-    await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'capture to finish its full sync');
-    const group = uniqueName('g');
+    const { source, destination, names, group } = await pipeline();
     let incrs = await barrierHeavyLoad(source.url, 3000, 45);
     const first = await runApplier(destination.url, names, group);
     cleanups.push(() => first.stop());
