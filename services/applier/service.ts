@@ -228,8 +228,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   // A new group (nothing committed yet) runs the destination's precheck items, all of them, the
   // table shown on the status page; a failure (in intercept mode, a destination holding keys)
   // stops the start in precheck-failed.
-  const lag: PartitionLag[] = await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
-  if (lag.every((l) => l.committed === null) && !hadProgress) {
+  // (a destination with this group's positions is not new: no need to ask Kafka)
+  const lag: PartitionLag[] = hadProgress ? [] : await fetchGroupLag(kafka, s.group, [...topics.values()]).catch(() => []);
+  if (!hadProgress && lag.every((l) => l.committed === null)) {
     const items = new PrecheckItems();
     await checkDestinationItems(items, { destination: s.destination, conflictMode: s.conflictMode, dbMap, sourceDbs: [...dbMap.keys()] });
     st.precheck = items.list;

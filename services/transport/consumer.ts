@@ -207,6 +207,7 @@ export class EventConsumer {
     try {
       await admin.connect();
       if (from.mode !== 'committed') {
+        await primeBrokerPool(admin, this.topics);
         const groups = await admin.describeGroups([this.groupId]);
         const state: string = groups.groups[0]?.state ?? 'Dead';
         if (state === 'Empty' || state === 'Dead' || state === '' || state === 'Unknown') {
@@ -439,6 +440,7 @@ export async function fetchGroupLag(kafka: Kafka, groupId: string, topics: strin
   const admin = kafka.admin();
   try {
     await admin.connect();
+    await primeBrokerPool(admin, topics);
     const committed = await admin.fetchOffsets({ groupId, topics });
     const out: PartitionLag[] = [];
     for (const topic of topics) {
@@ -457,6 +459,15 @@ export async function fetchGroupLag(kafka: Kafka, groupId: string, topics: strin
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/**
+ * A fresh kafkajs admin client knows only its seed brokers: its first group request (offsets,
+ * describe) finds an empty broker pool and waits a retry (~300 ms) before it reads the metadata.
+ * Reading the topics' metadata first fills the pool, so the group request goes out at once.
+ */
+async function primeBrokerPool(admin: ReturnType<Kafka['admin']>, topics: string[]): Promise<void> {
+  await admin.fetchTopicMetadata({ topics });
 }
 
 function rootCause(err: unknown): unknown {

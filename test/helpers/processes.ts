@@ -85,6 +85,9 @@ export function startService(args: string[], env: Record<string, string> = {}): 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  // REPLISTREAM_LOG_DIR: each service's log (stderr) is also written whole to <dir>/<command>.<pid>.log,
+  // for reading a benchmark's timeline afterwards
+  if (process.env.REPLISTREAM_LOG_DIR) child.stderr!.pipe(createWriteStream(`${process.env.REPLISTREAM_LOG_DIR}/${args[0]}.${child.pid}.log`));
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
     if (stderr.length > 4_000_000) stderr = stderr.slice(-2_000_000);
