@@ -206,7 +206,9 @@ export function planApply(input: PlanInput): Plan {
     advance(id);
     plan.barriersApplied++;
     for (const m of atBarrier) {
-      if (!atOrPast(pos.get(m), b.pos)) push(m, positionOnly(b, dbOf.get(m)!));
+      // the participant's own copy of the unit: its position object carries what its reader
+      // attached to it (the Kafka offset to resume that partition at), not the owner's
+      if (!atOrPast(pos.get(m), b.pos)) push(m, positionOnly(head(m)!.event, dbOf.get(m)!));
       advance(m);
       plan.barriersPassed++;
     }

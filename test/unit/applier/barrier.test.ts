@@ -149,6 +149,22 @@ describe('planApply', () => {
     expect(third.consumed.get(sid(1))).toBe(2);
   });
 
+  it('a participant passed with its owner stores its own copy\'s position object (what its reader attached to it)', () => {
+    const owner = unit(10, [0, 1]);
+    const copy = unit(10, [0, 1]);
+    const local = new Map<string, PlanStream>([
+      [sid(0), { items: [{ event: owner, offset: '3' }], applied: pos(9) }],
+      [sid(1), { items: [{ event: copy, offset: '7' }], applied: pos(8) }],
+    ]);
+    const plan = planApply({ local, remote: new Map(), streamOf: (x) => sid(x.partition), maxEvents: 100, ownerMarker: false });
+    expect(plan.barriersApplied).toBe(1);
+    expect(plan.positions.get(sid(0))).toBe(owner.pos);
+    expect(plan.positions.get(sid(1))).toBe(copy.pos);
+    const seg1 = plan.segments.filter((s) => s.stream === sid(1)).flatMap((s) => s.events);
+    expect(seg1).toHaveLength(1);
+    expect(seg1[0].pos).toBe(copy.pos);
+  });
+
   it('participants in databases this group does not consume are left out', () => {
     const b: ChangeEvent = { ...unit(5, [0]), participants: [{ db: 0, partition: 0 }, { db: 3, partition: 1 }] };
     const local = new Map<string, PlanStream>([[sid(0), { items: [{ event: b, offset: '0' }], applied: null }]]);
