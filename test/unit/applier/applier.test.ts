@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { Applier, type Writer } from '../../../services/applier/applier.js';
 import { createLogger } from '../../../services/common/log.js';
-import type { ChangeEvent, SourcePosition } from '../../../services/events/model.js';
+import type { ChangeEvent, CommandEvent, SourcePosition } from '../../../services/events/model.js';
 import type { WriterPosition } from '../../../services/destination/position.js';
 import type { BatchContext, DecodedBatch, TopicPartitionOffset } from '../../../services/transport/consumer.js';
 
@@ -41,10 +41,12 @@ interface Log {
   /** Order of what happened: `write:<events>`, `written`, `commit:<partition>@<offset>`. */
   order: string[];
   seeks: string[];
+  /** Calls of the writer's storedPositions. */
+  positionReads: number;
 }
 
-function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number; explicitStarts?: number[] } = {}) {
-  const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [] };
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number; remotePollIntervalMs?: number; explicitStarts?: number[] } = {}) {
+  const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [], positionReads: 0 };
   const writer: Writer = {
     async applyStreams(segments) {
       const n = segments.reduce((k, s) => k + s.events.length, 0);
@@ -55,7 +57,10 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
       return { applied: n, skipped: 0 };
     },
     appliedPosition: async () => null,
-    storedPositions: async (streams) => new Map(streams.map((id) => [id, opts.stored ?? null])),
+    storedPositions: async (streams) => {
+      log.positionReads++;
+      return new Map(streams.map((id) => [id, opts.stored ?? null]));
+    },
   };
   const applier = new Applier({
     writer,
@@ -71,6 +76,7 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
     },
     cluster: opts.cluster,
     commitIntervalMs: opts.commitIntervalMs ?? 0,
+    ...(opts.remotePollIntervalMs !== undefined ? { remotePollIntervalMs: opts.remotePollIntervalMs } : {}),
     explicitStarts: () => (opts.explicitStarts ?? []).map((partition) => ({ topic: 't', partition })),
     topicOfDb: () => 't',
     logger,
@@ -145,6 +151,20 @@ describe('Applier', () => {
     await applier.stop();
     expect(applier.stats.rereadRecords).toBe(2);
     expect(applier.stats.events).toBe(40);
+  });
+
+  it('a barrier waiting for another process does not cost a position read per plan while other partitions progress', async () => {
+    const { applier, log } = harness({ maxEventsPerPlan: 10, strictPlanSize: true, remotePollIntervalMs: 60_000 });
+    // partition 0: a unit owned by partition 9, which another process holds (never applied there)
+    const unit: ChangeEvent = { ...(set(1, 0) as CommandEvent), participants: [{ db: 0, partition: 9 }, { db: 0, partition: 0 }] };
+    await applier.handle({ topic: 't', partition: 0, highWatermark: '1', lastOffset: '0', records: [{ offset: '0', timestamp: '0', bytes: 100, value: null, events: [unit] }] }, ctx);
+    await applier.handle(batch(1, 0, 100, 10), ctx); // 1,000 events: 100 plans of 10
+    applier.start();
+    await until(() => log.writes.reduce((a, b) => a + b, 0) >= 1001); // partition 0's arrival, then partition 1
+    const reads = log.positionReads;
+    await applier.stop();
+    expect(applier.stats.remotePolls).toBeGreaterThan(0); // it does wait for the owner
+    expect(reads).toBeLessThanOrEqual(3); // not one per plan (100)
   });
 
   it('commits at most once per commit interval, what the plans applied meanwhile together; stop commits at once', async () => {
