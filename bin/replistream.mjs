@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// The `replistream` command. It runs the compiled JavaScript, `dist/services/cli.js` from
-// `npm run build`, when that build is there and current: no TypeScript loader, no transpiling at
-// start. It falls back to the TypeScript sources through tsx's loader when
+// The `replistream` command. It runs the compiled JavaScript from `npm run build` when that build
+// is there and current: no TypeScript loader, no transpiling at start. It runs the bundle
+// (dist/bundle/cli.mjs: the services and their libraries in a few files, the lazily loaded parts
+// as chunks of their own), else the per-file output of tsc (dist/services/cli.js). Why a bundle:
+// Node loads a module graph of hundreds of small files (kafkajs, ioredis, pino, ours) one by one;
+// an applier spent about 0.3 CPU-s loading them, the bundle about half that, and on two busy
+// cores a restarted applier reaches its first batch that much sooner. It falls back to the TypeScript sources through tsx's loader when
 //  - there is no build (a fresh clone before `npm run build` still works, only starts slower), or
 //  - the build is stale: a file under services/ or a tsconfig is newer than the start of the last
 //    complete build (dist/.built, written by `npm run build`), so an edit never silently runs old
@@ -13,7 +17,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const compiled = join(root, 'dist', 'services', 'cli.js');
+const bundled = join(root, 'dist', 'bundle', 'cli.mjs');
+const compiled = existsSync(bundled) ? bundled : join(root, 'dist', 'services', 'cli.js');
 const sources = join(root, 'services');
 
 /** Why the build cannot be run, or null when it is current. */

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
+import { Counter, Gauge } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
 import { probeTcp } from '../common/tcp-probe.js';
 import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connection-settings.js';
@@ -436,7 +437,6 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   // (from here on: a start that failed above has nothing to close).
   const switchWatch = sentinel ? watchSwitchMaster(sentinel, (addr) => services[0].sourceMoved(addr), log) : null;
 
-  const { Counter, Gauge } = await import('prom-client');
   const metrics = st.metrics;
   new Counter({ name: 'replistream_capture_events_total', help: 'Change events produced', registers: [metrics], collect() { this.reset(); this.inc(produced); } });
   new Gauge({ name: 'replistream_capture_source_offset', help: 'Source replication offset seen', registers: [metrics], collect() { this.set(service.stats.sourceOffset); } });

@@ -237,7 +237,9 @@ async function httpOk(url: string): Promise<boolean> {
 
 /** Kafka answers when a metadata request succeeds (not merely when the port is open). */
 export async function kafkaAnswers(port: number): Promise<boolean> {
-  const { Kafka, logLevel } = await import('kafkajs');
+  // kafkajs is CommonJS: its exports object is the default export (also in the bundle, where a
+  // dynamic import of CommonJS has no named exports)
+  const { Kafka, logLevel } = (await import('kafkajs')).default;
   const kafka = new Kafka({ brokers: [`127.0.0.1:${port}`], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 });
   const admin = kafka.admin();
   try {
