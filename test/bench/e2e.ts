@@ -17,7 +17,8 @@
  * 2. incremental: a paced writer (`--rate` ops/s for `--duration` s) SETs `lag:<contender>:<i>` to
  *    its send time in db 2; the destination publishes keyspace notifications, and a subscriber
  *    records when every key arrives. Writer and subscriber run in a child process of their own.
- *    Every write is measured (no sampling). Catch-up: the last write sent → every write arrived.
+ *    Every write is measured, unless `--probe-every N`: then every Nth write (and the last) is, and
+ *    the others SET `fill:lag:<contender>:<i>`, which the subscriber's pattern does not match. Catch-up: the last write sent → every write arrived.
  * 3. burst (`--burst N`, default 500,000; 0 skips it): `redis-benchmark -t set -P 16 -n N -r N` on
  *    db 3 as fast as the source takes it; the source's ops/s, and the time from the burst's last
  *    reply until the destination's DBSIZE of db 3 equals the source's (catch-up).
@@ -108,6 +109,7 @@ export async function benchE2e(args: string[]): Promise<void> {
     dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets), populate (the older shape: strings plus 50- and 1000-element collections) or big (--keys strings of 5 MB and one list of 1,000,000 elements: the memory bound)' },
     sample: { default: 10_000, help: 'keys compared by verify --sample (each direction)' },
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
+    'probe-every': { default: 1, help: 'time every Nth write of the incremental phase (and the last); the others go to keys nobody listens to. Above ~20,000 writes/s one subscriber cannot take a notification per write (the destination drops a pub/sub client that falls 32 MB behind), so e.g. --rate 100000 --probe-every 100' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
     burst: { default: 500_000, help: 'SETs of the burst phase (redis-benchmark -P 16 on BURST_DB as fast as the source takes them); 0 skips it' },
     sync: { default: 'diskless', help: 'source full-sync transfer: diskless (Redis 7 default, delay 0) or disk' },
@@ -192,7 +194,7 @@ export async function benchE2e(args: string[]): Promise<void> {
 
 async function runContender(
   c: Contender,
-  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; duration: number; burst: number; 'lag-csv': string }; sync: string },
+  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; 'probe-every': number; duration: number; burst: number; 'lag-csv': string }; sync: string },
 ): Promise<Result> {
   const { rss, f, keys } = ctx;
   const cpuOf = (pid: number) => {
@@ -250,6 +252,7 @@ async function runContender(
       prefix: `lag:${c.name}:`,
       rate: f.rate,
       total: Math.round(f.rate * f.duration),
+      every: Math.max(1, Math.floor(f['probe-every'])),
       drainMs: 120_000,
       csv,
       check: () => {
@@ -490,7 +493,7 @@ async function verifySettled(src: string, dest: string, dbs: number[], sample: n
 
 function report(
   results: Result[],
-  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; duration: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
+  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; 'probe-every': number; duration: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
 ): void {
   const by = (n: Name) => results.find((r) => r.name === n) ?? null;
   const nat = by('native');
@@ -532,7 +535,7 @@ function report(
     row('  lag p99.9 (ms)', (r) => r.lag.p999),
     row('  lag max (ms)', (r) => r.lag.max),
     row('  catch-up after the load stops (ms)', (r) => r.lag.catchUpMs),
-    row('  writes not seen', (r) => r.lag.missing, false),
+    row(o.f['probe-every'] > 1 ? `  timed writes (every ${o.f['probe-every']}th) not seen` : '  writes not seen', (r) => r.lag.missing, false),
     row(`  verify --sample ${o.f.sample} after (dbs ${DB}, ${PROBE_DB})`, (r) => verdict(r.verifyAfter), false),
     ...(o.f.burst > 0
       ? [
@@ -577,7 +580,7 @@ function report(
   });
   printJson({
     bench: 'e2e', machine: m, loadBefore: o.loadBefore, dataset: o.f.dataset, keys: o.keys, smallKeys: o.fill.smallKeys, collections: o.fill.collections, usedMemory: o.fill.usedMemory,
-    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, durationSec: o.f.duration,
+    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, probeEvery: o.f['probe-every'], durationSec: o.f.duration,
     redisShakeBin: o.shakeBin,
     ...Object.fromEntries(results.map((r) => [r.name, json(r)])),
     ratio: Object.fromEntries(cols.map((r) => [r.name, {
@@ -595,6 +598,8 @@ interface ProbeConfig {
   prefix: string;
   rate: number;
   total: number;
+  /** Every `every`th write (and the last) is timed; the others go to `fill:<prefix><i>`. */
+  every: number;
   drainMs: number;
   /** When set, the probe writes `i,sent_epoch_ms,sent_ms,<target>_lag_ms…` (sent_ms: from the first send) there. */
   csv: string | null;
@@ -661,6 +666,11 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
     return c;
   };
   const { total, prefix } = cfg;
+  const every = cfg.every ?? 1;
+  const timed = (k: number) => k % every === 0 || k === total - 1;
+  let probes = 0;
+  for (let k = 0; k < total; k++) if (timed(k)) probes++;
+  const fillPrefix = `fill:${prefix}`;
   const subs = await Promise.all(cfg.targets.map(async (t) => {
     const admin = conn(t.port);
     await admin.config('SET', 'notify-keyspace-events', 'KA');
@@ -696,7 +706,7 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
         const k = i++;
         const at = performance.now();
         sent[k] = at;
-        w.set(`${prefix}${k}`, String(Date.now())).then(() => {
+        w.set(timed(k) ? `${prefix}${k}` : `${fillPrefix}${k}`, String(Date.now())).then(() => {
           ackLat[k] = performance.now() - at;
           acked++;
         }, () => undefined);
@@ -709,7 +719,7 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
   const tLastSent = sent[total - 1];
   const writerOpsPerSec = total > 1 ? (total - 1) / ((tLastSent - sent[0]) / 1000) : NaN;
   const deadline = performance.now() + cfg.drainMs;
-  while (performance.now() < deadline && (acked < total || subs.some((s) => s.seen < total))) await new Promise((r) => setTimeout(r, 20));
+  while (performance.now() < deadline && (acked < total || subs.some((s) => s.seen < probes))) await new Promise((r) => setTimeout(r, 20));
 
   const targets: ProbeTarget[] = subs.map((s) => {
     const lags: number[] = [];
@@ -719,20 +729,22 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
     return {
       name: s.name,
       seen: s.seen,
-      missing: total - s.seen,
-      deliveredOpsPerSec: s.seen > 1 ? s.seen / ((s.last - sent[0]) / 1000) : NaN,
+      missing: probes - s.seen,
+      // writes, not probes: the last write is a probe, so the writes up to the last seen probe are in
+      deliveredOpsPerSec: s.seen > 1 ? (s.seen === probes ? total : s.seen * every) / ((s.last - sent[0]) / 1000) : NaN,
       p50: percentile(sorted, 50),
       p90: percentile(sorted, 90),
       p99: percentile(sorted, 99),
       p999: percentile(sorted, 99.9),
       max: sorted.length ? sorted[sorted.length - 1] : NaN,
       mean: lags.length ? sum / lags.length : NaN,
-      catchUpMs: s.seen === total ? Math.max(0, s.last - tLastSent) : NaN,
+      catchUpMs: s.seen === probes ? Math.max(0, s.last - tLastSent) : NaN,
     };
   });
   if (cfg.csv) {
     const lines = [`i,sent_epoch_ms,sent_ms,${subs.map((s) => `${s.name}_lag_ms`).join(',')}`];
     for (let k = 0; k < total; k++) {
+      if (!timed(k)) continue;
       const lags = subs.map((s) => (s.recv[k] > 0 ? (s.recv[k] - sent[k]).toFixed(3) : ''));
       lines.push(`${k},${(performance.timeOrigin + sent[k]).toFixed(3)},${(sent[k] - sent[0]).toFixed(3)},${lags.join(',')}`);
     }
