@@ -11,12 +11,17 @@ import { probeTcp } from '../common/tcp-probe.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { connections, tlsOptionsOf, type ConnectionSettings } from '../common/connection-settings.js';
 import { SnappyCodec } from './snappy-codec.js';
+import { installEncoderPatch } from './kafkajs-encoder.js';
 
 const { Kafka: KafkaClient, logLevel, CompressionCodecs, CompressionTypes } = kafkajs;
 
 // kafkajs ships gzip only; snappy is ours (snappy-codec.ts, native). Registered on import so
 // every consumer can read snappy batches too.
 (CompressionCodecs as Record<number, unknown>)[CompressionTypes.Snappy] = SnappyCodec;
+// Fewer copies of every produce request (kafkajs-encoder.ts says why); a changed kafkajs is
+// reported once and left as it is.
+const encoderPatch = installEncoderPatch();
+let encoderPatchReported = false;
 
 export type { Kafka };
 
@@ -77,6 +82,10 @@ const RETRIED_BY_KAFKAJS =
 
 export function createKafka(config: KafkaClientConfig): Kafka {
   const logger = config.logger ?? createLogger(undefined, 'kafka');
+  if (encoderPatch.skipped && !encoderPatchReported) {
+    encoderPatchReported = true;
+    logger.warn({ reason: encoderPatch.skipped }, 'kafkajs request encoder left unpatched: produce requests are copied more');
+  }
   const level = LEVELS[config.logLevel ?? 'warn'];
   const kafkaConfig: KafkaConfig = {
     brokers: parseBrokers(config.brokers),
