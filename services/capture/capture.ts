@@ -30,7 +30,7 @@ import type { RdbItem, RdbParser } from '../replication/rdb/index.js';
 import type { CommandUnit } from '../replication/resp/grouper.js';
 import { KeyFilter } from './key-filter.js';
 import { OwnKeys } from './own-keys.js';
-import { partitionOfKey, routeUnit, type Participant } from './routing.js';
+import { partitionOfKey, routeUnit } from './routing.js';
 import { snapshotKeyEvent, type SnapshotFormat } from './snapshot-events.js';
 import type { RecordPacker, SealedRecord } from '../events/split.js';
 import { keyIndexes } from './command-keys.js';
@@ -779,10 +779,6 @@ export class CaptureService extends EventEmitter {
     const link = this.stats.sourceLink;
     if (link.state === 'disconnected' && link.since !== null && now - link.since > (this.opts.sourceDownGraceMs ?? 30_000)) return false;
     return !this.failed && (this.stats.state === 'synchronizing' || this.stats.state === 'full-sync');
-  }
-
-  participantsOf(event: CommandEvent): Participant[] {
-    return event.participants;
   }
 }
 
