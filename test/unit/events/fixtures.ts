@@ -67,7 +67,10 @@ export function stream(overrides: Partial<StreamValue> = {}): StreamValue {
   };
 }
 
-/** One event of every kind and every typed-value shape. */
+/**
+ * One event of every kind and every typed-value shape. Add new ones at the end only: the frozen
+ * wire-format bytes (test/fixtures/events/, wire-fixtures.test.ts) hold its first N events.
+ */
 export function everyEvent(): ChangeEvent[] {
   const max = 0xffff_ffff_ffff_ffffn;
   return [
