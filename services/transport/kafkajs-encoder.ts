@@ -62,7 +62,7 @@ function isEncoder(value: unknown): value is EncoderState {
 const patched = {
   ensureAvailable(this: EncoderState, length: number): void {
     if (this.offset + length <= this.buf.length) return;
-    const grown = Buffer.allocUnsafe(nextPowerOfTwo(this.offset + length));
+    const grown = Buffer.allocUnsafe(kafkajsNextPowerOfTwo(this.offset + length));
     this.buf.copy(grown, 0, 0, this.offset);
     this.buf = grown;
   },
@@ -115,8 +115,9 @@ function joined(this: EncoderState): Buffer {
   return this.buf.subarray(0, this.offset);
 }
 
-function nextPowerOfTwo(value: number): number {
-  return 2 ** (32 - Math.clz32(value));
+/** kafkajs's own growth rule (a static of its Encoder), so buffers grow as they did. */
+function kafkajsNextPowerOfTwo(value: number): number {
+  return (KafkaEncoder as unknown as { nextPowerOfTwo(n: number): number }).nextPowerOfTwo(value);
 }
 
 /**
@@ -126,7 +127,8 @@ function nextPowerOfTwo(value: number): number {
 export function installEncoderPatch(): { skipped: string | null; restore: () => void } {
   const proto = (KafkaEncoder as unknown as { prototype: EncoderPrototype }).prototype;
   if (proto.__replistreamPatched) return { skipped: null, restore: () => {} };
-  const missing = REPLACED.filter((m) => typeof proto[m] !== 'function');
+  const missing: string[] = REPLACED.filter((m) => typeof proto[m] !== 'function');
+  if (typeof (KafkaEncoder as unknown as { nextPowerOfTwo?: unknown }).nextPowerOfTwo !== 'function') missing.push('nextPowerOfTwo');
   const bufferGetter = Object.getOwnPropertyDescriptor(proto, 'buffer');
   if (missing.length > 0 || !bufferGetter?.get) {
     return { skipped: `kafkajs's Encoder has changed (missing: ${[...missing, ...(bufferGetter?.get ? [] : ['buffer'])].join(', ')})`, restore: () => {} };
