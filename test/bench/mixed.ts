@@ -44,6 +44,7 @@ import { createKafka } from '../../services/transport/kafka.js';
 import { pipelineNames, redisClient, testLogger, waitConverged } from '../helpers/pipeline.js';
 import { startService, type ServiceProcess } from '../helpers/processes.js';
 import { prng } from '../helpers/prng.js';
+import { RawRedis, type RawArg } from './raw-redis.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { stack, uniqueName } from '../helpers/stack-env.js';
 import {
@@ -833,9 +834,20 @@ const EVAL_TWO_KEYS = "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('I
 const COUNTERS = 100;
 
 /** The workload: a deterministic sequence of commands (one PRNG), issued on one connection per db. */
+/** One workload command (a MULTI/EXEC or a script counts as one), as the commands to write. */
+interface Op {
+  kind: 'single' | 'multi' | 'cross';
+  name: string;
+  db: number;
+  commands: RawArg[][];
+}
+
 class Workload {
   private readonly rnd: () => number;
+  /** For the prefill and the FLUSHDB. */
   private readonly conns = new Map<number, Redis>();
+  /** For the rate steps: see raw-redis.ts for why not ioredis. */
+  private readonly raw = new Map<number, RawRedis>();
   private opIndex = 0;
 
   constructor(port: number, seed: number, private readonly keys: number) {
@@ -844,7 +856,16 @@ class Workload {
       const c = new Redis({ host: '127.0.0.1', port, db, maxRetriesPerRequest: 2, enableAutoPipelining: true });
       c.on('error', () => undefined);
       this.conns.set(db, c);
+      this.raw.set(db, new RawRedis(port, db));
     }
+  }
+
+  async connected(): Promise<void> {
+    await Promise.all([...this.raw.values()].map((r) => r.ready));
+  }
+
+  send(op: Op, done: (failed: boolean) => void): void {
+    this.raw.get(op.db)!.send(op.commands, done);
   }
 
   private int(n: number): number {
@@ -901,54 +922,54 @@ class Workload {
    * The next command (a MULTI/EXEC or a script counts as one). `rate` scales the rare cross-db
    * commands so that they stay rare in time too.
    */
-  next(rate: number): { kind: 'single' | 'multi' | 'cross'; name: string; run: () => Promise<unknown> } {
+  next(rate: number): Op {
     const i = this.opIndex++;
     const moveEvery = Math.max(500, Math.round(rate / 2));
     const swapEvery = Math.max(2500, Math.round(rate * 5));
-    if (i % swapEvery === swapEvery - 1) return { kind: 'cross', name: 'swapdb', run: () => this.conns.get(0)!.swapdb(0, 1) };
+    if (i % swapEvery === swapEvery - 1) return { kind: 'cross', name: 'swapdb', db: 0, commands: [['SWAPDB', 0, 1]] };
     if (i % moveEvery === Math.floor(moveEvery / 2)) {
       const from = this.int(2);
       const type = ['str', 'list', 'hash', 'set', 'zset', 'ctr'][this.int(6)];
       const k = type === 'ctr' ? `ctr:${this.int(COUNTERS)}` : this.key(type);
-      return { kind: 'cross', name: 'move', run: () => this.conns.get(from)!.move(k, 7) };
+      return { kind: 'cross', name: 'move', db: from, commands: [['MOVE', k, 7]] };
     }
-    const c = this.conns.get(this.db())!;
+    const db = this.db();
     const ctr = () => `ctr:${this.int(COUNTERS)}`;
     let r = this.int(1000);
     // multi-key: 200 in 1000
     if ((r -= 40) < 0) {
       const [a, b, d] = this.keys3('str');
-      return { kind: 'multi', name: 'mset', run: () => c.mset(a, this.val(), b, this.val(), d, this.val()) };
+      return { kind: 'multi', name: 'mset', db, commands: [['MSET', a, this.val(), b, this.val(), d, this.val()]] };
     }
     if ((r -= 20) < 0) {
       const a = this.key('str');
       const b = this.key('hash');
-      return { kind: 'multi', name: 'del', run: () => c.del(a, b) };
+      return { kind: 'multi', name: 'del', db, commands: [['DEL', a, b]] };
     }
     if ((r -= 20) < 0) {
       const [a, b] = this.keys3(['str', 'list', 'hash', 'set', 'zset'][this.int(5)]);
-      return { kind: 'multi', name: 'rename', run: () => c.rename(a, b) };
+      return { kind: 'multi', name: 'rename', db, commands: [['RENAME', a, b]] };
     }
     if ((r -= 20) < 0) {
       const [a, b] = this.keys3('set');
       const m = `m${this.int(50)}`;
-      return { kind: 'multi', name: 'smove', run: () => c.smove(a, b, m) };
+      return { kind: 'multi', name: 'smove', db, commands: [['SMOVE', a, b, m]] };
     }
     if ((r -= 15) < 0) {
       const [a, b, d] = this.keys3('set');
-      return { kind: 'multi', name: 'sunionstore', run: () => c.sunionstore(d, a, b) };
+      return { kind: 'multi', name: 'sunionstore', db, commands: [['SUNIONSTORE', d, a, b]] };
     }
     if ((r -= 15) < 0) {
       const [a, b, d] = this.keys3('zset');
-      return { kind: 'multi', name: 'zunionstore', run: () => c.zunionstore(d, 2, a, b) };
+      return { kind: 'multi', name: 'zunionstore', db, commands: [['ZUNIONSTORE', d, 2, a, b]] };
     }
     if ((r -= 10) < 0) {
       const [a, b, d] = this.keys3('bits');
-      return { kind: 'multi', name: 'bitop', run: () => c.bitop('OR', d, a, b) };
+      return { kind: 'multi', name: 'bitop', db, commands: [['BITOP', 'OR', d, a, b]] };
     }
     if ((r -= 10) < 0) {
       const [a, b, d] = this.keys3('hll');
-      return { kind: 'multi', name: 'pfmerge', run: () => c.pfmerge(d, a, b) };
+      return { kind: 'multi', name: 'pfmerge', db, commands: [['PFMERGE', d, a, b]] };
     }
     if ((r -= 30) < 0) {
       const s = this.key('str');
@@ -957,71 +978,71 @@ class Workload {
       const h = this.key('hash');
       const [v1, v2, v3] = [this.val(), this.val(), this.val()];
       const f = `f${this.int(20)}`;
-      return { kind: 'multi', name: 'multi', run: () => c.multi().set(s, v1).incr(n).lpush(l, v2).hset(h, f, v3).exec() };
+      return { kind: 'multi', name: 'multi', db, commands: [['MULTI'], ['SET', s, v1], ['INCR', n], ['LPUSH', l, v2], ['HSET', h, f, v3], ['EXEC']] };
     }
     if ((r -= 20) < 0) {
       const s = this.key('str');
       const n = ctr();
       const v = this.val();
-      return { kind: 'multi', name: 'eval', run: () => c.eval(EVAL_TWO_KEYS, 2, s, n, v) };
+      return { kind: 'multi', name: 'eval', db, commands: [['EVAL', EVAL_TWO_KEYS, 2, s, n, v]] };
     }
     // the counter stream: 100 in 1000
     if ((r -= 100) < 0) {
       const n = ctr();
-      return { kind: 'single', name: 'incr', run: () => c.incr(n) };
+      return { kind: 'single', name: 'incr', db, commands: [['INCR', n]] };
     }
     // single-key: 700 in 1000
     const k = (type: string) => this.key(type);
     if ((r -= 180) < 0) {
       const [a, v] = [k('str'), this.val()];
-      return { kind: 'single', name: 'set', run: () => c.set(a, v) };
+      return { kind: 'single', name: 'set', db, commands: [['SET', a, v]] };
     }
     if ((r -= 20) < 0) {
       const [a, v] = [k('str'), this.val()];
-      return { kind: 'single', name: 'set-ex', run: () => c.set(a, v, 'EX', 3600) };
+      return { kind: 'single', name: 'set-ex', db, commands: [['SET', a, v, 'EX', 3600]] };
     }
     if ((r -= 100) < 0) {
       const [a, v] = [k('list'), this.val()];
-      return { kind: 'single', name: 'lpush', run: () => c.lpush(a, v) };
+      return { kind: 'single', name: 'lpush', db, commands: [['LPUSH', a, v]] };
     }
     if ((r -= 30) < 0) {
       const a = k('list');
-      return { kind: 'single', name: 'rpop', run: () => c.rpop(a) };
+      return { kind: 'single', name: 'rpop', db, commands: [['RPOP', a]] };
     }
     if ((r -= 20) < 0) {
       const a = k('list');
-      return { kind: 'single', name: 'ltrim', run: () => c.ltrim(a, 0, 49) };
+      return { kind: 'single', name: 'ltrim', db, commands: [['LTRIM', a, 0, 49]] };
     }
     if ((r -= 120) < 0) {
       const [a, fl, v] = [k('hash'), `f${this.int(20)}`, this.val()];
-      return { kind: 'single', name: 'hset', run: () => c.hset(a, fl, v) };
+      return { kind: 'single', name: 'hset', db, commands: [['HSET', a, fl, v]] };
     }
     if ((r -= 30) < 0) {
       const [a, fl] = [k('hash'), `n${this.int(5)}`];
-      return { kind: 'single', name: 'hincrby', run: () => c.hincrby(a, fl, 1) };
+      return { kind: 'single', name: 'hincrby', db, commands: [['HINCRBY', a, fl, 1]] };
     }
     if ((r -= 80) < 0) {
       const [a, m] = [k('set'), `m${this.int(50)}`];
-      return { kind: 'single', name: 'sadd', run: () => c.sadd(a, m) };
+      return { kind: 'single', name: 'sadd', db, commands: [['SADD', a, m]] };
     }
     if ((r -= 20) < 0) {
       const [a, m] = [k('set'), `m${this.int(50)}`];
-      return { kind: 'single', name: 'srem', run: () => c.srem(a, m) };
+      return { kind: 'single', name: 'srem', db, commands: [['SREM', a, m]] };
     }
     if ((r -= 60) < 0) {
       const [a, s, m] = [k('zset'), this.int(1000) / 10, `m${this.int(50)}`];
-      return { kind: 'single', name: 'zadd', run: () => c.zadd(a, s, m) };
+      return { kind: 'single', name: 'zadd', db, commands: [['ZADD', a, s, m]] };
     }
     if ((r -= 20) < 0) {
       const [a, m] = [k('zset'), `m${this.int(50)}`];
-      return { kind: 'single', name: 'zincrby', run: () => c.zincrby(a, 1, m) };
+      return { kind: 'single', name: 'zincrby', db, commands: [['ZINCRBY', a, 1, m]] };
     }
     if ((r -= 10) < 0) {
       const [a, e] = [k('hll'), `e${this.int(10_000)}`];
-      return { kind: 'single', name: 'pfadd', run: () => c.pfadd(a, e) };
+      return { kind: 'single', name: 'pfadd', db, commands: [['PFADD', a, e]] };
     }
     const [a, off] = [k('bits'), this.int(1024)];
-    return { kind: 'single', name: 'setbit', run: () => c.setbit(a, off, this.int(2) as 0 | 1) };
+    return { kind: 'single', name: 'setbit', db, commands: [['SETBIT', a, off, this.int(2)]] };
   }
 
   flushDb7(): Promise<unknown> {
@@ -1030,6 +1051,7 @@ class Workload {
 
   close(): void {
     for (const c of this.conns.values()) c.disconnect();
+    for (const r of this.raw.values()) r.close();
   }
 }
 
@@ -1037,6 +1059,7 @@ const MAX_IN_FLIGHT = 20_000;
 
 async function genMain(cfg: { port: number; seed: number; keys: number }): Promise<void> {
   const w = new Workload(cfg.port, cfg.seed, cfg.keys);
+  await w.connected();
   let stopRequested = false;
   let running: Promise<RunStats> | null = null;
   const send = (m: GenMessage) => process.send!(m);
@@ -1065,13 +1088,14 @@ async function genMain(cfg: { port: number; seed: number; keys: number }): Promi
           if (op.kind === 'multi') st.multiKey++;
           else if (op.kind === 'cross') st.crossDb++;
           inFlight++;
-          op.run().then(
-            () => st.acked++,
-            () => {
+          w.send(op, (failed) => {
+            inFlight--;
+            if (!failed) st.acked++;
+            else {
               st.errors++;
               st.errorsByCommand[op.name] = (st.errorsByCommand[op.name] ?? 0) + 1;
-            },
-          ).finally(() => inFlight--);
+            }
+          });
         }
         if (st.issued >= total || elapsed >= ms || stopRequested) {
           st.ms = performance.now() - t0;
