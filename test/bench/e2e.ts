@@ -42,6 +42,7 @@ import { pipelineNames, redisClient, type PipelineNames } from '../helpers/pipel
 import { startService, type ServiceProcess } from '../helpers/processes.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { uniqueName } from '../helpers/stack-env.js';
+import { RawRedis } from './raw-redis.js';
 import {
   MB, ProcRssSampler, cleanupAll, cleanupOnSignalUntilDone, deleteTopics, fillSource, fillSourceBig, fillSourceMixed, fmt, load1, machine, now, once, parseFlags, percentile, printGrid,
   printJson, procStats, progress, ratio, redisBenchmarkSet, serverPid, sleep, startNativeReplica, startSource, waitFor, type SourceFill,
@@ -692,8 +693,9 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
     return state;
   }));
 
-  const w = conn(cfg.source.port, cfg.source.db);
-  await w.ping();
+  // raw-redis.ts: at 100,000 writes/s ioredis alone took more than a core of this machine
+  const w = new RawRedis(cfg.source.port, cfg.source.db);
+  await w.ready;
   const sent = new Float64Array(total);
   const ackLat = new Float64Array(total);
   let acked = 0;
@@ -706,10 +708,11 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
         const k = i++;
         const at = performance.now();
         sent[k] = at;
-        w.set(timed(k) ? `${prefix}${k}` : `${fillPrefix}${k}`, String(Date.now())).then(() => {
+        w.send([['SET', timed(k) ? `${prefix}${k}` : `${fillPrefix}${k}`, Date.now()]], (failed) => {
+          if (failed) return;
           ackLat[k] = performance.now() - at;
           acked++;
-        }, () => undefined);
+        });
       }
       if (i >= total) resolve();
       else setTimeout(tick, 1);
@@ -751,7 +754,7 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
     writeFileSync(cfg.csv, `${lines.join('\n')}\n`);
   }
   for (const s of subs) s.sub.disconnect();
-  w.disconnect();
+  w.close();
   const ackSorted = ackLat.slice(0, total).filter((x) => x > 0).sort();
   return { sent: total, acked, writerOpsPerSec, ackP99: percentile(ackSorted, 99), targets };
 }

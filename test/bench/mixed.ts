@@ -35,7 +35,7 @@
  * and group. Every process started here is stopped at the end, on an error and on Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { partitionOfKey } from '../../services/capture/routing.js';
@@ -71,6 +71,7 @@ export async function benchMixed(args: string[]): Promise<void> {
     partitions: { default: 4, help: 'partitions per db topic (≥ the largest --appliers)' },
     seed: { default: 12, help: 'seed of the workload PRNG' },
     'keep-topics': { default: false, help: 'keep the Kafka topics of the run' },
+    'lag-csv': { default: '', help: 'append every probe of every step to this CSV file (appliers, rate, target, stream, sent ms after the step start, lag ms)' },
   });
   const rates = list(f.rates, '--rates');
   const applierCounts = list(f.appliers, '--appliers');
@@ -85,7 +86,7 @@ export async function benchMixed(args: string[]): Promise<void> {
   for (const n of applierCounts) {
     const r = await runPipeline(n, {
       rates, stepSec: f['step-sec'], catchupMs: f['catchup-sec'] * 1000, backlogRate: f['backlog-rate'], backlogSec: f['backlog-sec'], drainCapMs,
-      verifyMs: f['verify-sec'] * 1000, probeRate: f['probe-rate'], keys: f.keys, partitions: f.partitions, seed: f.seed, keepTopics: f['keep-topics'],
+      verifyMs: f['verify-sec'] * 1000, probeRate: f['probe-rate'], keys: f.keys, partitions: f.partitions, seed: f.seed, keepTopics: f['keep-topics'], lagCsv: f['lag-csv'],
     });
     results.push(r);
     report(r, f.partitions);
@@ -122,6 +123,8 @@ interface PipelineOptions {
   partitions: number;
   seed: number;
   keepTopics: boolean;
+  /** Where every probe of every step is appended ('' : nowhere). */
+  lagCsv: string;
 }
 
 export interface LagStats {
@@ -302,6 +305,7 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
       const cpuSec = { capture: capture.cpuSec() - cpu0.capture, appliers: appl.reduce((n, a) => n + a.cpuSec(), 0) - cpu0.appliers, commands: run.issued };
       const lag = pr.stats('replistream', window, Math.min(now(), deadline));
       const nlag = pr.stats('native', window, Math.min(now(), deadline));
+      if (o.lagCsv) for (const t of ['replistream', 'native']) appendFileSync(o.lagCsv, pr.csv(t, window, `${appliers},${rate}`));
       const sentOpsPerSec = run.issued / (run.ms / 1000);
       const growing = lag.lastQuarterP50 > Math.max(LAG_OK_MS, 2 * lag.firstQuarterP50);
       const reasons: string[] = [];
@@ -585,6 +589,8 @@ export class Svc {
 
 export class LagProbe {
   private readonly sent: number[] = [];
+  /** `db/partition` of every probe sent. */
+  private readonly streamOf: string[] = [];
   private readonly regular: number[] = [];
   private readonly recv = new Map<string, number[]>();
   private readonly writers = new Map<number, Redis>();
@@ -644,6 +650,7 @@ export class LagProbe {
   private send(db: number, partition: number): number {
     const i = this.sent.length;
     this.sent.push(now());
+    this.streamOf.push(`${db}/${partition}`);
     void this.writers.get(db)!.set(`probe:{${this.tags[partition]}}:${i}`, String(Date.now())).catch(() => undefined);
     return i;
   }
@@ -714,6 +721,13 @@ export class LagProbe {
       i = j; // probe j (inside the window) was late or is missing: try after it
     }
     return null;
+  }
+
+  /** CSV lines `<prefix>,target,db/partition,sent ms after the first of idx,lag ms (empty: not arrived)` of the probes `idx`. */
+  csv(target: string, idx: number[], prefix: string): string {
+    const recv = this.recv.get(target)!;
+    const t0 = idx.length ? this.sent[idx[0]] : 0;
+    return idx.map((i) => `${prefix},${target},${this.streamOf[i]},${(this.sent[i] - t0).toFixed(1)},${recv[i] > 0 ? (recv[i] - this.sent[i]).toFixed(1) : ''}\n`).join('');
   }
 
   /** Lag of the probes `idx`; one not arrived counts as `deadline − sent` (a lower bound). */
