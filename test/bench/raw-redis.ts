@@ -1,13 +1,15 @@
 /**
- * A load generator's Redis connection: commands written as RESP text, pipelined, one socket
- * write per event-loop turn, replies only counted (and errors noticed), never decoded.
+ * A load generator's Redis connection: commands pipelined, one socket write per event-loop turn
+ * (the destination writer's RESP codec encodes them and reads the replies), no promise per
+ * command: a unit's callback runs once its replies are in.
  *
  * Why not ioredis: a benchmark's generator shares this 2-core machine with everything it
  * measures. Through ioredis (a promise, a Command object and a decoded reply per command), the
  * mixed bench's generator used half a core at 20,000 commands/s, more than the applier, and the
- * lag it measured was partly its own. Here a command costs a string and a few bytes of parsing.
+ * lag it measured was partly its own.
  */
 import { Socket } from 'node:net';
+import { encodeCommands, RespReplyError, RespReplyParser } from '../../services/destination/resp-codec.js';
 
 export type RawArg = string | number;
 
@@ -20,11 +22,11 @@ interface Pending {
 
 export class RawRedis {
   private readonly socket: Socket;
-  private out: string[] = [];
+  private out: string[][] = [];
   private flushing = false;
   private readonly pending: Pending[] = [];
   private head = 0;
-  private rest: Buffer | null = null;
+  private readonly replies = new RespReplyParser();
   private closed = false;
   readonly ready: Promise<void>;
 
@@ -48,25 +50,12 @@ export class RawRedis {
       done?.(true);
       return;
     }
-    let s = '';
-    for (const args of commands) {
-      s += `*${args.length}\r\n`;
-      for (const a of args) {
-        const v = String(a);
-        s += `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
-      }
-    }
-    this.out.push(s);
+    for (const args of commands) this.out.push(args.map(String));
     this.pending.push({ left: commands.length, failed: false, done });
     if (!this.flushing) {
       this.flushing = true;
       process.nextTick(() => this.flush());
     }
-  }
-
-  /** Units sent and not answered yet. */
-  get inFlight(): number {
-    return this.pending.length - this.head;
   }
 
   close(): void {
@@ -78,21 +67,13 @@ export class RawRedis {
   private flush(): void {
     this.flushing = false;
     if (this.out.length === 0 || this.closed) return;
-    const s = this.out.length === 1 ? this.out[0] : this.out.join('');
+    const bytes = encodeCommands(this.out);
     this.out = [];
-    this.socket.write(s);
+    this.socket.write(bytes);
   }
 
   private onData(chunk: Buffer): void {
-    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    let p = 0;
-    for (;;) {
-      const end = replyEnd(buf, p);
-      if (end < 0) break;
-      this.answer(buf[p] === 0x2d /* '-' */);
-      p = end;
-    }
-    this.rest = p < buf.length ? buf.subarray(p) : null;
+    for (const reply of this.replies.push(chunk)) this.answer(reply instanceof RespReplyError);
   }
 
   private answer(error: boolean): void {
@@ -115,28 +96,4 @@ export class RawRedis {
     this.head = 0;
     for (const u of left) u?.done?.(true);
   }
-}
-
-/** End of the RESP2 reply starting at `p`, or -1 when it is not all in `buf` yet. */
-export function replyEnd(buf: Buffer, p: number): number {
-  if (p >= buf.length) return -1;
-  const line = buf.indexOf(0x0a, p);
-  if (line < 0) return -1;
-  const type = buf[p];
-  if (type === 0x24 /* $ */) {
-    const n = Number(buf.toString('latin1', p + 1, line - 1));
-    if (n < 0) return line + 1;
-    const end = line + 1 + n + 2;
-    return end <= buf.length ? end : -1;
-  }
-  if (type === 0x2a /* * */) {
-    const n = Number(buf.toString('latin1', p + 1, line - 1));
-    let q = line + 1;
-    for (let i = 0; i < n; i++) {
-      q = replyEnd(buf, q);
-      if (q < 0) return -1;
-    }
-    return q;
-  }
-  return line + 1; // + - :
 }
