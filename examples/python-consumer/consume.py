@@ -15,19 +15,23 @@ Lines (stdout):
     snapshot-end db=0 p=0 pos=1:0:9 keys=8
     command db=0 p=1 pos=1:1520:0 SET k v
     command db=0 p=0 pos=1:1597:0 barrier=0:0,0:3 MSET a 1 b 2
-A summary goes to stderr at the end.
+A summary goes to stderr at the end, and before it a line for each step (connecting, partitions
+assigned, first record, its schema read): a run that stalls says where. Every call to the broker or
+the registry has a deadline, and `kill -USR1 <pid>` prints where each thread is.
 """
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import re
 import signal
 import sys
+import time
 from typing import Any, Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -43,6 +47,18 @@ KINDS = {
 BROADCAST = ('snapshot-begin', 'snapshot-end', 'heartbeat')
 SHOW_MAX = 120  # longest argument shown, in characters
 SHOW_ARGS = 12  # most arguments shown per command
+KAFKA_TIMEOUT_S = 30  # to get the topic's metadata from the brokers
+# per HTTP request to the schema registry (the client tries a request 4 times): its default is no
+# timeout at all, so a request that never gets an answer would stop the consumer forever, silently
+REGISTRY_TIMEOUT_S = 10
+STALL_REPORT_S = 10  # nothing received for this long while partitions are not read to their end: say so
+
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    """One step on stderr, with the seconds since start: when a run stalls, its last line says where."""
+    print('[%5.1fs] %s' % (time.monotonic() - STARTED, what), file=sys.stderr, flush=True)
 
 
 def branch(v: Any) -> tuple[Optional[str], Any]:
@@ -246,6 +262,20 @@ def describe(kind: str, ev: dict) -> str:
                       for cmd in ev['commands'])
 
 
+def kafka_error(err: KafkaError) -> str:
+    return '%s (%s)' % (err.str(), err.name())
+
+
+def reading(consumer: Consumer, topic: str, partitions: list[int]) -> str:
+    """Where each of `partitions` is: next offset to read and the end last seen, from the client's own state."""
+    out = []
+    for tp in consumer.position([TopicPartition(topic, p) for p in partitions]):
+        marks = consumer.get_watermark_offsets(tp, cached=True)  # cached: no request to the broker
+        high = marks[1] if marks and marks[1] >= 0 else '?'
+        out.append('p%d next=%s end=%s' % (tp.partition, tp.offset if tp.offset >= 0 else '?', high))
+    return ', '.join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description='Print the changes of one replistream topic, one line each.')
     ap.add_argument('topic', help='<prefix>.<source-id>.db<N>')
@@ -264,26 +294,54 @@ def main() -> int:
     if not m:
         ap.error('the topic must be named <prefix>.<source-id>.db<N>')
     topic_db = int(m.group(1))
+    if hasattr(signal, 'SIGUSR1'):  # not on Windows
+        # prints the stack of every thread, even while one is stuck inside the client's C code
+        faulthandler.register(signal.SIGUSR1)
+
+    failed: list[str] = []  # why it stops before the end, if it does
+
+    def on_error(err: KafkaError) -> None:
+        # Errors of the client as a whole (brokers unreachable, authentication …): poll() never
+        # returns them as messages, and librdkafka retries them unless they are fatal.
+        print('kafka error: %s%s' % (kafka_error(err), ': stopping' if err.fatal() else ', retrying'), file=sys.stderr, flush=True)
+        if err.fatal():
+            failed.append(kafka_error(err))
 
     conf: dict[str, Any] = {
         'bootstrap.servers': args.bootstrap,
         'group.id': 'replistream-example-%d' % os.getpid(),  # required by the client; offsets are never committed
         'enable.auto.commit': False,
         'enable.partition.eof': True,
+        'error_cb': on_error,
     }
     for kv in args.extra:
         k, _, v = kv.partition('=')
         conf[k] = v
     consumer = Consumer(conf)
-    deserialize = AvroDeserializer(SchemaRegistryClient({'url': args.registry}), return_record_name=True)
+    registry = SchemaRegistryClient({'url': args.registry, 'timeout': REGISTRY_TIMEOUT_S})
+    # Capture registers the schema under the subject <topic>-value. Named explicitly: by default the
+    # deserializer first asks the registry for the topic's "associations", which only Confluent's
+    # registry has (Apicurio answers 404), one more request for nothing.
+    deserialize = AvroDeserializer(registry, return_record_name=True,
+                                   conf={'subject.name.strategy': topic_subject_name_strategy})
 
-    meta = consumer.list_topics(args.topic, timeout=30).topics.get(args.topic)
+    progress('kafka %s: reading the metadata of %s' % (args.bootstrap, args.topic))
+    try:
+        meta = consumer.list_topics(args.topic, timeout=KAFKA_TIMEOUT_S).topics.get(args.topic)
+    except KafkaException as e:
+        print('kafka %s: no metadata in %d s: %s' % (args.bootstrap, KAFKA_TIMEOUT_S, kafka_error(e.args[0])), file=sys.stderr)
+        return 1
     if meta is None or meta.error is not None or not meta.partitions:
-        print('topic %s: %s' % (args.topic, meta.error if meta is not None and meta.error else 'not found'), file=sys.stderr)
+        print('topic %s: %s' % (args.topic, kafka_error(meta.error) if meta is not None and meta.error else 'not found'), file=sys.stderr)
         return 1
     partitions = sorted(meta.partitions)
-    # assign (no group rebalance): every partition from its first record
+    # a partition without a leader cannot be read until the cluster elects one
+    leaderless = [p for p in partitions if meta.partitions[p].leader < 0]
+    progress('topic %s: %d partitions%s' % (args.topic, len(partitions), ', no leader for %s' % leaderless if leaderless else ''))
+    # assign(), not subscribe(): no consumer group to join, so no rebalance to wait for before
+    # reading; every partition from its first record
     consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in partitions])
+    progress('assigned partitions %s, reading from the first record' % ','.join(map(str, partitions)))
 
     stopping = False
 
@@ -300,20 +358,45 @@ def main() -> int:
     at_end: set[int] = set()
     epoch = 0
     counts = {'events': 0, 'printed': 0, 'duplicates': 0, 'barrier-copies': 0}
+    decoded_any = False
+    last_received = time.monotonic()
     try:
-        while not stopping:
+        while not stopping and not failed:
             msg = consumer.poll(0.5)
             if msg is None:
+                # Quiet while partitions are not read to their end yet: say what it waits for. (Once
+                # all were, a quiet topic is just a topic nobody writes to.)
+                if time.monotonic() - last_received >= STALL_REPORT_S and not at_end.issuperset(partitions):
+                    waiting = [p for p in partitions if p not in at_end]
+                    progress('nothing received for %d s; not at the end yet: %s'
+                             % (time.monotonic() - last_received, reading(consumer, args.topic, waiting)))
+                    last_received = time.monotonic()
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            last_received = time.monotonic()
+            err = msg.error()
+            if err:
+                if err.code() == KafkaError._PARTITION_EOF:
                     at_end.add(msg.partition())
                     if args.to_end and at_end.issuperset(partitions):
+                        progress('every partition read to its end')
                         break
                     continue
-                raise KafkaException(msg.error())
+                failed.append(kafka_error(err))
+                print('kafka error, %s[%s]: %s: stopping' % (msg.topic(), msg.partition(), kafka_error(err)), file=sys.stderr)
+                break
             p = msg.partition()
-            batch = deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+            if not decoded_any:
+                progress('first record (p=%d offset=%d): reading its schema from the registry %s' % (p, msg.offset(), args.registry))
+            try:
+                batch = deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+            except Exception as e:  # the registry unreachable or refusing, or a record that is not ours
+                failed.append('record not decoded')
+                print('%s[%d] offset %d: not decoded (schema registry %s): %s: %s'
+                      % (msg.topic(), p, msg.offset(), args.registry, type(e).__name__, e), file=sys.stderr)
+                break
+            if not decoded_any:
+                progress('first record decoded')
+                decoded_any = True
             for item in batch['events']:
                 name, ev = branch(item)
                 kind = KINDS.get(name or '')
@@ -351,10 +434,11 @@ def main() -> int:
                 print(line + describe(kind, whole), flush=True)
                 counts['printed'] += 1
     finally:
+        progress('closing the consumer')
         consumer.close()
     discarded = sum(r.discarded for r in rebuilders.values())
     print('summary: %s pieces-discarded=%d' % (' '.join('%s=%d' % kv for kv in counts.items()), discarded), file=sys.stderr)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const EXAMPLE = join(ROOT, 'examples', 'python-consumer');
 const VENV = join(homedir(), '.cache', 'replistream', 'example-consumer-venv');
 const MARKER = '.requirements-sha256';
+const CONSUME_TIMEOUT_MS = 90_000;
 
 const running = new Set<ChildProcess>();
 const cleanups: Array<() => Promise<void>> = [];
@@ -36,13 +37,17 @@ afterEach(async () => {
 });
 
 interface Ran {
+  /** null: killed at the timeout */
   code: number | null;
   out: string;
   err: string;
 }
 
-/** Runs a program to its end, killed after `timeoutMs` (then `code` is null). */
-function run(cmd: string, args: string[], opts: { timeoutMs: number; cwd?: string; env?: NodeJS.ProcessEnv }): Promise<Ran> {
+/**
+ * Runs a program to its end, killed after `timeoutMs` (then `code` is null). With `beforeKill`,
+ * that signal goes first and the kill two seconds later: time for the program to say where it is.
+ */
+function run(cmd: string, args: string[], opts: { timeoutMs: number; cwd?: string; env?: NodeJS.ProcessEnv; beforeKill?: NodeJS.Signals }): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
@@ -53,7 +58,12 @@ function run(cmd: string, args: string[], opts: { timeoutMs: number; cwd?: strin
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      if (!opts.beforeKill) {
+        child.kill('SIGKILL');
+        return;
+      }
+      child.kill(opts.beforeKill);
+      setTimeout(() => child.kill('SIGKILL'), 2_000);
     }, opts.timeoutMs);
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -98,6 +108,20 @@ async function examplePython(): Promise<string> {
     rmSync(tmp, { recursive: true, force: true });
   }
   return python;
+}
+
+/**
+ * The example consumer run over `topic` to its end, and `detail`, its run for failure messages:
+ * the exit, stdout, and stderr with its progress lines (the last one says where a stalled run
+ * stopped) and, when it had to be killed, the stack of each of its threads.
+ */
+async function consumeToEnd(python: string, topic: string): Promise<Ran & { detail: string }> {
+  const env = { ...process.env, REPLISTREAM_KAFKA: stack().kafka, REPLISTREAM_REGISTRY: stack().registry };
+  // -u: unbuffered, so what it printed before a hang shows in the failure; SIGUSR1 before the kill:
+  // it prints where each of its threads is (faulthandler), even when stuck in the client's C code
+  const r = await run(python, ['-u', join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: CONSUME_TIMEOUT_MS, env, cwd: EXAMPLE, beforeKill: 'SIGUSR1' });
+  const ended = r.code === null ? `no exit in ${CONSUME_TIMEOUT_MS / 1000} s: killed (stacks at the end of stderr)` : `exit ${r.code}`;
+  return { ...r, detail: `${ended}\n--- stdout\n${r.out}\n--- stderr\n${r.err}` };
 }
 
 /** Every record of `topic` once more at the end of its partition, as a capture that re-sent them would. */
@@ -182,10 +206,8 @@ describe('the example consumer (Python, confluent-kafka)', () => {
     expect(copied).toBeGreaterThan(4);
 
     const python = await pythonReady;
-    const env = { ...process.env, REPLISTREAM_KAFKA: stack().kafka, REPLISTREAM_REGISTRY: stack().registry };
-    // -u: unbuffered, so what it printed before a hang shows in the failure
-    const r = await run(python, ['-u', join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
-    const detail = `exit ${r.code}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`;
+    const r = await consumeToEnd(python, topic);
+    const detail = r.detail;
     expect(r.code, detail).toBe(0);
     const lines = r.out.trim().split('\n');
     const matching = (re: RegExp) => lines.filter((l) => re.test(l));
@@ -241,9 +263,8 @@ describe('the example consumer (Python, confluent-kafka)', () => {
 
     const topic = topicName(names.topicPrefix, names.sourceId, 0);
     const python = await pythonReady;
-    const env = { ...process.env, REPLISTREAM_KAFKA: stack().kafka, REPLISTREAM_REGISTRY: stack().registry };
-    const r = await run(python, ['-u', join(EXAMPLE, 'consume.py'), topic, '--to-end'], { timeoutMs: 90_000, env, cwd: EXAMPLE });
-    const detail = `exit ${r.code}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`;
+    const r = await consumeToEnd(python, topic);
+    const detail = r.detail;
     expect(r.code, detail).toBe(0);
     const lines = r.out.trim().split('\n');
     const matching = (re: RegExp) => lines.filter((l) => re.test(l));
