@@ -91,6 +91,8 @@ export interface ApplierStats {
   plans: number;
   barriersApplied: number;
   barriersPassed: number;
+  /** Slot hand-offs of a resharded cluster source passed (barrier.ts). */
+  handOffsPassed: number;
   /** Times a plan stopped at a barrier that could not be settled yet. */
   barrierWaits: number;
   /** Reads of other processes' positions while a barrier waited for them. */
@@ -133,6 +135,7 @@ export class Applier {
     plans: 0,
     barriersApplied: 0,
     barriersPassed: 0,
+    handOffsPassed: 0,
     barrierWaits: 0,
     remotePolls: 0,
     discardedPieces: 0,
@@ -430,6 +433,7 @@ export class Applier {
           this.stats.events += plan.events;
           this.stats.barriersApplied += plan.barriersApplied;
           this.stats.barriersPassed += plan.barriersPassed;
+          this.stats.handOffsPassed += plan.handOffsPassed;
           for (const [id, p] of plan.positions) if (this.applied.has(id)) this.applied.set(id, p);
           for (const [id, n] of plan.consumed) {
             const q = queues.get(id)!;

@@ -34,8 +34,16 @@
  * Deadlock freedom: every queue is a prefix of its partition in source order, and the barrier with
  * the lowest position among those waiting is at the head of each of its participants (anything
  * before it in a participant's partition is earlier still), so it can always be settled.
+ *
+ * ## Slot hand-offs (a cluster source resharded)
+ * A `slot-handoff` event holds its partition until every partition it lists (the moved slots' old
+ * shards, another replication stream) has applied the position given for it: a local one in this
+ * plan's order, a remote one by its stored position. Then it moves its own stream's position past
+ * itself, as a position-only event. It only ever waits for positions capture had already produced
+ * when it wrote the hand-off, and a hand-off is never written into a shard's partitions while that
+ * shard is itself a source of the move, so waits cannot form a cycle.
  */
-import type { ChangeEvent, CommandEvent, SourcePosition } from '../events/model.js';
+import type { ChangeEvent, CommandEvent, SlotHandOff, SourcePosition } from '../events/model.js';
 import { comparePositions } from '../events/model.js';
 
 /** One whole event waiting in a partition's queue. */
@@ -82,8 +90,10 @@ export interface Plan {
   events: number;
   barriersApplied: number;
   barriersPassed: number;
-  /** Barriers this plan had to stop at. */
+  /** Barriers (and slot hand-offs) this plan had to stop at. */
   barriersWaiting: number;
+  /** Slot hand-offs passed: every partition they waited for had applied its position. */
+  handOffsPassed: number;
 }
 
 export function isBarrier(e: ChangeEvent): e is CommandEvent {
@@ -133,7 +143,7 @@ function participantsOf(b: CommandEvent, streamOf: PlanInput['streamOf']): Parti
  * `consumed` items and adopts `positions`.
  */
 export function planApply(input: PlanInput): Plan {
-  const plan: Plan = { segments: [], consumed: new Map(), positions: new Map(), awaiting: new Set(), events: 0, barriersApplied: 0, barriersPassed: 0, barriersWaiting: 0 };
+  const plan: Plan = { segments: [], consumed: new Map(), positions: new Map(), awaiting: new Set(), events: 0, barriersApplied: 0, barriersPassed: 0, barriersWaiting: 0, handOffsPassed: 0 };
   const cursor = new Map<string, number>();
   const pos = new Map<string, SourcePosition | null>();
   for (const [id, s] of input.local) {
@@ -215,6 +225,29 @@ export function planApply(input: PlanInput): Plan {
     return true;
   };
 
+  /** Passes the hand-off at the head of `id` once every partition it waits for has applied its position. */
+  const handOff = (id: string, h: SlotHandOff): boolean => {
+    let ready = true;
+    for (const a of h.after) {
+      const s = input.streamOf({ db: h.db, partition: a.partition });
+      if (s === null || s === id) continue;
+      if (input.local.has(s)) {
+        if (!atOrPast(pos.get(s), a.pos)) ready = false;
+      } else if (!atOrPast(input.remote.get(s), a.pos)) {
+        plan.awaiting.add(s);
+        ready = false;
+      }
+    }
+    if (!ready) {
+      waiting.add(`handoff:${id}`);
+      return false;
+    }
+    if (!atOrPast(pos.get(id), h.pos)) push(id, { kind: 'heartbeat', pos: h.pos, db: h.db, timeMs: 0 });
+    advance(id);
+    plan.handOffsPassed++;
+    return true;
+  };
+
   let progress = true;
   while (progress && plan.events < input.maxEvents) {
     progress = false;
@@ -223,6 +256,11 @@ export function planApply(input: PlanInput): Plan {
         if (plan.events >= input.maxEvents) break;
         const h = head(id);
         if (!h) break;
+        if (h.event.kind === 'slot-handoff') {
+          if (!handOff(id, h.event)) break;
+          progress = true;
+          continue;
+        }
         if (!isBarrier(h.event)) {
           push(id, h.event);
           advance(id);

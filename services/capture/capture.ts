@@ -24,8 +24,8 @@ import { EventEmitter } from 'node:events';
 import { ReplistreamError } from '../common/errors.js';
 import type { Throttle } from '../common/rate-limit.js';
 import type { Logger } from '../common/log.js';
-import type { ChangeEvent, CommandEvent, Heartbeat, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
-import { ReplicaLink, type ReplicaLinkOptions } from '../replication/link/index.js';
+import type { ChangeEvent, CommandEvent, Heartbeat, SlotHandOff, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
+import { ReplicaLink, type ReplicaLinkOptions, type ReplicaPosition } from '../replication/link/index.js';
 import type { RdbItem, RdbParser } from '../replication/rdb/index.js';
 import type { CommandUnit } from '../replication/resp/grouper.js';
 import { KeyFilter } from './key-filter.js';
@@ -101,6 +101,11 @@ export interface CaptureOptions {
   /** Full-sync read limit (snapshot-max-bytes-per-second): each RDB chunk is paid for before the next is read. */
   snapshotThrottle?: Throttle<'bytes'>;
   /**
+   * A cluster shard's guard (topology.ts ShardKeyFilter): a unit writing a slot the shard did not
+   * own so far makes the pipeline hold its stream until the slot's hand-off (cluster-follow.ts).
+   */
+  slotGuard?: { touchesForeign(commands: Buffer[][]): boolean };
+  /**
    * How long the source link may be down before the capture stops counting as ready (/readyz);
    * it goes on retrying (default 30 s).
    */
@@ -174,6 +179,13 @@ const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 * 1024;
  */
 const CUT_UNIT_SEQ_STEP = 1 << 20;
 
+/**
+ * `seq` of the position-only events of a slot hand-off (the old owner's marker, the new owner's
+ * hand-off): above any seq a unit, a cut unit or a snapshot uses at one offset, plus the time in
+ * ms so that two hand-offs at one offset (no write between them) still grow. Under avsc's 2^53.
+ */
+const HANDOFF_SEQ_BASE = 2 ** 52;
+
 /** One (db, partition) of the output: its open record and the records sealed, not handed over yet. */
 interface Target {
   db: number;
@@ -219,6 +231,16 @@ export class CaptureService extends EventEmitter {
   private rdbVersion = 0;
   private failed: ReplistreamError | null = null;
   private held = false;
+  /**
+   * Units received while a slot hand-off is pending, in order, not produced yet (null: not
+   * holding). From the first unit that writes a slot this shard did not own (MIGRATE's RESTORE, a
+   * write redirected by ASK) until `handOff` puts the hand-off in front of them: a unit produced
+   * before it could reach the destination before the old owner's last writes to its keys. The
+   * link pauses once `maxUnconfirmedBytes` are held (they are not durable).
+   */
+  private handOffHeld: CommandUnit[] | null = null;
+  /** The last position given to a marker or a hand-off: the next one is past it. */
+  private lastHandOffPos: { offset: number; seq: number } = { offset: -1, seq: 0 };
   readonly stats: CaptureStats = {
     state: 'starting', epoch: 0, replid: null, sourceOffset: 0, durableOffset: 0, snapshotKeys: 0, snapshotBytes: 0, snapshotBytesTotal: null,
     commands: 0, eventsProduced: 0, fullSyncs: 0, continues: 0, lastHeartbeatMs: null, error: null, linkStartedAt: null,
@@ -276,6 +298,9 @@ export class CaptureService extends EventEmitter {
     });
     this.link = link;
     if (this.held) link.hold(true);
+    // a new link delivers again what the last one delivered after the confirmed position: still
+    // holding (the hand-off is pending), without the units that come again
+    if (this.handOffHeld) this.handOffHeld = [];
     this.stats.linkStartedAt ??= Date.now();
     // the source answered PSYNC: the link is up (whether or not an outage preceded it)
     const connected = () => {
@@ -342,6 +367,8 @@ export class CaptureService extends EventEmitter {
 
   /** True while the link is stopped with the pipeline kept (park). */
   private parked = false;
+  /** Where a parked link stood: `moveLink(…, true)` continues from there. */
+  private parkedAt: ReplicaPosition | null = null;
 
   /**
    * Stops the link and keeps the pipeline: a cluster shard left without slots, whose master may be
@@ -350,6 +377,7 @@ export class CaptureService extends EventEmitter {
   async park(): Promise<void> {
     this.parked = true;
     const old = this.link;
+    this.parkedAt = old?.position ?? this.parkedAt;
     this.link = null;
     await old?.stop();
     // not an outage: nothing is expected from this server any more
@@ -366,7 +394,8 @@ export class CaptureService extends EventEmitter {
    */
   async moveLink(url: string, resume: boolean): Promise<void> {
     const old = this.link;
-    const start = resume ? old?.position ?? null : null;
+    const start = resume ? (old?.position ?? this.parkedAt) : null;
+    this.parkedAt = null;
     this.link = null;
     await old?.stop();
     if (!start) {
@@ -384,6 +413,77 @@ export class CaptureService extends EventEmitter {
   /** The link's replication id and the end of the last unit produced: what a failover must still hold. */
   streamPoint(): { replid: string | null; producedOffset: number } {
     return { replid: this.link?.replicationId ?? this.stats.replid, producedOffset: this.stats.sourceOffset };
+  }
+
+  // ----- slot hand-off (a cluster source's slots moved; cluster-follow.ts) ------------------------
+
+  /** Holds the stream from now on, until `handOff` (a hand-off to this shard is about to start). */
+  beginHold(): void {
+    this.handOffHeld ??= [];
+  }
+
+  /** True while units wait for a hand-off. */
+  get holding(): boolean {
+    return this.handOffHeld !== null;
+  }
+
+  /** Streaming (no snapshot under way): a hand-off can be put in its partitions. */
+  get streaming(): boolean {
+    return !this.failed && this.parser === null && this.stats.state === 'synchronizing';
+  }
+
+  private handOffPos(offset: number): SourcePosition {
+    const last = this.lastHandOffPos;
+    const o = Math.max(offset, last.offset);
+    let seq = HANDOFF_SEQ_BASE + Date.now();
+    if (o === last.offset && seq <= last.seq) seq = last.seq + 1;
+    this.lastHandOffPos = { offset: o, seq };
+    return { epoch: this.stats.epoch, offset: o, seq, replid: this.link?.replicationId ?? this.stats.replid ?? '' };
+  }
+
+  /**
+   * The old owner's side of a hand-off: once the link has read the stream up to `atLeast` (the
+   * source's offset after the slots left it), puts a position-only marker in every partition of
+   * this shard, waits for Kafka's acks and records the durable position. Every write of this
+   * shard to the moved slots is before the marker. Null when it cannot (no link, a snapshot under
+   * way, this shard holding for a hand-off of its own, the offset not reached in `timeoutMs`).
+   */
+  async handOffMark(atLeast: number, timeoutMs: number): Promise<{ pos: SourcePosition; partitions: number[] } | null> {
+    const link = this.link;
+    const until = Date.now() + timeoutMs;
+    while (link && this.link === link && (link.processedOffset ?? -1) < atLeast && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    let mark: { pos: SourcePosition; partitions: number[] } | null = null;
+    await this.enqueue(async () => {
+      const processed = link?.processedOffset ?? null;
+      if (!link || this.link !== link || processed === null || processed < atLeast || this.handOffHeld || this.parser || this.stats.state !== 'synchronizing') return;
+      const pos = this.handOffPos(Math.max(processed, this.lastUnitEnd?.offset ?? 0));
+      const partitions: number[] = [];
+      for (let p = 0; p < this.opts.partitions; p++) partitions.push(this.base + p);
+      for (const db of this.opts.dbs) for (const p of partitions) this.buffer(db, p, { kind: 'heartbeat', pos, db, timeMs: 0 } satisfies Heartbeat);
+      await this.flush(true);
+      mark = { pos, partitions };
+    });
+    return mark;
+  }
+
+  /**
+   * The new owner's side: puts a hand-off (wait until each of `after`'s partitions has applied its
+   * position) in every partition of this shard, after everything produced so far, waits for
+   * Kafka's acks, then lets the held units go, behind it.
+   */
+  async handOff(after: SlotHandOff['after']): Promise<void> {
+    await this.enqueue(async () => {
+      const pos = this.handOffPos(this.lastUnitEnd?.offset ?? this.stats.durableOffset);
+      for (const db of this.opts.dbs) {
+        const event: SlotHandOff = { kind: 'slot-handoff', pos, db, after };
+        for (let p = 0; p < this.opts.partitions; p++) this.buffer(db, this.base + p, event);
+      }
+      await this.flushEvents();
+      const held = this.handOffHeld ?? [];
+      this.handOffHeld = null;
+      this.log.info({ units: held.length, offset: pos.offset }, 'slot hand-off produced: the held writes follow it');
+      for (const unit of held) this.onUnit(unit);
+    });
   }
 
   /** Operator pause: the link stops reading the source (it keeps the link and its position). */
@@ -437,6 +537,7 @@ export class CaptureService extends EventEmitter {
 
   private async onFullResync(replid: string, offset: number): Promise<void> {
     await this.flush();
+    this.handOffHeld = null; // a new epoch: its snapshot holds what was held
     this.stats.epoch = this.opts.nextEpoch ? this.opts.nextEpoch(this.stats.epoch) : this.stats.epoch + 1;
     this.stats.fullSyncs++;
     this.stats.state = 'full-sync';
@@ -549,6 +650,17 @@ export class CaptureService extends EventEmitter {
 
   private onUnit(unit: CommandUnit): void {
     if (this.failed) return;
+    if (this.handOffHeld) {
+      this.opts.slotGuard?.touchesForeign(unit.commands); // notes the slots it writes: they must be handed over too
+      this.handOffHeld.push(unit);
+      return;
+    }
+    if (this.opts.slotGuard?.touchesForeign(unit.commands)) {
+      this.handOffHeld = [unit];
+      this.log.info({ offset: unit.endOffset }, 'a write to a slot this master did not own: its stream waits for the slots\' hand-off');
+      this.emit('foreign-write');
+      return;
+    }
     if (this.stats.state !== 'full-sync') this.stats.state = 'synchronizing';
     this.stats.sourceOffset = unit.endOffset;
     this.lastUnitEnd = { offset: unit.endOffset, db: unit.endDb };

@@ -12,18 +12,22 @@
  *   go on growing. Otherwise (the dead master had sent capture writes its replica never got, so
  *   the new master's history differs from what was produced) a new snapshot epoch is taken.
  *
- * - Slots moved between shards (`redis-cli --cluster reshard`, `rebalance`, or SETSLOT/MIGRATE by
- *   hand): a new snapshot epoch, once no slot is migrating any more. Why not simply follow the
- *   keys to their new shard: a key's writes before the move are in the old shard's partitions with
- *   the old master's offsets, its writes after the move (starting with the RESTORE that MIGRATE
- *   propagates on the new master) in the new shard's partitions with the new master's offsets.
- *   Appliers apply partitions independently, so the new shard's RESTORE k and later writes could
- *   be applied before the old shard's last writes and its DEL k (MIGRATE propagates a DEL on the
- *   source node): k would be lost or its INCRs counted twice. Both copies in one partition is not
- *   an answer either: one partition must hold one replication stream, or a position could not tell
- *   a duplicate from a new event (the two masters' offsets are unrelated). What orders the two
- *   streams is a new epoch: the destination starts over from snapshots taken after the move, in
- *   which every key is in exactly one shard, and events of the old epoch are skipped.
+ * - Slots moved between shards (`redis-cli --cluster reshard`, or SETSLOT/MIGRATE by hand): a
+ *   hand-off once no slot is migrating any more (slot-handoff.ts has why and the rules). A key's
+ *   writes before the move are in the old shard's partitions with the old master's offsets, its
+ *   writes after it (starting with the RESTORE that MIGRATE propagates on the new master) in the
+ *   new shard's partitions with the new master's offsets, and appliers apply partitions
+ *   independently. So from its first write to a slot it did not own, the new shard's stream is
+ *   held in capture (ShardKeyFilter.touchesForeign); once the move is over, each old shard puts a
+ *   marker in its partitions after its last write to the moved slots (the link has read its
+ *   master's stream up to the offset read after the slots left it), and the new shard puts a
+ *   `slot-handoff` in front of the held writes: appliers apply nothing after it before the old
+ *   shards' partitions are applied up to their markers. No snapshot, no full resync. The slot
+ *   owners are then stored (after the hand-off is in Kafka: a restart before that takes an epoch).
+ *   When a hand-off cannot be made (a master that gives and takes slots at once, a snapshot that
+ *   started mid-move, a marker not made in time), a new snapshot epoch orders the two streams
+ *   instead: the destination starts over from snapshots taken after the move, and events of the
+ *   old epoch are skipped.
  *
  * - A shard whose master serves no slot any more: its link stops (park) at once, and starts again
  *   with the next epoch if the master serves slots again.
@@ -38,6 +42,13 @@ import { ReplistreamError } from '../common/errors.js';
 import { redisTlsForUrl } from '../common/connection-settings.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { movedSlots, observe, parseClusterNodes, type ClusterNode, type Layout, type ShardKeyFilter } from './topology.js';
+import { planHandOff } from './slot-handoff.js';
+import type { SlotHandOff, SourcePosition } from '../events/model.js';
+
+/** How long an old owner's link may take to read its master's stream up to the move's end. */
+const MARK_TIMEOUT_MS = 10_000;
+
+type Mark = { pos: SourcePosition; partitions: number[] };
 
 /** What the follower needs of one shard's capture pipeline (CaptureService). */
 export interface ShardPipeline {
@@ -47,7 +58,16 @@ export interface ShardPipeline {
   forceFullSync(): Promise<void>;
   /** Stops the link (a shard without slots); moveLink starts one again. */
   park(): Promise<void>;
-  on(event: 'link-down', listener: () => void): unknown;
+  /** Holds the stream until `handOff` (CaptureService). */
+  beginHold(): void;
+  readonly holding: boolean;
+  /** No snapshot under way. */
+  readonly streaming: boolean;
+  /** The old owner's marker, once its link has read the stream up to `atLeast`; null when it cannot. */
+  handOffMark(atLeast: number, timeoutMs: number): Promise<Mark | null>;
+  /** The new owner's hand-off in front of its held writes. */
+  handOff(after: SlotHandOff['after']): Promise<void>;
+  on(event: 'link-down' | 'fullresync', listener: () => void): unknown;
 }
 
 export interface ClusterFollowerOptions {
@@ -76,8 +96,12 @@ export interface FollowerStats {
   failovers: number;
   /** Failovers continued by PSYNC (no snapshot). */
   continued: number;
-  /** Epochs started because slots moved or a history could not be continued. */
+  /** Epochs started because slots moved (and could not be handed off) or a history could not be continued. */
   topologyEpochs: number;
+  /** Slot moves handed off between the masters' streams, without a snapshot. */
+  handOffs: number;
+  /** Why the last move was not handed off (a new epoch was taken instead), if one was not. */
+  lastHandOffRefused: string | null;
 }
 
 export class ClusterFollower {
@@ -95,13 +119,23 @@ export class ClusterFollower {
   private calmReadings = 0;
   /** Shards whose link is stopped: their master serves no slot. */
   private readonly parked = new Set<number>();
-  readonly stats: FollowerStats = { readings: 0, failovers: 0, continued: 0, topologyEpochs: 0 };
+  readonly stats: FollowerStats = { readings: 0, failovers: 0, continued: 0, topologyEpochs: 0, handOffs: 0, lastHandOffRefused: null };
+  /** Markers made by shards as their link stopped (no slot left): the hand-off that follows uses them. */
+  private readonly marks = new Map<number, Mark | null>();
+  /** Set when a snapshot started while slots had moved: its filters were the old owners', so the move needs an epoch. */
+  private noHandOff: string | null = null;
 
   constructor(private readonly opts: ClusterFollowerOptions) {
     this.layout = opts.layout;
     this.epochOwners = opts.epochOwners ?? opts.layout.owners;
     this.assignSlots(this.epochOwners);
-    opts.shards.forEach((s) => s.on('link-down', () => this.refreshSoon()));
+    opts.shards.forEach((s, shard) => {
+      s.on('link-down', () => this.refreshSoon());
+      s.on('fullresync', () => {
+        const moved = movedSlots(this.epochOwners, this.layout.owners) > 0 || this.opts.filters.some((f) => f.foreignWrites > 0);
+        if (moved && !this.noHandOff) this.noHandOff = `master ${shard} started a snapshot while slots had moved`;
+      });
+    });
   }
 
   start(): void {
@@ -181,6 +215,7 @@ export class ClusterFollower {
   }
 
   private async refresh(): Promise<void> {
+    if (this.unsavedOwners) await this.saveOwners(this.unsavedOwners);
     const nodes = await this.readNodes();
     if (this.stopped) return;
     this.stats.readings++;
@@ -246,6 +281,8 @@ export class ClusterFollower {
     for (const shard of layout.shards) {
       if (!complete || layout.owners.includes(shard.index) || this.parked.has(shard.index)) continue;
       this.parked.add(shard.index);
+      // its last writes to the slots it gave away are before this marker (the hand-off waits for it)
+      this.marks.set(shard.index, await this.markOf(shard.index, this.urlOf(shard.host, shard.port)));
       this.opts.log.warn({ shard: shard.index, master: `${shard.host}:${shard.port}` }, 'cluster source: a master serves no slot any more; its link stops');
       await this.opts.shards[shard.index].park();
     }
@@ -257,12 +294,19 @@ export class ClusterFollower {
     this.layout = layout;
     const moved = movedSlots(this.epochOwners, layout.owners);
     const foreign = this.opts.filters.reduce((n, f) => n + f.foreignWrites, 0);
-    if ((moved > 0 || foreign > 0) && this.calmReadings >= 3) {
-      this.opts.log.warn({ slots: moved, writesHeldBack: foreign }, 'cluster source: slots moved between masters; a new snapshot epoch keeps every key in one stream');
-      epochNeeded = true;
+    if ((moved > 0 || foreign > 0) && this.calmReadings >= 3 && !epochNeeded) {
+      const refused = await this.handOff(layout);
+      this.stats.lastHandOffRefused = refused;
+      if (refused !== null) {
+        this.opts.log.warn({ slots: moved, writesHeld: foreign, why: refused }, 'cluster source: slots moved between masters and cannot be handed off; a new snapshot epoch keeps every key in one stream');
+        epochNeeded = true;
+      }
     }
     if (epochNeeded) {
+      this.marks.clear();
+      this.noHandOff = null;
       await this.opts.saveOwners(layout.owners); // first: when it fails, the next reading tries again
+      this.unsavedOwners = null; // superseded
       this.stats.topologyEpochs++;
       this.epochOwners = layout.owners;
       this.assignSlots(layout.owners);
@@ -279,6 +323,100 @@ export class ClusterFollower {
         const first = this.opts.shards.findIndex((p, i) => p !== undefined && layout.owners.includes(i));
         await this.opts.shards[Math.max(0, first)].forceFullSync();
       }
+    }
+  }
+
+  /**
+   * Hands the moved slots over (see the header); null when done, else why not (an epoch follows).
+   * Once the new owners hold their streams, nothing can be half-done: until the owners are stored,
+   * a restart takes an epoch, and a failure here takes one too.
+   */
+  private async handOff(layout: Layout): Promise<string | null> {
+    if (this.noHandOff) return this.noHandOff;
+    const foreign = new Map<number, Set<number>>();
+    this.opts.filters.forEach((f, shard) => f && f.foreignSlots.size > 0 && foreign.set(shard, f.foreignSlots));
+    const plan = planHandOff(this.epochOwners, layout.owners, foreign);
+    if ('refused' in plan) return plan.refused;
+    const shardOf = (i: number) => layout.shards.find((s) => s.index === i);
+    // a stopped link whose master serves slots again only continues as a new owner (its writes
+    // while it was stopped are then held behind the hand-off)
+    for (const i of this.parked) if (layout.owners.includes(i) && !plan.sources.has(i)) return `master ${i} serves slots again without taking any`;
+    for (const [to, from] of plan.sources) {
+      if (!this.opts.shards[to] || !shardOf(to)) return `no pipeline follows master ${to}`;
+      if (!this.opts.shards[to].streaming) return `master ${to} is not streaming (a snapshot is under way)`;
+      for (const f of from) if (!this.opts.shards[f] || (this.parked.has(f) ? !this.marks.get(f) : !shardOf(f))) return `master ${f}'s stream cannot be marked`;
+    }
+    // the new owners hold their streams from here (a parked one continues its stream by PSYNC)
+    for (const to of plan.sources.keys()) {
+      const pipeline = this.opts.shards[to];
+      pipeline.beginHold();
+      if (this.parked.has(to)) {
+        const s = shardOf(to)!;
+        this.parked.delete(to);
+        this.opts.log.warn({ shard: to, master: `${s.host}:${s.port}` }, 'cluster source: a master serves slots again; its link continues its stream');
+        await pipeline.moveLink(this.urlOf(s.host, s.port), true);
+      }
+    }
+    const marks = new Map<number, Mark>();
+    for (const from of new Set([...plan.sources.values()].flatMap((f) => [...f]))) {
+      const s = shardOf(from)!;
+      const mark = this.parked.has(from) ? this.marks.get(from)! : await this.markOf(from, this.urlOf(s.host, s.port));
+      if (!mark) return `master ${from}'s stream could not be marked after the move`;
+      marks.set(from, mark);
+    }
+    // from here the new owners' writes to their new slots pass their filters, behind the hand-off
+    this.epochOwners = layout.owners;
+    this.assignSlots(layout.owners);
+    for (const [to, from] of plan.sources) {
+      const after = [...from].flatMap((f) => marks.get(f)!.partitions.map((partition) => ({ partition, pos: marks.get(f)!.pos })));
+      await this.opts.shards[to].handOff(after);
+    }
+    this.marks.clear();
+    this.stats.handOffs++;
+    await this.saveOwners(layout.owners);
+    this.opts.log.warn(
+      { slots: plan.slots, moves: [...plan.sources].map(([to, from]) => `${[...from].join(',')}→${to}`) },
+      'cluster source: slots moved between masters; handed off between their streams (no snapshot)',
+    );
+    return null;
+  }
+
+  /**
+   * A shard's marker after every write its master made so far: the master's offset read now (after
+   * the slots left it; `second_repl_offset` − 1 when it has since turned replica of another
+   * history), reached by the link, then the marker. Null when it cannot be made.
+   */
+  private async markOf(shard: number, url: string): Promise<Mark | null> {
+    const pipeline = this.opts.shards[shard];
+    const { replid } = pipeline?.streamPoint() ?? { replid: null };
+    if (!pipeline || pipeline.holding || !replid || replid === '?') return null;
+    const c = this.connect(url);
+    let end: number | null = null;
+    try {
+      await c.connect();
+      const text = await c.info('replication');
+      const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(text)?.[1] ?? null;
+      if (field('master_replid') === replid) end = Number(field('master_repl_offset'));
+      else if (field('master_replid2') === replid) end = Number(field('second_repl_offset')) - 1;
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message, node: redactUrl(url) }, 'cannot read a master\'s replication offset for a slot hand-off');
+    } finally {
+      c.disconnect();
+    }
+    if (end === null || !Number.isFinite(end)) return null;
+    return pipeline.handOffMark(end, MARK_TIMEOUT_MS);
+  }
+
+  /** Owners not stored yet (Kafka unavailable): every reading tries again. Until then a restart takes an epoch. */
+  private unsavedOwners: Int16Array | null = null;
+
+  private async saveOwners(owners: Int16Array): Promise<void> {
+    this.unsavedOwners = owners;
+    try {
+      await this.opts.saveOwners(owners);
+      if (this.unsavedOwners === owners) this.unsavedOwners = null;
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'cannot store the slot owners after a hand-off; trying again at the next reading');
     }
   }
 

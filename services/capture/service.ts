@@ -338,6 +338,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         partitionBase: m.index * s.partitions,
         dbs,
         filter,
+        slotGuard: filter instanceof ShardKeyFilter ? filter : undefined,
         heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
         snapshotFormat: s.snapshotFormat ?? 'restore',
         maxRecordBytes: s.maxRecordBytes,

@@ -13,6 +13,7 @@
 
 import calculateSlot from 'cluster-key-slot';
 import { KeyFilter, type KeyFilterOptions } from './key-filter.js';
+import { keyIndexes } from './command-keys.js';
 
 export const SLOTS = 16384;
 
@@ -162,32 +163,52 @@ export function movedSlots(a: Int16Array, b: Int16Array): number {
 
 /**
  * The key filter of one shard's pipeline: the task's filters, and only keys of slots the shard
- * owned when the current epoch's snapshots were taken. While slots move, the new owner's writes to
- * them (MIGRATE's RESTORE, writes redirected by ASK, writes after the move) are left out: a new
- * epoch follows the move (cluster-follow.ts) and its snapshots hold them, and until then they
- * cannot race the old owner's earlier writes to the same keys (RESTORE before the old owner's
- * last writes and DEL reach the destination would lose the key, or fail as BUSYKEY).
+ * owns in its stream as produced so far (the epoch's snapshots, then every slot hand-off).
+ * - Snapshot keys of other slots are left out.
+ * - A command unit that writes a slot the shard does not own (MIGRATE's RESTORE, a write
+ *   redirected by ASK, writes after the move) is not left out: `touchesForeign` makes the pipeline
+ *   hold its stream until the follower has handed the slot over (cluster-follow.ts). Produced at
+ *   once, such a write could reach the destination before the old owner's last writes to its key
+ *   and its DEL (the key lost, or BUSYKEY).
  */
 export class ShardKeyFilter extends KeyFilter {
   private owned: (slot: number) => boolean = () => true;
-  /** Writes left out since the epoch started: the follower then owes a new epoch. */
+  /** Units that wrote slots this shard did not own, since its slots were last assigned. */
   foreignWrites = 0;
+  /** Those slots. */
+  readonly foreignSlots = new Set<number>();
 
   constructor(opts: KeyFilterOptions) {
     super(opts);
   }
 
-  /** Slots this shard owns in the epoch now starting. */
+  /** Slots this shard owns from now on (a new epoch, or a hand-off). */
   ownSlots(owned: (slot: number) => boolean): void {
     this.owned = owned;
     this.foreignWrites = 0;
+    this.foreignSlots.clear();
+  }
+
+  /** True when a command of the unit has a key in a slot this shard does not own (and counts it). */
+  touchesForeign(commands: Buffer[][]): boolean {
+    let foreign = false;
+    for (const args of commands) {
+      const idx = keyIndexes(args);
+      if (idx === null) continue;
+      for (const i of idx) {
+        const slot = calculateSlot(args[i]);
+        if (!this.owned(slot)) {
+          foreign = true;
+          this.foreignSlots.add(slot);
+        }
+      }
+    }
+    if (foreign) this.foreignWrites++;
+    return foreign;
   }
 
   override keySelected(key: Buffer): boolean {
-    if (!this.owned(calculateSlot(key))) {
-      this.foreignWrites++;
-      return false;
-    }
+    if (!this.owned(calculateSlot(key))) return false;
     return super.keySelected(key);
   }
 

@@ -961,6 +961,8 @@ export class DestinationWriter {
         case 'snapshot-end':
           this.opts.logger.debug({ stream, db: ev.db, keys: ev.keyCount }, 'snapshot end');
           break;
+        case 'slot-handoff':
+          break; // only its position (the applier turns it into a position-only heartbeat)
         case 'heartbeat':
           // timeMs 0: a position-only event (the applier moving a stream past a barrier)
           if (ev.timeMs > 0) chunk.heartbeatMs = Math.max(chunk.heartbeatMs ?? 0, ev.timeMs);
@@ -1431,6 +1433,7 @@ export class DestinationWriter {
           break;
         case 'snapshot-end':
         case 'heartbeat':
+        case 'slot-handoff':
           addPart(home, base(home, 0, []));
           break;
         case 'snapshot-key':

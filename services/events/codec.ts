@@ -29,6 +29,7 @@ import type {
   CommandEvent,
   EventPiece,
   Heartbeat,
+  SlotHandOff,
   RedisType,
   SnapshotBegin,
   SnapshotEnd,
@@ -48,6 +49,7 @@ const BRANCH = {
   'snapshot-key': `${NAMESPACE}.SnapshotKey`,
   command: `${NAMESPACE}.CommandEvent`,
   heartbeat: `${NAMESPACE}.Heartbeat`,
+  'slot-handoff': `${NAMESPACE}.SlotHandOff`,
 } as const;
 
 const VALUE_BRANCH = {
@@ -282,6 +284,8 @@ export function eventToAvro(e: ChangeEvent): AvroObj {
       return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, commands: e.commands, participants: e.participants, piece: pieceToAvro(e.piece) } };
     case 'heartbeat':
       return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, timeMs: e.timeMs } };
+    case 'slot-handoff':
+      return { [BRANCH[e.kind]]: { pos: posToAvro(e.pos), db: e.db, after: e.after.map((a) => ({ partition: a.partition, pos: posToAvro(a.pos) })) } };
     default:
       throw new ReplistreamError('INTERNAL', `cannot encode event of unknown kind ${JSON.stringify((e as { kind: unknown }).kind)}`);
   }
@@ -418,7 +422,8 @@ function branchBody(e: ChangeEvent): unknown {
     case 'heartbeat':
     case 'snapshot-begin':
     case 'snapshot-end':
-      // fields pos, db and timeMs / rdbVersion, sourceVersion / keyCount: the record's own
+    case 'slot-handoff':
+      // fields pos, db and timeMs / rdbVersion, sourceVersion / keyCount / after: the record's own
       return e;
     default:
       return eventToAvro(e); // throws: unknown kind
@@ -743,6 +748,13 @@ export function eventFromAvro(wrapped: AnyRec): ChangeEvent {
       } satisfies CommandEvent;
     case BRANCH.heartbeat:
       return { kind: 'heartbeat', pos: posFromAvro(r.pos), db: r.db, timeMs: r.timeMs } satisfies Heartbeat;
+    case BRANCH['slot-handoff']:
+      return {
+        kind: 'slot-handoff',
+        pos: posFromAvro(r.pos),
+        db: r.db,
+        after: r.after.map((a: { partition: number; pos: unknown }) => ({ partition: a.partition, pos: posFromAvro(a.pos as never) })),
+      } satisfies SlotHandOff;
     default:
       throw new ReplistreamError('PROTOCOL', `unknown event branch ${branch} in an event batch`);
   }

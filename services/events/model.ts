@@ -152,4 +152,19 @@ export interface Heartbeat {
   timeMs: number;
 }
 
-export type ChangeEvent = SnapshotBegin | SnapshotEnd | SnapshotKey | CommandEvent | Heartbeat;
+/**
+ * A cluster source's slots moved to the shard whose partitions receive this event (a reshard): the
+ * moved keys' earlier writes are in the old owners' partitions, with positions of another
+ * replication stream. Nothing after this event in its partition may be applied before every listed
+ * partition has applied at least its `pos` (capture puts a position-only heartbeat there, after the
+ * old owner's last write to the moved slots). Writes nothing itself. See
+ * services/capture/cluster-follow.ts (the hand-off) and services/applier/barrier.ts (the wait).
+ */
+export interface SlotHandOff {
+  kind: 'slot-handoff';
+  pos: SourcePosition;
+  db: number;
+  after: Array<{ partition: number; pos: SourcePosition }>;
+}
+
+export type ChangeEvent = SnapshotBegin | SnapshotEnd | SnapshotKey | CommandEvent | Heartbeat | SlotHandOff;

@@ -38,6 +38,8 @@ export interface NodeInfo {
   alive: boolean;
   /** Slots it serves. */
   slots: number;
+  /** The lowest slot it serves (-1: none): capture numbers a cluster's masters in this order. */
+  firstSlot: number;
 }
 
 export async function clusterNodes(port: number): Promise<NodeInfo[]> {
@@ -47,11 +49,10 @@ export async function clusterNodes(port: number): Promise<NodeInfo[]> {
     .split('\n')
     .map((l) => {
       const f = l.split(' ');
-      const slots = f.slice(8).filter((r) => !r.startsWith('[')).reduce((n, r) => {
-        const [a, b] = r.split('-').map(Number);
-        return n + (Number.isInteger(b) ? b - a + 1 : 1);
-      }, 0);
-      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail'), slots };
+      const ranges = f.slice(8).filter((r) => !r.startsWith('[')).map((r) => r.split('-').map(Number));
+      const slots = ranges.reduce((n, [a, b]) => n + (Number.isInteger(b) ? b - a + 1 : 1), 0);
+      const firstSlot = ranges.length > 0 ? Math.min(...ranges.map(([a]) => a)) : -1;
+      return { id: f[0], port: Number(f[1].split('@')[0].split(':')[1]), master: f[2].includes('master'), masterId: f[3] === '-' ? null : f[3], alive: !f[2].includes('fail'), slots, firstSlot };
     });
 }
 
@@ -125,6 +126,8 @@ export interface ClusterPipeline {
   /** Replace it when the test restarts capture: the tear-down stops the one here then. */
   capture: RunningCapture;
   applier: RunningApplier;
+  /** The applier's consumer group (a restarted applier joins it again). */
+  group: string;
 }
 
 /**
@@ -145,7 +148,8 @@ export async function startClusterPipeline(teardown: Teardown): Promise<ClusterP
   const pipeline = { cluster, destination, names, capture } as ClusterPipeline;
   teardown.cleanups.push(() => pipeline.capture.stop());
   await until(() => capture.service.stats.state === 'synchronizing', 60_000, 'all masters synchronizing');
-  pipeline.applier = await runApplier(destination.url, names, uniqueName('g'));
+  pipeline.group = uniqueName('g');
+  pipeline.applier = await runApplier(destination.url, names, pipeline.group);
   teardown.cleanups.push(() => pipeline.applier.stop());
   return pipeline;
 }

@@ -2,8 +2,9 @@
  * A cluster source whose topology changes during incremental sync, writes running: slots resharded
  * between masters, a replica promoted by CLUSTER FAILOVER, a master killed (kill -9) and replaced
  * by its replica. After each, the destination equals the source key by key (INCR counters
- * included), and the failovers were continued by PSYNC on the promoted node (sync_partial_ok),
- * without a full resync of anything.
+ * included), the reshards were handed off between the masters' streams (no snapshot), and the
+ * failovers were continued by PSYNC on the promoted node (sync_partial_ok), without a full resync
+ * of anything.
  *
  * A private cluster of 3 masters + 3 replicas: the stack's cluster is shared by other tests.
  */
@@ -27,7 +28,7 @@ describe('cluster source topology changes during incremental sync', () => {
         return capture.service.stats.fullSyncs;
       },
       get topology() {
-        return (capture.service.stats as unknown as { topology: { failovers: number; continued: number; topologyEpochs: number } }).topology;
+        return (capture.service.stats as unknown as { topology: { failovers: number; continued: number; topologyEpochs: number; handOffs: number; lastHandOffRefused: string | null } }).topology;
       },
     };
     expect(view.fullSyncs).toBe(3);
@@ -49,36 +50,47 @@ describe('cluster source topology changes during incremental sync', () => {
     };
 
     // --- (a) reshard every slot of one master to another while writes run (its link stops), then
-    // 1000 slots back to it (its link starts again); one epoch each
+    // 1000 slots back to it (its link continues its stream): each a hand-off, no snapshot, no full
+    // resync anywhere
     let emptied: NodeInfo;
     let taker: NodeInfo;
+    const handOffsPassed = () => (pipeline.applier.applier.stats as { handOffsPassed: number }).handOffsPassed;
     {
+      const fullBefore = await sumOf('sync_full');
       const before = await clusterNodes(nodes[0].port);
       const masters = before.filter((n) => n.master);
       [emptied, taker] = masters;
       const writer = startWriter(nodes[0].port);
       await until(() => writer.writes() > 200, 10_000, 'writes running');
       await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${masters[0].port}`, '--cluster-from', masters[0].id, '--cluster-to', masters[1].id, '--cluster-slots', String(masters[0].slots), '--cluster-yes', '--cluster-pipeline', '50']);
-      await until(() => view.topology.topologyEpochs >= 1, 20_000, 'the reshard seen');
-      await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'new epoch captured');
+      await until(() => view.topology.handOffs + view.topology.topologyEpochs >= 1, 20_000, 'the reshard seen');
+      const at = writer.writes();
+      await until(() => writer.writes() > at + 500, 20_000, 'writes after the hand-off');
       await writer.stop();
       await converge('after the reshard');
-      // the epoch that orders the keys' two streams: one new snapshot per master still serving
-      // slots and epoch, nothing else (the emptied master's link stopped)
-      expect(view.topology.topologyEpochs).toBe(1);
-      expect(view.fullSyncs).toBe(3 + 2);
+      expect(view.topology.lastHandOffRefused).toBeNull();
+      expect(view.topology.handOffs).toBe(1);
+      expect(view.topology.topologyEpochs).toBe(0);
+      expect(view.fullSyncs).toBe(3);
+      expect(await sumOf('sync_full')).toBe(fullBefore);
+      expect(handOffsPassed()).toBeGreaterThanOrEqual(2); // the new owner's 2 partitions waited for the old owner's
       expect(capture.service.ready()).toBe(true); // a stopped link of a master without slots is no outage
     }
     {
+      const fullBefore = await sumOf('sync_full');
       const writer = startWriter(nodes[0].port);
       await until(() => writer.writes() > 200, 10_000, 'writes running');
       await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${taker.port}`, '--cluster-from', taker.id, '--cluster-to', emptied.id, '--cluster-slots', '1000', '--cluster-yes', '--cluster-pipeline', '50']);
-      await until(() => view.topology.topologyEpochs >= 2, 20_000, 'the reshard back seen');
-      await until(() => capture.service.stats.state === 'synchronizing', 30_000, 'new epoch captured');
+      await until(() => view.topology.handOffs + view.topology.topologyEpochs >= 2, 20_000, 'the reshard back seen');
+      const at = writer.writes();
+      await until(() => writer.writes() > at + 500, 20_000, 'writes after the hand-off');
       await writer.stop();
       await converge('after the reshard back');
-      expect(view.topology.topologyEpochs).toBe(2);
-      expect(view.fullSyncs).toBe(3 + 2 + 3);
+      expect(view.topology.lastHandOffRefused).toBeNull();
+      expect(view.topology.handOffs).toBe(2);
+      expect(view.topology.topologyEpochs).toBe(0);
+      expect(view.fullSyncs).toBe(3);
+      expect(await sumOf('sync_full')).toBe(fullBefore);
     }
 
     // --- (b) CLUSTER FAILOVER on a replica, writes running

@@ -172,4 +172,65 @@ describe('planApply', () => {
     expect(plan.consumed.get(sid(0))).toBe(1);
     expect(plan.barriersWaiting).toBe(0);
   });
+
+  describe('slot hand-off (a cluster source resharded)', () => {
+    // partitions 0-1: the old owner's shard (its stream's positions); 2-3: the new owner's (another stream)
+    const other = (offset: number, seq = 0): SourcePosition => ({ epoch: 1, offset, seq, replid: 'other' });
+    const handOff = (offset: number, marker: SourcePosition): ChangeEvent => ({
+      kind: 'slot-handoff', pos: other(offset, 2 ** 52), db: 0, after: [{ partition: 0, pos: marker }, { partition: 1, pos: marker }],
+    });
+    const marker = (offset: number): ChangeEvent => ({ kind: 'heartbeat', pos: { ...pos(offset), seq: 2 ** 52 }, db: 0, timeMs: 0 });
+    const streamOf = (x: { partition: number }) => sid(x.partition);
+
+    it('holds its partition until every old-owner partition applied its marker, in the same plan when local', () => {
+      const h = handOff(500, marker(40).pos);
+      const local = new Map<string, PlanStream>([
+        [sid(2), { items: [{ event: h, offset: '0' }, { event: { ...unit(501, [2]), pos: other(501) }, offset: '1' }], applied: other(400) }],
+        [sid(0), { items: [{ event: unit(30, [0]), offset: '0' }, { event: marker(40), offset: '1' }], applied: pos(10) }],
+        [sid(1), { items: [{ event: marker(40), offset: '0' }], applied: pos(10) }],
+      ]);
+      const plan = planApply({ local, remote: new Map(), streamOf, maxEvents: 100, ownerMarker: false });
+      expect(plan.handOffsPassed).toBe(1);
+      expect(plan.consumed.get(sid(2))).toBe(2);
+      // the new owner's write comes after both old-owner markers in the one sequence
+      const order = plan.segments.flatMap((s) => s.events.map((e) => `${s.stream}:${e.kind}:${e.pos.offset}`));
+      const at = (x: string) => order.indexOf(x);
+      expect(at(`${sid(2)}:command:501`)).toBeGreaterThan(at(`${sid(0)}:heartbeat:40`));
+      expect(at(`${sid(2)}:command:501`)).toBeGreaterThan(at(`${sid(1)}:heartbeat:40`));
+      // it moves its own stream's position (a position-only event), writes nothing
+      expect(order).toContain(`${sid(2)}:heartbeat:500`);
+    });
+
+    it('waits while one old-owner partition has not applied its marker yet', () => {
+      const h = handOff(500, marker(40).pos);
+      const local = new Map<string, PlanStream>([
+        [sid(2), { items: [{ event: h, offset: '0' }, { event: { ...unit(501, [2]), pos: other(501) }, offset: '1' }], applied: other(400) }],
+        [sid(0), { items: [{ event: marker(40), offset: '0' }], applied: pos(10) }],
+        [sid(1), { items: [{ event: unit(20, [1]), offset: '0' }], applied: pos(10) }],
+      ]);
+      const plan = planApply({ local, remote: new Map(), streamOf, maxEvents: 100, ownerMarker: false });
+      expect(plan.handOffsPassed).toBe(0);
+      expect(plan.consumed.get(sid(2))).toBeUndefined();
+      expect(plan.barriersWaiting).toBe(1);
+    });
+
+    it('old-owner partitions held by other processes: waits on their stored positions', () => {
+      const h = handOff(500, marker(40).pos);
+      const local = new Map<string, PlanStream>([[sid(2), { items: [{ event: h, offset: '0' }], applied: other(400) }]]);
+      const first = planApply({ local, remote: new Map([[sid(0), marker(40).pos], [sid(1), pos(39)]]), streamOf, maxEvents: 100, ownerMarker: false });
+      expect(first.consumed.size).toBe(0);
+      expect([...first.awaiting]).toEqual([sid(1)]);
+      const second = planApply({ local, remote: new Map([[sid(0), marker(40).pos], [sid(1), pos(41)]]), streamOf, maxEvents: 100, ownerMarker: false });
+      expect(second.consumed.get(sid(2))).toBe(1);
+      expect(second.awaiting.size).toBe(0);
+    });
+
+    it('a replayed hand-off already applied moves on without writing', () => {
+      const h = handOff(500, marker(40).pos);
+      const local = new Map<string, PlanStream>([[sid(2), { items: [{ event: h, offset: '0' }], applied: other(600) }]]);
+      const plan = planApply({ local, remote: new Map([[sid(0), pos(50)], [sid(1), pos(50)]]), streamOf, maxEvents: 100, ownerMarker: false });
+      expect(plan.consumed.get(sid(2))).toBe(1);
+      expect(plan.events).toBe(0);
+    });
+  });
 });

@@ -87,7 +87,7 @@ describe('topology changes', () => {
 });
 
 describe('a shard\'s key filter', () => {
-  it('leaves out keys of slots the shard does not own, counts them, and keeps the task\'s globs', () => {
+  it('leaves out snapshot keys of slots the shard does not own, and keeps the task\'s globs', () => {
     const f = new ShardKeyFilter({ exclude: ['skip:*'] });
     const a = Buffer.from('{a}x');
     const b = Buffer.from('{b}x');
@@ -96,9 +96,24 @@ describe('a shard\'s key filter', () => {
     expect(f.keySelected(a)).toBe(true);
     expect(f.keySelected(b)).toBe(false);
     expect(f.keySelected(Buffer.from('skip:{a}'))).toBe(false);
-    expect(f.foreignWrites).toBe(1);
-    f.ownSlots(() => true); // a new epoch starts the count again
-    expect(f.foreignWrites).toBe(0);
+    f.ownSlots(() => true);
     expect(f.keySelected(b)).toBe(true);
+  });
+
+  it('notes the units that write slots the shard does not own, and those slots, until its slots are assigned again', () => {
+    const f = new ShardKeyFilter({});
+    const a = Buffer.from('{a}x');
+    const b = Buffer.from('{b}x');
+    const cmd = (...args: string[]) => args.map((x) => Buffer.from(x));
+    f.ownSlots((slot) => slot === calculateSlot(a));
+    expect(f.touchesForeign([cmd('SET', '{a}x', '1')])).toBe(false);
+    expect(f.touchesForeign([cmd('PING')])).toBe(false);
+    expect(f.touchesForeign([cmd('MULTI'), cmd('SET', '{a}y', '1'), cmd('RESTORE', '{b}x', '0', 'payload'), cmd('EXEC')])).toBe(true);
+    expect(f.foreignWrites).toBe(1);
+    expect([...f.foreignSlots]).toEqual([calculateSlot(b)]);
+    f.ownSlots(() => true); // a hand-off or a new epoch starts again
+    expect(f.foreignWrites).toBe(0);
+    expect(f.foreignSlots.size).toBe(0);
+    expect(f.touchesForeign([cmd('DEL', '{b}x')])).toBe(false);
   });
 });

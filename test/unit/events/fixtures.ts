@@ -126,6 +126,8 @@ export function everyEvent(): ChangeEvent[] {
     command([[b('MULTI')], [b('INCR'), b('a')], [b('LPUSH'), b('l'), Buffer.alloc(0)], [b('EXEC')]], { participants: [{ db: 9, partition: 0 }, { db: 9, partition: 3 }, { db: 2, partition: 7 }], db: 9 }),
     command([], { piece: { index: 2, last: true }, pos: pos(5000, 2) }),
     { kind: 'heartbeat', pos: pos(77), db: 0, timeMs: 1893456000999 },
+    // v2: a cluster source's slot hand-off
+    { kind: 'slot-handoff', pos: pos(9000, 2 ** 52 + 1_800_000_000_000), db: 0, after: [{ partition: 0, pos: pos(40, 2 ** 52) }, { partition: 5, pos: pos(2 ** 53 - 2, 0, 3) }] },
   ];
 }
 
