@@ -87,8 +87,14 @@ export interface ClusterFollowerOptions {
   saveOwners: (owners: Int16Array) => Promise<void>;
   /** The next full sync of any shard starts a new epoch that every shard joins (EpochCoordinator.renew). */
   renewEpoch: () => void;
-  /** The task fails (a master added with no range free for it). */
+  /** The task fails (a master added, and its range of partitions could not be made). */
   onFatal: (err: ReplistreamError) => void;
+  /**
+   * A master added when every range of partitions is in use: the topics grow by one range and a
+   * pipeline is made for it (not started: `start` opens its link, whose full sync joins the epoch
+   * the follower renews). Absent: such a master fails the task.
+   */
+  addShard?: (url: string) => Promise<{ index: number; pipeline: ShardPipeline; start(): Promise<void> }>;
 }
 
 export interface FollowerStats {
@@ -124,17 +130,25 @@ export class ClusterFollower {
   private readonly marks = new Map<number, Mark | null>();
   /** Set when a snapshot started while slots had moved: its filters were the old owners', so the move needs an epoch. */
   private noHandOff: string | null = null;
+  /** Masters of no known shard and without slots, by node id: readings in a row seen so. */
+  private readonly slotless = new Map<string, number>();
+  /** Shards added without slots (add-node): not parked for having none, until they get some. */
+  private readonly fresh = new Set<number>();
+  /** Node ids of the first reading. */
+  private readonly startNodes = new Set<string>();
 
   constructor(private readonly opts: ClusterFollowerOptions) {
     this.layout = opts.layout;
     this.epochOwners = opts.epochOwners ?? opts.layout.owners;
     this.assignSlots(this.epochOwners);
-    opts.shards.forEach((s, shard) => {
-      s.on('link-down', () => this.refreshSoon());
-      s.on('fullresync', () => {
-        const moved = movedSlots(this.epochOwners, this.layout.owners) > 0 || this.opts.filters.some((f) => f.foreignWrites > 0);
-        if (moved && !this.noHandOff) this.noHandOff = `master ${shard} started a snapshot while slots had moved`;
-      });
+    opts.shards.forEach((s, shard) => this.watch(s, shard));
+  }
+
+  private watch(s: ShardPipeline, shard: number): void {
+    s.on('link-down', () => this.refreshSoon());
+    s.on('fullresync', () => {
+      const moved = movedSlots(this.epochOwners, this.layout.owners) > 0 || this.opts.filters.some((f) => f.foreignWrites > 0);
+      if (moved && !this.noHandOff) this.noHandOff = `master ${shard} started a snapshot while slots had moved`;
     });
   }
 
@@ -219,6 +233,7 @@ export class ClusterFollower {
     const nodes = await this.readNodes();
     if (this.stopped) return;
     this.stats.readings++;
+    if (this.stats.readings === 1) for (const n of nodes) this.startNodes.add(n.id);
     this.nodes = nodes;
     const { layout, changes, migrating } = observe(this.layout, nodes);
     let epochNeeded = false;
@@ -248,18 +263,65 @@ export class ClusterFollower {
           epochNeeded = true;
           await fullSyncOf(ch.shard, url);
         }
+      } else if (ch.kind === 'new-master' && ch.slotless) {
+        // A master added without slots yet (add-node): once it has stayed one for a few readings
+        // (add-node --cluster-slave makes a replica of it within a second), it gets its own range
+        // of partitions and a pipeline at once, in the current epoch (its snapshot is empty), so
+        // that slots moved to it later are handed off like any others.
+        if (this.startNodes.has(ch.node.id)) continue; // there before the task (a master emptied earlier)
+        const seen = (this.slotless.get(ch.node.id) ?? 0) + 1;
+        this.slotless.set(ch.node.id, seen);
+        if (seen < 3 || !this.opts.addShard) continue;
+        this.slotless.delete(ch.node.id);
+        let added: Awaited<ReturnType<NonNullable<ClusterFollowerOptions['addShard']>>>;
+        try {
+          added = await this.opts.addShard(this.urlOf(ch.node.host, ch.node.port));
+        } catch (err) {
+          this.opts.log.warn({ err: (err as Error).message, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a master was added, and the topics cannot grow for it yet; trying again');
+          continue;
+        }
+        layout.shards.push({ index: added.index, masterId: ch.node.id, host: ch.node.host, port: ch.node.port, members: new Set([ch.node.id]) });
+        this.opts.shards[added.index] = added.pipeline;
+        this.watch(added.pipeline, added.index);
+        this.opts.filters[added.index]?.ownSlots((slot) => this.epochOwners[slot] === added.index);
+        this.fresh.add(added.index);
+        this.opts.log.warn({ shard: added.index, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a master was added; it gets a new range of partitions and joins the current epoch');
+        await added.start();
       } else if (ch.kind === 'new-master') {
-        const free = layout.shards.find((s) => !layout.owners.includes(s.index) && !nodes.some((n) => n.id === s.masterId && n.master && !n.unusable && n.slots.length > 0));
+        const free = layout.shards.find((s) => !layout.owners.includes(s.index) && !this.fresh.has(s.index) && !nodes.some((n) => n.id === s.masterId && n.master && !n.unusable && n.slots.length > 0));
         if (!free) {
-          this.opts.onFatal(
-            new ReplistreamError(
-              'CONFIG',
-              `the cluster source has a new master ${ch.node.host}:${ch.node.port} serving slots, and every range of partitions is in use by the ${layout.shards.length} masters capture started with: ` +
-                'a new master needs its own partitions; start a new task (another source-id or topic-prefix) to sync the cluster as it is now',
-              { setting: 'source-id' },
-            ),
-          );
-          return;
+          const url = this.urlOf(ch.node.host, ch.node.port);
+          let added: Awaited<ReturnType<NonNullable<ClusterFollowerOptions['addShard']>>> | null = null;
+          let why = 'no way to add partitions';
+          if (this.opts.addShard) {
+            try {
+              added = await this.opts.addShard(url);
+            } catch (err) {
+              why = (err as Error).message;
+            }
+          }
+          if (!added) {
+            this.opts.onFatal(
+              new ReplistreamError(
+                'CONFIG',
+                `the cluster source has a new master ${ch.node.host}:${ch.node.port} serving slots, every range of partitions is in use by the ${layout.shards.length} masters capture started with, ` +
+                  `and the topics could not grow by one range for it (${why}); start a new task (another source-id or topic-prefix) to sync the cluster as it is now`,
+                { setting: 'source-id' },
+              ),
+            );
+            return;
+          }
+          const shard = { index: added.index, masterId: ch.node.id, host: ch.node.host, port: ch.node.port, members: new Set([ch.node.id]) };
+          layout.shards.push(shard);
+          this.opts.shards[added.index] = added.pipeline;
+          this.watch(added.pipeline, added.index);
+          for (const n of nodes) if (n.id === ch.node.id) for (const [a, b] of n.slots) for (let slot = a; slot <= b; slot++) layout.owners[slot] = added.index;
+          this.opts.log.warn({ shard: added.index, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a new master serves slots; it gets a new range of partitions (new snapshot epoch)');
+          if (!fullSyncAsked) this.opts.renewEpoch();
+          fullSyncAsked = true;
+          await added.start();
+          epochNeeded = true;
+          continue;
         }
         this.opts.log.warn({ shard: free.index, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a new master serves slots; it takes the partitions of a shard left without slots (new snapshot epoch)');
         free.masterId = ch.node.id;
@@ -279,7 +341,10 @@ export class ClusterFollower {
     // (Only from a reading where every slot has a live owner: a partial view parks nothing.)
     const complete = !layout.owners.includes(-1);
     for (const shard of layout.shards) {
-      if (!complete || layout.owners.includes(shard.index) || this.parked.has(shard.index)) continue;
+      if (layout.owners.includes(shard.index)) this.fresh.delete(shard.index);
+      // an added master made a replica instead (add-node, then CLUSTER REPLICATE): parked like an emptied one
+      if (this.fresh.has(shard.index) && nodes.some((n) => n.id === shard.masterId && !n.master)) this.fresh.delete(shard.index);
+      if (!complete || layout.owners.includes(shard.index) || this.parked.has(shard.index) || this.fresh.has(shard.index)) continue;
       this.parked.add(shard.index);
       // its last writes to the slots it gave away are before this marker (the hand-off waits for it)
       this.marks.set(shard.index, await this.markOf(shard.index, this.urlOf(shard.host, shard.port)));
@@ -333,6 +398,8 @@ export class ClusterFollower {
    */
   private async handOff(layout: Layout): Promise<string | null> {
     if (this.noHandOff) return this.noHandOff;
+    const leftOut = this.opts.filters.findIndex((f) => f && f.keysLeftOut > 0);
+    if (leftOut >= 0) return `master ${leftOut}'s snapshot left out keys of slots it did not own yet (taken while they were imported)`;
     const foreign = new Map<number, Set<number>>();
     this.opts.filters.forEach((f, shard) => f && f.foreignSlots.size > 0 && foreign.set(shard, f.foreignSlots));
     const plan = planHandOff(this.epochOwners, layout.owners, foreign);

@@ -99,6 +99,11 @@ export class EpochCoordinator {
     for (const i of this.indexes) this.members.add(i);
   }
 
+  /** A master added during the task (its own new range `i`): it joins the next renewal. */
+  add(i: number): void {
+    if (!this.indexes.includes(i)) this.indexes.push(i);
+  }
+
   /** The epoch of master `i`'s full sync that is starting. */
   next(i: number): number {
     if (this.members.has(i)) {

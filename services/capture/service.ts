@@ -252,7 +252,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       await kadmin.connect();
       try {
         await Promise.all([
-          ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs }),
+          ensureTopics(kadmin, [...topics.values()], { partitions: totalPartitions, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs, grow: isCluster }),
           ensurePositionsTopic(kadmin, positionsTopic, { replicationFactor: s.replicationFactor }),
           producer.connect(),
         ]);
@@ -325,30 +325,29 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         (except) => masters.forEach((m, i) => m.index !== except && void services[i].forceFullSync()),
       )
     : null;
-  for (const m of masters) {
+  const pipelineOf = (m: { url: string; index: number }): CaptureService => {
     // a cluster shard's filter also leaves out the slots it does not own (topology.ts)
     const filter = isCluster ? new ShardKeyFilter({ dbs, include: s.include, exclude: s.exclude }) : new KeyFilter({ dbs, include: s.include, exclude: s.exclude });
     if (filter instanceof ShardKeyFilter) shardFilters[m.index] = filter;
-    services.push(
-      new CaptureService({
-        link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000, resolveEndpoint: sentinel ? () => resolveSentinelMaster(sentinel) : undefined },
-        sourceDownGraceMs: s.sourceDownGraceMs,
-        sink: sinkFor(m.index),
-        partitions: s.partitions,
-        partitionBase: m.index * s.partitions,
-        dbs,
-        filter,
-        slotGuard: filter instanceof ShardKeyFilter ? filter : undefined,
-        heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
-        snapshotFormat: s.snapshotFormat ?? 'restore',
-        maxRecordBytes: s.maxRecordBytes,
-        snapshotThrottle,
-        logger: isCluster ? log.child({ master: m.index }) : log,
-        nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
-        forceFull: coordinator ? !coordinator.resume : false,
-      }),
-    );
-  }
+    return new CaptureService({
+      link: { url: m.url, tls: connections().redis.source, downTimeoutMs: s.sourceDownTimeoutMs ?? 600_000, resolveEndpoint: sentinel ? () => resolveSentinelMaster(sentinel) : undefined },
+      sourceDownGraceMs: s.sourceDownGraceMs,
+      sink: sinkFor(m.index),
+      partitions: s.partitions,
+      partitionBase: m.index * s.partitions,
+      dbs,
+      filter,
+      slotGuard: filter instanceof ShardKeyFilter ? filter : undefined,
+      heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey,
+      snapshotFormat: s.snapshotFormat ?? 'restore',
+      maxRecordBytes: s.maxRecordBytes,
+      snapshotThrottle,
+      logger: isCluster ? log.child({ master: m.index }) : log,
+      nextEpoch: coordinator ? () => coordinator.next(m.index) : undefined,
+      forceFull: coordinator ? !coordinator.resume : false,
+    });
+  };
+  for (const m of masters) services.push(pipelineOf(m));
   const clusterView = isCluster ? new ClusterCaptureView(services) : null;
   const service: CaptureView = clusterView ?? services[0];
 
@@ -392,11 +391,12 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       }
     } else if (x.state === 'synchronizing') st.task.follow('synchronizing');
   };
-  for (const svc of services) {
+  const followStatus = (svc: CaptureService) => {
     svc.on('fullresync', onFullSync);
     svc.on('continue', () => st.task.follow('synchronizing'));
     svc.on('snapshot-end', () => followPipeline()); // at once: bench and operators time the full sync by it
-  }
+  };
+  services.forEach(followStatus);
   const follower = setInterval(followPipeline, 250);
   follower.unref();
   void service.failure().then((e) => st.task.fail({ reason: e.message, code: e.code, ...(e.setting ? { setting: e.setting } : { server: redactUrl(s.source) }) }));
@@ -419,6 +419,37 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     topologyFollower = new ClusterFollower({
       sourceUrl: s.source, layout, epochOwners: epochOwners ?? layout.owners, saveOwners, shards: shardsByRange, filters: shardFilters, log,
       renewEpoch: () => coordinator?.renew(), onFatal: (e) => clusterView.fatal(e),
+      // A master added, with no range of partitions free: the topics grow by one range for it, and
+      // its pipeline is made here and joins the epoch the follower starts (its own full sync).
+      addShard: async (url: string) => {
+        const index = rangeCount;
+        const count = (index + 1) * s.partitions;
+        const ka = kafka.admin();
+        await withinKafkaTimeout(
+          (async () => {
+            await ka.connect();
+            try {
+              await ka.createPartitions({ topicPartitions: [...topics.values()].map((topic) => ({ topic, count })) });
+            } finally {
+              await ka.disconnect().catch(() => undefined);
+            }
+          })(),
+          s.kafka,
+          kafkaTimeoutMs,
+          `growing the topics to ${count} partitions for a new master`,
+        );
+        rangeCount++;
+        await producer.refreshMetadata();
+        const svc = pipelineOf({ url, index });
+        masters.push({ url, index });
+        services.push(svc);
+        shardsByRange[index] = svc;
+        coordinator?.add(index);
+        clusterView.add(svc);
+        followStatus(svc);
+        log.warn({ master: index, partitions: `${index * s.partitions}-${count - 1}` }, 'cluster source: a new master gets a new range of partitions (the topics grew)');
+        return { index, pipeline: svc, start: () => svc.start() };
+      },
     });
     clusterView.topology = topologyFollower.stats;
   }
@@ -551,10 +582,18 @@ class ClusterCaptureView extends EventEmitter {
 
   constructor(private readonly parts: CaptureService[]) {
     super();
-    for (const p of parts) {
-      p.on('failed', (e) => this.emit('failed', e));
-      p.on('continue', (e) => this.emit('continue', e));
-    }
+    for (const p of parts) this.listen(p);
+  }
+
+  private listen(p: CaptureService): void {
+    p.on('failed', (e) => this.emit('failed', e));
+    p.on('continue', (e) => this.emit('continue', e));
+  }
+
+  /** A pipeline made during the task (a master added); `parts` is the services list, already holding it. */
+  add(p: CaptureService): void {
+    if (!this.parts.includes(p)) this.parts.push(p);
+    this.listen(p);
   }
 
   /** The task fails for a reason of the cluster as a whole (cluster-follow.ts). */

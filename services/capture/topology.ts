@@ -88,8 +88,11 @@ export interface Layout {
 export type TopologyChange =
   /** A shard's master is another node now (a replica was promoted). */
   | { kind: 'master-moved'; shard: number; from: { host: string; port: number; id: string }; to: { host: string; port: number; id: string } }
-  /** A master that belongs to no known shard serves slots (a master added, then resharded to). */
-  | { kind: 'new-master'; node: { host: string; port: number; id: string } };
+  /**
+   * A master that belongs to no known shard (a master added): serving slots (resharded to), or
+   * `slotless` (just added, or about to become a replica: the follower waits a few readings).
+   */
+  | { kind: 'new-master'; node: { host: string; port: number; id: string }; slotless?: boolean };
 
 /** The first layout: `masters` in their shard order (cluster.ts `mastersFromSlots`). */
 export function initialLayout(masters: Array<{ index: number; host: string; port: number; id: string }>, nodes: ClusterNode[]): Layout {
@@ -126,6 +129,9 @@ export function observe(prev: Layout, nodes: ClusterNode[]): { layout: Layout; c
   }
   const owners = new Int16Array(SLOTS).fill(-1);
   for (const n of nodes) {
+    if (n.master && n.slots.length === 0 && !n.unusable && !n.migrating && !shardOfNode(shards, n.id)) {
+      changes.push({ kind: 'new-master', node: { host: n.host, port: n.port, id: n.id }, slotless: true });
+    }
     if (!n.master || n.slots.length === 0 || n.unusable) continue;
     const s = shardOfNode(shards, n.id);
     if (!s) {
@@ -175,6 +181,12 @@ export class ShardKeyFilter extends KeyFilter {
   private owned: (slot: number) => boolean = () => true;
   /** Units that wrote slots this shard did not own, since its slots were last assigned. */
   foreignWrites = 0;
+  /**
+   * Keys left out because their slot is not this shard's, since its slots were last assigned: a
+   * snapshot taken while a slot was being imported. A hand-off cannot bring those back: the next
+   * move takes an epoch.
+   */
+  keysLeftOut = 0;
   /** Those slots. */
   readonly foreignSlots = new Set<number>();
 
@@ -186,6 +198,7 @@ export class ShardKeyFilter extends KeyFilter {
   ownSlots(owned: (slot: number) => boolean): void {
     this.owned = owned;
     this.foreignWrites = 0;
+    this.keysLeftOut = 0;
     this.foreignSlots.clear();
   }
 
@@ -208,7 +221,10 @@ export class ShardKeyFilter extends KeyFilter {
   }
 
   override keySelected(key: Buffer): boolean {
-    if (!this.owned(calculateSlot(key))) return false;
+    if (!this.owned(calculateSlot(key))) {
+      this.keysLeftOut++;
+      return false;
+    }
     return super.keySelected(key);
   }
 

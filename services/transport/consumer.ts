@@ -182,6 +182,9 @@ export class EventConsumer {
       heartbeatInterval: options.heartbeatIntervalMs ?? 300,
       maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
+      // Partitions added to a topic (a cluster source's new master gets a range of its own) are
+      // seen at the next metadata refresh, which then rebalances the group: 10 s, not kafkajs's 5 min.
+      metadataMaxAge: 10_000,
       allowAutoTopicCreation: false,
       partitionAssigners: partitionAssigners(options.assignment ?? 'db'),
       retry: {

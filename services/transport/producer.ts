@@ -132,12 +132,40 @@ export class EventProducer {
       throw new ReplistreamError('CONFIG', `compression: ${JSON.stringify(compression)} is not one of snappy, gzip, none`, { setting: 'compression' });
     }
     this.compression = CODECS[compression];
-    this.producer = this.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner, // unused (explicit partitions); silences kafkajs's v2 notice
-    });
+    // The producer's cluster client is kept (kafkajs makes it privately) for `refreshMetadata`.
+    const create = Object.getOwnPropertySymbols(this.kafka).find((sym) => sym.description === 'private:Kafka:createCluster');
+    const kafkaObj = this.kafka as unknown as Record<symbol, (o: object) => { refreshMetadata(): Promise<void> }>;
+    const original = create ? kafkaObj[create] : undefined;
+    if (create && typeof original === 'function') {
+      kafkaObj[create] = (o: object) => (this.cluster = original.call(this.kafka, o));
+    }
+    try {
+      this.producer = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner, // unused (explicit partitions); silences kafkajs's v2 notice
+      });
+    } finally {
+      if (create && typeof original === 'function') delete kafkaObj[create];
+      if (create && kafkaObj[create] !== original) kafkaObj[create] = original!; // it was an own property
+    }
+  }
+
+  private cluster: { refreshMetadata(): Promise<void> } | null = null;
+
+  /**
+   * Reads the topics' metadata again at once: partitions added to a topic (a cluster source's new
+   * master) are unknown to the producer until then, and kafkajs drops sends to an unknown
+   * partition without an error.
+   */
+  async refreshMetadata(): Promise<void> {
+    if (!this.cluster) throw new ReplistreamError('INTERNAL', 'cannot refresh the producer\'s metadata: kafkajs\'s cluster client was not found (kafkajs changed?)');
+    try {
+      await this.cluster.refreshMetadata();
+    } catch (err) {
+      throw kafkaError('refreshing the producer\'s metadata', err);
+    }
   }
 
   async connect(): Promise<void> {

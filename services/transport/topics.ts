@@ -54,6 +54,11 @@ export interface TopicOptions {
   retentionMs?: number;
   /** More topic configs (`cleanup.policy`, `min.insync.replicas` …). */
   configs?: Record<string, string>;
+  /**
+   * An existing topic with fewer partitions grows to `partitions` instead of being refused (a
+   * cluster source with a master more than when the topics were made: one range more).
+   */
+  grow?: boolean;
 }
 
 export interface EnsureResult {
@@ -116,6 +121,15 @@ export async function ensureTopics(admin: Admin, names: string[], options: Topic
       if (Date.now() > deadline) throw kafkaError(`reading metadata of ${wanted.join(', ')}`, err);
     }
     await new Promise((r) => setTimeout(r, 200));
+  }
+  const short = options.grow ? metadata.topics.filter((t) => t.partitions.length < options.partitions) : [];
+  if (short.length > 0) {
+    try {
+      await admin.createPartitions({ topicPartitions: short.map((t) => ({ topic: t.name, count: options.partitions })) });
+      metadata = await admin.fetchTopicMetadata({ topics: wanted });
+    } catch (err) {
+      throw kafkaError(`growing ${short.map((t) => t.name).join(', ')} to ${options.partitions} partitions`, err);
+    }
   }
   for (const t of metadata.topics) {
     if (t.partitions.length !== options.partitions) {

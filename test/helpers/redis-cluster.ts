@@ -89,6 +89,20 @@ export async function startReplicatedCluster(masters = 3): Promise<{ nodes: Redi
   return { nodes, stop };
 }
 
+/** A new empty master joined to the cluster (`--cluster add-node`); stopped with the cluster. */
+export async function addClusterMaster(cluster: { nodes: RedisServer[] }): Promise<NodeInfo> {
+  const node = await startRedis({ 'cluster-enabled': 'yes', 'cluster-node-timeout': 1000, 'repl-diskless-sync-delay': 0, 'cluster-replica-validity-factor': 0, 'cluster-allow-replica-migration': 'no' });
+  cluster.nodes.push(node);
+  // a live node serving slots (a node killed earlier stays in the list, stopped)
+  let seed: RedisServer | null = null;
+  for (const n of cluster.nodes) if (n !== node && !seed && (await clusterOk(n.port).catch(() => false))) seed = n;
+  if (!seed) throw new Error('no live node of the cluster');
+  await run('redis-cli', ['--cluster', 'add-node', `127.0.0.1:${node.port}`, `127.0.0.1:${seed.port}`]);
+  await until(() => clusterOk(node.port).catch(() => false), 30_000, 'cluster_state:ok on the new master');
+  await until(async () => (await clusterNodes(seed.port)).some((n) => n.port === node.port && n.master), 30_000, 'the new master known');
+  return (await clusterNodes(node.port)).find((n) => n.port === node.port)!;
+}
+
 /** INCRs and SETs through a cluster client until stopped; failed writes (during a failover) are retried later. */
 export function startWriter(seedPort: number) {
   const src = new Cluster([{ host: '127.0.0.1', port: seedPort }], {

@@ -10,7 +10,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runCapture, waitConverged, until } from '../../helpers/pipeline.js';
-import { clusterNodes, clusterOk, onNode, run, startClusterPipeline, startWriter, stat, type NodeInfo } from '../../helpers/redis-cluster.js';
+import { addClusterMaster, clusterNodes, clusterOk, onNode, run, startClusterPipeline, startWriter, stat, type NodeInfo } from '../../helpers/redis-cluster.js';
+import { Kafka } from 'kafkajs';
+import { stack } from '../../helpers/stack-env.js';
+import { topicName } from '../../../services/transport/topics.js';
 import { useTeardown } from '../../helpers/teardown.js';
 
 const teardown = useTeardown({ after: 'all' });
@@ -146,5 +149,42 @@ describe('cluster source topology changes during incremental sync', () => {
       await writer.stop();
       await converge('after a restart of capture');
     }
-  }, 150_000);
+
+    // --- (e) a master added (add-node), then 1000 slots resharded to it, writes running: every
+    // range of partitions is in use, so the topics grow by one range for it; it joins the current
+    // epoch with its own (empty) snapshot, and the slots moved to it are handed off
+    {
+      const fullSyncsBefore = view.fullSyncs;
+      const handOffsBefore = view.topology.handOffs;
+      const writer = startWriter(await liveNode());
+      await until(() => writer.writes() > 200, 10_000, 'writes running');
+      // (masters the restarted capture saw at its first reading of the topology were there before
+      // the task: only later ones count as added)
+      await until(() => (view.topology as unknown as { readings: number }).readings >= 2, 10_000, 'the topology read since the restart');
+      const added = await addClusterMaster(cluster);
+      const masters = () => (capture.service.stats as unknown as { masters: Array<{ state: string }> }).masters;
+      await until(() => masters().length === 4 && masters().every((m) => m.state === 'synchronizing'), 30_000, 'the new master followed').catch((err: Error) => {
+        throw new Error(`${err.message}: masters ${JSON.stringify(masters().map((m) => m.state))}, topology ${JSON.stringify(view.topology)}`);
+      });
+      const giver = (await clusterNodes(await liveNode())).find((n) => n.master && n.alive && n.slots > 1000)!;
+      await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${giver.port}`, '--cluster-from', giver.id, '--cluster-to', added.id, '--cluster-slots', '1000', '--cluster-yes', '--cluster-pipeline', '50']);
+      await until(() => view.topology.handOffs + view.topology.topologyEpochs > handOffsBefore, 20_000, 'the move to the new master seen');
+      const at = writer.writes();
+      await until(() => writer.writes() > at + 500, 20_000, 'writes after the move');
+      await writer.stop();
+      await converge('after a master was added and given slots');
+      expect(view.topology.lastHandOffRefused).toBeNull();
+      expect(view.topology.topologyEpochs).toBe(0);
+      expect(view.fullSyncs).toBe(fullSyncsBefore + 1); // the new master's own, empty, snapshot
+      expect(capture.service.ready()).toBe(true);
+      const kadmin = new Kafka({ brokers: stack().kafka.split(','), logLevel: 0 }).admin();
+      await kadmin.connect();
+      try {
+        const [meta] = (await kadmin.fetchTopicMetadata({ topics: [topicName(names.topicPrefix, names.sourceId, 0)] })).topics;
+        expect(meta.partitions.length).toBe(4 * 2); // one range of 2 partitions per master
+      } finally {
+        await kadmin.disconnect();
+      }
+    }
+  }, 210_000);
 });

@@ -295,6 +295,27 @@ describe('transport against the local stack', () => {
     for (let p = 0; p < 3; p++) expect(eventsOf(batches.filter((b) => b.partition === p))).toStrictEqual(sent[p]);
   });
 
+  it('a topic grown by one range (a cluster source\'s new master): the producer writes the new partitions once it refreshed its metadata', async () => {
+    const prefix = uniqueName('gr');
+    const topic = topicName(prefix, 'src', 0);
+    const positions = positionsTopicName(prefix, 'src');
+    await ensureTopics(admin, [topic], { partitions: 2 });
+    await ensurePositionsTopic(admin, positions);
+    const producer = new EventProducer({ kafka, registry, positionsTopic: positions, logger });
+    cleanups.push(async () => {
+      await producer.disconnect();
+      await admin.deleteTopics({ topics: [topic, positions] });
+    });
+    await producer.connect();
+    await producer.send(topic, 1, [hb(1)]);
+    await expect(ensureTopics(admin, [topic], { partitions: 4 })).rejects.toThrow(/exists with 2 partitions, not 4/);
+    await ensureTopics(admin, [topic], { partitions: 4, grow: true });
+    await producer.refreshMetadata();
+    expect((await producer.send(topic, 3, [hb(2)])).firstOffset).toBe('0');
+    const offsets = await admin.fetchTopicOffsets(topic);
+    expect(offsets.find((o) => o.partition === 3)?.high).toBe('1');
+  });
+
   it('once a produce request fails, every later send to its partition fails too; other partitions go on', async () => {
     // A later record acknowledged after an earlier one failed would put the caller's resend (from
     // its durable position) behind it, where the applier skips it as already seen: a lost write.

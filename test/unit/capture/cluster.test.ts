@@ -34,6 +34,16 @@ describe('cluster capture', () => {
     expect([c.next(0), c.next(2)]).toEqual([5, 5]);
   });
 
+  it('a master added during the task (a new range) joins the renewed epoch with its first full sync', () => {
+    const forced: number[] = [];
+    const c = new EpochCoordinator(3, [pos(4), pos(4), pos(4)], log, (i) => forced.push(i));
+    c.add(3);
+    c.renew();
+    expect(c.next(3)).toBe(5); // the new range's full sync starts the epoch
+    expect(forced).toEqual([3]);
+    expect([c.next(0), c.next(1), c.next(2)]).toEqual([5, 5, 5]);
+  });
+
   it('mixed epochs or an unfinished snapshot start a new epoch for all', () => {
     expect(new EpochCoordinator(2, [pos(2), pos(3)], log, () => {}).resume).toBe(false);
     const c = new EpochCoordinator(2, [pos(3), pos(3, 'snapshot')], log, () => {});

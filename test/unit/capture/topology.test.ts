@@ -78,6 +78,15 @@ describe('topology changes', () => {
     expect(movedSlots(first.owners, layout.owners)).toBe(460);
   });
 
+  it('a master of no known shard without slots (just added) is reported as slotless', () => {
+    const first = initialLayout(masters, parseClusterNodes(steady));
+    const D = 'd'.repeat(40);
+    const added = steady + `${D} 127.0.0.1:7006@17006 master - 0 0 5 connected\n`;
+    const seen = observe(first, parseClusterNodes(added));
+    expect(seen.changes).toEqual([{ kind: 'new-master', node: { host: '127.0.0.1', port: 7006, id: D }, slotless: true }]);
+    expect(seen.layout.owners).toEqual(first.owners);
+  });
+
   it('a master of no known shard serving slots is a new master', () => {
     const first = initialLayout(masters, parseClusterNodes(steady));
     const D = 'd'.repeat(40);
