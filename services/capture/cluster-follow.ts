@@ -457,21 +457,8 @@ export class ClusterFollower {
     const pipeline = this.opts.shards[shard];
     const { replid } = pipeline?.streamPoint() ?? { replid: null };
     if (!pipeline || pipeline.holding || !replid || replid === '?') return null;
-    const c = this.connect(url);
-    let end: number | null = null;
-    try {
-      await c.connect();
-      const text = await c.info('replication');
-      const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(text)?.[1] ?? null;
-      if (field('master_replid') === replid) end = Number(field('master_repl_offset'));
-      else if (field('master_replid2') === replid) end = Number(field('second_repl_offset')) - 1;
-    } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message, node: redactUrl(url) }, 'cannot read a master\'s replication offset for a slot hand-off');
-    } finally {
-      c.disconnect();
-    }
-    if (end === null || !Number.isFinite(end)) return null;
-    return pipeline.handOffMark(end, MARK_TIMEOUT_MS);
+    const end = await this.historyEnd(url, replid, 'a master\'s replication offset for a slot hand-off');
+    return end === null ? null : pipeline.handOffMark(end, MARK_TIMEOUT_MS);
   }
 
   /** Owners not stored yet (Kafka unavailable): every reading tries again. Until then a restart takes an epoch. */
@@ -498,18 +485,28 @@ export class ClusterFollower {
   private async continuable(pipeline: ShardPipeline, url: string): Promise<boolean> {
     const { replid, producedOffset } = pipeline.streamPoint();
     if (!replid || replid === '?') return false;
+    const end = await this.historyEnd(url, replid, 'the promoted node\'s replication state');
+    return end !== null && producedOffset <= end;
+  }
+
+  /**
+   * The last offset of history `replid` on the server at `url`: its current offset while that is
+   * its history, else (a replica promoted, a master turned replica) the end of its previous one,
+   * `second_repl_offset` − 1, when that was `replid`. Null when it holds no part of it, or cannot be read.
+   */
+  private async historyEnd(url: string, replid: string, what: string): Promise<number | null> {
     const c = this.connect(url);
     try {
       await c.connect();
       const text = await c.info('replication');
       const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(text)?.[1] ?? null;
-      if (field('master_replid') === replid) return producedOffset <= Number(field('master_repl_offset'));
-      // second_repl_offset: the first offset of the new history (the old one ended just before it)
-      if (field('master_replid2') === replid) return producedOffset < Number(field('second_repl_offset'));
-      return false;
+      let end: number | null = null;
+      if (field('master_replid') === replid) end = Number(field('master_repl_offset'));
+      else if (field('master_replid2') === replid) end = Number(field('second_repl_offset')) - 1;
+      return end !== null && Number.isFinite(end) ? end : null;
     } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message, node: redactUrl(url) }, 'cannot read the promoted node\'s replication state');
-      return false;
+      this.opts.log.warn({ err: (err as Error).message, node: redactUrl(url) }, `cannot read ${what}`);
+      return null;
     } finally {
       c.disconnect();
     }

@@ -11,8 +11,9 @@
  * snapshotted again.
  *
  * It is refused (the follower then takes a new snapshot epoch, which is always correct) when:
- * - a shard both gives and takes slots in one move (`rebalance` across masters): each side's
- *   hand-off would wait for the other's marker, which comes after its own hand-off;
+ * - a shard both gives and takes slots in one move (slots moved by hand both ways; redis-cli's
+ *   `rebalance` makes each master either a source or a target): each side's hand-off would wait
+ *   for the other's marker, which comes after its own hand-off;
  * - a shard wrote a slot it does not own now (the slot moved on again, or a migration was
  *   abandoned), or a slot no live master served at the epoch's start.
  */
