@@ -455,8 +455,8 @@ export class CaptureService extends EventEmitter {
     let mark: { pos: SourcePosition; partitions: number[] } | null = null;
     await this.enqueue(async () => {
       const processed = link?.processedOffset ?? null;
-      if (!link || this.link !== link || processed === null || processed < atLeast || this.handOffHeld || this.parser || this.stats.state !== 'synchronizing') return;
-      const pos = this.handOffPos(Math.max(processed, this.lastUnitEnd?.offset ?? 0));
+      if (!link || this.link !== link || processed === null || processed < atLeast || this.handOffHeld || !this.streaming) return;
+      const pos = this.handOffPos(processed); // the link's processed offset is at or past the last unit's end
       const partitions: number[] = [];
       for (let p = 0; p < this.opts.partitions; p++) partitions.push(this.base + p);
       for (const db of this.opts.dbs) for (const p of partitions) this.buffer(db, p, { kind: 'heartbeat', pos, db, timeMs: 0 } satisfies Heartbeat);

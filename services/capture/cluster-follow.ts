@@ -152,6 +152,13 @@ export class ClusterFollower {
     });
   }
 
+  /** A shard made during the task (a master added) joins the layout and the shards followed. */
+  private adopt(layout: Layout, added: { index: number; pipeline: ShardPipeline }, node: { id: string; host: string; port: number }): void {
+    layout.shards.push({ index: added.index, masterId: node.id, host: node.host, port: node.port, members: new Set([node.id]) });
+    this.opts.shards[added.index] = added.pipeline;
+    this.watch(added.pipeline, added.index);
+  }
+
   start(): void {
     this.timer = setInterval(() => this.refreshSoon(), this.opts.intervalMs ?? 1000);
     this.timer.unref();
@@ -280,9 +287,7 @@ export class ClusterFollower {
           this.opts.log.warn({ err: (err as Error).message, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a master was added, and the topics cannot grow for it yet; trying again');
           continue;
         }
-        layout.shards.push({ index: added.index, masterId: ch.node.id, host: ch.node.host, port: ch.node.port, members: new Set([ch.node.id]) });
-        this.opts.shards[added.index] = added.pipeline;
-        this.watch(added.pipeline, added.index);
+        this.adopt(layout, added, ch.node);
         this.opts.filters[added.index]?.ownSlots((slot) => this.epochOwners[slot] === added.index);
         this.fresh.add(added.index);
         this.opts.log.warn({ shard: added.index, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a master was added; it gets a new range of partitions and joins the current epoch');
@@ -311,10 +316,7 @@ export class ClusterFollower {
             );
             return;
           }
-          const shard = { index: added.index, masterId: ch.node.id, host: ch.node.host, port: ch.node.port, members: new Set([ch.node.id]) };
-          layout.shards.push(shard);
-          this.opts.shards[added.index] = added.pipeline;
-          this.watch(added.pipeline, added.index);
+          this.adopt(layout, added, ch.node);
           for (const n of nodes) if (n.id === ch.node.id) for (const [a, b] of n.slots) for (let slot = a; slot <= b; slot++) layout.owners[slot] = added.index;
           this.opts.log.warn({ shard: added.index, node: `${ch.node.host}:${ch.node.port}` }, 'cluster source: a new master serves slots; it gets a new range of partitions (new snapshot epoch)');
           if (!fullSyncAsked) this.opts.renewEpoch();

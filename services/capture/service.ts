@@ -429,7 +429,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
           (async () => {
             await ka.connect();
             try {
-              await ka.createPartitions({ topicPartitions: [...topics.values()].map((topic) => ({ topic, count })) });
+              await ensureTopics(ka, [...topics.values()], { partitions: count, replicationFactor: s.replicationFactor, retentionMs: s.retentionMs, grow: true });
             } finally {
               await ka.disconnect().catch(() => undefined);
             }
@@ -443,7 +443,6 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
         const svc = pipelineOf({ url, index });
         masters.push({ url, index });
         services.push(svc);
-        shardsByRange[index] = svc;
         coordinator?.add(index);
         clusterView.add(svc);
         followStatus(svc);

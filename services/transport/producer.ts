@@ -133,7 +133,7 @@ export class EventProducer {
     }
     this.compression = CODECS[compression];
     // The producer's cluster client is kept (kafkajs makes it privately) for `refreshMetadata`.
-    const create = Object.getOwnPropertySymbols(this.kafka).find((sym) => sym.description === 'private:Kafka:createCluster');
+    const create = clusterFactory(this.kafka);
     const kafkaObj = this.kafka as unknown as Record<symbol, (o: object) => { refreshMetadata(): Promise<void> }>;
     const original = create ? kafkaObj[create] : undefined;
     if (create && typeof original === 'function') {
@@ -409,6 +409,11 @@ export class EventProducer {
  * version) or the read fails, `readCompactedTopic` (positions.ts, through a throwaway consumer
  * group) does it instead.
  */
+/** The symbol of kafkajs's private cluster-client factory on a `Kafka` object (no public API makes one). */
+function clusterFactory(kafka: Kafka): symbol | undefined {
+  return Object.getOwnPropertySymbols(kafka).find((sym) => sym.description === 'private:Kafka:createCluster');
+}
+
 export async function readLatestPositions(kafka: Kafka, topic: string, logger?: Logger): Promise<Map<string, PositionValue>> {
   try {
     const direct = await readCompactedDirect(kafka, topic);
@@ -439,7 +444,7 @@ interface ClusterClient {
 
 /** `readCompactedTopic` for a one-partition topic without a consumer group; null when kafkajs's cluster client is not reachable. */
 async function readCompactedDirect(kafka: Kafka, topic: string): Promise<Map<string, PositionValue> | null> {
-  const create = Object.getOwnPropertySymbols(kafka).find((sym) => sym.description === 'private:Kafka:createCluster');
+  const create = clusterFactory(kafka);
   const factory = create ? (kafka as unknown as Record<symbol, unknown>)[create] : undefined;
   if (typeof factory !== 'function') return null;
   const cluster = (factory as (o: object) => ClusterClient)({ allowAutoTopicCreation: false, isolationLevel: 1 });
