@@ -15,7 +15,8 @@
  */
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent } from '../events/model.js';
-import { ORIGIN_KEY_PREFIX, isOriginKey } from '../capture/own-keys.js';
+import { ORIGIN_KEY_PREFIX, isOriginKey, isOriginKeyAt } from '../capture/own-keys.js';
+import { EncodedCommandEvent } from '../events/encoded-command.js';
 import { clientForKey, closeTopology, openTopology, type Topology } from '../destination/connection.js';
 
 /** Heartbeats seen with no origin key between them before an applier counts its source as an origin. */
@@ -52,6 +53,8 @@ export class OriginTracker {
           this.heartbeatsSinceOrigin++;
         }
       } else if (ev.kind === 'command') {
+        // an event read in RESP is looked at in its bytes: reading `commands` would decode every one
+        if (ev instanceof EncodedCommandEvent && (ev.name.length !== 3 || !isOriginKeyAt(ev.resp, ev.keyStart, ev.keyEnd))) continue;
         for (const args of ev.commands) {
           if (args.length < 3 || args[0].length !== 3 || !isOriginKey(args[1])) continue;
           if (args[0].toString('latin1').toUpperCase() !== 'SET') continue;

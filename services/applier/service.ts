@@ -274,8 +274,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     // the handler only queues records (the applier's loop decodes what it is about to write)
     partitionsConsumedConcurrently: 4,
     deferDecoding: true,
-    // a key the writer restores from its payload is decoded without its typed value
-    readOptions: () => ({ skipValuesUpToRdbVersion: writer.restoredPayloadsUpTo() }),
+    // a key the writer restores from its payload is decoded without its typed value, and a command
+    // it sends as it came is read straight into RESP
+    readOptions: () => ({ skipValuesUpToRdbVersion: writer.restoredPayloadsUpTo(), encodeCommands: writer.takesEncodedCommands() }),
     maxBytesPerPartition: 1024 * 1024,
     assignment: s.assignment ?? 'db',
     onAssignment: (assignment) => applier?.setAssignment(assignment),

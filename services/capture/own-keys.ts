@@ -36,7 +36,12 @@ const ORIGIN = Buffer.from(ORIGIN_KEY_PREFIX, 'latin1');
 
 /** True when `key` is an origin key. */
 export function isOriginKey(key: Buffer): boolean {
-  return key.length > ORIGIN.length && key.compare(ORIGIN, 0, ORIGIN.length, 0, ORIGIN.length) === 0;
+  return isOriginKeyAt(key, 0, key.length);
+}
+
+/** True when bytes `[start, end)` of `buf` are an origin key (no view made of them). */
+export function isOriginKeyAt(buf: Buffer, start: number, end: number): boolean {
+  return end - start > ORIGIN.length && buf.compare(ORIGIN, 0, ORIGIN.length, start, start + ORIGIN.length) === 0;
 }
 
 /** A run of commands of one database: one unit downstream. */

@@ -10,8 +10,11 @@
  * ioredis.
  */
 import { packedArgsOf, packedEnd, packedStart } from '../events/packed-args.js';
+import { decodeRespCommand, respDigits as digits, writeRespHeader as writeHeader, type EncodedCommand } from '../events/encoded-command.js';
 
 export type RespArg = string | Buffer;
+/** A command to send: its arguments, or its bytes already in RESP (an event read that way). */
+export type RespCommand = readonly RespArg[] | EncodedCommand;
 
 /** A `-ERR …` reply. Named like ioredis's so the writer's error classification applies to both. */
 export class RespReplyError extends Error {
@@ -20,14 +23,6 @@ export class RespReplyError extends Error {
 
 /** A reply: status and bulk strings as strings (utf8), integers, nil, errors, arrays. */
 export type RespReply = string | number | null | RespReplyError | RespReply[];
-
-function digits(n: number): number {
-  if (n < 10) return 1;
-  if (n < 100) return 2;
-  let d = 3;
-  for (n = Math.floor(n / 1000); n > 0; n = Math.floor(n / 10)) d++;
-  return d;
-}
 
 /** UTF-8 length of `s`: short ASCII strings (names, numbers) counted without a call into the encoder. */
 function utf8Length(s: string): number {
@@ -46,20 +41,6 @@ function writeArgBytes(out: Buffer, at: number, a: RespArg, n: number): number {
     return at + n;
   }
   return at + out.write(a, at, 'utf8');
-}
-
-/** Writes `<prefix><n>\r\n` at `at` (lengths as ASCII digits, without a string in between). */
-function writeHeader(out: Buffer, at: number, prefix: number, n: number): number {
-  out[at++] = prefix;
-  const d = digits(n);
-  for (let i = at + d - 1; i >= at; i--) {
-    out[i] = 0x30 + (n % 10);
-    n = Math.floor(n / 10);
-  }
-  at += d;
-  out[at++] = 0x0d;
-  out[at++] = 0x0a;
-  return at;
 }
 
 /** Encodes `commands` (each an array of arguments) as RESP arrays of bulk strings, in one buffer. */
@@ -104,13 +85,18 @@ export const BIG_ARGUMENT_BYTES = 64 * 1024;
 /** Argument lengths of `encodeCommandChunks`, kept between calls (grown, never shrunk). */
 const lengthsScratch: number[] = [];
 
-export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
+export function encodeCommandChunks(commands: readonly RespCommand[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
   const lengths = lengthsScratch;
   let ln = 0;
   /** Sizes of the buffers between big arguments. */
   const sizes: number[] = [];
   let size = 0;
-  for (const args of commands) {
+  for (const cmd of commands) {
+    if (!isArgs(cmd)) {
+      size += cmd.respEnd - cmd.respStart;
+      continue;
+    }
+    const args = cmd;
     size += 1 + digits(args.length) + 2;
     const packed = packedArgsOf(args);
     if (packed) {
@@ -141,7 +127,21 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
   let out = Buffer.allocUnsafe(sizes[si++]);
   let at = 0;
   let li = 0;
-  for (const args of commands) {
+  for (let c = 0; c < commands.length; c++) {
+    const cmd = commands[c];
+    if (!isArgs(cmd)) {
+      // encoded commands lying back to back in one buffer (a record's events) are copied at once
+      const src = cmd.resp;
+      const from = cmd.respStart;
+      let to = cmd.respEnd;
+      for (let next = commands[c + 1]; next !== undefined && !isArgs(next) && next.resp === src && next.respStart === to; next = commands[c + 1]) {
+        to = next.respEnd;
+        c++;
+      }
+      at += src.copy(out, at, from, to);
+      continue;
+    }
+    const args = cmd;
     at = writeHeader(out, at, 0x2a, args.length); // '*'
     const packed = packedArgsOf(args);
     if (packed) {
@@ -174,6 +174,15 @@ export function encodeCommandChunks(commands: readonly (readonly RespArg[])[], b
   }
   chunks.push(out);
   return chunks;
+}
+
+function isArgs(cmd: RespCommand): cmd is readonly RespArg[] {
+  return Array.isArray(cmd);
+}
+
+/** The arguments of a command to send (an encoded one decoded: for messages and slow paths). */
+export function commandArgs(cmd: RespCommand): readonly RespArg[] {
+  return isArgs(cmd) ? cmd : decodeRespCommand(cmd.resp, cmd.respStart, cmd.respEnd);
 }
 
 /** Thrown for bytes that are not RESP2. */

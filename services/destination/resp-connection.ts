@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { connections } from '../common/connection-settings.js';
 import { ReplistreamError } from '../common/errors.js';
 import { mapConnectError, type RedisEndpoint } from './connection.js';
-import { encodeCommandChunks, RespReplyError, RespReplyParser, type RespArg, type RespReply } from './resp-codec.js';
+import { encodeCommandChunks, RespReplyError, RespReplyParser, type RespArg, type RespCommand, type RespReply } from './resp-codec.js';
 
 interface Pending {
   want: number;
@@ -55,7 +55,7 @@ export class RespConnection {
    * `onConnection`, fails (CONNECTION, retriable) instead of reconnecting when that socket is gone:
    * a MULTI…EXEC must go on the socket that sent its WATCH.
    */
-  async send(commands: readonly (readonly RespArg[])[], onConnection?: number): Promise<RespReply[]> {
+  async send(commands: readonly RespCommand[], onConnection?: number): Promise<RespReply[]> {
     if (onConnection !== undefined && (this.socket === null || this.opened !== onConnection)) {
       throw new ReplistreamError('CONNECTION', `${this.ep.display}: connection lost between WATCH and EXEC`, { retriable: true });
     }
@@ -72,7 +72,7 @@ export class RespConnection {
     this.failAll(new ReplistreamError('CONNECTION', `${this.ep.display}: connection closed`, { retriable: true }));
   }
 
-  private sendOn(socket: net.Socket, commands: readonly (readonly RespArg[])[]): Promise<RespReply[]> {
+  private sendOn(socket: net.Socket, commands: readonly RespCommand[]): Promise<RespReply[]> {
     return new Promise<RespReply[]>((resolve, reject) => {
       if (commands.length === 0) return resolve([]);
       if (this.pending.length === 0) this.lastByteAt = Date.now(); // silence counts from the first request waiting

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
+import type { EncodedCommandEvent } from '../events/encoded-command.js';
 import { packedArgsOf } from '../events/packed-args.js';
 import { ReplistreamError } from '../common/errors.js';
 import { dumpPayloadValue } from '../replication/dump-value.js';
@@ -41,6 +42,8 @@ export class EventOrigin implements OpOrigin {
 
 export interface Op {
   args: Arg[];
+  /** The op is an event's command sent as it came, already in RESP: write these bytes, not `args`. */
+  encoded?: EncodedCommandEvent;
   /** Destination db the op must run in (standalone); null when any db will do. */
   db: number | null;
   /** Slot of the op's keys (cluster); null for keyless ops. */
@@ -58,7 +61,11 @@ const knownNames = new Map<number, string>();
 const MAX_KNOWN_NAMES = 1024;
 
 export function commandName(args: Arg[]): string {
-  const a = args[0];
+  return commandNameOf(args[0]);
+}
+
+/** Upper-case name of a command whose first argument is `a`. */
+export function commandNameOf(a: Arg): string {
   if (typeof a === 'string') return a.toUpperCase();
   const n = a.length;
   if (n > 32) return a.toString('latin1').toUpperCase();
@@ -399,6 +406,42 @@ export function plainOp(commands: Buffer[][], startDb: number, eventIndex: numbe
   const db = ctx.mapDb(startDb);
   if (db === undefined) return null;
   return { args: cmd, db, slot: null, origin: new EventOrigin(eventIndex, 0, name) };
+}
+
+/**
+ * `plainOp` for an event read already in RESP (encoded-command.ts): the op is the event's bytes.
+ * One object is both the op and its origin: this is the path of nearly every event of a busy topic.
+ */
+export function encodedPlainOp(event: EncodedCommandEvent, eventIndex: number, ctx: CommandContext): Op | null {
+  if (ctx.cluster) return null;
+  const name = commandNameOf(event.name);
+  if (TRANSLATED.has(name)) return null;
+  const db = ctx.mapDb(event.db);
+  if (db === undefined) return null;
+  return new EncodedOp(event, db, eventIndex, name);
+}
+
+class EncodedOp implements Op, OpOrigin {
+  readonly slot = null;
+  constructor(
+    readonly encoded: EncodedCommandEvent,
+    readonly db: number,
+    readonly eventIndex: number,
+    readonly name: string,
+  ) {}
+
+  get origin(): OpOrigin {
+    return this;
+  }
+
+  /** Decoded when read (messages, the slow paths): the writer sends `encoded`. */
+  get args(): Arg[] {
+    return this.encoded.commands[0];
+  }
+
+  get id(): string {
+    return `${this.eventIndex}/0`;
+  }
 }
 
 export function translateCommands(commands: Buffer[][], startDb: number, eventIndex: number, ctx: CommandContext): TranslateResult {

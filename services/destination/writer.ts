@@ -107,6 +107,8 @@ import {
   versionAtLeast,
 } from './connection.js';
 import { RespConnection } from './resp-connection.js';
+import { commandArgs, type RespCommand } from './resp-codec.js';
+import { EncodedCommandEvent } from '../events/encoded-command.js';
 import { runCrossSlot } from './cross-slot-runner.js';
 import type { CrossSlotPlan } from './cross-slot.js';
 import { requirePayloadRdbVersion } from '../replication/dump-payload.js';
@@ -118,6 +120,7 @@ import {
   ENTER_EPOCH_SLOT_LUA,
   FLUSH_SLOT_LUA,
   EventOrigin,
+  encodedPlainOp,
   KeyTable,
   type Op,
   type OpOrigin,
@@ -340,12 +343,13 @@ function sleep(ms: number): Promise<void> {
  * Error values, or null when a WATCHed key changed. Standalone transactions go through the writer's own RESP connection
  * (resp-connection.ts); cluster slots through their ioredis client.
  */
-async function sendBatch(target: Redis | RespConnection, commands: Arg[][], onConnection?: number): Promise<unknown[]> {
+async function sendBatch(target: Redis | RespConnection, commands: RespCommand[], onConnection?: number): Promise<unknown[]> {
   // no [error, value] pair made per reply: a transaction of 2,000 writes has 4,000 replies
   if (target instanceof RespConnection) return target.send(commands, onConnection);
   const p = target.pipeline();
   const inPipeline = p as unknown as { multi(): unknown; exec(): unknown };
-  for (const args of commands) {
+  for (const cmd of commands) {
+    const args = commandArgs(cmd);
     const name = String(args[0]);
     // inside a pipeline, multi() and exec() queue MULTI and EXEC; the last exec() sends it all
     if (name === 'MULTI') inPipeline.multi();
@@ -437,6 +441,14 @@ export class DestinationWriter {
    * mode, once started): the typed values of such keys are never looked at, so a reader may leave
    * them out. null in commands mode or before `start`.
    */
+  /**
+   * Whether events of one command are best read already in RESP (events/encoded-command.ts): a
+   * standalone destination takes most of them as they are; a cluster one routes each by its keys.
+   */
+  takesEncodedCommands(): boolean {
+    return this.topo?.kind === 'standalone';
+  }
+
   restoredPayloadsUpTo(): number | null {
     return this.opts.writeMode === 'restore' && this.dinfo ? this.dinfo.rdbVersion : null;
   }
@@ -750,7 +762,7 @@ export class DestinationWriter {
       let items: readonly TranslatedItem[] = NO_ITEMS;
       let dropped: readonly string[] = NO_NAMES;
       if (event.kind === 'command') {
-        const op = plainOp(event.commands, event.db, index, ctx);
+        const op = event instanceof EncodedCommandEvent ? encodedPlainOp(event, index, ctx) : plainOp(event.commands, event.db, index, ctx);
         if (op !== null) {
           out.push({ index, event, db, items, dropped, ops: [op] });
           return;
@@ -989,7 +1001,7 @@ export class DestinationWriter {
         const op = scratch[k];
         if (skipping && op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
         chunk.ops.push(op);
-        bytes += argsBytes(op.args);
+        bytes += op.encoded ? op.encoded.respEnd - op.encoded.respStart : argsBytes(op.args);
       }
       if (chunk.ops.length >= this.opts.maxOpsPerTransaction || bytes >= this.opts.maxBytesPerTransaction) {
         i++;
@@ -1129,10 +1141,10 @@ export class DestinationWriter {
       return { kind: 'watch-aborted' };
     }
     // 2. the transaction itself, in one write, on the connection that holds the WATCH
-    const tx: Arg[][] = [['MULTI']];
+    const tx: RespCommand[] = [['MULTI']];
     const origins: Array<OpOrigin | null> = []; // of tx[1 + i]
-    const q = (args: Arg[], origin: OpOrigin | null) => {
-      tx.push(args);
+    const q = (cmd: RespCommand, origin: OpOrigin | null) => {
+      tx.push(cmd);
       origins.push(origin);
     };
     let cur: number | null = selectDb;
@@ -1141,7 +1153,7 @@ export class DestinationWriter {
         q(['SELECT', String(op.db)], null);
         cur = op.db;
       }
-      q(op.args, op.origin);
+      q(op.encoded ?? op.args, op.origin);
       if (op.clobbersDb) cur = -1;
     }
     if (selectDb !== null && cur !== selectDb) q(['SELECT', String(selectDb)], null);
@@ -1189,7 +1201,7 @@ export class DestinationWriter {
       const errors: RejectedCommand[] = [];
       for (let i = 0; i < origins.length; i++) {
         const e = replyError(res[pre + i]);
-        if (e) errors.push({ origin: origins[i], args: tx[1 + i], error: e });
+        if (e) errors.push({ origin: origins[i], args: commandArgs(tx[1 + i]) as Arg[], error: e });
       }
       for (let i = 0; i < pre; i++) {
         const e = replyError(res[i]);
@@ -1205,7 +1217,7 @@ export class DestinationWriter {
     }
     const runtimeErrors: RejectedCommand[] = [];
     replies.forEach((r, i) => {
-      if (r instanceof Error) runtimeErrors.push({ origin: origins[i], args: tx[1 + i], error: r });
+      if (r instanceof Error) runtimeErrors.push({ origin: origins[i], args: commandArgs(tx[1 + i]) as Arg[], error: r });
     });
     return { kind: 'committed', runtimeErrors };
   }

@@ -18,6 +18,7 @@
 import type { ChangeEvent, CommandEvent, EventPiece, Heartbeat, SnapshotKey, SourcePosition, TypedValue } from './model.js';
 import { payloadRdbVersion } from '../replication/dump-payload.js';
 import { PACK_ARGS_FROM, PackedArgs, resizableArrayBuffers } from './packed-args.js';
+import { EncodedCommandEvent, respDigits, writeRespHeader } from './encoded-command.js';
 
 /** Where things are in the schema: union branch indexes and enum symbols. */
 export interface FastReadLayout {
@@ -41,6 +42,11 @@ export interface ReadOptions {
    * without a payload and appended pieces keep their value.
    */
   skipValuesUpToRdbVersion?: number | null;
+  /**
+   * Events of one command (not a piece) are read as `EncodedCommandEvent`s: the command written
+   * into RESP, for a writer that sends it to a standalone Redis as it is (encoded-command.ts).
+   */
+  encodeCommands?: boolean;
 }
 
 /** Thrown inside the reader to give up on a batch (caught in `read`). */
@@ -59,6 +65,10 @@ export class FastReader {
   private replidBytes: Buffer | null = null;
   private replid = '';
   private skipValuesUpTo = -1;
+  private encodeCommands = false;
+  /** Where this record's encoded commands go: `out[outAt..]` is free. */
+  private out: Buffer = EMPTY;
+  private outAt = 0;
 
   constructor(private readonly layout: FastReadLayout) {}
 
@@ -67,6 +77,9 @@ export class FastReader {
     this.buf = body;
     this.p = 0;
     this.skipValuesUpTo = options.skipValuesUpToRdbVersion ?? -1;
+    this.encodeCommands = options.encodeCommands === true;
+    this.out = EMPTY;
+    this.outAt = 0;
     try {
       // sized from the first block (a record's events are one block): no growth by push
       let n = this.blockCount();
@@ -82,6 +95,7 @@ export class FastReader {
       throw err;
     } finally {
       this.buf = EMPTY; // not keeping the record alive
+      this.out = EMPTY;
     }
   }
 
@@ -134,7 +148,11 @@ export class FastReader {
    */
   private commandNameBytes(): Buffer {
     const start = this.bytesStart();
-    const end = this.p;
+    return this.sharedName(start, this.p);
+  }
+
+  /** The shared Buffer of the name at `[start, end)` of the record (see `commandNameBytes`). */
+  private sharedName(start: number, end: number): Buffer {
     const len = end - start;
     const b = this.buf;
     if (len > MAX_SHARED_NAME_BYTES) return b.subarray(start, end);
@@ -218,6 +236,76 @@ export class FastReader {
       }
     }
     return packed.view();
+  }
+
+  /**
+   * The rest of a command event as an `EncodedCommandEvent` when it is one command of fewer than
+   * `PACK_ARGS_FROM` arguments and not a piece; else null, with nothing read. Two walks over the
+   * arguments: one measures the RESP, the other writes it.
+   */
+  private encodedCommand(pos: SourcePosition, db: number): EncodedCommandEvent | null {
+    const at = this.p;
+    if (this.blockCount() !== 1) return this.rewind(at);
+    const argsAt = this.p;
+    let argc = 0;
+    let size = 0;
+    for (let m = this.blockCount(); m > 0; m = this.blockCount()) {
+      argc += m;
+      if (argc >= PACK_ARGS_FROM) return this.rewind(at);
+      for (let i = 0; i < m; i++) {
+        const from = this.bytesStart();
+        const len = this.p - from;
+        size += 1 + respDigits(len) + 2 + len + 2;
+      }
+    }
+    if (argc === 0 || this.blockCount() !== 0) return this.rewind(at);
+    let participants: Array<{ db: number; partition: number }> | undefined;
+    for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
+      participants ??= [];
+      for (let i = 0; i < n; i++) {
+        const pdb = this.long();
+        participants.push({ db: pdb, partition: this.long() });
+      }
+    }
+    if (this.piece() !== null) return this.rewind(at);
+    const end = this.p;
+    size += 1 + respDigits(argc) + 2;
+    if (this.outAt + size > this.out.length) {
+      // sized for the rest of the record: a SET is shorter in RESP than in the record (its position)
+      this.out = Buffer.allocUnsafe(Math.max(size, this.buf.length - at + 256));
+      this.outAt = 0;
+    }
+    const out = this.out;
+    const b = this.buf;
+    const start = this.outAt;
+    let o = writeRespHeader(out, start, 0x2a, argc); // '*'
+    let name: Buffer = EMPTY;
+    let keyStart = -1;
+    let keyEnd = -1;
+    let k = 0;
+    this.p = argsAt;
+    for (let m = this.blockCount(); m > 0; m = this.blockCount()) {
+      for (let i = 0; i < m; i++, k++) {
+        const from = this.bytesStart();
+        const to = this.p;
+        o = writeRespHeader(out, o, 0x24, to - from); // '$'
+        if (k === 0) name = this.sharedName(from, to);
+        else if (k === 1) keyStart = o;
+        if (to - from <= 16) for (let j = from; j < to; j++) out[o++] = b[j];
+        else o += b.copy(out, o, from, to);
+        if (k === 1) keyEnd = o;
+        out[o++] = 0x0d;
+        out[o++] = 0x0a;
+      }
+    }
+    this.outAt = o;
+    this.p = end;
+    return new EncodedCommandEvent(pos, db, out, start, o, name, keyStart, keyEnd, participants);
+  }
+
+  private rewind(at: number): null {
+    this.p = at;
+    return null;
   }
 
   // ----- model parts
@@ -356,6 +444,10 @@ export class FastReader {
     if (branch === L.command) {
       const pos = this.pos();
       const db = this.long();
+      if (this.encodeCommands) {
+        const e = this.encodedCommand(pos, db);
+        if (e !== null) return e;
+      }
       let n = this.blockCount();
       const commands: Buffer[][] = new Array<Buffer[]>(n); // sized as in bytesArray
       for (let i = 0; i < n; i++) commands[i] = this.commandArgs();

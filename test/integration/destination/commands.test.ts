@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { CommandEvent } from '../../../services/events/model.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
+import { decodeBatch, encodeBatch } from '../../../services/events/codec.js';
+import { EncodedCommandEvent } from '../../../services/events/encoded-command.js';
 import { aofCommands, batches, client, cmd, commandEventsFrom, pos, type RedisServer, startRedis, startSource, writer } from './helpers.js';
 
 type A = string | number | Buffer;
@@ -78,18 +80,22 @@ describe('command events', () => {
     await Promise.all(servers.map((s) => s.stop()));
   });
 
-  for (const dbMap of [new Map([[0, 0], [1, 1]]), new Map([[0, 2], [1, 3]])]) {
-    it(`applies every operation of the reference's list (db map ${[...dbMap].map((e) => e.join(':')).join(',')}), equal to the source`, async () => {
+  // encoded: the events as the applier reads them for a standalone destination, one-command events
+  // already in RESP (events/encoded-command.ts)
+  for (const [dbMap, encoded] of [[new Map([[0, 0], [1, 1]]), false], [new Map([[0, 2], [1, 3]]), false], [new Map([[0, 2], [1, 3]]), true]] as const) {
+    it(`applies every operation of the reference's list (db map ${[...dbMap].map((e) => e.join(':')).join(',')}${encoded ? ', read in RESP' : ''}), equal to the source`, async () => {
+      const evs = encoded ? (decodeBatch(encodeBatch(events), undefined, { encodeCommands: true }) as CommandEvent[]) : events;
+      if (encoded) expect(evs.filter((e) => e instanceof EncodedCommandEvent).length).toBeGreaterThan(80);
       const d = await startRedis();
       servers.push(d);
       const sub = client(d.url);
       const got: string[] = [];
       await sub.subscribe('chan');
       sub.on('message', (_c, m) => got.push(m));
-      const w = writer(d.url, { dbMap });
-      for (const b of batches(events, 5)) await w.applyBatch('t.db0:0', b);
+      const w = writer(d.url, { dbMap: new Map(dbMap) });
+      for (const b of batches(evs, 5)) await w.applyBatch('t.db0:0', b);
       // the same events again: nothing doubles (INCR, LPUSH, APPEND, PUBLISH…)
-      for (const b of batches(events, 11)) expect((await w.applyBatch('t.db0:0', b)).applied).toBe(0);
+      for (const b of batches(evs, 11)) expect((await w.applyBatch('t.db0:0', b)).applied).toBe(0);
       const r = await verifyDatabases(source.url, d.url, [0, 1], dbMap);
       expect(r.differences).toEqual([]);
       expect(r.compared).toBeGreaterThan(80);

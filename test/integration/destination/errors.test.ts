@@ -2,6 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent, SnapshotKey } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { verifyDatabases } from '../../../services/destination/verify.js';
+import { decodeBatch, encodeBatch } from '../../../services/events/codec.js';
+import { EncodedCommandEvent } from '../../../services/events/encoded-command.js';
 import { crc64WriteLE } from '../../../services/replication/rdb/crc64.js';
 import { client, cmd, pos, type RedisServer, snapshotEvents, startRedis, writer } from './helpers.js';
 
@@ -100,6 +102,31 @@ describe('destination errors', () => {
     expect(await c.get('n')).toBe('3');
     c.disconnect();
     await Promise.all([w.close(), ws.close()]);
+  });
+
+  it('one-command events read in RESP: a refused command and a run-time error are named, stop, or are skipped and counted', async () => {
+    const d = await server();
+    const c = client(d.url);
+    await c.set('l', 'a string, not a list');
+    const inResp = (evs: ChangeEvent[]) => {
+      const read = decodeBatch(encodeBatch(evs), undefined, { encodeCommands: true });
+      expect(read.every((e) => e instanceof EncodedCommandEvent)).toBe(true);
+      return read;
+    };
+    const unknown = inResp([cmd(pos(10), 0, ['INCR', 'n']), cmd(pos(20), 0, ['NOSUCHCMD', 'x']), cmd(pos(30), 0, ['INCR', 'n'])]);
+    const err = await caught(writer(d.url).applyBatch('t:0', unknown));
+    expect(err.message).toMatch(/NOSUCHCMD of the event at epoch 1 offset 20 seq 0.*nothing of its transaction was applied/);
+    expect(await c.get('n')).toBeNull();
+    const ws = writer(d.url, { onUnknownCommand: 'skip' });
+    expect(await ws.applyBatch('t:0', unknown)).toEqual({ applied: 3, skipped: 0 });
+    expect(ws.stats.skipped).toEqual({ NOSUCHCMD: 1 });
+    expect(await c.get('n')).toBe('2');
+    const wrongType = inResp([cmd(pos(10), 0, ['INCR', 'm']), cmd(pos(20), 0, ['LPUSH', 'l', 'x']), cmd(pos(30), 0, ['INCR', 'm'])]);
+    const err2 = await caught(writer(d.url).applyBatch('t:1', wrongType));
+    expect(err2.message).toMatch(/LPUSH of the event at epoch 1 offset 20.*WRONGTYPE/);
+    expect(await c.get('replistream:pos:test:@error:t:1')).toContain('LPUSH');
+    c.disconnect();
+    await ws.close();
   });
 
   it('a run-time error (WRONGTYPE) stops the stream, is recorded, and a restart does not forget it', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCommandChunks, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
+import { encodeCommandChunks, commandArgs, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
 
 describe('encodeCommands', () => {
   it('writes RESP arrays of bulk strings, binary and multi-byte arguments included', () => {
@@ -45,6 +45,24 @@ describe('encodeCommandChunks', () => {
       const many = [['DEL', ...Array.from({ length: count }, (_, i) => Buffer.from(`key:${i}`))], ['SET', 'k', 'é']];
       expect(Buffer.concat(encodeCommandChunks(many)).equals(encodeCommands(many))).toBe(true);
     }
+  });
+
+  it('commands already in RESP are copied as they are, runs of them back to back in one buffer at once', () => {
+    const plain = [['SET', 'a', '1'], ['DEL', Buffer.from('b'), Buffer.from('c')], ['SET', 'k', big], ['INCR', 'n']];
+    const shared = encodeCommands([['PING'], ...plain]);
+    const at: number[] = [];
+    for (let i = 0, p = 0; i <= plain.length + 1; i++) {
+      at.push(p);
+      p += i === 0 ? encodeCommands([['PING']]).length : i <= plain.length ? encodeCommands([plain[i - 1]]).length : 0;
+    }
+    const enc = (i: number) => ({ resp: shared, respStart: at[i + 1], respEnd: at[i + 2] });
+    const other = encodeCommands([['SET', 'x', 'y']]);
+    // in order (one run), out of order, mixed with argument lists, and in another buffer
+    const mixed = [['MULTI'], enc(0), enc(1), ['SELECT', '2'], enc(3), enc(2), { resp: other, respStart: 0, respEnd: other.length }, ['EXEC']];
+    const expected = encodeCommands([['MULTI'], plain[0], plain[1], ['SELECT', '2'], plain[3], plain[2], ['SET', 'x', 'y'], ['EXEC']]);
+    expect(Buffer.concat(encodeCommandChunks(mixed)).equals(expected)).toBe(true);
+    expect(Buffer.concat(encodeCommandChunks([enc(0), enc(1), enc(2), enc(3)])).equals(encodeCommands(plain))).toBe(true);
+    expect(commandArgs(enc(1))).toEqual([Buffer.from('DEL'), Buffer.from('b'), Buffer.from('c')]);
   });
 
   it('one buffer when no argument is big; the threshold is inclusive', () => {

@@ -16,6 +16,8 @@ import {
 } from '../../../services/events/codec.js';
 import { maxEventBytes, packEncoded, splitEncoded, WIRE_HEADER_BYTES } from '../../../services/events/split.js';
 import type { ChangeEvent, EventPiece, TypedValue } from '../../../services/events/model.js';
+import { EncodedCommandEvent } from '../../../services/events/encoded-command.js';
+import { encodeCommands } from '../../../services/destination/resp-codec.js';
 import { b, bytes, command, everyEvent, expectSame, key, pos, rng, stream } from './fixtures.js';
 
 /** Without the pieces too big for a record of `limit` (only whole events can be split). */
@@ -228,11 +230,43 @@ describe('hand-written decoding (fast-reader.ts)', () => {
     expect(fastSeeds).toBeGreaterThan(20);
   });
 
+  it('encodeCommands: one-command events come as RESP of the same command; everything else as without it', () => {
+    /** The event as the model has it (plain object), for comparing with what avsc reads. */
+    const plain = (e: ChangeEvent): ChangeEvent =>
+      e instanceof EncodedCommandEvent ? { kind: 'command', pos: e.pos, db: e.db, commands: e.commands, participants: e.participants, piece: null } : e;
+    let encoded = 0;
+    const check = (body: Buffer) => {
+      const events = decodeBatch(body, undefined, { encodeCommands: true });
+      expect(events.map(plain)).toStrictEqual(readByAvsc(body));
+      // (a batch holding a kind the fast reader leaves to avsc is read by avsc, without RESP)
+      const fast = decodeBatch(body).every((e) => e.kind !== 'snapshot-key' || viewsOf([e], body));
+      for (const e of events) {
+        const one = e.kind === 'command' && e.piece === null && e.commands.length === 1 && e.commands[0].length > 0;
+        expect(e instanceof EncodedCommandEvent).toBe(one && fast);
+        if (!(e instanceof EncodedCommandEvent)) continue;
+        encoded++;
+        // the bytes are the command in RESP, as the writer's encoder writes it
+        expect(e.resp.subarray(e.respStart, e.respEnd)).toEqual(encodeCommands(e.commands));
+        expect(e.name).toEqual(e.commands[0][0]);
+        expect(e.keyStart < 0 ? null : e.resp.subarray(e.keyStart, e.keyEnd)).toEqual(e.commands[0][1] ?? null);
+        // a spread copy is a plain event: it carries the commands only when given them
+        expect({ ...e } instanceof EncodedCommandEvent).toBe(false);
+      }
+    };
+    for (const e of everyEvent()) check(viaAvsc([e]));
+    for (let seed = 1; seed <= 40; seed++) check(viaAvsc(randomEvents(60, seed)));
+    // many tiny arguments take more room in RESP than in the record: the output buffer grows
+    const tiny = Array.from({ length: 50 }, (_, i) => command([[b('DEL'), ...Array.from({ length: 300 }, () => Buffer.alloc(0))]], { pos: pos(i) }));
+    check(viaAvsc(tiny));
+    expect(encoded).toBeGreaterThan(50);
+  });
+
   it('a truncated or padded batch is refused as avsc refuses it, never half read', () => {
     const body = viaAvsc(randomEvents(20, 7));
     for (const cut of [1, 2, 10, Math.floor(body.length / 2), body.length - 1]) {
       expect(() => decodeBatch(body.subarray(0, cut))).toThrow(/cannot decode an event batch/);
     }
     expect(() => decodeBatch(Buffer.concat([body, Buffer.from([0])]))).toThrow(/cannot decode an event batch/);
+    expect(() => decodeBatch(body.subarray(0, body.length - 1), undefined, { encodeCommands: true })).toThrow(/cannot decode an event batch/);
   });
 });
