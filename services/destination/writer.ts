@@ -234,21 +234,33 @@ interface Prepared {
   db: number | undefined;
   items: readonly TranslatedItem[];
   dropped: readonly string[];
-  /** A plain command's op (`plainOp`), standalone only; `items` is then empty. */
-  ops?: Op[];
+  /** A plain command's op (`plainOp`, `encodedPlainOp`), standalone only; `items` is then empty. */
+  op: Op | null;
 }
+
+/** What `prepare` gives for each event (the parts of a `Prepared`, no object made for them). */
+type PreparedSink = (index: number, event: ChangeEvent, db: number | undefined, items: readonly TranslatedItem[], dropped: readonly string[], op: Op | null) => void;
 
 /** Shared empty lists of events without commands (a snapshot key is neither translated nor dropped). */
 const NO_ITEMS: readonly TranslatedItem[] = Object.freeze([]);
 const NO_NAMES: readonly string[] = Object.freeze([]);
+const NO_OPS: readonly Op[] = Object.freeze([]);
 
 /** What one event contributes to one domain (the standalone server, or one slot). */
+/**
+ * An event's share of a transaction. A standalone destination's part is its own `prep` (one object
+ * per event: at tens of thousands of events per second, each object that lives until its
+ * transaction is answered is copied by the young-generation collector).
+ */
 interface Part {
   /** The stream the event belongs to (a transaction may carry several streams' events). */
   stream: string;
   prep: Prepared;
   pos: WriterPosition;
-  ops: Op[];
+  /** The ops of a translated event, or of the slot of a cluster part. */
+  ops: readonly Op[];
+  /** A plain event's only op (standalone), else null. */
+  op: Op | null;
   snapshotKey: SnapshotKey | null;
   /** Epoch marker governing the part; null: the event is not subject to epochs here. */
   markerKey: string | null;
@@ -751,10 +763,9 @@ export class DestinationWriter {
   }
 
   /** Translates whole events (stateless part): dbs mapped, slots computed. */
-  private prepare(stream: string, events: ChangeEvent[], indexBase = 0): Prepared[] {
+  private prepare(stream: string, events: ChangeEvent[], indexBase: number, each: PreparedSink): void {
     refusePieces(stream, events);
     const ctx = this.commandContext(stream);
-    const out: Prepared[] = [];
     events.forEach((event, i) => {
       // unique across the segments of one call: origins and skipped commands are named by it
       const index = indexBase + i;
@@ -763,10 +774,7 @@ export class DestinationWriter {
       let dropped: readonly string[] = NO_NAMES;
       if (event.kind === 'command') {
         const op = event instanceof EncodedCommandEvent ? encodedPlainOp(event, index, ctx) : plainOp(event.commands, event.db, index, ctx);
-        if (op !== null) {
-          out.push({ index, event, db, items, dropped, ops: [op] });
-          return;
-        }
+        if (op !== null) return each(index, event, db, items, dropped, op);
         try {
           ({ items, dropped } = translateCommands(event.commands, event.db, index, ctx));
         } catch (err) {
@@ -782,9 +790,8 @@ export class DestinationWriter {
           throw err;
         }
       }
-      out.push({ index, event, db, items, dropped });
+      each(index, event, db, items, dropped, null);
     });
-    return out;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -795,26 +802,32 @@ export class DestinationWriter {
     let unmappedEvents = 0;
     let indexBase = 0;
     for (const seg of segments) {
-      const prepared = this.prepare(seg.stream, seg.events, indexBase);
-      indexBase += prepared.length;
-      for (const prep of prepared) {
-        if (prep.db === undefined) {
+      const stream = seg.stream;
+      this.prepare(stream, seg.events, indexBase, (index, event, db, items, dropped, op) => {
+        if (db === undefined) {
           unmappedEvents++;
-          continue;
+          return;
         }
-        const items = prep.items;
-        const ops = prep.ops ?? (items.length === 1 ? [(items[0] as { t: 'op'; op: Op }).op] : items.map((it) => (it as { t: 'op'; op: Op }).op));
-        parts.push({
-          stream: seg.stream,
-          prep,
-          pos: withPart(prep.event.pos),
+        const ops = op !== null || items.length === 0 ? NO_OPS : items.length === 1 ? [(items[0] as { t: 'op'; op: Op }).op] : items.map((it) => (it as { t: 'op'; op: Op }).op);
+        const part: Part & Prepared = {
+          index,
+          event,
+          db,
+          items,
+          dropped,
+          op,
+          stream,
+          prep: null as unknown as Prepared, // itself, below
+          pos: withPart(event.pos),
           ops,
-          snapshotKey: prep.event.kind === 'snapshot-key' ? prep.event : null,
-          markerKey: this.dbMarkerKey(prep.db),
-          markerScope: prep.db,
-          db: prep.db,
-        });
-      }
+          snapshotKey: event.kind === 'snapshot-key' ? event : null,
+          markerKey: this.dbMarkerKey(db),
+          markerScope: db,
+        };
+        part.prep = part;
+        parts.push(part);
+      });
+      indexBase += seg.events.length;
     }
     this.stats.unmappedDb += unmappedEvents;
     const result: BatchResult = { applied: 0, skipped: unmappedEvents };
@@ -986,10 +999,8 @@ export class DestinationWriter {
           break;
         }
         case 'command': {
-          for (const op of part.ops) {
-            if (skipping && op.origin && skipIds.has(op.origin.id)) continue;
-            add(op);
-          }
+          if (part.op !== null) add(part.op);
+          for (const op of part.ops) add(op);
           chunk.unmapped += part.prep.dropped.length;
           break;
         }
@@ -1408,7 +1419,8 @@ export class DestinationWriter {
     const keys = this.keys!;
     const st = this.stream(stream);
     const home = keys.homeSlot(stream);
-    const prepared = this.prepare(stream, events);
+    const prepared: Prepared[] = [];
+    this.prepare(stream, events, 0, (index, event, db, items, dropped, op) => prepared.push({ index, event, db, items, dropped, op }));
     const result: BatchResult = { applied: 0, skipped: 0 };
     const segments: Segment[] = [{ parts: new Map(), step: null }];
     const addPart = (slot: number, part: Part) => {
@@ -1431,6 +1443,7 @@ export class DestinationWriter {
       const base = (slot: number, part: number, ops: Op[], sk: SnapshotKey | null = null): Part => ({
         stream,
         prep,
+        op: null,
         pos: withPart(ev.pos, part),
         ops,
         snapshotKey: sk,
@@ -1646,6 +1659,7 @@ export class DestinationWriter {
         const partIn = (slot: number, commands: Arg[][]): Part => ({
           stream,
           prep: b.prep,
+          op: null,
           pos: b.pos,
           ops: commands.map((args, j) => ({ args, db: 0, slot, origin: { ...b.origin, id: `${b.origin.id}/${slot}/${j}` } })),
           snapshotKey: null,
@@ -1695,7 +1709,7 @@ export class DestinationWriter {
           else throw this.refusedError(stream, refused, b.prep.event.pos, false);
         }
         // record the position in the home slot
-        const part: Part = { stream, prep: b.prep, pos: b.pos, ops: [], snapshotKey: null, markerKey: null, markerScope: home, db: b.prep.db };
+        const part: Part = { stream, prep: b.prep, op: null, pos: b.pos, ops: [], snapshotKey: null, markerKey: null, markerScope: home, db: b.prep.db };
         await this.runSlots(stream, st, new Map([[home, [part]]]), mark);
         return;
       }
