@@ -46,6 +46,8 @@ import { collectIfIdle, noteActivity, paceExternal } from './idle-gc.js';
  * bytes) negligible.
  */
 const EVENTS_PER_RECORD = 1000;
+/** The participants of an event that lives in one partition: none, shared (frozen: nothing appends). */
+const NO_PARTICIPANTS = Object.freeze([]) as unknown as CommandEvent['participants'];
 
 export interface EventSink {
   /**
@@ -694,7 +696,8 @@ export class CaptureService extends EventEmitter {
     this.stats.commands += commands.length;
     const event: CommandEvent = {
       kind: 'command', pos, db, commands, piece: null,
-      participants: participants.length > 1 ? participants : [],
+      // (a list of several is the unit's own; one of one is shared by every unit routed there)
+      participants: participants.length > 1 ? (participants as CommandEvent['participants']) : NO_PARTICIPANTS,
     };
     for (const p of participants) this.buffer(p.db, p.partition, event);
   }

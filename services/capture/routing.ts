@@ -9,7 +9,7 @@
  * have reached it, then one of them applies it (G3); see services/applier/barrier.ts.
  */
 import calculateSlot from 'cluster-key-slot';
-import { CROSS_DB, isSingleKeyCommand, keyIndexes } from './command-keys.js';
+import { CROSS_DB, isSingleKeyCommand, keyIndexes, lowerCommandName } from './command-keys.js';
 
 export interface Participant {
   db: number;
@@ -31,17 +31,28 @@ export interface RoutingContext {
   syncedDbs: number[];
 }
 
+const NOWHERE: readonly Participant[] = Object.freeze([]);
+/** The one-participant lists, shared (frozen): most units route to one partition, every time. */
+const single = new Map<number, readonly Participant[]>();
+
+function onePartition(db: number, partition: number): readonly Participant[] {
+  const id = db * 1_048_576 + partition;
+  let list = single.get(id);
+  if (list === undefined) single.set(id, (list = Object.freeze([Object.freeze({ db, partition })])));
+  return list;
+}
+
 /**
  * Participants of a unit that starts in `db`. SELECT inside the unit switches the database for the
  * commands after it. Returns an empty list when nothing of the unit concerns a synced database.
  */
-export function routeUnit(db: number, commands: Buffer[][], ctx: RoutingContext): Participant[] {
+export function routeUnit(db: number, commands: Buffer[][], ctx: RoutingContext): readonly Participant[] {
   // The common case first: one command with one key (SET k v, HSET k f v …).
   if (commands.length === 1) {
     const args = commands[0];
-    if (args.length >= 2 && args[0].length <= 16 && isSingleKeyCommand(args[0].toString('latin1').toLowerCase())) {
-      if (!ctx.syncedDbs.includes(db)) return [];
-      return [{ db, partition: (ctx.partitionBase ?? 0) + partitionOfKey(args[1], ctx.partitions) }];
+    if (args.length >= 2 && args[0].length <= 16 && isSingleKeyCommand(lowerCommandName(args[0]))) {
+      if (!ctx.syncedDbs.includes(db)) return NOWHERE;
+      return onePartition(db, (ctx.partitionBase ?? 0) + partitionOfKey(args[1], ctx.partitions));
     }
   }
   const out = new Map<string, Participant>();
@@ -55,7 +66,7 @@ export function routeUnit(db: number, commands: Buffer[][], ctx: RoutingContext)
   };
   let cur = db;
   for (const args of commands) {
-    const name = args[0]?.toString('latin1').toLowerCase() ?? '';
+    const name = args.length > 0 ? lowerCommandName(args[0]) : '';
     if (name === 'select') {
       cur = Number(args[1]?.toString());
       continue;
