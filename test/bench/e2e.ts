@@ -14,7 +14,10 @@
  *    the memory bound). The time from the contender's start (REPLICAOF; the two service processes
  *    spawned; the redis-shake process spawned) until the destination's DBSIZE of db 1 equals the
  *    source's, then `verify --sample`.
- * 2. incremental: a paced writer (`--rate` ops/s for `--duration` s) SETs `lag:<contender>:<i>` to
+ * 2. incremental: after a warm-up (`--warmup` s at the same rate, default 2, its lags printed on a
+ *    row of their own: a pipeline that has only run a full sync is still compiling its command
+ *    path, which costs its first second at 100,000 SET/s ~0.3 s of lag), a paced writer (`--rate`
+ *    ops/s for `--duration` s) SETs `lag:<contender>:<i>` to
  *    its send time in db 2; the destination publishes keyspace notifications, and a subscriber
  *    records when every key arrives. Writer and subscriber run in a child process of their own.
  *    Every write is measured, unless `--probe-every N`: then every Nth write (and the last) is, and
@@ -96,6 +99,8 @@ interface Result {
   verifySec: number;
   probe: ProbeResult;
   lag: ProbeTarget;
+  /** The warm-up's lags (null without one). */
+  warmup: ProbeTarget | null;
   verifyAfter: VerifyResult & { ttlRetries: number };
   /** The burst phase: source ops/s while redis-benchmark ran, and the burst's end → destination has every key. */
   burst: { sourceOpsPerSec: number; catchUpSec: number; keys: number } | null;
@@ -112,6 +117,7 @@ export async function benchE2e(args: string[]): Promise<void> {
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
     'probe-every': { default: 1, help: 'time every Nth write of the incremental phase (and the last); the others go to keys nobody listens to. Above ~20,000 writes/s one subscriber cannot take a notification per write (the destination drops a pub/sub client that falls 32 MB behind), so e.g. --rate 100000 --probe-every 100' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
+    warmup: { default: 2, help: 'seconds at --rate just before the incremental phase, timed and printed apart (a pipeline that ran only a full sync has not yet compiled its command path: its first second at 100,000 SET/s lags ~0.3 s); 0: none' },
     burst: { default: 500_000, help: 'SETs of the burst phase (redis-benchmark -P 16 on BURST_DB as fast as the source takes them); 0 skips it' },
     sync: { default: 'diskless', help: 'source full-sync transfer: diskless (Redis 7 default, delay 0) or disk' },
     partitions: { default: 4, help: 'partitions of the capture topic' },
@@ -195,7 +201,7 @@ export async function benchE2e(args: string[]): Promise<void> {
 
 async function runContender(
   c: Contender,
-  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; 'probe-every': number; duration: number; burst: number; 'lag-csv': string }; sync: string },
+  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; 'probe-every': number; duration: number; warmup: number; burst: number; 'lag-csv': string }; sync: string },
 ): Promise<Result> {
   const { rss, f, keys } = ctx;
   const cpuOf = (pid: number) => {
@@ -245,26 +251,33 @@ async function runContender(
     c.check();
     await sleep(1000);
 
-    progress(`${LABEL[c.name]}: incremental, ${f.rate.toLocaleString('en-US')} SET/s for ${f.duration} s`);
     const csv = f['lag-csv'] ? f['lag-csv'].replace(/(\.[^./]*)?$/, (ext) => `.${c.name}${ext}`) : null;
-    const probe = await runProbe({
-      source: { port: ctx.src.port, db: PROBE_DB },
-      targets: [{ name: c.name, port: c.dest.port }],
-      prefix: `lag:${c.name}:`,
-      rate: f.rate,
-      total: Math.round(f.rate * f.duration),
-      every: Math.max(1, Math.floor(f['probe-every'])),
-      drainMs: 120_000,
-      csv,
-      check: () => {
-        try {
-          c.check();
-          return null;
-        } catch (e) {
-          return e as Error;
-        }
-      },
-    });
+    const paced = (prefix: string, seconds: number, csvFile: string | null) =>
+      runProbe({
+        source: { port: ctx.src.port, db: PROBE_DB },
+        targets: [{ name: c.name, port: c.dest.port }],
+        prefix,
+        rate: f.rate,
+        total: Math.round(f.rate * seconds),
+        every: Math.max(1, Math.floor(f['probe-every'])),
+        drainMs: 120_000,
+        csv: csvFile,
+        check: () => {
+          try {
+            c.check();
+            return null;
+          } catch (e) {
+            return e as Error;
+          }
+        },
+      });
+    let warmup: ProbeTarget | null = null;
+    if (f.warmup > 0) {
+      progress(`${LABEL[c.name]}: warm-up, ${f.rate.toLocaleString('en-US')} SET/s for ${f.warmup} s`);
+      warmup = (await paced(`warm:${c.name}:`, f.warmup, csv && csv.replace(/(\.[^./]*)?$/, (ext) => `.warmup${ext}`))).targets[0];
+    }
+    progress(`${LABEL[c.name]}: incremental, ${f.rate.toLocaleString('en-US')} SET/s for ${f.duration} s`);
+    const probe = await paced(`lag:${c.name}:`, f.duration, csv);
     const verifyAfter = await verifySettled(ctx.src.url, c.dest.url, [DB, PROBE_DB], f.sample);
     let burst: Result['burst'] = null;
     if (f.burst > 0) {
@@ -296,7 +309,7 @@ async function runContender(
     const lag = probe.targets[0];
     progress(`${LABEL[c.name]}: lag p50 ${fmt(lag.p50)} p99 ${fmt(lag.p99)} max ${fmt(lag.max)} ms, catch-up ${fmt(lag.catchUpMs)} ms, ${lag.missing} not seen`);
     return {
-      name: c.name, fullSyncSec, extra: c.extra(), verify, verifySec, probe, lag, verifyAfter, burst,
+      name: c.name, fullSyncSec, extra: c.extra(), verify, verifySec, probe, lag, warmup, verifyAfter, burst,
       procs: procFigures, dest: c.destPid ? figures('dest', c.destPid) : null, load1: load1(),
     };
   } finally {
@@ -494,7 +507,7 @@ async function verifySettled(src: string, dest: string, dbs: number[], sample: n
 
 function report(
   results: Result[],
-  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; 'probe-every': number; duration: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
+  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; 'probe-every': number; duration: number; warmup: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
 ): void {
   const by = (n: Name) => results.find((r) => r.name === n) ?? null;
   const nat = by('native');
@@ -528,7 +541,10 @@ function report(
     row('  CPU s of the sync process(es)', (r) => sumProcs(r, 'cpuFull')),
     row('  CPU s of the destination redis', (r) => r.dest?.cpuFull ?? (r.name === 'native' ? 'the replica' : null), false),
     row(`  verify --sample ${o.f.sample}`, (r) => verdict(r.verify), false),
-    row(`incremental: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.duration} s, writer achieved ops/s`, (r) => r.probe.writerOpsPerSec, false),
+    ...(o.f.warmup > 0
+      ? [row(`warm-up: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.warmup} s, lag p50 / p99 / max (ms)`, (r) => (r.warmup ? `${fmt(r.warmup.p50)} / ${fmt(r.warmup.p99)} / ${fmt(r.warmup.max)}` : null), false)]
+      : []),
+    row(`incremental: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.duration} s${o.f.warmup > 0 ? ' after it' : ''}, writer achieved ops/s`, (r) => r.probe.writerOpsPerSec, false),
     row('  ops/s delivered', (r) => r.lag.deliveredOpsPerSec),
     row('  lag p50 (ms)', (r) => r.lag.p50),
     row('  lag p90 (ms)', (r) => r.lag.p90),
@@ -581,7 +597,7 @@ function report(
   });
   printJson({
     bench: 'e2e', machine: m, loadBefore: o.loadBefore, dataset: o.f.dataset, keys: o.keys, smallKeys: o.fill.smallKeys, collections: o.fill.collections, usedMemory: o.fill.usedMemory,
-    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, probeEvery: o.f['probe-every'], durationSec: o.f.duration,
+    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, probeEvery: o.f['probe-every'], durationSec: o.f.duration, warmupSec: o.f.warmup,
     redisShakeBin: o.shakeBin,
     ...Object.fromEntries(results.map((r) => [r.name, json(r)])),
     ratio: Object.fromEntries(cols.map((r) => [r.name, {
