@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { OriginTracker } from '../../../services/applier/origin-lag.js';
 import type { ChangeEvent } from '../../../services/events/model.js';
+import { decodeBatch, encodeBatch } from '../../../services/events/codec.js';
+import { EncodedCommandEvent } from '../../../services/events/encoded-command.js';
 
 const pos = { epoch: 1, replid: 'r', offset: 0, seq: 0 } as never;
 const hb = (timeMs: number, db = 0): ChangeEvent => ({ kind: 'heartbeat', pos, db, timeMs });
@@ -20,6 +22,15 @@ describe('origin lag (cascade)', () => {
     const t = new OriginTracker();
     t.observe([set('SET', 'replistream:pos:g', '1000'), set('SET', 'replistream:origin:a', 'x'), set('GET', 'replistream:origin:a', '5'), set('SET', 'user', '1')]);
     expect(t.report()).toBeNull();
+  });
+
+  it('events read in RESP (a standalone destination) are looked at in their bytes, with the same outcome', () => {
+    const events = [set('SET', 'user', '1'), set('SET', 'replistream:origin:a', '1000'), set('GET', 'replistream:origin:b', '5'), set('SET', 'replistream:origin:b', 'x'), set('DEL', 'k')];
+    const inResp = decodeBatch(encodeBatch(events.map((e) => ({ ...e, pos: { epoch: 1, replid: 'r', offset: 0, seq: 0 } }))), undefined, { encodeCommands: true });
+    expect(inResp.every((e) => e instanceof EncodedCommandEvent)).toBe(true);
+    const t = new OriginTracker();
+    t.observe(inResp);
+    expect(t.report(2500)).toEqual({ sourceId: 'a', timeMs: 1000, ms: 1500 });
   });
 
   it('the farthest origin wins (the oldest time)', () => {
