@@ -246,9 +246,8 @@ const NO_ITEMS: readonly TranslatedItem[] = Object.freeze([]);
 const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_OPS: readonly Op[] = Object.freeze([]);
 
-/** What one event contributes to one domain (the standalone server, or one slot). */
 /**
- * An event's share of a transaction. A standalone destination's part is its own `prep` (one object
+ * What one event contributes to one domain (the standalone server, or one slot). A standalone destination's part is its own `prep` (one object
  * per event: at tens of thousands of events per second, each object that lives until its
  * transaction is answered is copied by the young-generation collector).
  */
@@ -449,11 +448,6 @@ export class DestinationWriter {
   }
 
   /**
-   * The RDB version up to which this writer restores snapshot payloads as they are (restore write
-   * mode, once started): the typed values of such keys are never looked at, so a reader may leave
-   * them out. null in commands mode or before `start`.
-   */
-  /**
    * Whether events of one command are best read already in RESP (events/encoded-command.ts): a
    * standalone destination takes most of them as they are; a cluster one routes each by its keys.
    */
@@ -461,6 +455,11 @@ export class DestinationWriter {
     return this.topo?.kind === 'standalone';
   }
 
+  /**
+   * The RDB version up to which this writer restores snapshot payloads as they are (restore write
+   * mode, once started): the typed values of such keys are never looked at, so a reader may leave
+   * them out. null in commands mode or before `start`.
+   */
   restoredPayloadsUpTo(): number | null {
     return this.opts.writeMode === 'restore' && this.dinfo ? this.dinfo.rdbVersion : null;
   }
