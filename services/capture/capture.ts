@@ -25,6 +25,7 @@ import { ReplistreamError } from '../common/errors.js';
 import type { Throttle } from '../common/rate-limit.js';
 import type { Logger } from '../common/log.js';
 import type { ChangeEvent, CommandEvent, Heartbeat, SlotHandOff, SnapshotBegin, SnapshotEnd, SourcePosition } from '../events/model.js';
+import { NO_PARTICIPANTS } from '../events/model.js';
 import { ReplicaLink, type ReplicaLinkOptions, type ReplicaPosition } from '../replication/link/index.js';
 import type { RdbItem, RdbParser } from '../replication/rdb/index.js';
 import type { CommandUnit } from '../replication/resp/grouper.js';
@@ -46,8 +47,6 @@ import { collectIfIdle, noteActivity, paceExternal } from './idle-gc.js';
  * bytes) negligible.
  */
 const EVENTS_PER_RECORD = 1000;
-/** The participants of an event that lives in one partition: none, shared (frozen: nothing appends). */
-const NO_PARTICIPANTS = Object.freeze([]) as unknown as CommandEvent['participants'];
 
 export interface EventSink {
   /**

@@ -8,6 +8,7 @@
  * missing from the table returns `null`: the caller must then treat it as touching every
  * partition, which is always correct, only slower.
  */
+import { lowerCommandName } from '../events/command-names.js';
 
 type Spec =
   | { first: number; last: number; step: number } // last < 0 counts from the end
@@ -90,37 +91,6 @@ export function isSingleKeyCommand(name: string): boolean {
     }
   }
   return singleKey.has(name);
-}
-
-/**
- * Lower-case names met so far, by a hash of their case-folded bytes: routing names every command
- * capture reads, and decoding and lower-casing each name cost two strings per command.
- */
-const lowerNames = new Map<number, string>();
-const MAX_LOWER_NAMES = 1024;
-
-/** The lower-case name of a command whose first argument is `a`. */
-export function lowerCommandName(a: Buffer): string {
-  const n = a.length;
-  if (n > 32) return a.toString('latin1').toLowerCase();
-  let h = n;
-  for (let i = 0; i < n; i++) {
-    const c = a[i];
-    h = (Math.imul(h, 31) + (c >= 65 && c <= 90 ? c + 32 : c)) | 0;
-  }
-  const known = lowerNames.get(h);
-  if (known !== undefined && known.length === n) {
-    let same = true;
-    for (let i = 0; i < n && same; i++) {
-      const c = a[i];
-      same = (c >= 65 && c <= 90 ? c + 32 : c) === known.charCodeAt(i);
-    }
-    if (same) return known;
-  }
-  const name = a.toString('latin1').toLowerCase();
-  // only ASCII names: lower-casing may turn a latin1 character into one outside latin1
-  if (lowerNames.size < MAX_LOWER_NAMES && name.length === n && /^[\x20-\x7e]*$/.test(name)) lowerNames.set(h, name);
-  return name;
 }
 
 /** Indexes of the key arguments of `args` (args[0] is the command name), or null when unknown. */

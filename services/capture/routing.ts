@@ -9,7 +9,8 @@
  * have reached it, then one of them applies it (G3); see services/applier/barrier.ts.
  */
 import calculateSlot from 'cluster-key-slot';
-import { CROSS_DB, isSingleKeyCommand, keyIndexes, lowerCommandName } from './command-keys.js';
+import { lowerCommandName } from '../events/command-names.js';
+import { CROSS_DB, isSingleKeyCommand, keyIndexes } from './command-keys.js';
 
 export interface Participant {
   db: number;

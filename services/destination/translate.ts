@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
 import type { EncodedCommandEvent } from '../events/encoded-command.js';
+import { upperCommandName } from '../events/command-names.js';
 import { packedArgsOf } from '../events/packed-args.js';
 import { ReplistreamError } from '../common/errors.js';
 import { dumpPayloadValue } from '../replication/dump-value.js';
@@ -53,12 +54,6 @@ export interface Op {
   origin: OpOrigin | null;
 }
 
-/**
- * Upper-case names of the command names met so far, by a hash of their case-folded bytes: the
- * applier names every command it writes, and decoding and upper-casing each one cost two strings.
- */
-const knownNames = new Map<number, string>();
-const MAX_KNOWN_NAMES = 1024;
 
 export function commandName(args: Arg[]): string {
   return commandNameOf(args[0]);
@@ -66,27 +61,7 @@ export function commandName(args: Arg[]): string {
 
 /** Upper-case name of a command whose first argument is `a`. */
 export function commandNameOf(a: Arg): string {
-  if (typeof a === 'string') return a.toUpperCase();
-  const n = a.length;
-  if (n > 32) return a.toString('latin1').toUpperCase();
-  let h = n;
-  for (let i = 0; i < n; i++) {
-    const c = a[i];
-    h = (Math.imul(h, 31) + (c >= 97 && c <= 122 ? c - 32 : c)) | 0;
-  }
-  const known = knownNames.get(h);
-  if (known !== undefined && known.length === n) {
-    let same = true;
-    for (let i = 0; i < n && same; i++) {
-      const c = a[i];
-      same = (c >= 97 && c <= 122 ? c - 32 : c) === known.charCodeAt(i);
-    }
-    if (same) return known;
-  }
-  const name = a.toString('latin1').toUpperCase();
-  // only ASCII names: upper-casing may turn a latin1 character into one outside latin1
-  if (knownNames.size < MAX_KNOWN_NAMES && name.length === n && /^[\x20-\x7e]*$/.test(name)) knownNames.set(h, name);
-  return name;
+  return typeof a === 'string' ? a.toUpperCase() : upperCommandName(a);
 }
 
 export function argString(a: Arg | undefined): string {

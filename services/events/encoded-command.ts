@@ -14,6 +14,7 @@
  * error messages, rate limits): it is decoded from the bytes the first time it is read.
  */
 import type { CommandEvent, SourcePosition } from './model.js';
+import { NO_PARTICIPANTS } from './model.js';
 
 /** A command already encoded as RESP: bytes `[respStart, respEnd)` of `resp`. */
 export interface EncodedCommand {
@@ -22,7 +23,6 @@ export interface EncodedCommand {
   readonly respEnd: number;
 }
 
-const NO_PARTICIPANTS = Object.freeze([]) as unknown as Array<{ db: number; partition: number }>;
 
 export class EncodedCommandEvent implements CommandEvent, EncodedCommand {
   readonly kind = 'command' as const;

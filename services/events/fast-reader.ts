@@ -16,9 +16,11 @@
  * reads it or says what is wrong.
  */
 import type { ChangeEvent, CommandEvent, EventPiece, Heartbeat, SnapshotKey, SourcePosition, TypedValue } from './model.js';
+import { NO_PARTICIPANTS } from './model.js';
 import { payloadRdbVersion } from '../replication/dump-payload.js';
 import { PACK_ARGS_FROM, PackedArgs, resizableArrayBuffers } from './packed-args.js';
 import { EncodedCommandEvent, respDigits, writeRespHeader } from './encoded-command.js';
+import { sharedCommandName } from './command-names.js';
 
 /** Where things are in the schema: union branch indexes and enum symbols. */
 export interface FastReadLayout {
@@ -52,11 +54,6 @@ export interface ReadOptions {
 /** Thrown inside the reader to give up on a batch (caught in `read`). */
 class NotMine extends Error {}
 const NOT_MINE = new NotMine();
-/** Command names shared between events (`commandNameBytes`), by a hash of their bytes. */
-const sharedNames = new Map<number, Buffer>();
-const MAX_SHARED_NAMES = 1024;
-const MAX_SHARED_NAME_BYTES = 32;
-const NO_PARTICIPANTS = Object.freeze([]) as unknown as Array<{ db: number; partition: number }>;
 const EMPTY = Buffer.alloc(0);
 
 export class FastReader {
@@ -148,26 +145,23 @@ export class FastReader {
    */
   private commandNameBytes(): Buffer {
     const start = this.bytesStart();
-    return this.sharedName(start, this.p);
+    return sharedCommandName(this.buf, start, this.p);
   }
 
-  /** The shared Buffer of the name at `[start, end)` of the record (see `commandNameBytes`). */
-  private sharedName(start: number, end: number): Buffer {
-    const len = end - start;
-    const b = this.buf;
-    if (len > MAX_SHARED_NAME_BYTES) return b.subarray(start, end);
-    let h = len;
-    for (let i = start; i < end; i++) h = (Math.imul(h, 31) + b[i]) | 0;
-    const known = sharedNames.get(h);
-    if (known !== undefined && known.length === len) {
-      let same = true;
-      for (let i = 0; i < len && same; i++) same = known[i] === b[start + i];
-      if (same) return known;
+  /**
+   * A command event's participants. Most events are single-stream: they share one frozen empty
+   * list (nothing appends to one).
+   */
+  private participants(): Array<{ db: number; partition: number }> {
+    let participants = NO_PARTICIPANTS;
+    for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
+      if (participants === NO_PARTICIPANTS) participants = [];
+      for (let i = 0; i < n; i++) {
+        const pdb = this.long();
+        participants.push({ db: pdb, partition: this.long() });
+      }
     }
-    if (sharedNames.size >= MAX_SHARED_NAMES) return b.subarray(start, end);
-    const copy = Buffer.from(b.subarray(start, end)); // not a view: it must not keep the record alive
-    sharedNames.set(h, copy);
-    return copy;
+    return participants;
   }
 
   private boolean(): boolean {
@@ -259,14 +253,7 @@ export class FastReader {
       }
     }
     if (argc === 0 || this.blockCount() !== 0) return this.rewind(at);
-    let participants: Array<{ db: number; partition: number }> | undefined;
-    for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
-      participants ??= [];
-      for (let i = 0; i < n; i++) {
-        const pdb = this.long();
-        participants.push({ db: pdb, partition: this.long() });
-      }
-    }
+    const participants = this.participants();
     if (this.piece() !== null) return this.rewind(at);
     const end = this.p;
     size += 1 + respDigits(argc) + 2;
@@ -289,7 +276,7 @@ export class FastReader {
         const from = this.bytesStart();
         const to = this.p;
         o = writeRespHeader(out, o, 0x24, to - from); // '$'
-        if (k === 0) name = this.sharedName(from, to);
+        if (k === 0) name = sharedCommandName(this.buf, from, to);
         else if (k === 1) keyStart = o;
         if (to - from <= 16) for (let j = from; j < to; j++) out[o++] = b[j];
         else o += b.copy(out, o, from, to);
@@ -452,16 +439,7 @@ export class FastReader {
       const commands: Buffer[][] = new Array<Buffer[]>(n); // sized as in bytesArray
       for (let i = 0; i < n; i++) commands[i] = this.commandArgs();
       for (n = n === 0 ? 0 : this.blockCount(); n > 0; n = this.blockCount()) for (let i = 0; i < n; i++) commands.push(this.commandArgs());
-      // most events are single-stream: they share one frozen empty list (nothing appends to one)
-      let participants: Array<{ db: number; partition: number }> = NO_PARTICIPANTS;
-      for (let n = this.blockCount(); n > 0; n = this.blockCount()) {
-        if (participants === NO_PARTICIPANTS) participants = [];
-        for (let i = 0; i < n; i++) {
-          const pdb = this.long();
-          participants.push({ db: pdb, partition: this.long() });
-        }
-      }
-      const e: CommandEvent = { kind: 'command', pos, db, commands, participants, piece: this.piece() };
+      const e: CommandEvent = { kind: 'command', pos, db, commands, participants: this.participants(), piece: this.piece() };
       return e;
     }
     if (branch === L.heartbeat) {

@@ -144,6 +144,12 @@ export interface CommandEvent {
   piece: EventPiece | null;
 }
 
+/**
+ * The participants of a unit that lives in one partition: none. One list shared by all such events
+ * (most of them), frozen because nothing may append to it.
+ */
+export const NO_PARTICIPANTS = Object.freeze([]) as unknown as CommandEvent['participants'];
+
 /** Written every second: the source's heartbeat key and its wall-clock time, for lag. */
 export interface Heartbeat {
   kind: 'heartbeat';
