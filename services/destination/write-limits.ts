@@ -7,6 +7,7 @@
  */
 import { LimitSettings, Throttle } from '../common/rate-limit.js';
 import type { ChangeEvent, TypedValue } from '../events/model.js';
+import { EncodedCommandEvent, respArgumentBytes } from '../events/encoded-command.js';
 import { packedArgsOf } from '../events/packed-args.js';
 import type { DestinationWriter } from './writer.js';
 
@@ -64,6 +65,10 @@ export function writeWeight(segments: Array<{ events: ChangeEvent[] }>): WriteWe
         ops++;
         // restore mode sends the payload; commands mode the typed value
         bytes += e.key.length + (e.payload ? e.payload.length : e.value ? typedBytes(e.value) : 0);
+      } else if (e instanceof EncodedCommandEvent) {
+        // read in RESP: counted from its bytes, not by decoding its arguments
+        ops++;
+        bytes += respArgumentBytes(e.resp, e.respStart, e.respEnd);
       } else if (e.kind === 'command') {
         ops += e.commands.length;
         for (const c of e.commands) {

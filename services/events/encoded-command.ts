@@ -23,7 +23,6 @@ export interface EncodedCommand {
   readonly respEnd: number;
 }
 
-
 export class EncodedCommandEvent implements CommandEvent, EncodedCommand {
   readonly kind = 'command' as const;
   readonly piece = null;
@@ -94,4 +93,22 @@ export function decodeRespCommand(buf: Buffer, start: number, end: number): Buff
   }
   if (p !== end) throw new Error(`encoded command ends at ${p}, not ${end}`);
   return args;
+}
+
+/** Bytes of the arguments of the RESP array at `[start, end)` of `buf` (what a rate limit counts), read as `decodeRespCommand` reads. */
+export function respArgumentBytes(buf: Buffer, start: number, end: number): number {
+  let p = start + 1; // '*'
+  let n = 0;
+  while (buf[p] !== 0x0d) n = n * 10 + (buf[p++] - 0x30);
+  p += 2;
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    p++; // '$'
+    let len = 0;
+    while (buf[p] !== 0x0d) len = len * 10 + (buf[p++] - 0x30);
+    p += 2 + len + 2;
+    bytes += len;
+  }
+  if (p !== end) throw new Error(`encoded command ends at ${p}, not ${end}`);
+  return bytes;
 }

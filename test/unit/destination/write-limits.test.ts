@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../services/events/model.js';
 import { limitWrites, writeWeight } from '../../../services/destination/write-limits.js';
+import { EncodedCommandEvent } from '../../../services/events/encoded-command.js';
 
 const pos = { epoch: 1, offset: 10, seq: 0, replid: 'r' };
 const b = (s: string) => Buffer.from(s);
@@ -17,6 +18,17 @@ describe('write weight', () => {
       { kind: 'snapshot-end', pos, db: 0, keyCount: 2 },
     ];
     expect(writeWeight([{ events: events.slice(0, 3) }, { events: events.slice(3) }])).toEqual({ ops: 2 + 4, bytes: (2 + 10) + (1 + 1 + 3) + (5 + 5 + 5 + 4) });
+  });
+
+  it('weighs an event read in RESP by its bytes as the same event with its arguments', () => {
+    const value = 'v'.repeat(1234);
+    const args = [b('SET'), b('key:1'), b(value), b('')];
+    const resp = b(`##*4\r\n$3\r\nSET\r\n$5\r\nkey:1\r\n$1234\r\n${value}\r\n$0\r\n\r\n##`);
+    const encoded = new EncodedCommandEvent(pos, 0, resp, 2, resp.length - 2, args[0], 19, 24);
+    const plain: ChangeEvent = { kind: 'command', pos, db: 0, commands: [args], participants: [], piece: null };
+    expect(writeWeight([{ events: [encoded] }])).toEqual({ ops: 1, bytes: 3 + 5 + 1234 });
+    expect(writeWeight([{ events: [encoded] }])).toEqual(writeWeight([{ events: [plain] }]));
+    expect(encoded.commands).toEqual([args]);
   });
 
   it('an unlimited writer passes plans straight through; limits change through its settings', async () => {
