@@ -167,6 +167,13 @@ interface BacklogResult {
   /** restart → lag back under 250 ms (sustained for 1 s of probes). */
   drainSec: number | null;
   nativeDrainSec: number | null;
+  /**
+   * The restart's timeline from the restarted processes' logs, seconds after the restart (the
+   * slowest process of each): process up (its first log line), consumer group's final assignment
+   * (appliers: the last "consumer group joined"), working (capture: stream resumed; applier: first
+   * write). Null when a process never logged it.
+   */
+  restart: { upSec: number | null; joinedSec: number | null; workingSec: number | null };
   sentOpsPerSec: number;
   lagBefore: LagStats;
   counters: CounterDelta;
@@ -377,11 +384,21 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
         g.stop();
         const run = await running;
         const c1 = await counters();
+        const slowest = (msg: string, which: 'first' | 'last') => {
+          const times = stopped.map((p) => p.logTime(msg, which));
+          return times.some((t) => t === null) ? null : (Math.max(...(times as number[])) - tRestart) / 1000;
+        };
+        const restart = {
+          upSec: slowest('task state: prechecking', 'first'),
+          joinedSec: variant === 'appliers' ? slowest('consumer group joined', 'last') : null,
+          workingSec: slowest('task state: synchronizing', 'first'),
+        };
         res.backlog.push({
           variant, behindBefore: behind, buildUpSec: (tRestart - tStop) / 1000,
           backlogAppliedSec: appliedAt === null ? null : (appliedAt - tRestart) / 1000,
           drainSec: drainedAt === null ? null : (drainedAt - tRestart) / 1000,
           nativeDrainSec: nativeDrainedAt === null ? null : Math.max(0, nativeDrainedAt - nativeRestart) / 1000,
+          restart,
           sentOpsPerSec: run.issued / (run.ms / 1000), lagBefore, counters: delta(c0, c1), load1: load1(),
         });
         const b = res.backlog[res.backlog.length - 1];
@@ -556,7 +573,24 @@ export class Svc {
     return !this.expectedExit && !!this.proc && (this.proc.child.exitCode !== null || this.proc.child.signalCode !== null);
   }
 
-  logTail(): string {
+  /** When the running process logged `msg` (its first or last such line), on this bench's clock (`now()`); null if never. */
+  logTime(msg: string, which: 'first' | 'last'): number | null {
+    let at: number | null = null;
+    for (const line of (this.proc?.log() ?? '').split('\n')) {
+      if (!line.includes(msg)) continue;
+      try {
+        const j = JSON.parse(line) as { time?: unknown; msg?: unknown };
+        if (j.msg !== msg || typeof j.time !== 'number') continue;
+        at = j.time - performance.timeOrigin; // log times are epoch ms; now() counts from timeOrigin
+        if (which === 'first') break;
+      } catch {
+        // not a log line of the service's own (a stray write to stderr)
+      }
+    }
+    return at;
+  }
+
+    logTail(): string {
     return (this.proc?.log() ?? '').split('\n').slice(-15).join('\n');
   }
 
@@ -1208,11 +1242,12 @@ function report(r: PipelineResult, partitions: number): void {
     const rows = r.backlog.map((b) => [
       `${b.variant} stopped`, b.sentOpsPerSec, b.lagBefore.p99, b.buildUpSec, b.backlogAppliedSec ?? never(b), b.drainSec ?? never(b),
       b.drainSec === null ? null : (b.drainSec / b.buildUpSec).toFixed(3), b.nativeDrainSec, b.nativeDrainSec === null ? null : (b.nativeDrainSec / b.buildUpSec).toFixed(4),
-      b.counters.reread, b.counters.applied, rr(b.counters) === null ? null : rr(b.counters)!.toFixed(3), b.counters.resumeSkippedRecords, b.load1,
+      b.counters.reread, b.counters.applied, rr(b.counters) === null ? null : rr(b.counters)!.toFixed(3), b.counters.resumeSkippedRecords,
+      b.restart.upSec, b.restart.joinedSec, b.restart.workingSec, b.load1,
     ]);
     printGrid(
       `${title}: backlog`,
-      ['variant', 'ops/s', 'lag p99 before', 'build-up s', 'backlog applied s', 'drain s', 'drain/build-up', 'native drain s', 'native ratio', 're-read', 'applied', 're-read/applied', 'skipped on resume', 'load1'],
+      ['variant', 'ops/s', 'lag p99 before', 'build-up s', 'backlog applied s', 'drain s', 'drain/build-up', 'native drain s', 'native ratio', 're-read', 'applied', 're-read/applied', 'skipped on resume', 'up s', 'joined s', 'working s', 'load1'],
       rows,
       [
         'build-up: the time the capture (SIGTERM, then started again) or every applier of the group was stopped; the native replica is stopped as long by DEBUG SLEEP.',
@@ -1221,6 +1256,8 @@ function report(r: PipelineResult, partitions: number): void {
         '(the pipeline does not keep up with this load at all), so the drain was not waited for beyond the build-up time.',
         'skipped on resume: records a newly assigned partition dropped without decoding them, because the destination\'s position says',
         '  they are applied (the group\'s commit was behind it; Kafka records, not events).',
+        'up / joined / working: the restart\'s timeline from the restarted processes\' logs, s after the restart, the slowest process of each:',
+        '  its first log line; the group\'s final assignment (the last "consumer group joined"; appliers only); stream resumed (capture) or first write (applier).',
       ],
     );
   }
