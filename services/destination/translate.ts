@@ -54,7 +54,6 @@ export interface Op {
   origin: OpOrigin | null;
 }
 
-
 export function commandName(args: Arg[]): string {
   return commandNameOf(args[0]);
 }

@@ -247,9 +247,10 @@ const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_OPS: readonly Op[] = Object.freeze([]);
 
 /**
- * What one event contributes to one domain (the standalone server, or one slot). A standalone destination's part is its own `prep` (one object
- * per event: at tens of thousands of events per second, each object that lives until its
- * transaction is answered is copied by the young-generation collector).
+ * What one event contributes to one domain (the standalone server, or one slot). A standalone
+ * destination's part is its own `prep` (one object per event: at tens of thousands of events per
+ * second, each object that lives until its transaction is answered is copied by the
+ * young-generation collector).
  */
 interface Part {
   /** The stream the event belongs to (a transaction may carry several streams' events). */
