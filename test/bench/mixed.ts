@@ -174,6 +174,11 @@ interface BacklogResult {
    * write). Null when a process never logged it.
    */
   restart: { upSec: number | null; joinedSec: number | null; workingSec: number | null };
+  /**
+   * CPU seconds (user + system) the restarted processes used from their start until the backlog
+   * was applied (sampled when it was seen applied, every 200 ms), all of them together.
+   */
+  restartCpuSec: number | null;
   sentOpsPerSec: number;
   lagBefore: LagStats;
   counters: CounterDelta;
@@ -373,12 +378,16 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
         let drainedAt: number | null = null;
         let nativeDrainedAt: number | null = null;
         let appliedAt: number | null = null;
+        let restartCpuSec: number | null = null;
         const before = pr.indexesSentBefore(tRestart).slice(warmIdx);
         await waitCapped(() => {
           alive();
           drainedAt ??= pr.drainedAt('replistream', firstAfter, 1000);
           nativeDrainedAt ??= pr.drainedAt('native', pr.firstSentAfter(nativeRestart), 1000);
-          if (appliedAt === null && pr.allArrived('replistream', before)) appliedAt = pr.lastArrival('replistream', before);
+          if (appliedAt === null && pr.allArrived('replistream', before)) {
+            appliedAt = pr.lastArrival('replistream', before);
+            restartCpuSec = stopped.reduce((n, s) => n + s.cpuSec(), 0);
+          }
           return drainedAt !== null && appliedAt !== null && nativeDrainedAt !== null;
         }, behind ? o.backlogSec * 1000 : o.drainCapMs, 200);
         g.stop();
@@ -398,7 +407,7 @@ async function runPipeline(appliers: number, o: PipelineOptions): Promise<Pipeli
           backlogAppliedSec: appliedAt === null ? null : (appliedAt - tRestart) / 1000,
           drainSec: drainedAt === null ? null : (drainedAt - tRestart) / 1000,
           nativeDrainSec: nativeDrainedAt === null ? null : Math.max(0, nativeDrainedAt - nativeRestart) / 1000,
-          restart,
+          restart, restartCpuSec,
           sentOpsPerSec: run.issued / (run.ms / 1000), lagBefore, counters: delta(c0, c1), load1: load1(),
         });
         const b = res.backlog[res.backlog.length - 1];
@@ -1243,11 +1252,11 @@ function report(r: PipelineResult, partitions: number): void {
       `${b.variant} stopped`, b.sentOpsPerSec, b.lagBefore.p99, b.buildUpSec, b.backlogAppliedSec ?? never(b), b.drainSec ?? never(b),
       b.drainSec === null ? null : (b.drainSec / b.buildUpSec).toFixed(3), b.nativeDrainSec, b.nativeDrainSec === null ? null : (b.nativeDrainSec / b.buildUpSec).toFixed(4),
       b.counters.reread, b.counters.applied, rr(b.counters) === null ? null : rr(b.counters)!.toFixed(3), b.counters.resumeSkippedRecords,
-      b.restart.upSec, b.restart.joinedSec, b.restart.workingSec, b.load1,
+      b.restart.upSec, b.restart.joinedSec, b.restart.workingSec, b.restartCpuSec === null ? null : b.restartCpuSec.toFixed(2), b.load1,
     ]);
     printGrid(
       `${title}: backlog`,
-      ['variant', 'ops/s', 'lag p99 before', 'build-up s', 'backlog applied s', 'drain s', 'drain/build-up', 'native drain s', 'native ratio', 're-read', 'applied', 're-read/applied', 'skipped on resume', 'up s', 'joined s', 'working s', 'load1'],
+      ['variant', 'ops/s', 'lag p99 before', 'build-up s', 'backlog applied s', 'drain s', 'drain/build-up', 'native drain s', 'native ratio', 're-read', 'applied', 're-read/applied', 'skipped on resume', 'up s', 'joined s', 'working s', 'cpu s', 'load1'],
       rows,
       [
         'build-up: the time the capture (SIGTERM, then started again) or every applier of the group was stopped; the native replica is stopped as long by DEBUG SLEEP.',
@@ -1258,6 +1267,7 @@ function report(r: PipelineResult, partitions: number): void {
         '  they are applied (the group\'s commit was behind it; Kafka records, not events).',
         'up / joined / working: the restart\'s timeline from the restarted processes\' logs, s after the restart, the slowest process of each:',
         '  its first log line; the group\'s final assignment (the last "consumer group joined"; appliers only); stream resumed (capture) or first write (applier).',
+        'cpu s: CPU time (user + system) of the restarted processes together, from their start until the backlog was applied.',
       ],
     );
   }
