@@ -25,6 +25,7 @@ const encoderPatch = installEncoderPatch();
 // A cheaper reader of fetched record batches (kafkajs-decoder.ts says why), likewise.
 const decoderPatch = installDecoderPatch();
 let encoderPatchReported = false;
+let decoderPatchReported = false;
 
 export type { Kafka };
 
@@ -89,8 +90,8 @@ export function createKafka(config: KafkaClientConfig): Kafka {
     encoderPatchReported = true;
     logger.warn({ reason: encoderPatch.skipped }, 'kafkajs request encoder left unpatched: produce requests are copied more');
   }
-  if (decoderPatch.skipped && !encoderPatchReported) {
-    encoderPatchReported = true;
+  if (decoderPatch.skipped && !decoderPatchReported) {
+    decoderPatchReported = true;
     logger.warn({ reason: decoderPatch.skipped }, "kafkajs record-batch decoder left unpatched: fetched records cost more CPU");
   }
   const level = LEVELS[config.logLevel ?? 'warn'];
