@@ -16,6 +16,30 @@ export type RespArg = string | Buffer;
 /** A command to send: its arguments, or its bytes already in RESP (an event read that way). */
 export type RespCommand = readonly RespArg[] | EncodedCommand;
 
+/**
+ * Commands encoded earlier (by `encodeCommandChunks`), sent as they are: `count` commands whose
+ * bytes are the concatenation of `chunks`. Lets a writer encode a request while the destination
+ * is still busy with the previous one, and only send it later.
+ */
+export interface EncodedBatch {
+  readonly chunks: readonly Buffer[];
+  readonly count: number;
+}
+
+/** What a connection sends: commands, or batches of commands already encoded. */
+export type RespSendable = RespCommand | EncodedBatch;
+
+/** Commands in `items` (a batch counts its commands). */
+export function commandCount(items: readonly RespSendable[]): number {
+  let n = 0;
+  for (const it of items) n += isBatch(it) ? it.count : 1;
+  return n;
+}
+
+function isBatch(item: RespSendable): item is EncodedBatch {
+  return (item as EncodedBatch).chunks !== undefined;
+}
+
 /** A `-ERR …` reply. Named like ioredis's so the writer's error classification applies to both. */
 export class RespReplyError extends Error {
   override name = 'ReplyError';
@@ -85,13 +109,18 @@ export const BIG_ARGUMENT_BYTES = 64 * 1024;
 /** Argument lengths of `encodeCommandChunks`, kept between calls (grown, never shrunk). */
 const lengthsScratch: number[] = [];
 
-export function encodeCommandChunks(commands: readonly RespCommand[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
+export function encodeCommandChunks(commands: readonly RespSendable[], bigArgument = BIG_ARGUMENT_BYTES): Buffer[] {
   const lengths = lengthsScratch;
   let ln = 0;
-  /** Sizes of the buffers between big arguments. */
+  /** Sizes of the buffers between big arguments (and around batches). */
   const sizes: number[] = [];
   let size = 0;
   for (const cmd of commands) {
+    if (isBatch(cmd)) {
+      sizes.push(size);
+      size = 0;
+      continue;
+    }
     if (!isArgs(cmd)) {
       size += cmd.respEnd - cmd.respStart;
       continue;
@@ -129,12 +158,19 @@ export function encodeCommandChunks(commands: readonly RespCommand[], bigArgumen
   let li = 0;
   for (let c = 0; c < commands.length; c++) {
     const cmd = commands[c];
+    if (isBatch(cmd)) {
+      if (at > 0) chunks.push(out);
+      for (const b of cmd.chunks) if (b.length > 0) chunks.push(b);
+      out = Buffer.allocUnsafe(sizes[si++]);
+      at = 0;
+      continue;
+    }
     if (!isArgs(cmd)) {
       // encoded commands lying back to back in one buffer (a record's events) are copied at once
       const src = cmd.resp;
       const from = cmd.respStart;
       let to = cmd.respEnd;
-      for (let next = commands[c + 1]; next !== undefined && !isArgs(next) && next.resp === src && next.respStart === to; next = commands[c + 1]) {
+      for (let next = commands[c + 1]; next !== undefined && !isArgs(next) && !isBatch(next) && next.resp === src && next.respStart === to; next = commands[c + 1]) {
         to = next.respEnd;
         c++;
       }
@@ -172,11 +208,11 @@ export function encodeCommandChunks(commands: readonly RespCommand[], bigArgumen
       out[at++] = 0x0a;
     }
   }
-  chunks.push(out);
+  if (at > 0 || chunks.length === 0) chunks.push(out);
   return chunks;
 }
 
-function isArgs(cmd: RespCommand): cmd is readonly RespArg[] {
+function isArgs(cmd: RespSendable): cmd is readonly RespArg[] {
   return Array.isArray(cmd);
 }
 

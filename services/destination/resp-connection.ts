@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { connections } from '../common/connection-settings.js';
 import { ReplistreamError } from '../common/errors.js';
 import { mapConnectError, type RedisEndpoint } from './connection.js';
-import { encodeCommandChunks, RespReplyError, RespReplyParser, type RespArg, type RespCommand, type RespReply } from './resp-codec.js';
+import { commandCount, encodeCommandChunks, RespReplyError, RespReplyParser, type RespArg, type RespReply, type RespSendable } from './resp-codec.js';
 
 interface Pending {
   want: number;
@@ -55,12 +55,14 @@ export class RespConnection {
    * `onConnection`, fails (CONNECTION, retriable) instead of reconnecting when that socket is gone:
    * a MULTI…EXEC must go on the socket that sent its WATCH.
    */
-  async send(commands: readonly RespCommand[], onConnection?: number): Promise<RespReply[]> {
+  send(commands: readonly RespSendable[], onConnection?: number): Promise<RespReply[]> {
     if (onConnection !== undefined && (this.socket === null || this.opened !== onConnection)) {
-      throw new ReplistreamError('CONNECTION', `${this.ep.display}: connection lost between WATCH and EXEC`, { retriable: true });
+      return Promise.reject(new ReplistreamError('CONNECTION', `${this.ep.display}: connection lost between WATCH and EXEC`, { retriable: true }));
     }
-    const socket = await this.connect();
-    return this.sendOn(socket, commands);
+    // on an open socket the bytes leave before this returns: a caller can work on its next request
+    // while the destination runs this one
+    if (this.socket) return this.sendOn(this.socket, commands);
+    return this.connect().then((socket) => this.sendOn(socket, commands));
   }
 
   close(): void {
@@ -72,11 +74,12 @@ export class RespConnection {
     this.failAll(new ReplistreamError('CONNECTION', `${this.ep.display}: connection closed`, { retriable: true }));
   }
 
-  private sendOn(socket: net.Socket, commands: readonly RespCommand[]): Promise<RespReply[]> {
+  private sendOn(socket: net.Socket, commands: readonly RespSendable[]): Promise<RespReply[]> {
     return new Promise<RespReply[]>((resolve, reject) => {
-      if (commands.length === 0) return resolve([]);
+      const want = commandCount(commands);
+      if (want === 0) return resolve([]);
       if (this.pending.length === 0) this.lastByteAt = Date.now(); // silence counts from the first request waiting
-      this.pending.push({ want: commands.length, replies: [], resolve, reject });
+      this.pending.push({ want, replies: [], resolve, reject });
       // big arguments are written from where they are, not copied into the request (resp-codec.ts)
       const chunks = encodeCommandChunks(commands);
       if (chunks.length === 1) socket.write(chunks[0]);

@@ -28,7 +28,9 @@
  *   re-delivery applies exactly what did not land.
  * - Standalone transactions are not pipelined behind one another: if one aborted while the next
  *   committed, the committed position would hide the aborted events forever. Throughput comes from
- *   the size of each transaction (thousands of commands in one round trip).
+ *   the size of each transaction (thousands of commands in one round trip), and from building and
+ *   encoding the next transaction while the destination runs the current one (`buildAhead`): it
+ *   is sent only once the current one committed, and thrown away otherwise.
  *
  * ## Where the position keys live
  * In `positionDb` (default 0) of a standalone destination, in db 0 of a cluster, under
@@ -107,7 +109,8 @@ import {
   versionAtLeast,
 } from './connection.js';
 import { RespConnection } from './resp-connection.js';
-import { commandArgs, type RespCommand } from './resp-codec.js';
+import { commandArgs, type RespCommand, type RespSendable } from './resp-codec.js';
+import { composeBody, type TransactionBody } from './transaction-body.js';
 import { EncodedCommandEvent } from '../events/encoded-command.js';
 import { runCrossSlot } from './cross-slot-runner.js';
 import type { CrossSlotPlan } from './cross-slot.js';
@@ -277,6 +280,8 @@ interface ChunkStream {
 }
 
 interface Chunk {
+  /** Index of its first part. */
+  start: number;
   end: number;
   ops: Op[];
   /** Every stream with events in the chunk, in order of first appearance. */
@@ -355,9 +360,14 @@ function sleep(ms: number): Promise<void> {
  * Error values, or null when a WATCHed key changed. Standalone transactions go through the writer's own RESP connection
  * (resp-connection.ts); cluster slots through their ioredis client.
  */
-async function sendBatch(target: Redis | RespConnection, commands: RespCommand[], onConnection?: number): Promise<unknown[]> {
+function sendBatch(target: Redis | RespConnection, commands: RespSendable[], onConnection?: number): Promise<unknown[]> {
   // no [error, value] pair made per reply: a transaction of 2,000 writes has 4,000 replies
   if (target instanceof RespConnection) return target.send(commands, onConnection);
+  return sendPipeline(target, commands as RespCommand[]);
+}
+
+/** `sendBatch` on an ioredis client (a cluster slot's master): commands only, no encoded batches. */
+async function sendPipeline(target: Redis, commands: RespCommand[]): Promise<unknown[]> {
   const p = target.pipeline();
   const inPipeline = p as unknown as { multi(): unknown; exec(): unknown };
   for (const cmd of commands) {
@@ -837,21 +847,55 @@ export class DestinationWriter {
     const streamNames = [...new Set(segments.map((seg) => seg.stream))];
     let from = 0;
     let attempts = 0;
+    /** The next transaction, built and encoded while the destination ran the last one. */
+    let ahead: { chunk: Chunk; body: TransactionBody } | null = null;
     while (from < parts.length) {
       for (const name of streamNames) await this.loadStandalone(name, this.stream(name), markerKeys, client);
-      const chunk = this.buildChunk(parts, from, (name) => this.stream(name).domains.get(0)!, skipIds);
+      const chunk = ahead?.chunk.start === from ? ahead.chunk : this.buildChunk(parts, from, (name) => this.stream(name).domains.get(0)!, skipIds);
+      const body = ahead?.chunk === chunk ? ahead.body : null;
+      ahead = null;
       if (!chunk.positionChanged && chunk.ops.length === 0 && chunk.markerSets.size === 0) {
         this.commitChunk(0, chunk, result, false);
         from = chunk.end;
         continue;
       }
-      const outcome = await this.execTransaction(this.txConnection ?? client, this.opts.positionDb, chunk, (name) => this.keys!.position(name));
+      const target = this.txConnection ?? client;
+      const running = this.execTransaction(target, this.opts.positionDb, chunk, (name) => this.keys!.position(name), body);
+      // (on an open connection its bytes have left: RespConnection.send writes before returning)
+      if (chunk.end < parts.length && target instanceof RespConnection) ahead = this.buildAhead(parts, chunk, skipIds);
+      const outcome = await running;
       const next = await this.handleOutcome(0, chunk, parts, outcome, skipIds, result, ++attempts);
-      if (next === 'retry') continue;
+      if (next === 'retry') {
+        ahead = null;
+        continue;
+      }
       attempts = 0;
       from = chunk.end;
     }
     return result;
+  }
+
+  /**
+   * The transaction after `chunk`, built and encoded as if `chunk` commits (by far the common
+   * outcome), while the destination runs it. The caller uses it only when `chunk` did commit with
+   * nothing to retry: it then is exactly what building it afterwards would give, since a chunk is
+   * built from the committed positions and markers alone, which committing `chunk` sets to what
+   * `chunk` holds. Null when building fails: the failure is met again, in its place, by building
+   * after the commit.
+   */
+  private buildAhead(parts: Part[], chunk: Chunk, skipIds: Set<string>): { chunk: Chunk; body: TransactionBody } | null {
+    const after = (name: string): DomainState => {
+      const share = chunk.streams.get(name);
+      if (!share) return this.stream(name).domains.get(0)!;
+      // what commitChunk makes of it
+      return { pos: share.state.pos, stored: share.positionChanged && share.posToStore ? share.posToStore : share.state.stored };
+    };
+    try {
+      const next = this.buildChunk(parts, chunk.end, after, skipIds, chunk.markers);
+      return { chunk: next, body: composeBody(next.ops, this.opts.positionDb, true) };
+    } catch {
+      return null;
+    }
   }
 
   /** Epoch marker key of a destination db (standalone), built once per db rather than per event. */
@@ -903,9 +947,21 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // chunk building (standalone and per slot)
 
-  private buildChunk(parts: Part[], from: number, committedOf: (stream: string) => DomainState, skipIds: Set<string>): Chunk {
+  /**
+   * The transaction of `parts` from `from` on, up to the size bounds. `committedOf` gives each
+   * stream's committed state, `markersBefore` epoch markers set by a transaction not yet committed
+   * (they take precedence over the writer's known ones).
+   */
+  private buildChunk(
+    parts: Part[],
+    from: number,
+    committedOf: (stream: string) => DomainState,
+    skipIds: Set<string>,
+    markersBefore: Map<string, number | null> | null = null,
+  ): Chunk {
     const cluster = this.topo!.kind === 'cluster';
     const chunk: Chunk = {
+      start: from,
       end: from,
       ops: [],
       streams: new Map(),
@@ -926,7 +982,8 @@ export class DestinationWriter {
       if (!cs) chunk.streams.set(stream, (cs = { state: cloneDomain(committedOf(stream)), posToStore: null, positionChanged: false }));
       return cs;
     };
-    const marker = (k: string): number | null => (chunk.markers.has(k) ? chunk.markers.get(k)! : (this.markers.get(k) ?? null));
+    const marker = (k: string): number | null =>
+      chunk.markers.has(k) ? chunk.markers.get(k)! : markersBefore?.has(k) ? markersBefore.get(k)! : (this.markers.get(k) ?? null);
     let bytes = 0;
     let i = from;
     // an event's ops, gathered before they join the chunk: one array for all events, its first
@@ -1100,7 +1157,13 @@ export class DestinationWriter {
    * Sends one transaction: [SELECT positionDb] WATCH … MULTI ops … SET position EXEC, in one write.
    * `selectDb` null for a cluster node (db 0 only).
    */
-  private async execTransaction(target: Redis | RespConnection, selectDb: number | null, chunk: Chunk, positionKeyOf: (stream: string) => string): Promise<TxOutcome> {
+  private async execTransaction(
+    target: Redis | RespConnection,
+    selectDb: number | null,
+    chunk: Chunk,
+    positionKeyOf: (stream: string) => string,
+    encodedBody: TransactionBody | null = null,
+  ): Promise<TxOutcome> {
     // 1. WATCH the positions and epoch markers, then check they still hold what this writer
     //    believes: a compare-and-set, so a second writer of a stream (or a marker moved by
     //    another stream) makes this transaction abort instead of applying twice.
@@ -1151,26 +1214,25 @@ export class DestinationWriter {
       if (watched || armed) await sendBatch(target, [['UNWATCH']]).catch(() => undefined);
       return { kind: 'watch-aborted' };
     }
-    // 2. the transaction itself, in one write, on the connection that holds the WATCH
-    const tx: RespCommand[] = [['MULTI']];
-    const origins: Array<OpOrigin | null> = []; // of tx[1 + i]
-    const q = (cmd: RespCommand, origin: OpOrigin | null) => {
-      tx.push(cmd);
-      origins.push(origin);
-    };
-    let cur: number | null = selectDb;
-    for (const op of chunk.ops) {
-      if (selectDb !== null && op.db !== null && op.db !== cur) {
-        q(['SELECT', String(op.db)], null);
-        cur = op.db;
-      }
-      q(op.encoded ?? op.args, op.origin);
-      if (op.clobbersDb) cur = -1;
-    }
-    if (selectDb !== null && cur !== selectDb) q(['SELECT', String(selectDb)], null);
-    moved.forEach(([, cs], i) => q(['SET', positionKeys[i], encodePosition(cs.posToStore!)], null));
-    for (const [k, e] of chunk.markerSets) q(['SET', k, String(e)], null);
+    // 2. the transaction itself, in one write, on the connection that holds the WATCH: its body
+    //    (encoded already when the writer prepared it while the last transaction ran), then the
+    //    writer's own SETs
+    const encoded = target instanceof RespConnection;
+    const body = encodedBody ?? composeBody(chunk.ops, selectDb, encoded);
+    const tail: RespCommand[] = [];
+    if (selectDb !== null && body.endDb !== selectDb) tail.push(['SELECT', String(selectDb)]);
+    moved.forEach(([, cs], i) => tail.push(['SET', positionKeys[i], encodePosition(cs.posToStore!)]));
+    for (const [k, e] of chunk.markerSets) tail.push(['SET', k, String(e)]);
+    const tx: RespSendable[] = [['MULTI']];
+    if (encoded) tx.push(body.wire);
+    else for (const c of body.commands) tx.push(c);
+    for (const c of tail) tx.push(c);
     tx.push(['EXEC']);
+    const bodyLength = body.commands.length;
+    /** The command answered by reply `i` after MULTI, and the op it comes from. */
+    const commandAt = (i: number): RespCommand => (i < bodyLength ? body.commands[i] : tail[i - bodyLength]);
+    const originAt = (i: number): OpOrigin | null => (i < bodyLength ? body.origins[i] : null);
+    const queued = bodyLength + tail.length;
     // 3. standalone: in the same write, WATCH and read again the keys of this transaction and of
     //    the last ones (a few dozen at most: positions and epoch markers), for the next one
     let armKeys: string[] = [];
@@ -1210,9 +1272,9 @@ export class DestinationWriter {
     const execError = replyError(execRes);
     if (execError) {
       const errors: RejectedCommand[] = [];
-      for (let i = 0; i < origins.length; i++) {
+      for (let i = 0; i < queued; i++) {
         const e = replyError(res[pre + i]);
-        if (e) errors.push({ origin: origins[i], args: commandArgs(tx[1 + i]) as Arg[], error: e });
+        if (e) errors.push({ origin: originAt(i), args: commandArgs(commandAt(i)) as Arg[], error: e });
       }
       for (let i = 0; i < pre; i++) {
         const e = replyError(res[i]);
@@ -1228,7 +1290,7 @@ export class DestinationWriter {
     }
     const runtimeErrors: RejectedCommand[] = [];
     replies.forEach((r, i) => {
-      if (r instanceof Error) runtimeErrors.push({ origin: origins[i], args: commandArgs(tx[1 + i]) as Arg[], error: r });
+      if (r instanceof Error) runtimeErrors.push({ origin: originAt(i), args: commandArgs(commandAt(i)) as Arg[], error: r });
     });
     return { kind: 'committed', runtimeErrors };
   }

@@ -150,6 +150,44 @@ describe('exactly once', () => {
     await expectExact(d.url, 1000);
   });
 
+  it('a batch of many transactions (each built while the destination runs the one before) writes what event-by-event writing does', async () => {
+    // applied event by event, no transaction is ever built ahead: the reference
+    const ahead = await server();
+    const reference = await server();
+    const events = (stream: string, n: number, start: number, db: number, epoch = 1, refuseAt = -1): { stream: string; events: ChangeEvent[] } => ({
+      stream,
+      events: Array.from({ length: n }, (_, i) => {
+        const p = pos(start + i * 10, 0, epoch);
+        if (i === refuseAt) return cmd(p, db, ['INCR', `${stream}:n`], ['NOSUCHCMD', 'x']);
+        return i % 4 === 3 ? cmd(p, db, ['INCR', `${stream}:n`], ['RPUSH', `${stream}:l`, `${epoch}.${i}`]) : cmd(p, db, ['INCR', `${stream}:n`]);
+      }),
+    });
+    const segments = [
+      events('s:0', 60, 1000, 1, 1, 30), // a refused command (skipped) in the fifth transaction
+      events('s:1', 25, 1000, 0),
+      events('s:0', 40, 5000, 1, 2), // a new epoch of db 1: emptied in the middle of the batch
+      events('s:1', 25, 2000, 0),
+    ];
+    const wa = writer(ahead.url, { maxOpsPerTransaction: 7, onUnknownCommand: 'skip' });
+    const wr = writer(reference.url, { onUnknownCommand: 'skip' });
+    const got = await wa.applyStreams(segments);
+    for (const seg of segments) for (const ev of seg.events) await wr.applyStreams([{ stream: seg.stream, events: [ev] }]);
+    expect(got).toEqual({ applied: 150, skipped: 0 });
+    expect(wa.stats.transactions).toBeGreaterThan(20);
+    expect(wa.stats).toMatchObject({ applied: wr.stats.applied, skipped: wr.stats.skipped, epochFlushes: wr.stats.epochFlushes });
+    expect(wa.stats.skipped).toEqual({ NOSUCHCMD: 1 });
+    expect(wa.stats.epochFlushes).toBe(1);
+    expect((await verifyDatabases(reference.url, ahead.url, [0, 1], new Map())).differences).toEqual([]);
+    const c = client(ahead.url, 1);
+    expect(Number(await c.get('s:0:n'))).toBe(40); // only the new epoch's
+    c.disconnect();
+    expect(await wa.storedPositions(['s:0', 's:1'])).toEqual(await wr.storedPositions(['s:0', 's:1']));
+    // and again: everything is a duplicate, nothing moves
+    expect(await wa.applyStreams(segments)).toEqual({ applied: 0, skipped: 150 });
+    expect((await verifyDatabases(reference.url, ahead.url, [0, 1], new Map())).differences).toEqual([]);
+    await Promise.all([wa.close(), wr.close()]);
+  });
+
   // Events split into record pieces (across batches, replays from inside a series, a crash
   // mid-series) go through the applier's stream queue: test/integration/destination/pieces.test.ts.
 

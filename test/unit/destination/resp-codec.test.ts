@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCommandChunks, commandArgs, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
+import { encodeCommandChunks, commandArgs, commandCount, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
 
 describe('encodeCommands', () => {
   it('writes RESP arrays of bulk strings, binary and multi-byte arguments included', () => {
@@ -80,6 +80,25 @@ describe('encodeCommandChunks', () => {
       expect(Buffer.concat(chunks).equals(encodeCommands(c))).toBe(true);
     }
     expect(Buffer.concat(encodeCommandChunks([])).length).toBe(0);
+  });
+
+  it('batches encoded earlier are sent as they are, between commands, first, last, empty', () => {
+    const body = commands.slice(1, 4);
+    const batch = { chunks: encodeCommandChunks(body), count: body.length };
+    const empty = { chunks: encodeCommandChunks([]), count: 0 };
+    const cases = [
+      [[['MULTI'], batch, ['EXEC']], commands],
+      [[batch], body],
+      [[empty, ['PING'], batch, empty], [['PING'], ...body]],
+      [[batch, batch], [...body, ...body]],
+    ] as const;
+    for (const [sendable, plain] of cases) {
+      const chunks = encodeCommandChunks(sendable);
+      expect(Buffer.concat(chunks).equals(encodeCommands(plain))).toBe(true);
+      expect(chunks.every((c) => c.length > 0)).toBe(true);
+      expect(chunks.filter((c) => c === big)).toHaveLength(4 * sendable.filter((x) => x === batch).length); // not copied again
+      expect(commandCount(sendable)).toBe(plain.length);
+    }
   });
 });
 
