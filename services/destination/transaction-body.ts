@@ -36,7 +36,7 @@ export function composeBody(ops: readonly Op[], selectDb: number | null, encode:
       origins.push(null);
       cur = op.db;
     }
-    commands.push(op.encoded ?? op.args);
+    commands.push(op.encoded ?? op.restore ?? op.args);
     origins.push(op.origin);
     if (op.clobbersDb) cur = -1;
   }

@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { StreamId, TypedValue } from '../events/model.js';
 import type { EncodedCommandEvent } from '../events/encoded-command.js';
+import type { RestoreCommand } from './resp-codec.js';
 import { upperCommandName } from '../events/command-names.js';
 import { packedArgsOf } from '../events/packed-args.js';
 import { ReplistreamError } from '../common/errors.js';
@@ -45,6 +46,8 @@ export interface Op {
   args: Arg[];
   /** The op is an event's command sent as it came, already in RESP: write these bytes, not `args`. */
   encoded?: EncodedCommandEvent;
+  /** The op is a snapshot key's RESTORE: encode it from its template, not from `args`. */
+  restore?: RestoreCommand;
   /** Destination db the op must run in (standalone); null when any db will do. */
   db: number | null;
   /** Slot of the op's keys (cluster); null for keyless ops. */

@@ -109,7 +109,7 @@ import {
   versionAtLeast,
 } from './connection.js';
 import { RespConnection } from './resp-connection.js';
-import { commandArgs, type RespCommand, type RespSendable } from './resp-codec.js';
+import { commandArgs, RestoreCommand, type RespCommand, type RespSendable } from './resp-codec.js';
 import { composeBody, type TransactionBody } from './transaction-body.js';
 import { EncodedCommandEvent } from '../events/encoded-command.js';
 import { runCrossSlot } from './cross-slot-runner.js';
@@ -333,6 +333,42 @@ const REDIRECT = /^(MOVED|ASK)\b/;
 const MAX_RETRIES = 20;
 /** Keys kept WATCHed between standalone transactions (positions and markers of recent ones). */
 const MAX_ARMED_KEYS = 64;
+
+/**
+ * A snapshot key's RESTORE as an op, encoded from its template (resp-codec.ts), and its own origin:
+ * one object per key of a full sync, its argument list made only when asked for (errors).
+ */
+class RestoreOp extends RestoreCommand implements Op, OpOrigin {
+  readonly name = 'RESTORE';
+
+  constructor(
+    key: Buffer,
+    ttl: string,
+    payload: Buffer,
+    absTtl: boolean,
+    readonly db: number,
+    readonly slot: number | null,
+    readonly eventIndex: number,
+  ) {
+    super(key, ttl, payload, absTtl);
+  }
+
+  get restore(): RestoreCommand {
+    return this;
+  }
+
+  get origin(): OpOrigin {
+    return this;
+  }
+
+  get id(): string {
+    return `${this.eventIndex}/k0`;
+  }
+
+  get args(): Arg[] {
+    return this.argList();
+  }
+}
 
 function isReplyError(e: unknown): boolean {
   return e instanceof Error && e.name === 'ReplyError';
@@ -1069,7 +1105,7 @@ export class DestinationWriter {
         const op = scratch[k];
         if (skipping && op.origin && skipIds.has(op.origin.id)) continue; // refused earlier and skipped (on-command-error skip)
         chunk.ops.push(op);
-        bytes += op.encoded ? op.encoded.respEnd - op.encoded.respStart : argsBytes(op.args);
+        bytes += op.encoded ? op.encoded.respEnd - op.encoded.respStart : op.restore ? op.restore.encodedLength() : argsBytes(op.args);
       }
       if (chunk.ops.length >= this.opts.maxOpsPerTransaction || bytes >= this.opts.maxBytesPerTransaction) {
         i++;
@@ -1125,10 +1161,8 @@ export class DestinationWriter {
       const v = requirePayloadRdbVersion(ev.payload);
       if (v <= dest.rdbVersion) {
         // the common case of a full sync, once per key: built directly, without the helpers above
-        const args: Arg[] = dest.features.absTtl
-          ? ['RESTORE', ev.key, ev.expireAtMs === null ? '0' : String(ev.expireAtMs), ev.payload, 'REPLACE', 'ABSTTL']
-          : ['RESTORE', ev.key, String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now())), ev.payload, 'REPLACE'];
-        return { ops: [{ args, db, slot, origin: new EventOrigin(index, 'k0', 'RESTORE') }], fallback: false };
+        const ttl = dest.features.absTtl ? (ev.expireAtMs === null ? '0' : String(ev.expireAtMs)) : String(ev.expireAtMs === null ? 0 : Math.max(1, ev.expireAtMs - this.opts.now()));
+        return { ops: [new RestoreOp(ev.key, ttl, ev.payload, dest.features.absTtl, db, slot, index)], fallback: false };
       }
       // write-mode commands asked for typed writes anyway: a payload-only key is one of them
       if (!this.opts.allowRestoreFallback && this.opts.writeMode === 'restore') throw this.versionError(stream, v, null, ev.pos, ev.key);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCommandChunks, commandArgs, commandCount, encodeCommands, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
+import { encodeCommandChunks, commandArgs, commandCount, encodeCommands, RestoreCommand, RespProtocolError, RespReplyError, RespReplyParser, type RespReply } from '../../../services/destination/resp-codec.js';
 
 describe('encodeCommands', () => {
   it('writes RESP arrays of bulk strings, binary and multi-byte arguments included', () => {
@@ -80,6 +80,31 @@ describe('encodeCommandChunks', () => {
       expect(Buffer.concat(chunks).equals(encodeCommands(c))).toBe(true);
     }
     expect(Buffer.concat(encodeCommandChunks([])).length).toBe(0);
+  });
+
+  it('RESTOREs from their template are the bytes of their argument lists; big payloads passed by reference', () => {
+    const restores: RestoreCommand[] = [];
+    for (const keyLength of [0, 1, 9, 16, 17, 100, 1000]) {
+      for (const payloadLength of [1, 16, 17, 99, 100, 65_535, 70_000]) {
+        for (const ttl of ['0', '7', '1735689600000']) {
+          for (const absTtl of [true, false]) {
+            restores.push(new RestoreCommand(Buffer.alloc(keyLength, 0x6b), ttl, Buffer.alloc(payloadLength, 0xfe), absTtl));
+          }
+        }
+      }
+    }
+    for (const r of restores) {
+      const plain = [r.argList()];
+      expect(plain[0]).toHaveLength(r.absTtl ? 6 : 5);
+      expect(Buffer.concat(encodeCommandChunks([r])).equals(encodeCommands(plain))).toBe(true);
+      if (r.payload.length < 65_536) expect(r.encodedLength()).toBe(encodeCommands(plain).length);
+      expect(commandArgs(r)).toEqual(plain[0]);
+    }
+    // mixed with every other kind, big payloads not copied
+    const mixed = [['MULTI'], ...restores, ['SET', 'k', big], ...restores.slice(0, 9), ['EXEC']];
+    const chunks = encodeCommandChunks(mixed);
+    expect(Buffer.concat(chunks).equals(encodeCommands(mixed.map((c) => (c instanceof RestoreCommand ? c.argList() : c))))).toBe(true);
+    expect(chunks.filter((c) => restores.some((r) => r.payload === c))).toHaveLength(restores.filter((r) => r.payload.length >= 65_536).length);
   });
 
   it('batches encoded earlier are sent as they are, between commands, first, last, empty', () => {
