@@ -18,7 +18,7 @@ export interface WriteLimits {
 }
 
 /** The part of the destination writer an applier calls. */
-export type PlanWriter = Pick<DestinationWriter, 'applyStreams' | 'appliedPosition' | 'storedPositions'>;
+export type PlanWriter = Pick<DestinationWriter, 'applyStreams' | 'appliedPosition' | 'storedPositions' | 'writeFailures'>;
 
 export interface LimitedWriter {
   writer: PlanWriter;
@@ -38,10 +38,11 @@ export function limitWrites(writer: PlanWriter, limits: WriteLimits): LimitedWri
   const throttle = new Throttle({ ops: limits.maxOpsPerSecond || null, bytes: limits.maxBytesPerSecond || null });
   return {
     writer: {
-      applyStreams: async (segments) => {
+      applyStreams: async (segments, options) => {
         if (throttle.active) await throttle.take(writeWeight(segments));
-        return writer.applyStreams(segments);
+        return writer.applyStreams(segments, options);
       },
+      writeFailures: () => writer.writeFailures(),
       appliedPosition: (stream) => writer.appliedPosition(stream),
       storedPositions: (streams) => writer.storedPositions(streams),
     },

@@ -173,6 +173,11 @@ export interface StreamEvents {
   events: ChangeEvent[];
 }
 
+export interface ApplyOptions {
+  /** Refuse the call if an earlier one failed after `writeFailures()` returned this. */
+  unlessFailedSince?: number;
+}
+
 export interface BatchResult {
   /** Events whose effects were written by this call. */
   applied: number;
@@ -270,6 +275,27 @@ interface Part {
   markerScope: number;
   /** Destination db of the part (standalone), for epoch flushes. */
   db: number | undefined;
+}
+
+/** A call of applyStreams, from when it is made until it has run. */
+interface QueuedCall {
+  segments: StreamEvents[];
+  /** Its parts, once translated (standalone). */
+  prepared: PreparedCall | null;
+}
+
+interface PreparedCall {
+  parts: Part[];
+  /** Events of dbs the db map leaves out. */
+  unmappedEvents: number;
+  markerKeys: Set<string>;
+  streamNames: string[];
+}
+
+/** A transaction built and encoded before its turn. */
+interface BuiltTransaction {
+  chunk: Chunk;
+  body: TransactionBody;
 }
 
 /** One stream's share of a chunk: its position before (`state.stored`) and after the chunk. */
@@ -456,6 +482,15 @@ export class DestinationWriter {
   /** Epoch marker values (null: absent), by marker key; shared by all streams. */
   private markers = new Map<string, number | null>();
   private lock: Promise<unknown> = Promise.resolve();
+  /** Calls of applyStreams that failed (see writeFailures). */
+  private failedApplies = 0;
+  /** Calls of applyStreams waiting for the lock, in order. */
+  private readonly queuedCalls: QueuedCall[] = [];
+  /**
+   * The first transaction of the next queued call, built while the destination ran the last one
+   * of the call before (see applyStandalone); used only by that call, when it comes next.
+   */
+  private carried: { call: QueuedCall; ahead: BuiltTransaction } | null = null;
   private starting: Promise<void> | null = null;
   private heartbeatMs: number | null = null;
   private sweptEpoch = -1;
@@ -528,17 +563,39 @@ export class DestinationWriter {
    * transactions as its size allows, every stream's position set in the transaction that covers
    * its events; a cluster destination applies the segments one after another.
    */
-  applyStreams(segments: StreamEvents[]): Promise<BatchResult> {
-    const run = this.lock.then(() => this.applyStreamsNow(segments)).then(
-      (r) => {
-        this.stats.failingSince = null;
-        this.stats.lastError = null;
-        return r;
-      },
-      (err: unknown) => this.noteFailure(err),
-    );
+  applyStreams(segments: StreamEvents[], options: ApplyOptions = {}): Promise<BatchResult> {
+    const call: QueuedCall = { segments, prepared: null };
+    this.queuedCalls.push(call);
+    const run = this.lock.then(() => {
+      this.queuedCalls.shift();
+      const carried = this.carried?.call === call ? this.carried : null;
+      this.carried = null;
+      if (options.unlessFailedSince !== undefined && options.unlessFailedSince !== this.failedApplies) {
+        throw new ReplistreamError('DESTINATION', 'not applied: a batch handed over before it failed (its events are applied again from the destination\'s positions)', { retriable: true });
+      }
+      return this.applyStreamsNow(call, carried?.ahead ?? null).then(
+        (r) => {
+          this.stats.failingSince = null;
+          this.stats.lastError = null;
+          return r;
+        },
+        (err: unknown) => {
+          this.failedApplies++;
+          return this.noteFailure(err);
+        },
+      );
+    });
     this.lock = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Calls of `applyStreams` that failed so far. A caller that hands over a batch before the one
+   * before it is written passes the count it read before that one (`unlessFailedSince`): if any
+   * failed meanwhile, the later batch is refused, since applying it would leave a gap.
+   */
+  writeFailures(): number {
+    return this.failedApplies;
   }
 
   /** Keeps a failure in `stats` for the operator (failingSince, lastError), and rethrows it. */
@@ -554,6 +611,7 @@ export class DestinationWriter {
    */
   appliedPosition(stream: string): Promise<SourcePosition | null> {
     const run = this.lock.then(async () => {
+      this.carried = null; // (built for the call that would have come next)
       await this.start();
       const st = this.stream(stream);
       const topo = this.topo!;
@@ -611,7 +669,10 @@ export class DestinationWriter {
 
   /** The position stored in the destination for `stream` (standalone; home slot on a cluster). */
   storedPosition(stream: string): Promise<SourcePosition | null> {
-    const run = this.lock.then(() => this.readStoredPosition(stream));
+    const run = this.lock.then(() => {
+      this.carried = null;
+      return this.readStoredPosition(stream);
+    });
     this.lock = run.catch(() => undefined);
     return run;
   }
@@ -747,17 +808,17 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // batches
 
-  private async applyStreamsNow(all: StreamEvents[]): Promise<BatchResult> {
+  private async applyStreamsNow(call: QueuedCall, ahead: BuiltTransaction | null): Promise<BatchResult> {
     if (this.closed) throw new ReplistreamError('INTERNAL', 'destination writer is closed');
     await this.start();
-    for (const seg of all) this.keys!.checkStream(seg.stream);
-    const segments = all.filter((seg) => seg.events.length > 0);
+    for (const seg of call.segments) this.keys!.checkStream(seg.stream);
+    const segments = call.segments.filter((seg) => seg.events.length > 0);
     if (segments.length === 0) return { applied: 0, skipped: 0 };
     const topo = this.topo!;
     try {
       if (topo.kind === 'standalone') {
         await ensureReady(topo.client, topo.endpoint);
-        return await this.applyStandalone(segments, topo.client);
+        return await this.applyStandalone(call, topo.client, ahead);
       }
       const total: BatchResult = { applied: 0, skipped: 0 };
       for (const seg of segments) {
@@ -843,7 +904,10 @@ export class DestinationWriter {
   // -------------------------------------------------------------------------------------------
   // standalone
 
-  private async applyStandalone(segments: StreamEvents[], client: Redis): Promise<BatchResult> {
+  /** Translates a call's events into the parts of its transactions (once per call). */
+  private prepareStandalone(call: QueuedCall): PreparedCall {
+    if (call.prepared) return call.prepared;
+    const segments = call.segments.filter((seg) => seg.events.length > 0);
     const parts: Part[] = [];
     let unmappedEvents = 0;
     let indexBase = 0;
@@ -875,16 +939,23 @@ export class DestinationWriter {
       });
       indexBase += seg.events.length;
     }
-    this.stats.unmappedDb += unmappedEvents;
-    const result: BatchResult = { applied: 0, skipped: unmappedEvents };
-    const skipIds = new Set<string>();
     const markerKeys = new Set<string>();
     for (const p of parts) if (p.markerKey) markerKeys.add(p.markerKey);
     const streamNames = [...new Set(segments.map((seg) => seg.stream))];
+    return (call.prepared = { parts, unmappedEvents, markerKeys, streamNames });
+  }
+
+  private async applyStandalone(call: QueuedCall, client: Redis, carried: BuiltTransaction | null): Promise<BatchResult> {
+    const { parts, unmappedEvents, markerKeys, streamNames } = this.prepareStandalone(call);
+    this.stats.unmappedDb += unmappedEvents;
+    const result: BatchResult = { applied: 0, skipped: unmappedEvents };
+    const skipIds = new Set<string>();
     let from = 0;
     let attempts = 0;
     /** The next transaction, built and encoded while the destination ran the last one. */
-    let ahead: { chunk: Chunk; body: TransactionBody } | null = null;
+    let ahead: BuiltTransaction | null = carried;
+    /** The next call's first transaction, built while the destination ran this call's last one. */
+    let carry: (BuiltTransaction & { call: QueuedCall }) | null = null;
     while (from < parts.length) {
       for (const name of streamNames) await this.loadStandalone(name, this.stream(name), markerKeys, client);
       const chunk = ahead?.chunk.start === from ? ahead.chunk : this.buildChunk(parts, from, (name) => this.stream(name).domains.get(0)!, skipIds);
@@ -898,17 +969,45 @@ export class DestinationWriter {
       const target = this.txConnection ?? client;
       const running = this.execTransaction(target, this.opts.positionDb, chunk, (name) => this.keys!.position(name), body);
       // (on an open connection its bytes have left: RespConnection.send writes before returning)
-      if (chunk.end < parts.length && target instanceof RespConnection) ahead = this.buildAhead(parts, chunk, skipIds);
+      if (target instanceof RespConnection) {
+        if (chunk.end < parts.length) ahead = this.buildAhead(parts, chunk, skipIds);
+        else if (this.queuedCalls.length > 0) carry = this.buildNextCallAhead(this.queuedCalls[0], chunk);
+      }
       const outcome = await running;
       const next = await this.handleOutcome(0, chunk, parts, outcome, skipIds, result, ++attempts);
       if (next === 'retry') {
-        ahead = null;
+        ahead = carry = null;
         continue;
       }
       attempts = 0;
       from = chunk.end;
     }
+    if (carry && this.queuedCalls[0] === carry.call) this.carried = { call: carry.call, ahead: carry };
     return result;
+  }
+
+  /**
+   * The first transaction of the next queued call, built as if this call's last transaction
+   * (`chunk`) commits: the same as `buildAhead`, across calls. An applier hands its next plan over
+   * while the writer works on the one before, so the destination need not wait while that plan is
+   * translated and its first transaction built. Null when that call's streams or epoch markers are
+   * not all known yet (loading them is a round trip, made in its place), or when building fails
+   * (the failure is met again in its place).
+   */
+  private buildNextCallAhead(call: QueuedCall, chunk: Chunk): (BuiltTransaction & { call: QueuedCall }) | null {
+    try {
+      const { parts, markerKeys, streamNames } = this.prepareStandalone(call);
+      if (parts.length === 0) return null;
+      for (const name of streamNames) {
+        const st = this.streams.get(name);
+        if (!st || !st.domains.has(0) || !st.errorChecked) return null;
+      }
+      for (const k of markerKeys) if (!this.markers.has(k) && !chunk.markers.has(k)) return null;
+      const built = this.buildAhead(parts, { ...chunk, end: 0 }, new Set());
+      return built && { ...built, call };
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -919,7 +1018,7 @@ export class DestinationWriter {
    * `chunk` holds. Null when building fails: the failure is met again, in its place, by building
    * after the commit.
    */
-  private buildAhead(parts: Part[], chunk: Chunk, skipIds: Set<string>): { chunk: Chunk; body: TransactionBody } | null {
+  private buildAhead(parts: Part[], chunk: Chunk, skipIds: Set<string>): BuiltTransaction | null {
     const after = (name: string): DomainState => {
       const share = chunk.streams.get(name);
       if (!share) return this.stream(name).domains.get(0)!;

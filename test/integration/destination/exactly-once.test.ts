@@ -188,6 +188,52 @@ describe('exactly once', () => {
     await Promise.all([wa.close(), wr.close()]);
   });
 
+  it('calls queued behind one another (the first transaction of each built while the destination runs the last of the one before) write what event-by-event writing does; a call queued behind one that fails is refused', async () => {
+    const ahead = await server();
+    const reference = await server();
+    const events = (stream: string, n: number, start: number, db: number, epoch = 1): { stream: string; events: ChangeEvent[] } => ({
+      stream,
+      events: Array.from({ length: n }, (_, i) => {
+        const p = pos(start + i * 10, 0, epoch);
+        return i % 4 === 3 ? cmd(p, db, ['INCR', `${stream}:n`], ['RPUSH', `${stream}:l`, `${epoch}.${i}`]) : cmd(p, db, ['INCR', `${stream}:n`]);
+      }),
+    });
+    // one call each, handed over at once, as an applier does while the writer works
+    const calls = [
+      [events('s:0', 20, 1000, 1), events('s:1', 10, 1000, 0)],
+      [events('s:1', 12, 2000, 0), events('s:0', 9, 3000, 1)],
+      [events('s:0', 3, 5000, 1, 2)], // a new epoch of db 1, in a call of one transaction: the next call's is built before it commits
+      [events('s:0', 8, 9000, 1, 2), events('s:1', 15, 3000, 0)],
+    ];
+    const wa = writer(ahead.url, { maxOpsPerTransaction: 7 });
+    const wr = writer(reference.url);
+    await wa.applyStreams([events('s:0', 1, 100, 1), events('s:1', 1, 100, 0)]); // both streams and db markers known
+    await wr.applyStreams([events('s:0', 1, 100, 1), events('s:1', 1, 100, 0)]);
+    const ticket = wa.writeFailures();
+    const got = await Promise.all(calls.map((segments) => wa.applyStreams(segments, { unlessFailedSince: ticket })));
+    for (const segments of calls) for (const seg of segments) for (const ev of seg.events) await wr.applyStreams([{ stream: seg.stream, events: [ev] }]);
+    expect(got.map((r) => r.applied)).toEqual([30, 21, 3, 23]);
+    expect(wa.stats).toMatchObject({ applied: wr.stats.applied, epochFlushes: 1 });
+    expect(wr.stats.epochFlushes).toBe(1);
+    expect((await verifyDatabases(reference.url, ahead.url, [0, 1], new Map())).differences).toEqual([]);
+    expect(await wa.storedPositions(['s:0', 's:1'])).toEqual(await wr.storedPositions(['s:0', 's:1']));
+
+    // a call refused by the destination fails; the one queued behind it is refused before writing
+    const bad = { stream: 's:0', events: [cmd(pos(20_000, 0, 2), 1, ['NOSUCHCMD', 'x'])] };
+    const after = events('s:1', 5, 30_000, 0);
+    const before = await wa.storedPositions(['s:1']);
+    const t2 = wa.writeFailures();
+    const first = wa.applyStreams([bad], { unlessFailedSince: t2 });
+    const second = wa.applyStreams([after], { unlessFailedSince: t2 });
+    await expect(first).rejects.toThrow(/NOSUCHCMD/);
+    const refused = await second.catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ReplistreamError);
+    expect((refused as ReplistreamError).retriable).toBe(true);
+    expect(await wa.storedPositions(['s:1'])).toEqual(before);
+    expect(wa.writeFailures()).toBe(t2 + 1);
+    await Promise.all([wa.close(), wr.close()]);
+  });
+
   // Events split into record pieces (across batches, replays from inside a series, a crash
   // mid-series) go through the applier's stream queue: test/integration/destination/pieces.test.ts.
 

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Applier, type Writer } from '../../../services/applier/applier.js';
+import { ReplistreamError } from '../../../services/common/errors.js';
 import { createLogger } from '../../../services/common/log.js';
 import type { ChangeEvent, CommandEvent, SourcePosition } from '../../../services/events/model.js';
 import type { WriterPosition } from '../../../services/destination/position.js';
@@ -45,9 +46,9 @@ interface Log {
   positionReads: number;
 }
 
-function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number; remotePollIntervalMs?: number; explicitStarts?: number[] } = {}) {
+function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; maxQueuedBytes?: number; hold?: () => Promise<void>; stored?: WriterPosition | null; cluster?: boolean; commitIntervalMs?: number; remotePollIntervalMs?: number; explicitStarts?: number[]; makeWriter?: (log: Log) => Writer } = {}) {
   const log: Log = { writes: [], commits: [], paused: [], resumed: [], order: [], seeks: [], positionReads: 0 };
-  const writer: Writer = {
+  const writer: Writer = opts.makeWriter?.(log) ?? {
     async applyStreams(segments) {
       const n = segments.reduce((k, s) => k + s.events.length, 0);
       log.writes.push(n);
@@ -85,6 +86,45 @@ function harness(opts: { maxEventsPerPlan?: number; strictPlanSize?: boolean; ma
     maxQueuedBytes: opts.maxQueuedBytes,
   });
   return { applier, log };
+}
+
+/**
+ * A writer like the destination's in what the applier relies on: calls run one after another, and
+ * a call made with `unlessFailedSince` is refused when an earlier call failed since. `fail(k)`:
+ * whether call k fails (after `hold(k)`). Logs `handed:k`, `written:k` and the events written.
+ */
+function queuedWriter(log: Log, hold: (k: number) => Promise<void>, fail: (k: number) => boolean, written: string[]): Writer {
+  let calls = 0;
+  let failures = 0;
+  let lock: Promise<unknown> = Promise.resolve();
+  return {
+    applyStreams(segments, options) {
+      const k = ++calls;
+      const events = segments.flatMap((s) => s.events);
+      log.writes.push(events.length);
+      log.order.push(`handed:${k}`);
+      const run = lock.then(async () => {
+        if (options?.unlessFailedSince !== undefined && options.unlessFailedSince !== failures) {
+          log.order.push(`refused:${k}`);
+          throw new ReplistreamError('DESTINATION', 'refused', { retriable: true });
+        }
+        await hold(k);
+        if (fail(k)) {
+          failures++;
+          log.order.push(`failed:${k}`);
+          throw new ReplistreamError('DESTINATION', 'connection lost', { retriable: true });
+        }
+        for (const e of events) written.push(`${e.pos.offset}:${e.pos.seq}`);
+        log.order.push(`written:${k}`);
+        return { applied: events.length, skipped: 0 };
+      });
+      lock = run.catch(() => undefined);
+      return run;
+    },
+    writeFailures: () => failures,
+    appliedPosition: async () => null,
+    storedPositions: async (streams) => new Map(streams.map((id) => [id, null])),
+  };
 }
 
 async function until(check: () => boolean, ms = 2000): Promise<void> {
@@ -256,5 +296,46 @@ describe('Applier', () => {
       await applier.stop();
       expect(applier.stats.resumes).toBe(0); // 7 is where the commit was
     });
+  });
+  it('hands the next plan over while the writer works on the one before; each plan\'s offsets are committed after its own write', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const written: string[] = [];
+    const { applier, log } = harness({ maxEventsPerPlan: 10, makeWriter: (l) => queuedWriter(l, (k) => (k === 1 ? held : Promise.resolve()), () => false, written) });
+    await applier.handle(batch(0, 0, 3, 10), ctx);
+    applier.start();
+    await until(() => log.order.includes('handed:2'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(log.order).not.toContain('written:1');
+    expect(log.commits).toEqual([]); // nothing is committed while the first plan is in flight
+    release();
+    await until(() => written.length === 30);
+    await until(() => log.commits.flat().some((c) => c.offset === '3'));
+    await applier.stop();
+    expect(log.writes).toEqual([10, 10, 10]);
+    // each commit follows the write of the records before it
+    for (const c of log.commits.flat()) {
+      const at = log.order.indexOf(`commit:0@${c.offset}`);
+      expect(at).toBeGreaterThan(log.order.indexOf(`written:${Number(c.offset)}`));
+    }
+    expect(written).toEqual(Array.from({ length: 3 }, (_, r) => Array.from({ length: 10 }, (_, s) => `${r * 100_000}:${s}`)).flat());
+  });
+
+  it('when a plan fails, the plan handed over behind it is refused, and both are planned again from the queue: every event written once, in order', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const written: string[] = [];
+    const { applier, log } = harness({ maxEventsPerPlan: 10, makeWriter: (l) => queuedWriter(l, (k) => (k === 1 ? held : Promise.resolve()), (k) => k === 1, written) });
+    await applier.handle(batch(0, 0, 3, 10), ctx);
+    applier.start();
+    await until(() => log.order.includes('handed:2'));
+    release();
+    await until(() => written.length === 30, 5000);
+    await until(() => log.commits.flat().some((c) => c.offset === '3'));
+    await applier.stop();
+    expect(log.order.slice(0, 4)).toEqual(['handed:1', 'handed:2', 'failed:1', 'refused:2']);
+    expect(applier.stats.retries).toBe(1);
+    expect(written).toEqual(Array.from({ length: 3 }, (_, r) => Array.from({ length: 10 }, (_, s) => `${r * 100_000}:${s}`)).flat());
+    expect(log.commits.flat().map((c) => c.offset)).not.toContain('0');
   });
 });
