@@ -11,6 +11,8 @@
  *   it drains (memory stays bounded by bytes, per partition).
  * - One loop applies: it builds a plan from every queue, hands it to the writer as one sequence
  *   (a few large transactions), drops what was applied and commits the offsets in the background.
+ *   It makes the next plan while the writer works on the one before and hands it over at once;
+ *   the writer refuses it if the one before fails, and then both are planned again.
  *   When a barrier waits for another process, the loop reads that process's stored positions
  *   with a short backoff.
  * - A partition newly assigned to this process (a start, a rebalance) resumes where the
