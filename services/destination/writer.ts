@@ -30,7 +30,10 @@
  *   committed, the committed position would hide the aborted events forever. Throughput comes from
  *   the size of each transaction (thousands of commands in one round trip), and from building and
  *   encoding the next transaction while the destination runs the current one (`buildAhead`): it
- *   is sent only once the current one committed, and thrown away otherwise.
+ *   is sent only once the current one committed, and thrown away otherwise. Across calls too: a
+ *   caller may make the next call before the current one returns (`unlessFailedSince` has it
+ *   refused if the current one fails), and that call's first transaction is built while the
+ *   destination runs the current call's last one (`buildNextCallAhead`).
  *
  * ## Where the position keys live
  * In `positionDb` (default 0) of a standalone destination, in db 0 of a cluster, under

@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<{ default?: unknown } & Record<strin
   e2e: () => import('./e2e.js'),
   encode: () => import('./encode.js'),
   mixed: () => import('./mixed.js'),
+  replay: () => import('./replay.js'),
   soak: () => import('./soak.js'),
 };
 

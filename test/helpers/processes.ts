@@ -72,13 +72,14 @@ export interface ServiceProcess {
 
 const all = new Set<ServiceProcess>();
 
-export function startService(args: string[], env: Record<string, string> = {}): ServiceProcess {
+/** Starts a `replistream` process; `bin`: another checkout's bin/replistream.mjs (a bench's baseline). */
+export function startService(args: string[], env: Record<string, string> = {}, bin = BIN): ServiceProcess {
   const s = stack();
   // REPLISTREAM_NODE_ARGS: extra node flags for every service, space-separated, e.g.
   // "--cpu-prof --cpu-prof-dir=/tmp/prof" for a benchmark's profiles (Node refuses --cpu-prof and
   // --heap-prof in NODE_OPTIONS).
   const prof = (process.env.REPLISTREAM_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...prof, BIN, ...args], {
+  const child = spawn(process.execPath, [...prof, bin, ...args], {
     // MALLOC_MMAP_THRESHOLD_ as the image sets it (deploy/Dockerfile says why): benches measure the
     // memory of the services as they are deployed
     env: { MALLOC_MMAP_THRESHOLD_: '131072', ...process.env, REPLISTREAM_KAFKA: s.kafka, REPLISTREAM_REGISTRY: s.registry, REPLISTREAM_LOG_LEVEL: 'info', ...env },
