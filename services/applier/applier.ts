@@ -144,6 +144,11 @@ interface PlanInFlight {
   writing: Promise<unknown>;
 }
 
+/** Items at the head of queue `q` (stream `id`) that the plan in flight takes. */
+function takenBy(inflight: PlanInFlight | null, id: string, q: StreamQueue): number {
+  return inflight !== null && inflight.queues.get(id) === q ? (inflight.plan.consumed.get(id) ?? 0) : 0;
+}
+
 export class Applier {
   readonly stats: ApplierStats = {
     records: 0,
@@ -431,7 +436,7 @@ export class Applier {
         let decoded = 0;
         for (const [id, q] of queues) {
           // with a plan in flight, this one starts where that one ends
-          const taken = inflight?.queues.get(id) === q ? (inflight.plan.consumed.get(id) ?? 0) : 0;
+          const taken = takenBy(inflight, id, q);
           const items = taken > 0 ? q.items.slice(taken) : q.items;
           local.set(id, { items, applied: inflight?.plan.positions.get(id) ?? this.applied.get(id) ?? null });
           decoded += items.length;
@@ -657,7 +662,7 @@ export class Applier {
     for (const q of queues) {
       if (ahead && q.undecodedRecords === 0) continue;
       // the items of a plan in flight are not this plan's
-      const taken = inflight?.queues.get(streamId(q.topic, q.partition)) === q ? (inflight.plan.consumed.get(streamId(q.topic, q.partition)) ?? 0) : 0;
+      const taken = takenBy(inflight, streamId(q.topic, q.partition), q);
       await q.fill(
         ahead ? q.items.length + share : taken + share,
         async (r) => (decode ? decode(q.topic, q.partition, r as DecodedRecord) : r.events),

@@ -301,6 +301,9 @@ interface BuiltTransaction {
   body: TransactionBody;
 }
 
+/** The first transaction of a queued call, built before the call's turn. */
+type CarriedTransaction = BuiltTransaction & { call: QueuedCall };
+
 /** One stream's share of a chunk: its position before (`state.stored`) and after the chunk. */
 interface ChunkStream {
   state: DomainState;
@@ -493,7 +496,7 @@ export class DestinationWriter {
    * The first transaction of the next queued call, built while the destination ran the last one
    * of the call before (see applyStandalone); used only by that call, when it comes next.
    */
-  private carried: { call: QueuedCall; ahead: BuiltTransaction } | null = null;
+  private carried: CarriedTransaction | null = null;
   private starting: Promise<void> | null = null;
   private heartbeatMs: number | null = null;
   private sweptEpoch = -1;
@@ -576,7 +579,7 @@ export class DestinationWriter {
       if (options.unlessFailedSince !== undefined && options.unlessFailedSince !== this.failedApplies) {
         throw new ReplistreamError('DESTINATION', 'not applied: a batch handed over before it failed (its events are applied again from the destination\'s positions)', { retriable: true });
       }
-      return this.applyStreamsNow(call, carried?.ahead ?? null).then(
+      return this.applyStreamsNow(call, carried).then(
         (r) => {
           this.stats.failingSince = null;
           this.stats.lastError = null;
@@ -958,7 +961,7 @@ export class DestinationWriter {
     /** The next transaction, built and encoded while the destination ran the last one. */
     let ahead: BuiltTransaction | null = carried;
     /** The next call's first transaction, built while the destination ran this call's last one. */
-    let carry: (BuiltTransaction & { call: QueuedCall }) | null = null;
+    let carry: CarriedTransaction | null = null;
     while (from < parts.length) {
       for (const name of streamNames) await this.loadStandalone(name, this.stream(name), markerKeys, client);
       const chunk = ahead?.chunk.start === from ? ahead.chunk : this.buildChunk(parts, from, (name) => this.stream(name).domains.get(0)!, skipIds);
@@ -973,7 +976,7 @@ export class DestinationWriter {
       const running = this.execTransaction(target, this.opts.positionDb, chunk, (name) => this.keys!.position(name), body);
       // (on an open connection its bytes have left: RespConnection.send writes before returning)
       if (target instanceof RespConnection) {
-        if (chunk.end < parts.length) ahead = this.buildAhead(parts, chunk, skipIds);
+        if (chunk.end < parts.length) ahead = this.buildAhead(parts, chunk.end, chunk, skipIds);
         else if (this.queuedCalls.length > 0) carry = this.buildNextCallAhead(this.queuedCalls[0], chunk);
       }
       const outcome = await running;
@@ -985,7 +988,7 @@ export class DestinationWriter {
       attempts = 0;
       from = chunk.end;
     }
-    if (carry && this.queuedCalls[0] === carry.call) this.carried = { call: carry.call, ahead: carry };
+    if (carry && this.queuedCalls[0] === carry.call) this.carried = carry;
     return result;
   }
 
@@ -997,7 +1000,7 @@ export class DestinationWriter {
    * not all known yet (loading them is a round trip, made in its place), or when building fails
    * (the failure is met again in its place).
    */
-  private buildNextCallAhead(call: QueuedCall, chunk: Chunk): (BuiltTransaction & { call: QueuedCall }) | null {
+  private buildNextCallAhead(call: QueuedCall, chunk: Chunk): CarriedTransaction | null {
     try {
       const { parts, markerKeys, streamNames } = this.prepareStandalone(call);
       if (parts.length === 0) return null;
@@ -1006,7 +1009,7 @@ export class DestinationWriter {
         if (!st || !st.domains.has(0) || !st.errorChecked) return null;
       }
       for (const k of markerKeys) if (!this.markers.has(k) && !chunk.markers.has(k)) return null;
-      const built = this.buildAhead(parts, { ...chunk, end: 0 }, new Set());
+      const built = this.buildAhead(parts, 0, chunk, new Set());
       return built && { ...built, call };
     } catch {
       return null;
@@ -1014,14 +1017,15 @@ export class DestinationWriter {
   }
 
   /**
-   * The transaction after `chunk`, built and encoded as if `chunk` commits (by far the common
+   * The transaction of `parts` from `from` on (the parts after `chunk`'s, or the next call's from
+   * its first), built and encoded as if `chunk` commits (by far the common
    * outcome), while the destination runs it. The caller uses it only when `chunk` did commit with
    * nothing to retry: it then is exactly what building it afterwards would give, since a chunk is
    * built from the committed positions and markers alone, which committing `chunk` sets to what
    * `chunk` holds. Null when building fails: the failure is met again, in its place, by building
    * after the commit.
    */
-  private buildAhead(parts: Part[], chunk: Chunk, skipIds: Set<string>): BuiltTransaction | null {
+  private buildAhead(parts: Part[], from: number, chunk: Chunk, skipIds: Set<string>): BuiltTransaction | null {
     const after = (name: string): DomainState => {
       const share = chunk.streams.get(name);
       if (!share) return this.stream(name).domains.get(0)!;
@@ -1029,7 +1033,7 @@ export class DestinationWriter {
       return { pos: share.state.pos, stored: share.positionChanged && share.posToStore ? share.posToStore : share.state.stored };
     };
     try {
-      const next = this.buildChunk(parts, chunk.end, after, skipIds, chunk.markers);
+      const next = this.buildChunk(parts, from, after, skipIds, chunk.markers);
       return { chunk: next, body: composeBody(next.ops, this.opts.positionDb, true) };
     } catch {
       return null;
