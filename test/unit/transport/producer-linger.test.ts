@@ -2,7 +2,7 @@
  * When the producer sends a request (pure scheduling; the broker is a stand-in that records when
  * each request left and how many record bytes it held): a request that is not full waits until its
  * oldest record has lingered `lingerMs`, and `HEAVY_LINGER_FACTOR` times that after a request of
- * `HEAVY_REQUEST_BYTES` or more.
+ * `HEAVY_REQUEST_BYTES` or more, unless it carries a bulk send (a snapshot's).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Kafka } from 'kafkajs';
@@ -62,6 +62,23 @@ describe('EventProducer linger', () => {
     expect(await sendAndWait(HEAVY_REQUEST_BYTES + 1)).toBe(5); // the one before was light; this one is heavy
     expect(await sendAndWait(100)).toBe(5 * HEAVY_LINGER_FACTOR);
     expect(await sendAndWait(100)).toBe(5);
+  });
+
+  it('a bulk send (a snapshot) keeps the short linger after a heavy request', async () => {
+    const sent: Sent[] = [];
+    const p = new EventProducer({ kafka: standIn(sent), registry, positionsTopic: 'positions', lingerMs: 5, compression: 'none' });
+    const sendAndWait = async (bytes: number, bulk: boolean): Promise<number> => {
+      const from = performance.now();
+      const done = p.sendRecords('t', 0, [record(bytes)], { bulk });
+      for (let i = 0; i < 200 && sent.length === 0; i++) await vi.advanceTimersByTimeAsync(1);
+      await done;
+      const waited = sent[0].at - from;
+      sent.length = 0;
+      return waited;
+    };
+    expect(await sendAndWait(HEAVY_REQUEST_BYTES, true)).toBe(5);
+    expect(await sendAndWait(HEAVY_REQUEST_BYTES, true)).toBe(5); // heavy before it, but bulk
+    expect(await sendAndWait(100, false)).toBe(5 * HEAVY_LINGER_FACTOR); // a stream's send after it does wait longer
   });
 
   it('sends at once when a partition has more than a request can take, heavy or not', async () => {
