@@ -131,7 +131,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'compression', description: 'Kafka record compression: gzip, snappy or none.', commands: ['capture'], schema: z.enum(['gzip', 'snappy', 'none']), default: 'snappy' },
   {
     name: 'linger-ms',
-    description: 'How long capture lets a produce request that is not full wait for more events (Kafka\'s linger.ms): fewer, larger requests under steady traffic, at most this much more lag. Under heavy traffic (a request of 16 KB of records or more) the next request waits 4 times as long: each request costs capture, the broker and the appliers a fixed amount of work. 0 sends at once.',
+    description: 'How long capture lets a produce request that is not full wait for more events (Kafka\'s linger.ms): fewer, larger requests under steady traffic, at most this much more lag. Under heavy traffic (a request of 16 KB of records or more) the next request waits 4 times as long (a snapshot\'s never do): each request costs capture, the broker and the appliers a fixed amount of work. 0 sends at once.',
     commands: ['capture'],
     schema: int(0, 1000),
     default: 5,

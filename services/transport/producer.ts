@@ -21,7 +21,8 @@
  * mixed commands per second on two cores, writing those requests (the socket write and the
  * wake-ups it causes) was a third of capture's time. A linger counted from the request rather
  * than the record, with one send per partition per request, cost a full sync (one small send
- * per 1,000 keys) 5 ms a request: 1.3 s more for 1M keys. *
+ * per 1,000 keys) 5 ms a request: 1.3 s more for 1M keys.
+ *
  * Under heavy traffic the linger stretches to `HEAVY_LINGER_FACTOR` times `lingerMs`: a request
  * that carried `HEAVY_REQUEST_BYTES` or more makes the next one wait that long. Every request
  * costs capture, the broker and each applier a fixed amount of work (a record batch, a fetch that
