@@ -54,7 +54,7 @@ export interface EventSink {
    * order per partition; resolves once durable. `bulk`: records of a snapshot (the transport
    * sends them as soon as it can instead of lingering for more).
    */
-  sendRecords(db: number, partition: number, records: SealedRecord[], bulk?: boolean): Promise<void>;
+  sendRecords(db: number, partition: number, records: SealedRecord[], options?: { bulk?: boolean }): Promise<void>;
   writePosition(position: CapturePosition): Promise<void>;
   readPosition(): Promise<CapturePosition | null>;
 }
@@ -810,7 +810,7 @@ export class CaptureService extends EventEmitter {
       this.outstanding.delete(sent);
       if (this.inflightWaiters.length > 0) for (const w of this.inflightWaiters.splice(0)) w();
     };
-    const sent: Promise<void> = this.opts.sink.sendRecords(t.db, t.partition, records, this.parser !== null).then(
+    const sent: Promise<void> = this.opts.sink.sendRecords(t.db, t.partition, records, { bulk: this.parser !== null }).then(
       () => {
         this.stats.eventsProduced += count;
         done();

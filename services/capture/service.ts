@@ -298,9 +298,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   let produced = 0;
   const positionKey = (i: number) => (isCluster ? `${POSITION_KEY}:${i}` : POSITION_KEY);
   const sinkFor = (i: number): EventSink => ({
-    async sendRecords(db: number, partition: number, records: SealedRecord[], bulk?: boolean) {
+    async sendRecords(db: number, partition: number, records: SealedRecord[], options?: { bulk?: boolean }) {
       await whenReady();
-      await producer.sendRecords(topics.get(db)!, partition, records, { bulk });
+      await producer.sendRecords(topics.get(db)!, partition, records, options);
       for (const r of records) produced += r.count;
     },
     async writePosition(p: CapturePosition) {

@@ -35,6 +35,21 @@ function standIn(sent: Sent[]): Kafka {
 const registry = { registerForTopic: async () => 1 } as unknown as EventRegistry;
 const record = (bytes: number): SealedRecord => ({ body: Buffer.alloc(bytes), count: 1, snapshotBegin: null });
 
+/** A producer (linger 5 ms) and a function that sends one record and says how long it waited to leave (ms). */
+function sender(): (bytes: number, bulk?: boolean) => Promise<number> {
+  const sent: Sent[] = [];
+  const p = new EventProducer({ kafka: standIn(sent), registry, positionsTopic: 'positions', lingerMs: 5, compression: 'none' });
+  return async (bytes, bulk = false) => {
+    const from = performance.now();
+    const done = p.sendRecords('t', 0, [record(bytes)], { bulk });
+    for (let i = 0; i < 200 && sent.length === 0; i++) await vi.advanceTimersByTimeAsync(1);
+    await done;
+    const waited = sent[0].at - from;
+    sent.length = 0;
+    return waited;
+  };
+}
+
 describe('EventProducer linger', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'performance'] });
@@ -44,17 +59,7 @@ describe('EventProducer linger', () => {
   });
 
   it('waits lingerMs after light requests and HEAVY_LINGER_FACTOR times that after a heavy one', async () => {
-    const sent: Sent[] = [];
-    const p = new EventProducer({ kafka: standIn(sent), registry, positionsTopic: 'positions', lingerMs: 5, compression: 'none' });
-    const sendAndWait = async (bytes: number): Promise<number> => {
-      const from = performance.now();
-      const done = p.sendRecords('t', 0, [record(bytes)]);
-      for (let i = 0; i < 200 && sent.length === 0; i++) await vi.advanceTimersByTimeAsync(1);
-      await done;
-      const waited = sent[0].at - from;
-      sent.length = 0;
-      return waited;
-    };
+    const sendAndWait = sender();
 
     expect(await sendAndWait(100)).toBe(5); // light traffic: the short linger
     expect(await sendAndWait(HEAVY_REQUEST_BYTES)).toBe(5); // this one is heavy...
@@ -65,17 +70,7 @@ describe('EventProducer linger', () => {
   });
 
   it('a bulk send (a snapshot) keeps the short linger after a heavy request', async () => {
-    const sent: Sent[] = [];
-    const p = new EventProducer({ kafka: standIn(sent), registry, positionsTopic: 'positions', lingerMs: 5, compression: 'none' });
-    const sendAndWait = async (bytes: number, bulk: boolean): Promise<number> => {
-      const from = performance.now();
-      const done = p.sendRecords('t', 0, [record(bytes)], { bulk });
-      for (let i = 0; i < 200 && sent.length === 0; i++) await vi.advanceTimersByTimeAsync(1);
-      await done;
-      const waited = sent[0].at - from;
-      sent.length = 0;
-      return waited;
-    };
+    const sendAndWait = sender();
     expect(await sendAndWait(HEAVY_REQUEST_BYTES, true)).toBe(5);
     expect(await sendAndWait(HEAVY_REQUEST_BYTES, true)).toBe(5); // heavy before it, but bulk
     expect(await sendAndWait(100, false)).toBe(5 * HEAVY_LINGER_FACTOR); // a stream's send after it does wait longer
