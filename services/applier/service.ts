@@ -21,6 +21,7 @@ import { EventRegistry } from '../transport/registry.js';
 import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
 import { Applier } from './applier.js';
 import { keepOriginKey, OriginTracker } from './origin-lag.js';
+import { youngGenerationHint } from './young-generation.js';
 
 export interface ApplySettings {
   destination: string;
@@ -458,6 +459,8 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
 
 export async function runApplier(config: Record<string, unknown>, log: Logger): Promise<number> {
   const s = config as unknown as ApplySettings;
+  const hint = youngGenerationHint(process.execArgv, process.env.NODE_OPTIONS);
+  if (hint) log.info(hint);
   const status = new ServiceStatus('applier', s.group, log);
   let running: RunningApplier;
   try {

@@ -11,6 +11,7 @@ import { createWriteStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { stack } from './stack-env.js';
+import { APPLIER_NODE_FLAG } from '../../services/applier/young-generation.js';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'replistream.mjs');
@@ -79,7 +80,9 @@ export function startService(args: string[], env: Record<string, string> = {}, b
   // "--cpu-prof --cpu-prof-dir=/tmp/prof" for a benchmark's profiles (Node refuses --cpu-prof and
   // --heap-prof in NODE_OPTIONS).
   const prof = (process.env.REPLISTREAM_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...prof, bin, ...args], {
+  // an applier with the young generation its deployments give it (services/applier/young-generation.ts)
+  const young = args[0] === 'apply' ? [APPLIER_NODE_FLAG] : [];
+  const child = spawn(process.execPath, [...young, ...prof, bin, ...args], {
     // MALLOC_MMAP_THRESHOLD_ as the image sets it (deploy/Dockerfile says why): benches measure the
     // memory of the services as they are deployed
     env: { MALLOC_MMAP_THRESHOLD_: '131072', ...process.env, REPLISTREAM_KAFKA: s.kafka, REPLISTREAM_REGISTRY: s.registry, REPLISTREAM_LOG_LEVEL: 'info', ...env },
