@@ -749,9 +749,10 @@ export class CaptureService extends EventEmitter {
     const t = this.target(db, partition);
     if (this.backlog.length > 0) this.backlog.push({ t, events: [event], next: 0 });
     else {
-      const pieces = event.kind === 'command' ? t.packer.pieces(event) : null;
+      let pieces: ChangeEvent[] | null = null;
+      if (event.kind === 'command') pieces = t.packer.pushOrPieces(event, t.sealed);
+      else t.packer.push(event, t.sealed);
       if (pieces === null) {
-        t.packer.push(event, t.sealed);
         if (t.sealed.length > 0) this.dispatch(t);
       } else {
         this.backlog.push({ t, events: pieces, next: 0 });

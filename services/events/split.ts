@@ -670,13 +670,21 @@ export class RecordPacker {
   }
 
   /**
-   * The pieces of `event` when it does not fit a record alone, else null. `push`ing them one by
-   * one makes the same records as `push(event)`; a caller can then hand each record over (and
-   * wait for Kafka) before the next piece is encoded, instead of holding them all.
+   * Encodes `event` into the open record when it fits a record alone (returns null, like `push`);
+   * else encodes nothing and returns its pieces. `push`ing them one by one makes the same records
+   * as `push(event)`; a caller can then hand each record over (and wait for Kafka) before the next
+   * piece is encoded, instead of holding them all. Why one call: the event is measured once (a
+   * separate size check before `push` measured every command twice, 6 % of capture's CPU at
+   * 100,000 SET/s).
    */
-  pieces(event: ChangeEvent): ChangeEvent[] | null {
-    const n = encodedEventSize(event);
-    return n <= this.budget ? null : splitOversized(event, n, this.budget);
+  pushOrPieces(event: ChangeEvent, out: SealedRecord[]): ChangeEvent[] | null {
+    const start = this.s.pos;
+    const n = this.s.append(event, this.budget);
+    if (n >= 0) {
+      this.add(event, start, out);
+      return null;
+    }
+    return splitOversized(event, -n, this.budget);
   }
 
   /** Seals the open record (if it holds any event) into `out`. Returns the bytes sealed. */

@@ -86,4 +86,25 @@ describe('RecordPacker', () => {
     p.seal(out);
     expect(decodeBatch(out[2].body)).toHaveLength(1);
   });
+
+  it('pushOrPieces encodes what fits a record alone, and returns the pieces of what does not, encoding nothing', () => {
+    const list = events(600, 5).filter((e) => e.kind === 'command');
+    list.splice(100, 0, command([[b('SET'), b('big'), bytes(150_000, 3)]], { pos: pos(5000, 0) }));
+    const viaPieces = new RecordPacker(40_000);
+    const out: SealedRecord[] = [];
+    let split = 0;
+    for (const e of list) {
+      const before = viaPieces.openBytes;
+      const pieces = viaPieces.pushOrPieces(e, out);
+      if (pieces === null) continue;
+      split++;
+      expect(viaPieces.openBytes).toBe(before); // nothing of it was encoded
+      expect(pieces.length).toBeGreaterThan(3);
+      for (const p of pieces) viaPieces.push(p, out);
+    }
+    viaPieces.seal(out);
+    expect(split).toBe(1);
+    const want = packAll(list, 40_000);
+    expect(out.map((r) => r.body.toString('hex'))).toEqual(want.map((r) => r.body.toString('hex')));
+  });
 });
