@@ -55,11 +55,16 @@ export interface ReadOptions {
 class NotMine extends Error {}
 const NOT_MINE = new NotMine();
 const EMPTY = Buffer.alloc(0);
+const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 
 export class FastReader {
   private buf: Buffer = EMPTY;
   private p = 0;
   private replidBytes: Buffer | null = null;
+  /** `replidBytes` as little-endian 32-bit words (its whole words; the rest is compared by byte). */
+  private replidWords = new Int32Array(0);
+  /** A view of `buf`'s bytes, for reading four at a time. */
+  private view: DataView = EMPTY_VIEW;
   private replid = '';
   private skipValuesUpTo = -1;
   private encodeCommands = false;
@@ -72,6 +77,7 @@ export class FastReader {
   /** The events of an EventBatch body, or null when it holds anything this reader leaves to avsc. */
   read(body: Buffer, options: ReadOptions = {}): ChangeEvent[] | null {
     this.buf = body;
+    this.view = new DataView(body.buffer, body.byteOffset, body.length);
     this.p = 0;
     this.skipValuesUpTo = options.skipValuesUpToRdbVersion ?? -1;
     this.encodeCommands = options.encodeCommands === true;
@@ -92,6 +98,7 @@ export class FastReader {
       throw err;
     } finally {
       this.buf = EMPTY; // not keeping the record alive
+      this.view = EMPTY_VIEW;
       this.out = EMPTY;
     }
   }
@@ -305,13 +312,29 @@ export class FastReader {
     const end = this.p + len;
     if (len < 0 || end > this.buf.length) throw NOT_MINE;
     const prev = this.replidBytes;
-    // the same id in every event of a record: compared byte by byte (Buffer#compare's checks and
-    // call cost more than the 40 bytes)
+    // the same id in every event of a record: compared four bytes at a time (Buffer#compare's
+    // checks and call cost more than the 40 bytes; byte by byte, this was half of `pos`)
     let same = prev !== null && prev.length === len;
-    for (let i = 0, b = this.buf, p = this.p; same && i < len; i++) same = prev![i] === b[p + i];
+    if (same) {
+      const v = this.view;
+      const w = this.replidWords;
+      const p = this.p;
+      const words = len >>> 2;
+      for (let i = 0; i < words; i++) {
+        if (v.getInt32(p + i * 4, true) !== w[i]) {
+          same = false;
+          break;
+        }
+      }
+      for (let i = words * 4, b = this.buf; same && i < len; i++) same = prev![i] === b[p + i];
+    }
     if (!same) {
       this.replid = this.buf.toString('utf8', this.p, end);
-      this.replidBytes = Buffer.from(this.buf.subarray(this.p, end));
+      const copy = Buffer.from(this.buf.subarray(this.p, end));
+      this.replidBytes = copy;
+      this.replidWords = new Int32Array(len >>> 2);
+      const cv = new DataView(copy.buffer, copy.byteOffset, copy.length);
+      for (let i = 0; i < this.replidWords.length; i++) this.replidWords[i] = cv.getInt32(i * 4, true);
     }
     this.p = end;
     return { epoch, offset, seq, replid: this.replid };

@@ -193,6 +193,15 @@ describe('hand-written decoding (fast-reader.ts)', () => {
     }
   });
 
+  it('a replication id that changes inside a record is read anew, whichever of its bytes differ', () => {
+    // ids of one length differing in a whole 4-byte word or only in the bytes after the last word
+    const ids = ['abcdefghij', 'abcdXfghij', 'abcdefghiX', 'abcdefghij', 'Xbcdefghij', '8de9b1b2c3d4e5f60718293a4b5c6d7e8f901234', '8de9b1b2c3d4e5f60718293a4b5c6d7e8f90123X', 'ab'];
+    const events = ids.map((replid, i) => command([[b('SET'), b(`k${i}`), b('v')]], { pos: { ...pos(100 + i), replid } }));
+    const body = viaAvsc(events);
+    expect(decodeBatch(body).map((e) => e.pos.replid)).toEqual(ids);
+    expect(decodeBatch(body, undefined, { encodeCommands: true }).map((e) => e.pos.replid)).toEqual(ids);
+  });
+
   it('snapshot keys, commands and heartbeats are read without copying; other kinds go through avsc', () => {
     const fastKinds = everyEvent().filter(
       (e) => e.kind === 'command' || e.kind === 'heartbeat' || (e.kind === 'snapshot-key' && (e.value === null || !['stream', 'module'].includes(e.value.type))),
