@@ -7,7 +7,7 @@
  * and those that survive two are promoted and collected again in the old generation. With 32 MB
  * semi-spaces most of them die before the next scavenge: in interleaved runs on two cores the
  * applier used 3.8 / 4.0 CPU-s per 10 s of 100,000 SET/s against 4.8 / 5.2 with the default,
- * 1.7 against 2.0 at 20,000 SET/s, and a 1M-key full sync took 9.6 / 10.9 CPU-s of both services
+ * 1.7 against 1.9–2.1 at 20,000 SET/s, and a 1M-key full sync took 9.6 / 10.9 CPU-s of both services
  * against 11.1 / 11.9. It costs up to 32 MB more RSS; capture gained nothing from it, so it keeps
  * the default (its memory has less room under the 300 MB bound).
  *
