@@ -333,8 +333,7 @@ export class FastReader {
       const copy = Buffer.from(this.buf.subarray(this.p, end));
       this.replidBytes = copy;
       this.replidWords = new Int32Array(len >>> 2);
-      const cv = new DataView(copy.buffer, copy.byteOffset, copy.length);
-      for (let i = 0; i < this.replidWords.length; i++) this.replidWords[i] = cv.getInt32(i * 4, true);
+      for (let i = 0; i < this.replidWords.length; i++) this.replidWords[i] = copy.readInt32LE(i * 4);
     }
     this.p = end;
     return { epoch, offset, seq, replid: this.replid };
