@@ -21,7 +21,11 @@
  *    its send time in db 2; the destination publishes keyspace notifications, and a subscriber
  *    records when every key arrives. Writer and subscriber run in a child process of their own.
  *    Every write is measured, unless `--probe-every N`: then every Nth write (and the last) is, and
- *    the others SET `fill:lag:<contender>:<i>`, which the subscriber's pattern does not match. Catch-up: the last write sent → every write arrived.
+ *    the others SET `fill:lag:<contender>:<i mod --fill-keys>` (10,000 keys by default, as
+ *    `redis-benchmark -r 10000`), which the subscriber's pattern does not match. Catch-up: the last
+ *    write sent → every write arrived. The writer builds each 1 ms batch as one string and counts
+ *    the replies (raw-redis.ts `RawSetWriter`): the generator shares the machine with what it
+ *    measures, and its CPU while writing is printed.
  * 3. burst (`--burst N`, default 500,000; 0 skips it): `redis-benchmark -t set -P 16 -n N -r N` on
  *    db 3 as fast as the source takes it; the source's ops/s, and the time from the burst's last
  *    reply until the destination's DBSIZE of db 3 equals the source's (catch-up).
@@ -45,7 +49,7 @@ import { pipelineNames, redisClient, type PipelineNames } from '../helpers/pipel
 import { startService, type ServiceProcess } from '../helpers/processes.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { uniqueName } from '../helpers/stack-env.js';
-import { RawRedis } from './raw-redis.js';
+import { RawSetWriter } from './raw-redis.js';
 import {
   MB, ProcRssSampler, cleanupAll, cleanupOnSignalUntilDone, deleteTopics, fillSource, fillSourceBig, fillSourceMixed, fmt, load1, machine, now, once, parseFlags, percentile, printGrid,
   printJson, procStats, progress, ratio, redisBenchmarkSet, serverPid, sleep, startNativeReplica, startSource, waitFor, type SourceFill,
@@ -115,12 +119,14 @@ export async function benchE2e(args: string[]): Promise<void> {
     dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets), populate (the older shape: strings plus 50- and 1000-element collections) or big (--keys strings of 5 MB and one list of 1,000,000 elements: the memory bound)' },
     sample: { default: 10_000, help: 'keys compared by verify --sample (each direction)' },
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
+    'fill-keys': { default: 10_000, help: 'the untimed writes (see --probe-every) cycle over this many keys, as `redis-benchmark -r N` does; 0: every one a new key (the source and destination then grow by --rate keys a second, which cost the two servers ~2.7 CPU-s more per 10 s at 100,000 SET/s)' },
     'probe-every': { default: 1, help: 'time every Nth write of the incremental phase (and the last); the others go to keys nobody listens to. Above ~20,000 writes/s one subscriber cannot take a notification per write (the destination drops a pub/sub client that falls 32 MB behind), so e.g. --rate 100000 --probe-every 100' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
     warmup: { default: 2, help: 'seconds at --rate just before the incremental phase, timed and printed apart (a pipeline that ran only a full sync has not yet compiled its command path: its first second at 100,000 SET/s lags ~0.3 s); 0: none' },
     burst: { default: 500_000, help: 'SETs of the burst phase (redis-benchmark -P 16 on BURST_DB as fast as the source takes them); 0 skips it' },
     sync: { default: 'diskless', help: 'source full-sync transfer: diskless (Redis 7 default, delay 0) or disk' },
     partitions: { default: 4, help: 'partitions of the capture topic' },
+    appliers: { default: 1, help: 'replistream applier processes in the group (they share the partitions out); their RSS on rows of their own, their CPU in the sums' },
     compression: { default: 'snappy', help: 'Kafka record compression of the capture: snappy (default of the service), gzip or none' },
     'write-mode': { default: 'restore', help: 'applier full-sync writes: restore or commands' },
     only: { default: '', help: 'comma-separated subset of native,replistream,redisshake (default: all; redisshake when REDISSHAKE_BIN is set)' },
@@ -169,7 +175,7 @@ export async function benchE2e(args: string[]): Promise<void> {
     for (const name of order) {
       progress(`${LABEL[name]}: full sync`);
       if (name === 'native') current = await nativeContender(src.port);
-      else if (name === 'replistream') current = await replistreamContender(src, { partitions: f.partitions, compression, writeMode: f['write-mode'], keepTopics: f['keep-topics'] });
+      else if (name === 'replistream') current = await replistreamContender(src, { partitions: f.partitions, compression, writeMode: f['write-mode'], keepTopics: f['keep-topics'], appliers: Math.max(1, Math.floor(f.appliers)) });
       else current = await redisShakeContender(shakeBin!, src, sync);
       const r = await runContender(current, { src, srcPid, keys, rss, f, sync });
       results.push(r);
@@ -201,7 +207,7 @@ export async function benchE2e(args: string[]): Promise<void> {
 
 async function runContender(
   c: Contender,
-  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; 'probe-every': number; duration: number; warmup: number; burst: number; 'lag-csv': string }; sync: string },
+  ctx: { src: RedisServer; srcPid: number; keys: number; rss: ProcRssSampler; f: { sample: number; rate: number; 'probe-every': number; 'fill-keys': number; duration: number; warmup: number; burst: number; 'lag-csv': string }; sync: string },
 ): Promise<Result> {
   const { rss, f, keys } = ctx;
   const cpuOf = (pid: number) => {
@@ -260,6 +266,7 @@ async function runContender(
         rate: f.rate,
         total: Math.round(f.rate * seconds),
         every: Math.max(1, Math.floor(f['probe-every'])),
+        fillKeys: Math.max(0, Math.floor(f['fill-keys'])),
         drainMs: 120_000,
         csv: csvFile,
         check: () => {
@@ -335,7 +342,7 @@ async function nativeContender(srcPort: number): Promise<Contender> {
 }
 
 /** `replistream capture` + `replistream apply`, as processes with their /status. */
-async function replistreamContender(src: RedisServer, o: { partitions: number; compression: string; writeMode: string; keepTopics: boolean }): Promise<Contender> {
+async function replistreamContender(src: RedisServer, o: { partitions: number; compression: string; writeMode: string; keepTopics: boolean; appliers: number }): Promise<Contender> {
   const dest = await startRedis();
   const destClient = redisClient(dest.url);
   const destPid = await serverPid(destClient);
@@ -343,9 +350,10 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
   const names: PipelineNames = pipelineNames();
   const group = uniqueName('g');
   const capPort = await freePort();
-  const appPort = await freePort();
+  const appPorts: number[] = [];
+  for (let i = 0; i < o.appliers; i++) appPorts.push(await freePort());
   let cap: ServiceProcess | null = null;
-  let app: ServiceProcess | null = null;
+  let apps: ServiceProcess[] = [];
   let poller: NodeJS.Timeout | null = null;
   let t0Wall = 0;
   let t0 = 0;
@@ -358,7 +366,7 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
     }
   };
   const killOnExit = () => {
-    for (const p of [cap, app]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    for (const p of [cap, ...apps]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   };
   return {
     name: 'replistream',
@@ -369,7 +377,8 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
       t0 = now();
       process.once('exit', killOnExit);
       cap = startService(['capture', '--source', src.url, '--dbs', `${PROBE_DB},${DB},${BURST_DB}`, '--partitions', String(o.partitions), '--compression', o.compression, '--http-port', String(capPort), ...common]);
-      app = startService(['apply', '--destination', dest.url, '--group', group, '--write-mode', o.writeMode, '--http-port', String(appPort), ...common]);
+      // one group: with --appliers N the partitions are shared out among N processes
+      apps = appPorts.map((port) => startService(['apply', '--destination', dest.url, '--group', group, '--write-mode', o.writeMode, '--http-port', String(port), ...common]));
       poller = setInterval(() => {
         if (snapshotEndAt !== null) return;
         void fetch(`http://127.0.0.1:${capPort}/status`, { signal: AbortSignal.timeout(1000) })
@@ -384,9 +393,9 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
     },
     check() {
       alive(cap, 'capture');
-      alive(app, 'applier');
+      apps.forEach((a, i) => alive(a, i === 0 ? 'applier' : `applier ${i + 1}`));
     },
-    procs: () => ({ capture: cap?.child.pid ?? 0, applier: app?.child.pid ?? 0 }),
+    procs: () => Object.fromEntries([['capture', cap?.child.pid ?? 0], ...apps.map((a, i) => [i === 0 ? 'applier' : `applier${i + 1}`, a.child.pid ?? 0])]),
     extra() {
       // called at the end of the incremental phase: the link start relative to the process start
       return {
@@ -397,7 +406,7 @@ async function replistreamContender(src: RedisServer, o: { partitions: number; c
     async stop() {
       if (poller) clearInterval(poller);
       await cleanupAll([
-        ...[app, cap].map((p) => (p ? async () => {
+        ...[...apps, cap].map((p) => (p ? async () => {
           const killer = setTimeout(() => void p.kill9(), 10_000);
           await p.term();
           clearTimeout(killer);
@@ -507,7 +516,7 @@ async function verifySettled(src: string, dest: string, dbs: number[], sample: n
 
 function report(
   results: Result[],
-  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; 'write-mode': string; sample: number; rate: number; 'probe-every': number; duration: number; warmup: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
+  o: { keys: number; fill: SourceFill; f: { keys: number; dataset: string; partitions: number; appliers: number; 'write-mode': string; sample: number; rate: number; 'probe-every': number; duration: number; warmup: number; burst: number }; sync: string; compression: string; loadBefore: number; shakeBin: string | null },
 ): void {
   const by = (n: Name) => results.find((r) => r.name === n) ?? null;
   const nat = by('native');
@@ -545,6 +554,7 @@ function report(
       ? [row(`warm-up: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.warmup} s, lag p50 / p99 / max (ms)`, (r) => (r.warmup ? `${fmt(r.warmup.p50)} / ${fmt(r.warmup.p99)} / ${fmt(r.warmup.max)}` : null), false)]
       : []),
     row(`incremental: ${o.f.rate.toLocaleString('en-US')} SET/s × ${o.f.duration} s${o.f.warmup > 0 ? ' after it' : ''}, writer achieved ops/s`, (r) => r.probe.writerOpsPerSec, false),
+    row('  CPU s of the load generator (writer and subscriber) while writing', (r) => r.probe.writerCpuSec, false),
     row('  ops/s delivered', (r) => r.lag.deliveredOpsPerSec),
     row('  lag p50 (ms)', (r) => r.lag.p50),
     row('  lag p90 (ms)', (r) => r.lag.p90),
@@ -562,6 +572,7 @@ function report(
       : []),
     row('peak RSS, capture: full sync / overall (MB)', (r) => rssCell(proc(r, 'capture')), false),
     row('peak RSS, applier: full sync / overall (MB)', (r) => rssCell(proc(r, 'applier')), false),
+    ...Array.from({ length: Math.max(0, o.f.appliers - 1) }, (_, i) => row(`peak RSS, applier ${i + 2}: full sync / overall (MB)`, (r) => rssCell(proc(r, `applier${i + 2}`)), false)),
     row('peak RSS, redis-shake: full sync / overall (MB)', (r) => rssCell(proc(r, 'redis-shake')), false),
     row('peak RSS of the sync process(es), sum of the peaks (MB)', (r) => (r.name === 'native' ? null : mb(Object.values(r.procs).reduce((a, p) => a + top(p.peak, p.hwm), 0)))),
     row('peak RSS of the destination redis (MB)', (r) => {
@@ -593,11 +604,11 @@ function report(
   const lagJson = (t: ProbeTarget) => ({ deliveredOpsPerSec: t.deliveredOpsPerSec, p50: t.p50, p90: t.p90, p99: t.p99, p999: t.p999, max: t.max, mean: t.mean, catchUpMs: t.catchUpMs, seen: t.seen, missing: t.missing });
   const json = (r: Result) => ({
     fullSyncSec: r.fullSyncSec, ...r.extra, verify: { equal: r.verify.equal, compared: r.verify.compared, sec: r.verifySec }, verifyAfter: r.verifyAfter.equal,
-    writerOpsPerSec: r.probe.writerOpsPerSec, ackP99: r.probe.ackP99, lag: lagJson(r.lag), procs: r.procs, dest: r.dest, load1: r.load1,
+    writerOpsPerSec: r.probe.writerOpsPerSec, ackP99: r.probe.ackP99, writerCpuSec: r.probe.writerCpuSec, lag: lagJson(r.lag), procs: r.procs, dest: r.dest, load1: r.load1,
   });
   printJson({
     bench: 'e2e', machine: m, loadBefore: o.loadBefore, dataset: o.f.dataset, keys: o.keys, smallKeys: o.fill.smallKeys, collections: o.fill.collections, usedMemory: o.fill.usedMemory,
-    sync: o.sync, partitions: o.f.partitions, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, probeEvery: o.f['probe-every'], durationSec: o.f.duration, warmupSec: o.f.warmup,
+    sync: o.sync, partitions: o.f.partitions, appliers: o.f.appliers, compression: o.compression, writeMode: o.f['write-mode'], sample: o.f.sample, rate: o.f.rate, probeEvery: o.f['probe-every'], durationSec: o.f.duration, warmupSec: o.f.warmup,
     redisShakeBin: o.shakeBin,
     ...Object.fromEntries(results.map((r) => [r.name, json(r)])),
     ratio: Object.fromEntries(cols.map((r) => [r.name, {
@@ -617,6 +628,8 @@ interface ProbeConfig {
   total: number;
   /** Every `every`th write (and the last) is timed; the others go to `fill:<prefix><i>`. */
   every: number;
+  /** The untimed writes cycle over this many keys (0: a key each). */
+  fillKeys: number;
   drainMs: number;
   /** When set, the probe writes `i,sent_epoch_ms,sent_ms,<target>_lag_ms…` (sent_ms: from the first send) there. */
   csv: string | null;
@@ -642,6 +655,8 @@ interface ProbeResult {
   acked: number;
   writerOpsPerSec: number;
   ackP99: number;
+  /** CPU of the probe process (writer and subscriber) while it wrote. */
+  writerCpuSec: number;
   targets: ProbeTarget[];
 }
 
@@ -709,33 +724,41 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
     return state;
   }));
 
-  // raw-redis.ts: at 100,000 writes/s ioredis alone took more than a core of this machine
-  const w = new RawRedis(cfg.source.port, cfg.source.db);
+  // raw-redis.ts: at 100,000 writes/s ioredis alone took more than a core of this machine, and a
+  // command object per SET most of a third of one (RawSetWriter)
+  const w = new RawSetWriter(cfg.source.port, cfg.source.db);
   await w.ready;
   const sent = new Float64Array(total);
   const ackLat = new Float64Array(total);
   let acked = 0;
+  w.onReply = (k, failed) => {
+    if (failed || k >= total) return;
+    ackLat[k] = performance.now() - sent[k];
+    acked++;
+  };
+  const cpu0 = process.cpuUsage();
   let i = 0;
   const t0 = performance.now();
   await new Promise<void>((resolve) => {
     const tick = () => {
       const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * cfg.rate) + 1);
+      // one send time for the batch: it is written at once
+      const at = performance.now();
+      const value = String(Date.now());
+      let batch = '';
       while (i < due) {
         const k = i++;
-        const at = performance.now();
         sent[k] = at;
-        w.send([['SET', timed(k) ? `${prefix}${k}` : `${fillPrefix}${k}`, Date.now()]], (failed) => {
-          if (failed) return;
-          ackLat[k] = performance.now() - at;
-          acked++;
-        });
+        batch = RawSetWriter.set(batch, timed(k) ? `${prefix}${k}` : `${fillPrefix}${cfg.fillKeys > 0 ? k % cfg.fillKeys : k}`, value);
       }
+      w.write(batch);
       if (i >= total) resolve();
       else setTimeout(tick, 1);
     };
     tick();
   });
   const tLastSent = sent[total - 1];
+  const cpu = process.cpuUsage(cpu0);
   const writerOpsPerSec = total > 1 ? (total - 1) / ((tLastSent - sent[0]) / 1000) : NaN;
   const deadline = performance.now() + cfg.drainMs;
   while (performance.now() < deadline && (acked < total || subs.some((s) => s.seen < probes))) await new Promise((r) => setTimeout(r, 20));
@@ -772,7 +795,7 @@ async function probeMain(cfg: ProbeConfig): Promise<ProbeResult> {
   for (const s of subs) s.sub.disconnect();
   w.close();
   const ackSorted = ackLat.slice(0, total).filter((x) => x > 0).sort();
-  return { sent: total, acked, writerOpsPerSec, ackP99: percentile(ackSorted, 99), targets };
+  return { sent: total, acked, writerOpsPerSec, ackP99: percentile(ackSorted, 99), writerCpuSec: (cpu.user + cpu.system) / 1e6, targets };
 }
 
 if (process.env[PROBE_ENV] === '1' && process.argv[1] === fileURLToPath(import.meta.url) && process.send) {
