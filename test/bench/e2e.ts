@@ -119,7 +119,7 @@ export async function benchE2e(args: string[]): Promise<void> {
     dataset: { default: 'mixed', help: 'mixed (96 % small strings, 4 % small hashes/lists/sets/zsets), populate (the older shape: strings plus 50- and 1000-element collections) or big (--keys strings of 5 MB and one list of 1,000,000 elements: the memory bound)' },
     sample: { default: 10_000, help: 'keys compared by verify --sample (each direction)' },
     rate: { default: 5_000, help: 'writes per second of the incremental phase' },
-    'fill-keys': { default: 10_000, help: 'the untimed writes (see --probe-every) cycle over this many keys, as `redis-benchmark -r N` does; 0: every one a new key (the source and destination then grow by --rate keys a second, which cost the two servers ~2.7 CPU-s more per 10 s at 100,000 SET/s)' },
+    'fill-keys': { default: 10_000, help: 'the untimed writes (see --probe-every) cycle over this many keys, as `redis-benchmark -r N` does; 0: every one a new key (the source and destination then grow by --rate keys a second, which cost the two servers ~2 CPU-s more per 10 s at 100,000 SET/s)' },
     'probe-every': { default: 1, help: 'time every Nth write of the incremental phase (and the last); the others go to keys nobody listens to. Above ~20,000 writes/s one subscriber cannot take a notification per write (the destination drops a pub/sub client that falls 32 MB behind), so e.g. --rate 100000 --probe-every 100' },
     duration: { default: 20, help: 'seconds of the incremental phase' },
     warmup: { default: 2, help: 'seconds at --rate just before the incremental phase, timed and printed apart (a pipeline that ran only a full sync has not yet compiled its command path: its first second at 100,000 SET/s lags ~0.3 s); 0: none' },
@@ -592,7 +592,7 @@ function report(
     [
       'Each contender on its own fresh destination, one after another, on the same source data (db 2, the incremental writes and the capture\'s',
       'heartbeat key, is flushed on the source between contenders). Full sync: from REPLICAOF / the processes spawned (`replistream capture` and',
-      '`replistream apply` together, node + tsx start, topics, group join included; redis-shake) until DBSIZE of db 1 equals the source\'s.',
+      '`replistream apply` together, process start, topics, group join included; redis-shake) until DBSIZE of db 1 equals the source\'s.',
       'Lag = keyspace notification at the destination − SET sent on the source, every write (a child process writes and listens).',
       '"equal (…, try N)": the first sample(s) differed only in TTLs off by < 5 s (the two reads apart on a loaded machine); a new sample was equal.',
       'Catch-up: the last write sent → the last write arrived. Peak RSS: the larger of VmRSS sampled every 250 ms (/proc/<pid>/status) and',
