@@ -109,12 +109,11 @@ export class RawRedis {
  */
 export class RawSetWriter {
   private readonly socket: Socket;
-  /** Replies read so far (SELECT's included), and how many of them were errors. */
-  replies = 0;
-  errors = 0;
+  /** Replies read so far (SELECT's included). */
+  private replies = 0;
   private lineStart = true;
   private closed = false;
-  /** Called after each read with the replies counted so far (SELECT's excluded) and whether each was an error. */
+  /** Called for each reply with its index among the SETs' (SELECT's excluded) and whether it was an error. */
   onReply: ((index: number, failed: boolean) => void) | null = null;
   private readonly skip: number;
   readonly ready: Promise<void>;
@@ -159,7 +158,6 @@ export class RawSetWriter {
       if (c === 0x0a) {
         this.lineStart = true;
         const n = this.replies++;
-        if (failed) this.errors++;
         if (n >= this.skip) this.onReply?.(n - this.skip, failed);
       }
     }
