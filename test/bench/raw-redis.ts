@@ -20,6 +20,21 @@ interface Pending {
   done: ((failed: boolean) => void) | null;
 }
 
+/** A connected, no-delay socket to a load generator's Redis; `gone` on error or close. */
+function openSocket(port: number, host: string, onData: (chunk: Buffer) => void, gone: () => void): { socket: Socket; ready: Promise<void> } {
+  const socket = new Socket();
+  socket.setNoDelay(true);
+  const ready = new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  socket.on('error', gone);
+  socket.on('close', gone);
+  socket.on('data', onData);
+  socket.connect(port, host);
+  return { socket, ready };
+}
+
 export class RawRedis {
   private readonly socket: Socket;
   private out: string[][] = [];
@@ -31,16 +46,7 @@ export class RawRedis {
   readonly ready: Promise<void>;
 
   constructor(port: number, db: number, host = '127.0.0.1') {
-    this.socket = new Socket();
-    this.socket.setNoDelay(true);
-    this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', () => resolve());
-      this.socket.once('error', reject);
-    });
-    this.socket.on('error', () => this.failAll());
-    this.socket.on('close', () => this.failAll());
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.connect(port, host);
+    ({ socket: this.socket, ready: this.ready } = openSocket(port, host, (chunk) => this.onData(chunk), () => this.failAll()));
     if (db !== 0) this.send([['SELECT', db]], null);
   }
 
@@ -119,18 +125,9 @@ export class RawSetWriter {
   readonly ready: Promise<void>;
 
   constructor(port: number, db: number, host = '127.0.0.1') {
-    this.socket = new Socket();
-    this.socket.setNoDelay(true);
-    this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', () => resolve());
-      this.socket.once('error', reject);
-    });
-    this.socket.on('error', () => undefined);
-    this.socket.on('close', () => (this.closed = true));
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.connect(port, host);
+    ({ socket: this.socket, ready: this.ready } = openSocket(port, host, (chunk) => this.onData(chunk), () => (this.closed = true)));
     this.skip = db !== 0 ? 1 : 0;
-    if (db !== 0) this.socket.write(`*2\r\n$6\r\nSELECT\r\n$${String(db).length}\r\n${db}\r\n`);
+    if (db !== 0) this.socket.write(encodeCommands([['SELECT', String(db)]]));
   }
 
   /** Appends `SET key value` to `out` (keys and value ASCII: their lengths are their byte counts). */
