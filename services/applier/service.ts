@@ -223,6 +223,8 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   // db-map names destination dbs that exist (checked before waiting for topics when it is given)
   if (s.dbMap) await checkDestinationDbsAt(s.destination, [...s.dbMap.values()]);
   const topics = await discoverTopics(kafka, s, log);
+  // not awaited: the schema look-ups run while the destination is checked and the group joins
+  void registry.prime([...topics.values()]);
   const dbMap = s.dbMap ?? new Map([...topics.keys()].map((db) => [db, db]));
   if (!s.dbMap) await checkDestinationDbsAt(s.destination, [...dbMap.values()]);
 

@@ -15,7 +15,7 @@ import { EventProducer, readLatestPositions, type SendResult } from '../../../se
 import { readCompactedTopic, snapshotIndexKey, splitPositions } from '../../../services/transport/positions.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type StartFrom } from '../../../services/transport/consumer.js';
 import { PieceAssembler, RecordPacker, type SealedRecord } from '../../../services/events/split.js';
-import { avroTypeFor, eventToAvro, inlineSchema, loadNamedSchemas } from '../../../services/events/codec.js';
+import { avroTypeFor, encodeBatch, eventToAvro, inlineSchema, loadNamedSchemas } from '../../../services/events/codec.js';
 import type { ChangeEvent } from '../../../services/events/model.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { createLogger } from '../../../services/common/log.js';
@@ -168,6 +168,48 @@ describe('transport against the local stack', () => {
 
     const { batches } = await consume(s, { mode: 'earliest' }, (b) => eventsOf(b).length >= 2);
     expect(eventsOf(batches)).toStrictEqual([e, hb(2)]);
+  });
+
+  it('prime: the schemas of the topics are looked up ahead, so decoding their records asks the registry nothing', async () => {
+    const own = uniqueName('prime-own');
+    const newer = uniqueName('prime-newer');
+    const ownId = await registry.registerForTopic(own);
+    // a newer compatible version under the second topic's subject (as in the test above)
+    const named = loadNamedSchemas();
+    const hbSchema = JSON.parse(JSON.stringify(named.get('io.replistream.events.Heartbeat')));
+    hbSchema.fields.push({ name: 'zone', type: ['null', 'string'], default: null });
+    named.set('io.replistream.events.Heartbeat', hbSchema);
+    const newerSchema = inlineSchema(named);
+    const res = await fetch(`${stack().registry}/subjects/${subjectFor(newer)}/versions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema: JSON.stringify(newerSchema) }),
+    });
+    expect(res.status).toBe(200);
+    const newerId = ((await res.json()) as { id: number }).id;
+    const e = hb(7);
+    const w = eventToAvro(e) as Record<string, Record<string, unknown>>;
+    const branch = Object.keys(w)[0];
+    const newerValue = toWire(newerId, avroTypeFor(newerSchema).toBuffer({ events: [{ [branch]: { ...w[branch], zone: 'eu' } }] }));
+
+    const reader = new EventRegistry({ url: stack().registry });
+    // a topic with no subject yet is no error: its first record looks its id up then
+    await reader.prime([own, newer, uniqueName('prime-missing')]);
+    const realFetch = globalThis.fetch;
+    let asked = 0;
+    globalThis.fetch = ((...a: Parameters<typeof fetch>) => {
+      asked++;
+      return realFetch(...a);
+    }) as typeof fetch;
+    try {
+      expect(await reader.decode(toWire(ownId, encodeBatch([e])))).toStrictEqual([e]);
+      expect(await reader.decode(newerValue)).toStrictEqual([e]);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(asked).toBe(0);
+    // an unreachable registry: prime resolves all the same (best effort)
+    await new EventRegistry({ url: 'http://127.0.0.1:1/apis/ccompat/v7', retries: 0 }).prime([own]);
   });
 
   it('a 5 MB snapshot key travels as records under 1 MB and reassembles', async () => {
