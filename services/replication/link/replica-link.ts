@@ -31,6 +31,13 @@ import { ReplyReader, SnapshotReader, type HandshakeReply } from '../resp/reply-
  *   source drop the link, and a long pause during streaming moves the backlog to the source's
  *   output buffer (`client-output-buffer-limit replica`) — size `maxBufferedBytes` for that.
  * - Units are emitted synchronously as `unit` events, in order, as soon as they are complete.
+ * - Delivery yields the event loop after `sliceMs` (10 ms) of work in one turn; what arrives
+ *   meanwhile is queued. Node reads a busy socket up to 32 times in a row before it looks at any
+ *   other socket or timer, and each read was delivered at once: when the stream comes in faster
+ *   than the consumer handles it (code not optimized yet in the first second of a load, a burst),
+ *   a turn grew to hundreds of milliseconds, during which the consumer's own I/O (capture's Kafka
+ *   acknowledgements, its linger timers) waited: at 100,000 SET/s right after a full sync capture
+ *   sent one produce request every ~350 ms, and the lag reached 0.6 s.
  *
  * Acknowledgements
  * - Every `ackIntervalMs` (1 s) the link sends `REPLCONF ACK <offset>`; `REPLCONF GETACK` is
@@ -129,6 +136,11 @@ export interface ReplicaLinkOptions {
   resolveEndpoint?: () => Promise<{ host: string; port: number }>;
   maxBufferedBytes?: number;
   maxUnconfirmedBytes?: number;
+  /**
+   * Milliseconds of delivery in one turn of the event loop after which the link lets it turn
+   * (default 10; 0 never yields). See "Delivery and flow control".
+   */
+  sliceMs?: number;
   onRdbChunk?: (chunk: Buffer) => void | Promise<void>;
   onRdbEnd?: () => void | Promise<void>;
   onRdbAbort?: (err: ReplistreamError) => void | Promise<void>;
@@ -303,6 +315,11 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
   private queue: QueueItem[] = [];
   private queuedBytes = 0;
   private waitingConsumer = false;
+  private readonly sliceMs: number;
+  /** performance.now() of the first delivery in this turn of the event loop; -1 between turns. */
+  private sliceStart = -1;
+  /** The slice is used up: deliveries wait for the end of the turn (`endSlice`). */
+  private yielding = false;
   private idleWaiters: Array<() => void> = [];
   private paused = false;
   /** Held by the operator (capture paused): the socket stays paused whatever the queues. */
@@ -326,6 +343,7 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.maxDelayMs = opts.reconnect?.maxDelayMs ?? 30_000;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 256 * 1024 * 1024;
     this.maxUnconfirmedBytes = opts.maxUnconfirmedBytes ?? 256 * 1024 * 1024;
+    this.sliceMs = opts.sliceMs ?? 10;
     this.manualConfirm = opts.manualConfirm ?? false;
     const start = opts.start;
     if (start) {
@@ -860,9 +878,22 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     for (const q of this.queue) this.queuedBytes += itemBytes(q);
   }
 
-  /** Delivers queued items in order; stops at a pending consumer promise and resumes after it. */
+  /**
+   * Delivers queued items in order; stops at a pending consumer promise and resumes after it, and
+   * at the end of the turn's slice, resuming in the next turn.
+   */
   private drain(): void {
-    while (!this.waitingConsumer && this.queue.length > 0 && !this.stopped) {
+    while (!this.waitingConsumer && !this.yielding && this.queue.length > 0 && !this.stopped) {
+      if (this.sliceMs > 0) {
+        const now = performance.now();
+        if (this.sliceStart < 0) {
+          this.sliceStart = now;
+          setImmediate(this.endSlice); // the check phase: after this turn's I/O callbacks
+        } else if (now - this.sliceStart >= this.sliceMs) {
+          this.yielding = true;
+          break;
+        }
+      }
       const item = this.queue.shift() as QueueItem;
       this.queuedBytes -= itemBytes(item);
       let result: void | Promise<void>;
@@ -890,6 +921,13 @@ export class ReplicaLink extends EventEmitter<ReplicaLinkEvents> {
     this.updateFlow();
     if (!this.waitingConsumer && this.queue.length === 0) this.resolveIdle();
   }
+
+  private readonly endSlice = (): void => {
+    this.sliceStart = -1;
+    if (!this.yielding) return;
+    this.yielding = false;
+    this.drain();
+  };
 
   private deliver(item: QueueItem): void | Promise<void> {
     switch (item.kind) {

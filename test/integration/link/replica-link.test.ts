@@ -156,6 +156,45 @@ describe('ReplicaLink against redis-server', () => {
     expect(r.order.indexOf('rdb-end')).toBeLessThan(r.order.indexOf('unit'));
   });
 
+  it('delivers a stream faster than its consumer in slices: whole and in order, and timers run between the slices', async () => {
+    const s = await server({ 'repl-diskless-sync': 'yes', 'repl-diskless-sync-delay': 0 });
+    const c = redis(s);
+    const r = link({ url: s.url, sliceMs: 2 });
+    // a slow synchronous consumer: 20,000 units take about a second, many reads of the socket
+    r.link.on('unit', () => {
+      const t = performance.now();
+      while (performance.now() - t < 0.05) {
+        /* busy */
+      }
+    });
+    r.link.start();
+    await waitFor('rdb-end', () => r.rdbEnds.length === 1);
+    const n = 20_000;
+    const p = c.pipeline();
+    for (let i = 0; i < n; i++) p.set(`k${i}`, `value-${i}`);
+    await p.exec();
+    // the longest a 1 ms timer waited while the stream was delivered
+    let last = performance.now();
+    let longestWait = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longestWait = Math.max(longestWait, now - last);
+      last = now;
+    }, 1);
+    try {
+      await caughtUp(r, c);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(r.units).toHaveLength(n);
+    expect(r.units.map((u) => unitStrings(u)[0][1])).toEqual(Array.from({ length: n }, (_, i) => `k${i}`));
+    expect(expectContiguous(r.units, r.fullresyncs[0].offset)).toEqual([]);
+    // A slice ends between two reads of the socket: a timer waits one read's units at most (a
+    // 64 KB read holds ~2,000 of these SETs: ~0.1 s here). Delivered as read, several reads in a
+    // row, it waited for most of the second.
+    expect(longestWait).toBeLessThan(400);
+  });
+
   it('counts PINGs in the offset and keeps ACKing', async () => {
     const s = await server({ 'repl-ping-replica-period': 1, 'repl-diskless-sync': 'no' });
     const c = redis(s);
