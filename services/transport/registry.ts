@@ -18,7 +18,8 @@
  * - Decoding: a body written with this build's schema id is decoded directly; another id (a record
  *   written by an older or newer capture) is read through Avro schema resolution after fetching
  *   the writer schema once (`GET /schemas/ids/{id}`), or refused with a clear error when the two
- *   schema versions are incompatible.
+ *   schema versions are incompatible. An applier looks its topics' latest schemas up at start
+ *   (`prime`), so its first batch does not wait for the registry.
  */
 import type avsc from 'avsc';
 import { ReplistreamError } from '../common/errors.js';
