@@ -134,19 +134,8 @@ describe('transport against the local stack', () => {
   it('reads records written with a newer compatible schema version through the registry', async () => {
     const s = await setup(1);
     await registry.registerForTopic(s.topic);
-    const named = loadNamedSchemas();
-    const hbSchema = JSON.parse(JSON.stringify(named.get('io.replistream.events.Heartbeat')));
-    hbSchema.fields.push({ name: 'zone', type: ['null', 'string'], default: null });
-    named.set('io.replistream.events.Heartbeat', hbSchema);
-    const newer = inlineSchema(named);
-    const base = stack().registry;
-    const post = async (schema: object) =>
-      fetch(`${base}/subjects/${subjectFor(s.topic)}/versions`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
-        body: JSON.stringify({ schema: JSON.stringify(schema) }),
-      });
-    const res = await post(newer);
+    const { named, hbSchema, schema: newer } = newerHeartbeatSchema();
+    const res = await postSchema(s.topic, newer);
     expect(res.status).toBe(200);
     const newerId = ((await res.json()) as { id: number }).id;
 
@@ -154,15 +143,12 @@ describe('transport against the local stack', () => {
     const bad = JSON.parse(JSON.stringify(hbSchema));
     bad.fields.push({ name: 'required', type: 'string' });
     named.set('io.replistream.events.Heartbeat', bad);
-    expect((await post(inlineSchema(named))).status).toBe(409);
+    expect((await postSchema(s.topic, inlineSchema(named))).status).toBe(409);
 
     const e = hb(1);
-    const w = eventToAvro(e) as Record<string, Record<string, unknown>>;
-    const branch = Object.keys(w)[0];
-    const body = avroTypeFor(newer).toBuffer({ events: [{ [branch]: { ...w[branch], zone: 'eu' } }] });
     const p = kafka.producer();
     await p.connect();
-    await p.send({ topic: s.topic, messages: [{ partition: 0, value: toWire(newerId, body) }] });
+    await p.send({ topic: s.topic, messages: [{ partition: 0, value: newerHeartbeatValue(newer, newerId, e) }] });
     await p.disconnect();
     await s.producer.send(s.topic, 0, [hb(2)]);
 
@@ -175,22 +161,12 @@ describe('transport against the local stack', () => {
     const newer = uniqueName('prime-newer');
     const ownId = await registry.registerForTopic(own);
     // a newer compatible version under the second topic's subject (as in the test above)
-    const named = loadNamedSchemas();
-    const hbSchema = JSON.parse(JSON.stringify(named.get('io.replistream.events.Heartbeat')));
-    hbSchema.fields.push({ name: 'zone', type: ['null', 'string'], default: null });
-    named.set('io.replistream.events.Heartbeat', hbSchema);
-    const newerSchema = inlineSchema(named);
-    const res = await fetch(`${stack().registry}/subjects/${subjectFor(newer)}/versions`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
-      body: JSON.stringify({ schema: JSON.stringify(newerSchema) }),
-    });
+    const newerSchema = newerHeartbeatSchema().schema;
+    const res = await postSchema(newer, newerSchema);
     expect(res.status).toBe(200);
     const newerId = ((await res.json()) as { id: number }).id;
     const e = hb(7);
-    const w = eventToAvro(e) as Record<string, Record<string, unknown>>;
-    const branch = Object.keys(w)[0];
-    const newerValue = toWire(newerId, avroTypeFor(newerSchema).toBuffer({ events: [{ [branch]: { ...w[branch], zone: 'eu' } }] }));
+    const newerValue = newerHeartbeatValue(newerSchema, newerId, e);
 
     const reader = new EventRegistry({ url: stack().registry });
     // a topic with no subject yet is no error: its first record looks its id up then
@@ -446,6 +422,31 @@ describe('transport against the local stack', () => {
     expect((err as ReplistreamError).setting).toBe('registry');
   });
 });
+
+/** The EventBatch schema with a newer Heartbeat: one optional field more (`zone`), compatible. */
+function newerHeartbeatSchema(): { named: ReturnType<typeof loadNamedSchemas>; hbSchema: { fields: object[] }; schema: object } {
+  const named = loadNamedSchemas();
+  const hbSchema = JSON.parse(JSON.stringify(named.get('io.replistream.events.Heartbeat')));
+  hbSchema.fields.push({ name: 'zone', type: ['null', 'string'], default: null });
+  named.set('io.replistream.events.Heartbeat', hbSchema);
+  return { named, hbSchema, schema: inlineSchema(named) };
+}
+
+/** Registers `schema` as a new version of the topic's subject, straight through the registry's API. */
+function postSchema(topic: string, schema: object): Promise<Response> {
+  return fetch(`${stack().registry}/subjects/${subjectFor(topic)}/versions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
+    body: JSON.stringify({ schema: JSON.stringify(schema) }),
+  });
+}
+
+/** A wire-format record holding heartbeat `e` written with the newer schema (zone 'eu'). */
+function newerHeartbeatValue(schema: object, id: number, e: ChangeEvent): Buffer {
+  const w = eventToAvro(e) as Record<string, Record<string, unknown>>;
+  const branch = Object.keys(w)[0];
+  return toWire(id, avroTypeFor(schema).toBuffer({ events: [{ [branch]: { ...w[branch], zone: 'eu' } }] }));
+}
 
 /** The first `n` raw record values of a partition (a plain kafkajs consumer). */
 async function readRaw(topic: string, partition: number, n: number): Promise<Buffer[]> {
