@@ -313,7 +313,7 @@ export class EventRegistry {
    * Prepares, before the first record arrives, the reading of what each topic holds: looks up the
    * latest schema of its subject (`GET /subjects/{subject}/versions/latest`) and builds the Avro
    * types that decide how it is read. Otherwise the first batch after a start waits for a registry
-   * round trip, an HTTP client loading (then `fetch`) and the type build: 0.3–0.8 s on two busy cores when
+   * round trip (with `fetch` then, its implementation loading too) and the type build: 0.3–0.8 s on two busy cores when
    * three appliers restart together, while each of them mostly waits for the group join anyway.
    * Best effort: a subject not registered yet, an older schema id in the records or a registry
    * error is left to `decode`, which looks the id up itself (and reports what is wrong).
