@@ -9,9 +9,12 @@
  *   subject → registers, then sets the subject to BACKWARD). Quirk handled: a subject that exists
  *   with another compatibility level (an operator set NONE, or the global default leaks through)
  *   makes the library refuse; we then register with `POST /subjects/{subject}/versions` directly,
- *   leaving the operator's setting alone, with a warning. The look-ups by id below stay on plain
- *   HTTP: the library returns them parsed by its own avsc, and a resolver needs the schema text.
- *   Network failures and 5xx answers are retried (`retries`, backoff from 100 ms). The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
+ *   leaving the operator's setting alone, with a warning. That request and the look-ups below
+ *   (`GET /schemas/ids/{id}`, `GET /subjects/{subject}/versions/latest`) are made here, with
+ *   Node's HTTP client (`httpRequest`): the library has no public call for them (its `getSchema`
+ *   returns a type parsed by its own avsc, and a resolver needs the schema text; its raw API
+ *   client is private). They retry network failures and 5xx answers (`retries`, backoff from
+ *   100 ms). The id returned is whatever the registry uses on its ccompat API (Apicurio 3: the
  *   content id, the same for the same schema under several subjects); it is only ever looked up
  *   again through the same API (`GET /schemas/ids/{id}`), so either id mode works.
  * - Encoding: our codec (codec.ts) writes the body; this module adds the header.
