@@ -414,6 +414,19 @@ describe('transport against the local stack', () => {
     await expect(ensureTopics(admin, names, { partitions: 4 })).rejects.toBeInstanceOf(ReplistreamError);
   });
 
+  it('a look-up by id: unreachable is a retriable CONNECTION error, an id the registry does not hold an error with its HTTP status', async () => {
+    const nowhere = new EventRegistry({ url: 'http://127.0.0.1:1/apis/ccompat/v7', retries: 0 });
+    const down = await nowhere.fetchSchema(1).catch((e: unknown) => e);
+    expect(down).toBeInstanceOf(ReplistreamError);
+    expect((down as ReplistreamError).code).toBe('CONNECTION');
+    expect((down as ReplistreamError).retriable).toBe(true);
+    expect((down as ReplistreamError).setting).toBe('registry');
+    const missing = await registry.fetchSchema(2_000_000_000).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(ReplistreamError);
+    expect((missing as ReplistreamError).message).toMatch(/GET \/schemas\/ids\/2000000000.*HTTP 404/);
+    expect((missing as ReplistreamError).retriable).toBe(false);
+  });
+
   it('an unreachable registry is a retriable CONNECTION error naming the registry', async () => {
     const r = new EventRegistry({ url: 'http://127.0.0.1:1/apis/ccompat/v7', retries: 0 });
     const err = await r.register('nowhere-value').catch((e: unknown) => e);
