@@ -352,7 +352,8 @@ function kafkaPart(layout: StackLayout): Part {
           'logger.kafka.name=kafka', 'logger.kafka.level=INFO', ''].join('\n'),
       );
       const cp = `${libs}/*`;
-      const jvm = ['-Xms256m', '-Xmx768m', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${log4j}`, '-cp', cp];
+      // snappy's native library is unpacked into the broker's folder, not the machine's /tmp
+      const jvm = ['-Xms256m', '-Xmx768m', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${log4j}`, `-Dorg.xerial.snappy.tempdir=${dir}`, '-cp', cp];
       if (!existsSync(join(dir, 'data', 'meta.properties'))) {
         run('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', 'cmVwbGlzdHJlYW0tbG9jYQ', '-c', props, '--ignore-formatted'], { cwd: dir });
       }

@@ -45,8 +45,9 @@ export async function startKafkaBroker(timeoutMs = 120_000, opts: { proxied?: bo
     ['rootLogger.level=WARN', 'rootLogger.appenderRef.out.ref=out', 'appender.out.type=Console', 'appender.out.name=out',
       'appender.out.layout.type=PatternLayout', 'appender.out.layout.pattern=%p %m%n', ''].join('\n'),
   );
-  // small and single-threaded GC: tests share two cores with the stack's own broker
-  const jvm = ['-Xms128m', '-Xmx384m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', `-Dlog4j2.configurationFile=${log4j}`, '-cp', `${kafkaLibs(stackLayout())}/*`];
+  // small and single-threaded GC: tests share two cores with the stack's own broker; snappy's
+  // native library is unpacked into the broker's folder (a killed JVM leaves it behind otherwise)
+  const jvm = ['-Xms128m', '-Xmx384m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', `-Dlog4j2.configurationFile=${log4j}`, `-Dorg.xerial.snappy.tempdir=${dir}`, '-cp', `${kafkaLibs(stackLayout())}/*`];
   mkdirSync(join(dir, 'data'));
   const format = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', 'cmVwbGlzdHJlYW0tdGVzdDE', '-c', props], { encoding: 'utf8' });
   if (format.status !== 0) throw new Error(`kafka storage format failed: ${format.stdout}${format.stderr}`);

@@ -4,11 +4,11 @@
  * configuration and 1 at run time; a fatal start-up error ends the process; SIGTERM ends a
  * service within 2 s whatever is unreachable, with its position kept. Passwords never appear.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch-dir.js';
 import { fetchGroupLag } from '../../services/transport/consumer.js';
 import { createKafka } from '../../services/transport/kafka.js';
 import { readLatestPositions } from '../../services/transport/producer.js';
@@ -71,7 +71,7 @@ function expectNoSecret(r: Run): void {
 describe('bad input', () => {
   it('exits 2 naming the setting, in the same words on the source and destination side', async () => {
     const bad = `redis://user:${SECRET}@:6379`;
-    const dir = mkdtempSync(join(tmpdir(), 'cli-errors-'));
+    const dir = scratchDir('cli-errors');
     const [src, dst, dup, bool, missing, from] = await Promise.all([
       cli(['capture', '--source', bad, '--source-id', 's']),
       cli(['apply', '--destination', bad, '--source-id', 's', '--group', 'g']),
@@ -93,7 +93,7 @@ describe('bad input', () => {
   });
 
   it('rdb inspect: not an RDB file is a usage error (2); a truncated one names the file and offset (1)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cli-errors-'));
+    const dir = scratchDir('cli-errors');
     writeFileSync(join(dir, 'empty.rdb'), '');
     writeFileSync(join(dir, 'text.rdb'), 'hello, world\n');
     writeFileSync(join(dir, 'truncated.rdb'), readFileSync('test/fixtures/rdb/strings.rdb').subarray(0, 40));

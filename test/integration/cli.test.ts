@@ -2,10 +2,10 @@
  * The command line contract (docs/guarantees.md): exit codes 0 / 1 / 2, errors that name the problem,
  * secrets kept out of the output, and the small commands (precheck, verify, status, rdb inspect).
  */
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch-dir.js';
 import { pipelineNames, redisClient, runCapture, until } from '../helpers/pipeline.js';
 import { runCli } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -42,7 +42,7 @@ describe('replistream CLI', () => {
     const lines = ok.out.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(3);
     expect(lines[0]).toHaveProperty('key');
-    const dir = mkdtempSync(join(tmpdir(), 'rdb-'));
+    const dir = scratchDir('rdb');
     const bad = Buffer.from(readFileSync('test/fixtures/rdb/strings.rdb'));
     bad[bad.length - 3] ^= 0xff; // inside the checksum
     writeFileSync(join(dir, 'bad.rdb'), bad);

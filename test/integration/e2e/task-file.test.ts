@@ -6,10 +6,10 @@
  * by their ports and shows the task.
  * A key the file should not hold stops every command with exit 2, naming the key and the file.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDir } from '../../helpers/scratch-dir.js';
 import { envName, OPTIONS } from '../../../services/config/options.js';
 import { pipelineNames, referenceWorkload, until, waitConverged } from '../../helpers/pipeline.js';
 import { killAll, startService } from '../../helpers/processes.js';
@@ -50,7 +50,7 @@ describe('task file', () => {
     await referenceWorkload(source.url, 0);
     const names = pipelineNames();
     const [capPort, euPort, usPort] = [await freePort(), await freePort(), await freePort()];
-    const dir = mkdtempSync(join(tmpdir(), 'task-'));
+    const dir = scratchDir('task');
     const task = join(dir, 'task.yaml');
     writeFileSync(
       task,
@@ -103,7 +103,7 @@ destinations:
   }, 180_000);
 
   it('a key the file should not hold stops every command, naming the key and the file (exit 2)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'task-'));
+    const dir = scratchDir('task');
     const task = join(dir, 'task.yaml');
     writeFileSync(task, `source-id: s\nkafka: k:9092\nregistry: http://r:8081\nsource: redis://s:6379\ncapture:\n  max-ops-per-second: 10\ndestinations:\n  eu: { destination: "redis://d:6379" }\n`);
     for (const args of [['capture', '--config', task], ['apply', '--config', task, '--destination-name', 'eu']]) {

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../../helpers/scratch-dir.js';
 import { ReplistreamError } from '../../../services/common/errors.js';
 import { redactUrl } from '../../../services/common/log.js';
 import { loadConfig } from '../../../services/config/load.js';
@@ -11,7 +11,7 @@ const base = { kafka: '127.0.0.1:9092', registry: 'http://r:8081', 'source-id': 
 
 describe('configuration', () => {
   it('takes flags over environment over file over defaults', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const dir = scratchDir('cfg');
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ partitions: 3, topicPrefix: 'fromfile', source: 'redis://f:1' }));
     const c = loadConfig('capture', { ...base, config: file, partitions: '5' }, { REPLISTREAM_TOPIC_PREFIX: 'fromenv' });

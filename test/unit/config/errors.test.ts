@@ -2,10 +2,10 @@
  * Bad settings are refused up front with an error that names the setting, where its value came
  * from and what is wrong, exit code 2, and never the password of a Redis URL.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../../helpers/scratch-dir.js';
 import { maskRedisUrl, redisUrlProblem } from '../../../services/common/redis-url.js';
 import { loadConfig } from '../../../services/config/load.js';
 import { mapConnectError, parseRedisUrl } from '../../../services/destination/connection.js';
@@ -61,7 +61,7 @@ describe('configuration errors', () => {
     expect(e.message).toMatch(/REPLISTREAM_NO_HEARTBEAT="maybe" is not a boolean/);
     expect(loadConfig('capture', capture, { REPLISTREAM_NO_HEARTBEAT: 'yes' }).noHeartbeat).toBe(true);
     expect(loadConfig('capture', capture, { REPLISTREAM_NO_HEARTBEAT: 'FALSE' }).noHeartbeat).toBe(false);
-    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const dir = scratchDir('cfg');
     writeFileSync(join(dir, 'c.json'), JSON.stringify({ noHeartbeat: 'maybe' }));
     expect(refusal(() => loadConfig('capture', { ...capture, config: join(dir, 'c.json') }, {})).message).toMatch(/^no-heartbeat: invalid value "maybe" from .*c\.json/);
   });
@@ -84,7 +84,7 @@ describe('configuration errors', () => {
   });
 
   it('names a missing, unreadable or invalid config file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const dir = scratchDir('cfg');
     expect(refusal(() => loadConfig('capture', { config: join(dir, 'none.json') }, {})).message).toBe(`config: cannot read ${join(dir, 'none.json')}: no such file`);
     expect(refusal(() => loadConfig('capture', { config: dir }, {})).message).toMatch(/config: cannot read .*: it is a directory/);
     writeFileSync(join(dir, 'bad.json'), '{ "source": ');

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../../helpers/scratch-dir.js';
 import { loadConfig } from '../../../services/config/load.js';
 import { parseTaskText, taskSettings } from '../../../services/config/task-file.js';
 import { refusal } from '../../helpers/config-refusal.js';
@@ -32,7 +32,7 @@ destinations:
 `;
 
 function file(name: string, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'task-'));
+  const dir = scratchDir('task');
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
