@@ -5,7 +5,7 @@
  * - standalone destination, in the writer's `positionDb` (default 0):
  *     `<prefix>:<stream>`            the stream's position (last event whose effects are applied)
  *     `<prefix>:@epoch:db<N>`         epoch marker of destination db N (the snapshot epoch it holds)
- *     `<prefix>:@error:<stream>`      set when a runtime error stopped the stream (see writer.ts)
+ *     `<prefix>:@error:<stream>`      set when a runtime error stopped the stream (see transaction-runner.ts)
  * - cluster destination (db 0), one per slot `s`, `{t}` a hash tag of slot s:
  *     `<prefix>:<stream>:{t}`         the stream's position for the writes of slot s
  *     `<prefix>:@epoch:{t}`           epoch marker of slot s

@@ -2,10 +2,10 @@
  * The body of a transaction: a chunk's writes between MULTI and the position SETs, with the
  * SELECTs they need, encoded once. Pure code, no I/O.
  *
- * Why apart from the sending (writer.ts): a standalone writer encodes the next transaction's body
- * while the destination still runs the current one, and sends it as it is once that one is
- * answered, so the two alternate no more (the writer building while the destination waits, then
- * the destination working while the writer waits).
+ * Why apart from the sending (transaction-runner.ts): a standalone writer encodes the next
+ * transaction's body while the destination still runs the current one, and sends it as it is once
+ * that one is answered, so the two alternate no more (the writer building while the destination
+ * waits, then the destination working while the writer waits).
  */
 import { encodeCommandChunks, type EncodedBatch, type RespCommand } from './resp-codec.js';
 import type { Op, OpOrigin } from './translate.js';
