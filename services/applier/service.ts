@@ -13,6 +13,7 @@ import { checkDestinationDbsAt } from '../destination/precheck.js';
 import { checkDestinationItems, PrecheckItems } from '../destination/precheck-items.js';
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
+import { rehearseApplyPath } from './warm-up.js';
 import { limitWrites } from '../destination/write-limits.js';
 import type { AssignmentStrategy } from '../transport/assignment.js';
 import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
@@ -27,6 +28,8 @@ export interface ApplySettings {
   destination: string;
   group: string;
   sourceId: string;
+  /** Skip the command-path rehearsal at start (warm-up.ts). */
+  noWarmUp?: boolean;
   kafka: string;
   registry: string;
   topicPrefix: string;
@@ -266,6 +269,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   );
   let applier: Applier | null = null;
   const origins = new OriginTracker(); // end-to-end lag in a cascade (origin-lag.ts)
+  // a key the writer restores from its payload is decoded without its typed value, and a command
+  // it sends as it came is read straight into RESP
+  const readOptions = () => ({ skipValuesUpToRdbVersion: writer.restoredPayloadsUpTo(), encodeCommands: writer.takesEncodedCommands() });
   const consumer = new EventConsumer({
     kafka,
     registry,
@@ -277,9 +283,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     // the handler only queues records (the applier's loop decodes what it is about to write)
     partitionsConsumedConcurrently: 4,
     deferDecoding: true,
-    // a key the writer restores from its payload is decoded without its typed value, and a command
-    // it sends as it came is read straight into RESP
-    readOptions: () => ({ skipValuesUpToRdbVersion: writer.restoredPayloadsUpTo(), encodeCommands: writer.takesEncodedCommands() }),
+    readOptions,
     maxBytesPerPartition: 1024 * 1024,
     assignment: s.assignment ?? 'db',
     onAssignment: (assignment) => applier?.setAssignment(assignment),
@@ -384,6 +388,17 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     const e = err instanceof ReplistreamError ? err : null;
     st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
   });
+  // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer maps
+  let stopping = false;
+  const rehearsedDb = [...dbMap.keys()][0];
+  if (!s.noWarmUp && rehearsedDb !== undefined) {
+    rehearseApplyPath(writer, readOptions, rehearsedDb, {
+      stopped: () => stopping || failed !== null,
+    }).then(
+      (r) => log.info({ units: r.units, ms: r.ms }, 'warm-up: command path rehearsed'),
+      (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
+    );
+  }
   try {
     await consumer.start(async (batch, ctx) => {
       // Paused: a batch fetched before the pause waits here, the group membership kept alive.
@@ -446,6 +461,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     consumer,
     status: st,
     async stop() {
+      stopping = true;
       clearInterval(lagTimer);
       clearInterval(progressTimer);
       clearInterval(caughtUpTimer);

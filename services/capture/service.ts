@@ -25,6 +25,7 @@ import { ClusterFollower, type FollowerStats } from './cluster-follow.js';
 import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js';
 import { KeyFilter } from './key-filter.js';
 import type { SnapshotFormat } from './snapshot-events.js';
+import { rehearseCommandPath } from './warm-up.js';
 
 export interface CaptureSettings {
   source: string;
@@ -40,6 +41,8 @@ export interface CaptureSettings {
   exclude: string[];
   heartbeatKey: string;
   noHeartbeat: boolean;
+  /** Skip the command-path rehearsal at start (warm-up.ts). */
+  noWarmUp?: boolean;
   maxRecordBytes: number;
   compression: Compression;
   /** How long a produce request that is not full waits for more events (default 5 ms). */
@@ -454,6 +457,14 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   for (const svc of services) await svc.start();
   topologyFollower?.start();
+  // after the link started (its start is not delayed), in slices beside the snapshot
+  let stopped = false;
+  if (!s.noWarmUp) {
+    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { stopped: () => stopped }).then(
+      (r) => log.info({ units: r.units, events: r.events, ms: r.ms }, 'warm-up: command path rehearsed'),
+      (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
+    );
+  }
   try {
     await transportReady;
   } catch (err) {
@@ -558,6 +569,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     service,
     status: st,
     async stop() {
+      stopped = true;
       clearInterval(follower);
       await topologyFollower?.stop();
       switchWatch?.close();

@@ -307,6 +307,28 @@ export class DestinationWriter {
   }
 
   /**
+   * A dry run of `applyStreams` for the applier's warm-up (applier/warm-up.ts): the events are
+   * translated, built into transactions and encoded as RESP exactly as for real, and thrown away.
+   * Nothing is sent, and nothing the writer knows changes (positions, epoch markers, stats): the
+   * transactions are built on an empty position and with each db's epoch marker at the events'
+   * epoch, so no epoch flush is built. A standalone destination only (a cluster writer routes
+   * each command by slot; it is not rehearsed). Throws if the writer has not started.
+   */
+  rehearse(segments: StreamEvents[]): void {
+    if (!this.topo || this.topo.kind !== 'standalone') return;
+    const { parts } = this.prepareStandalone({ segments, prepared: null });
+    const markers = new Map<string, number | null>();
+    for (const p of parts) if (p.markerKey) markers.set(p.markerKey, p.prep.event.pos.epoch);
+    const unwritten = emptyDomain(null);
+    const noSkips = new Set<string>();
+    for (let from = 0; from < parts.length; ) {
+      const chunk = buildChunk(this.chunkContext!, parts, from, () => unwritten, noSkips, markers);
+      composeBody(chunk.ops, this.opts.positionDb, true);
+      from = chunk.end;
+    }
+  }
+
+  /**
    * Calls of `applyStreams` that failed so far. A caller that hands over a batch before the one
    * before it is written passes the count it read before that one (`unlessFailedSince`): if any
    * failed meanwhile, the later batch is refused, since applying it would leave a gap.

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { rehearseCommandPath } from '../../../services/capture/warm-up.js';
+
+describe("capture's warm-up rehearsal", () => {
+  it('runs the units asked through the command path, in slices', async () => {
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    try {
+      const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [0] }, 900_000, { units: 3000 });
+      expect(r.units).toBe(3000);
+      // multi-key units go to several partitions: one event in each
+      expect(r.events).toBeGreaterThan(3000);
+      expect(r.recordBytes).toBeGreaterThan(3000 * 20);
+    } finally {
+      clearInterval(ticker);
+    }
+    // the event loop ran between slices (500 units each)
+    expect(turns).toBeGreaterThan(0);
+  });
+
+  it('stops early when told to', async () => {
+    const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [0] }, 900_000, { units: 20_000, stopped: () => true });
+    expect(r.units).toBe(500);
+  });
+
+  it('routes nothing when no db is synced (a source with no synced db) and still ends', async () => {
+    const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [] }, 900_000, { units: 1000 });
+    expect(r.units).toBe(1000);
+    expect(r.events).toBe(0);
+    expect(r.recordBytes).toBe(0);
+  });
+});
