@@ -28,8 +28,8 @@ export interface ApplySettings {
   destination: string;
   group: string;
   sourceId: string;
-  /** Skip the command-path rehearsal at start (warm-up.ts). */
-  noWarmUp?: boolean;
+  /** Units of the command-path rehearsal at start (warm-up.ts); 0: none. */
+  warmUpUnits?: number;
   kafka: string;
   registry: string;
   topicPrefix: string;
@@ -391,8 +391,10 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer maps
   let stopping = false;
   const rehearsedDb = [...dbMap.keys()][0];
-  if (!s.noWarmUp && rehearsedDb !== undefined) {
+  const warmUpUnits = s.warmUpUnits ?? 20_000;
+  if (warmUpUnits > 0 && rehearsedDb !== undefined) {
     rehearseApplyPath(writer, readOptions, rehearsedDb, {
+      units: warmUpUnits,
       stopped: () => stopping || failed !== null,
     }).then(
       (r) => log.info({ units: r.units, ms: r.ms }, 'warm-up: command path rehearsed'),

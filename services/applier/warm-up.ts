@@ -12,7 +12,8 @@
  * 0.3–0.5 s (p99) where it stays under 0.1 s once warm. The rehearsal moves that compiling to the
  * start, while the consumer group is being joined (mostly waiting on the network).
  *
- * It runs in slices (one record of events per event-loop turn); `no-warm-up` turns it off.
+ * It runs in slices (one record of events per event-loop turn); the `warm-up-units` setting
+ * says how many units (0: none).
  */
 import type { ChangeEvent, CommandEvent } from '../events/model.js';
 import { NO_PARTICIPANTS } from '../events/model.js';
@@ -22,8 +23,6 @@ import { rehearsalUnits, type RehearsalUnit } from '../events/rehearsal.js';
 import { planApply, type PlanSegment } from './barrier.js';
 import { StreamQueue } from './stream-queue.js';
 
-/** Units per rehearsal: enough for V8 to compile the hot functions of the path (see README). */
-export const WARM_UP_UNITS = 20_000;
 /** Events per made-up record (capture packs at most 1,000 per record). */
 const EVENTS_PER_RECORD = 500;
 const STREAM = 'replistream-rehearsal:0';
@@ -47,7 +46,7 @@ export async function rehearseApplyPath(
   writer: RehearsalWriter,
   readOptions: () => ReadOptions,
   db: number,
-  options: { units?: number; stopped?: () => boolean } = {},
+  options: { units: number; stopped?: () => boolean },
 ): Promise<WarmUpResult> {
   const started = performance.now();
   const queue = new StreamQueue('replistream-rehearsal', 0, () => undefined);
@@ -80,7 +79,7 @@ export async function rehearseApplyPath(
     participants: NO_PARTICIPANTS,
     piece: null,
   });
-  for (const unit of rehearsalUnits(options.units ?? WARM_UP_UNITS)) {
+  for (const unit of rehearsalUnits(options.units)) {
     record.push(eventOf(unit));
     if (record.length < EVENTS_PER_RECORD) continue;
     await runRecord();

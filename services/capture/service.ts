@@ -41,8 +41,8 @@ export interface CaptureSettings {
   exclude: string[];
   heartbeatKey: string;
   noHeartbeat: boolean;
-  /** Skip the command-path rehearsal at start (warm-up.ts). */
-  noWarmUp?: boolean;
+  /** Units of the command-path rehearsal at start (warm-up.ts); 0: none. */
+  warmUpUnits?: number;
   maxRecordBytes: number;
   compression: Compression;
   /** How long a produce request that is not full waits for more events (default 5 ms). */
@@ -459,8 +459,9 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   topologyFollower?.start();
   // after the link started (its start is not delayed), in slices beside the snapshot
   let stopped = false;
-  if (!s.noWarmUp) {
-    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { stopped: () => stopped }).then(
+  const warmUpUnits = s.warmUpUnits ?? 20_000;
+  if (warmUpUnits > 0) {
+    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { units: warmUpUnits, stopped: () => stopped }).then(
       (r) => log.info({ units: r.units, events: r.events, ms: r.ms }, 'warm-up: command path rehearsed'),
       (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
     );

@@ -11,7 +11,8 @@
  * (p99) where it stays under 0.1 s once warm. The rehearsal moves that compiling to the start.
  *
  * It runs in slices (a few hundred commands per event-loop turn) so the link and a snapshot that
- * started meanwhile are never held up for long; `no-warm-up` turns it off.
+ * started meanwhile are never held up for long; the `warm-up-units` setting says how many units
+ * (0: none).
  */
 import { CommandGrouper, RespParser } from '../replication/resp/index.js';
 import { PACK_ARGS_FROM } from '../events/packed-args.js';
@@ -20,8 +21,6 @@ import { rehearsalStreamBytes, rehearsalUnits, type RehearsalUnit } from '../eve
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { routeUnit, type RoutingContext } from './routing.js';
 
-/** Units per rehearsal: enough for V8 to compile the hot functions of the path (see README). */
-export const WARM_UP_UNITS = 20_000;
 const UNITS_PER_SLICE = 500;
 
 export interface WarmUpResult {
@@ -41,7 +40,7 @@ export interface WarmUpResult {
 export async function rehearseCommandPath(
   routing: RoutingContext,
   maxRecordBytes: number,
-  options: { units?: number; stopped?: () => boolean } = {},
+  options: { units: number; stopped?: () => boolean },
 ): Promise<WarmUpResult> {
   const started = performance.now();
   const db = routing.syncedDbs[0] ?? 0;
@@ -78,7 +77,7 @@ export async function rehearseCommandPath(
     done += slice.length;
     slice = [];
   };
-  for (const unit of rehearsalUnits(options.units ?? WARM_UP_UNITS)) {
+  for (const unit of rehearsalUnits(options.units)) {
     slice.push(unit);
     if (slice.length < UNITS_PER_SLICE) continue;
     runSlice();

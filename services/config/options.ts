@@ -119,7 +119,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'retention-ms', description: 'Retention of created topics (-1 keeps everything, for replay).', commands: ['capture'], schema: int(-1), default: -1 },
   { name: 'heartbeat-key', description: 'Key written on the source every second for end-to-end lag.', commands: ['capture', 'verify'], schema: z.string().min(1), default: 'REPLISTREAM_TIMESTAMP_HEARTBEAT' },
   { name: 'no-heartbeat', description: 'Do not write the heartbeat key.', commands: ['capture'], schema: z.boolean(), boolean: true, default: false },
-  { name: 'no-warm-up', description: 'Do not rehearse the command path at start (a few hundred ms of CPU, in slices, so the first commands after a start or a full sync are handled as fast as later ones).', commands: ['capture', 'apply'], schema: z.boolean(), boolean: true, default: false },
+  { name: 'warm-up-units', description: 'Made-up commands run through the command path at start, nothing sent (about half a second of CPU for the default, in slices): the first real commands after a start or a full sync are then handled as fast as later ones. 0 turns it off.', commands: ['capture', 'apply'], schema: int(0, 1_000_000), default: 20_000 },
   { name: 'max-record-bytes', description: 'Upper bound of one Kafka record; bigger keys and commands are split.', commands: ['capture'], schema: int(10_000, 100_000_000), default: 900_000 },
   { name: 'snapshot-format', description: 'What snapshot keys carry: restore (the RESTORE payload only; an applier reads the value out of it when it must write typed commands), both (payload and typed value, for consumers of the topic that read values) or typed (value only).', commands: ['capture'], schema: z.enum(['both', 'restore', 'typed']), default: 'restore' },
   {
