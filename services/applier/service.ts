@@ -268,6 +268,8 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     },
   );
   let applier: Applier | null = null;
+  /** Real command events decoded yet (the warm-up stops at the first: see below). */
+  let commandsSeen = false;
   const origins = new OriginTracker(); // end-to-end lag in a cascade (origin-lag.ts)
   // a key the writer restores from its payload is decoded without its typed value, and a command
   // it sends as it came is read straight into RESP
@@ -343,6 +345,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     // full-sync progress follows the events as the applier decodes them, just before writing
     onDecoded: (batch) => {
       for (const r of batch.records) origins.observe(r.events);
+      if (!commandsSeen) for (const r of batch.records) if (r.events.some((e) => e.kind === 'command')) commandsSeen = true;
       const snapshot = tracker.received(batch);
       if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
     },
@@ -388,14 +391,16 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     const e = err instanceof ReplistreamError ? err : null;
     st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
   });
-  // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer maps
+  // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer
+  // maps. It ends early once real commands are decoded: from then on they compile the path, and
+  // the rest of the rehearsal would only take CPU from them (a restart on a backlog).
   let stopping = false;
   const rehearsedDb = [...dbMap.keys()][0];
   const warmUpUnits = s.warmUpUnits ?? 20_000;
   if (warmUpUnits > 0 && rehearsedDb !== undefined) {
     rehearseApplyPath(writer, readOptions, rehearsedDb, {
       units: warmUpUnits,
-      stopped: () => stopping || failed !== null,
+      stopped: () => stopping || failed !== null || commandsSeen,
     }).then(
       (r) => log.info({ units: r.units, ms: r.ms }, 'warm-up: command path rehearsed'),
       (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),

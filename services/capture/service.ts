@@ -457,11 +457,13 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   for (const svc of services) await svc.start();
   topologyFollower?.start();
-  // after the link started (its start is not delayed), in slices beside the snapshot
+  // After the link started (its start is not delayed), in slices beside the snapshot. It ends
+  // early once real commands flow: from then on they compile the path, and the rest of the
+  // rehearsal would only take CPU from them (a restart on a backlog).
   let stopped = false;
   const warmUpUnits = s.warmUpUnits ?? 20_000;
   if (warmUpUnits > 0) {
-    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { units: warmUpUnits, stopped: () => stopped }).then(
+    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { units: warmUpUnits, stopped: () => stopped || services.some((svc) => svc.stats.commands > 0) }).then(
       (r) => log.info({ units: r.units, events: r.events, ms: r.ms }, 'warm-up: command path rehearsed'),
       (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
     );
