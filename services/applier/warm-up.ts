@@ -19,7 +19,7 @@ import type { ChangeEvent, CommandEvent } from '../events/model.js';
 import { NO_PARTICIPANTS } from '../events/model.js';
 import { decodeBatch, encodeBatch } from '../events/codec.js';
 import type { ReadOptions } from '../events/fast-reader.js';
-import { rehearsalUnits, type RehearsalUnit } from '../events/rehearsal.js';
+import { rehearsalUnits } from '../events/rehearsal.js';
 import { planApply, type PlanSegment } from './barrier.js';
 import { StreamQueue } from './stream-queue.js';
 
@@ -39,8 +39,8 @@ export interface WarmUpResult {
 }
 
 /**
- * Rehearses the command path with about `units` units of source db `db` (a db the writer maps, or
- * they are dropped before the interesting part).
+ * Rehearses the command path with `units` units (rounded up to whole records) of source db `db` (a
+ * db the writer maps, or they are dropped before the interesting part).
  */
 export async function rehearseApplyPath(
   writer: RehearsalWriter,
@@ -52,14 +52,23 @@ export async function rehearseApplyPath(
   const queue = new StreamQueue('replistream-rehearsal', 0, () => undefined);
   const decode = async (r: { value?: Buffer | null }): Promise<ChangeEvent[]> => decodeBatch(r.value!, undefined, readOptions());
   let offset = 0;
+  // one record's value, made once and read again for every record: encoding it is capture's work
   let sourceOffset = 0;
+  const value = encodeBatch(
+    [...rehearsalUnits(EVENTS_PER_RECORD)].map(
+      (unit): CommandEvent => ({
+        kind: 'command',
+        pos: { epoch: 0, offset: (sourceOffset += 40), seq: 0, replid: '' },
+        db,
+        commands: unit,
+        participants: NO_PARTICIPANTS,
+        piece: null,
+      }),
+    ),
+  );
   let done = 0;
-  let record: CommandEvent[] = [];
-  const runRecord = async (): Promise<void> => {
-    const value = encodeBatch(record);
+  while (done < options.units) {
     queue.push([{ offset: String(offset++), bytes: value.length, events: [], value }]);
-    done += record.length;
-    record = [];
     await queue.fill(EVENTS_PER_RECORD, decode);
     const plan = planApply({
       local: new Map([[STREAM, { items: queue.items, applied: null }]]),
@@ -70,22 +79,10 @@ export async function rehearseApplyPath(
     });
     writer.rehearse(plan.segments);
     queue.consume(plan.consumed.get(STREAM) ?? 0);
-  };
-  const eventOf = (unit: RehearsalUnit): CommandEvent => ({
-    kind: 'command',
-    pos: { epoch: 0, offset: (sourceOffset += 40), seq: 0, replid: '' },
-    db,
-    commands: unit,
-    participants: NO_PARTICIPANTS,
-    piece: null,
-  });
-  for (const unit of rehearsalUnits(options.units)) {
-    record.push(eventOf(unit));
-    if (record.length < EVENTS_PER_RECORD) continue;
-    await runRecord();
+    done += EVENTS_PER_RECORD;
+    if (done >= options.units) break;
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (options.stopped?.()) break;
   }
-  if (record.length > 0) await runRecord();
   return { units: done, ms: Math.round(performance.now() - started) };
 }

@@ -17,7 +17,7 @@
 import { CommandGrouper, RespParser } from '../replication/resp/index.js';
 import { PACK_ARGS_FROM } from '../events/packed-args.js';
 import { NO_PARTICIPANTS, type CommandEvent } from '../events/model.js';
-import { rehearsalStreamBytes, rehearsalUnits, type RehearsalUnit } from '../events/rehearsal.js';
+import { rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { routeUnit, type RoutingContext } from './routing.js';
 
@@ -34,8 +34,9 @@ export interface WarmUpResult {
 }
 
 /**
- * Rehearses the command path with about `units` units routed as `routing` says (its synced dbs and
- * partitions), `maxRecordBytes` records. Resolves when done; `stopped` ends it early.
+ * Rehearses the command path with `units` units (rounded up to whole slices) routed as `routing`
+ * says (its synced dbs and partitions), `maxRecordBytes` records. Resolves when done; `stopped`
+ * ends it early. Every slice parses the same bytes, made once: making them is no part of the path.
  */
 export async function rehearseCommandPath(
   routing: RoutingContext,
@@ -52,9 +53,9 @@ export async function rehearseCommandPath(
   let done = 0;
   let events = 0;
   let recordBytes = 0;
-  let slice: RehearsalUnit[] = [];
+  const bytes = rehearsalStreamBytes([...rehearsalUnits(UNITS_PER_SLICE)]);
   const runSlice = (): void => {
-    for (const cmd of parser.push(rehearsalStreamBytes(slice))) {
+    for (const cmd of parser.push(bytes)) {
       const unit = grouper.push(cmd);
       if (!unit) continue;
       const participants = routeUnit(unit.db, unit.commands, routing);
@@ -74,16 +75,13 @@ export async function rehearseCommandPath(
     packer.seal(sealed);
     for (const r of sealed) recordBytes += r.body.length;
     sealed.length = 0;
-    done += slice.length;
-    slice = [];
+    done += UNITS_PER_SLICE;
   };
-  for (const unit of rehearsalUnits(options.units)) {
-    slice.push(unit);
-    if (slice.length < UNITS_PER_SLICE) continue;
+  while (done < options.units) {
     runSlice();
+    if (done >= options.units) break;
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (options.stopped?.()) break;
   }
-  if (slice.length > 0) runSlice();
   return { units: done, events, recordBytes, ms: Math.round(performance.now() - started) };
 }

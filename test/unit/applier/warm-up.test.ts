@@ -11,24 +11,30 @@ function recordingWriter() {
 }
 
 describe("the applier's warm-up rehearsal", () => {
-  it('hands the writer every unit, decoded, in order, as commands of the db given', async () => {
+  it('hands the writer every unit, decoded, in order, as commands of the db given, record after record', async () => {
     const w = recordingWriter();
     const r = await rehearseApplyPath(w, () => ({}), 5, { units: 1700 });
-    expect(r.units).toBe(1700);
+    // whole records of 500: 1,700 rounded up
+    expect(r.units).toBe(2000);
     const events = w.segments.flatMap((s) => s.events) as CommandEvent[];
-    expect(events).toHaveLength(1700);
+    expect(events).toHaveLength(2000);
     expect(events.every((e) => e.kind === 'command' && e.db === 5)).toBe(true);
-    const want = [...rehearsalUnits(1700)].map((u) => u.map((args) => args.map(String)));
-    expect(events.map((e) => e.commands.map((args) => args.map(String)))).toEqual(want);
-    // positions grow: the planner and the writer see an ordinary stream
-    for (let i = 1; i < events.length; i++) expect(events[i].pos.offset).toBeGreaterThan(events[i - 1].pos.offset);
+    // each record holds the stream's first 500 units, in order, with growing positions
+    const want = [...rehearsalUnits(500)].map((u) => u.map((args) => args.map(String)));
+    for (let k = 0; k < 4; k++) {
+      const record = events.slice(k * 500, (k + 1) * 500);
+      expect(record.map((e) => e.commands.map((args) => args.map(String)))).toEqual(want);
+      for (let i = 1; i < record.length; i++) expect(record[i].pos.offset).toBeGreaterThan(record[i - 1].pos.offset);
+    }
+    // one plan per record: the writer sees what an applier hands it, a plan at a time
+    expect(w.segments.map((s) => s.events.length)).toEqual([500, 500, 500, 500]);
   });
 
   it('decodes with the read options asked (commands read straight into RESP for a standalone writer)', async () => {
     const w = recordingWriter();
-    await rehearseApplyPath(w, () => ({ encodeCommands: true }), 0, { units: 600 });
+    await rehearseApplyPath(w, () => ({ encodeCommands: true }), 0, { units: 500 });
     const events = w.segments.flatMap((s) => s.events);
-    expect(events).toHaveLength(600);
+    expect(events).toHaveLength(500);
     expect(events.some((e) => e instanceof EncodedCommandEvent)).toBe(true);
   });
 
