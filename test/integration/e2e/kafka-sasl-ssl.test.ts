@@ -85,7 +85,8 @@ beforeAll(async () => {
   const log4j = join(dir, 'log4j2.properties');
   writeFileSync(log4j, ['rootLogger.level=WARN', 'rootLogger.appenderRef.out.ref=out', 'appender.out.type=Console', 'appender.out.name=out',
     'appender.out.layout.type=PatternLayout', 'appender.out.layout.pattern=%p %m%n', ''].join('\n'));
-  const jvm = ['-Xms128m', '-Xmx384m', '-XX:+UseSerialGC', `-Dlog4j2.configurationFile=${log4j}`, '-cp', `${kafkaLibs(stackLayout())}/*`];
+  // snappy's native library unpacked into the broker's folder (removed with it), not /tmp
+  const jvm = ['-Xms128m', '-Xmx384m', '-XX:+UseSerialGC', `-Dlog4j2.configurationFile=${log4j}`, `-Dorg.xerial.snappy.tempdir=${dir}`, '-cp', `${kafkaLibs(stackLayout())}/*`];
   // the SCRAM user is created with the storage (KRaft keeps credentials in its metadata log)
   const format = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', 'c2FzbC1zc2wtdGVzdC0xMg', '-c', props,
     '--add-scram', 'SCRAM-SHA-512=[name=alice,password=alice-secret]'], { encoding: 'utf8' });
