@@ -392,8 +392,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
   });
   // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer
-  // maps. It ends early once real commands are decoded: from then on they compile the path, and
-  // the rest of the rehearsal would only take CPU from them (a restart on a backlog).
+  // maps, none while a snapshot is being applied (it would take the snapshot's CPU). It ends early
+  // once real commands are decoded: from then on they compile the path, and the rest of the
+  // rehearsal would only take CPU from them (a restart on a backlog).
   let stopping = false;
   const rehearsedDb = [...dbMap.keys()][0];
   const warmUpUnits = s.warmUpUnits ?? 20_000;
@@ -401,8 +402,9 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     rehearseApplyPath(writer, readOptions, rehearsedDb, {
       units: warmUpUnits,
       stopped: () => stopping || failed !== null || commandsSeen,
+      busy: () => tracker.active,
     }).then(
-      (r) => log.info({ units: r.units, ms: r.ms }, 'warm-up: command path rehearsed'),
+      (r) => log.info({ units: r.units, ms: r.ms, waitedMs: r.waitedMs }, 'warm-up: command path rehearsed'),
       (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
     );
   }

@@ -12,8 +12,9 @@
  * 0.3–0.5 s (p99) where it stays under 0.1 s once warm. The rehearsal moves that compiling to the
  * start, while the consumer group is being joined (mostly waiting on the network).
  *
- * It runs in slices (one record of events per event-loop turn); the `warm-up-units` setting
- * says how many units (0: none).
+ * It runs in slices (one record of events per event-loop turn, common/idle-slices.ts) and waits
+ * while a snapshot is being applied (the service's `busy`); the `warm-up-units` setting says how
+ * many units (0: none).
  */
 import type { ChangeEvent, CommandEvent } from '../events/model.js';
 import { NO_PARTICIPANTS } from '../events/model.js';
@@ -22,6 +23,7 @@ import type { ReadOptions } from '../events/fast-reader.js';
 import { rehearsalUnits } from '../events/rehearsal.js';
 import { planApply, type PlanSegment } from './barrier.js';
 import { StreamQueue } from './stream-queue.js';
+import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle-slices.js';
 
 /** Events per made-up record (capture packs at most 1,000 per record). */
 const EVENTS_PER_RECORD = 500;
@@ -33,11 +35,6 @@ export interface RehearsalWriter {
   rehearse(segments: PlanSegment[]): void;
 }
 
-export interface WarmUpResult {
-  units: number;
-  ms: number;
-}
-
 /**
  * Rehearses the command path with `units` units (rounded up to whole records) of source db `db` (a
  * db the writer maps, or they are dropped before the interesting part).
@@ -46,9 +43,8 @@ export async function rehearseApplyPath(
   writer: RehearsalWriter,
   readOptions: () => ReadOptions,
   db: number,
-  options: { units: number; stopped?: () => boolean },
-): Promise<WarmUpResult> {
-  const started = performance.now();
+  options: { units: number } & SliceOptions,
+): Promise<SliceResult> {
   const queue = new StreamQueue('replistream-rehearsal', 0, () => undefined);
   const decode = async (r: { value?: Buffer | null }): Promise<ChangeEvent[]> => decodeBatch(r.value!, undefined, readOptions());
   let offset = 0;
@@ -66,8 +62,7 @@ export async function rehearseApplyPath(
       }),
     ),
   );
-  let done = 0;
-  while (done < options.units) {
+  const slice = async (): Promise<void> => {
     queue.push([{ offset: String(offset++), bytes: value.length, events: [], value }]);
     await queue.fill(EVENTS_PER_RECORD, decode);
     const plan = planApply({
@@ -79,10 +74,6 @@ export async function rehearseApplyPath(
     });
     writer.rehearse(plan.segments);
     queue.consume(plan.consumed.get(STREAM) ?? 0);
-    done += EVENTS_PER_RECORD;
-    if (done >= options.units) break;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (options.stopped?.()) break;
-  }
-  return { units: done, ms: Math.round(performance.now() - started) };
+  };
+  return runInSlices(options.units, EVENTS_PER_RECORD, slice, options);
 }

@@ -233,6 +233,8 @@ export class CaptureService extends EventEmitter {
   private rdbVersion = 0;
   private failed: ReplistreamError | null = null;
   private held = false;
+  /** From the source's FULLRESYNC (before the queue reaches it) to the snapshot's end. */
+  private snapshotPending = false;
   /**
    * Units received while a slot hand-off is pending, in order, not produced yet (null: not
    * holding). From the first unit that writes a slot this shard did not own (MIGRATE's RESTORE, a
@@ -312,12 +314,14 @@ export class CaptureService extends EventEmitter {
     link.on('continue', connected);
     link.on('fullresync', (info) => {
       this.stats.snapshotBytesTotal = null; // until the transfer's preamble announces it
+      this.snapshotPending = true;
       void this.enqueue(() => this.onFullResync(info.replid, info.offset));
     });
     link.on('rdb-size', (info) => {
       if (this.link === link) this.stats.snapshotBytesTotal = info.bytes;
     });
     link.on('continue', (info) => {
+      this.snapshotPending = false;
       this.stats.continues++;
       this.stats.replid = info.replid;
       // streaming from here, even before a first unit (a cluster master without writes)
@@ -427,6 +431,11 @@ export class CaptureService extends EventEmitter {
   /** True while units wait for a hand-off. */
   get holding(): boolean {
     return this.handOffHeld !== null;
+  }
+
+  /** A snapshot is on its way or being captured (the source answered FULLRESYNC; its end not yet produced). */
+  get snapshotUnderWay(): boolean {
+    return this.snapshotPending && !this.failed && !this.stopping;
   }
 
   /** Streaming (no snapshot under way): a hand-off can be put in its partitions. */
@@ -644,6 +653,7 @@ export class CaptureService extends EventEmitter {
     });
     this.stats.durableOffset = this.snapshotOffset;
     this.stats.state = 'synchronizing';
+    this.snapshotPending = false;
     this.log.info({ epoch: this.stats.epoch, keys: this.stats.snapshotKeys, bytes: this.stats.snapshotBytes }, 'full sync captured');
     this.emit('snapshot-end', { epoch: this.stats.epoch });
   }

@@ -278,7 +278,11 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
       { setting: 'registry' },
     );
   })();
-  const transportReady = Promise.all([kafkaSide, registrySide]).then(() => undefined);
+  const transportStarted = performance.now();
+  const transportReady = Promise.all([
+    kafkaSide.then(() => Math.round(performance.now() - transportStarted)),
+    registrySide.then(() => Math.round(performance.now() - transportStarted)),
+  ]).then(([kafkaMs, registryMs]) => log.info({ kafkaMs, registryMs }, 'topics, producer and schemas ready'));
   transportReady.catch(() => undefined); // awaited below; failures are reported there
   let ready = false;
   const whenReady = async (): Promise<void> => {
@@ -457,14 +461,19 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   }
   for (const svc of services) await svc.start();
   topologyFollower?.start();
-  // After the link started (its start is not delayed), in slices beside the snapshot. It ends
-  // early once real commands flow: from then on they compile the path, and the rest of the
-  // rehearsal would only take CPU from them (a restart on a backlog).
+  // After the link started (its start is not delayed), in slices, none while a snapshot is under
+  // way (it would take the snapshot's CPU). It ends early once real commands flow: from then on
+  // they compile the path, and the rest of the rehearsal would only take CPU from them (a restart
+  // on a backlog).
   let stopped = false;
   const warmUpUnits = s.warmUpUnits ?? 20_000;
   if (warmUpUnits > 0) {
-    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, { units: warmUpUnits, stopped: () => stopped || services.some((svc) => svc.stats.commands > 0) }).then(
-      (r) => log.info({ units: r.units, events: r.events, ms: r.ms }, 'warm-up: command path rehearsed'),
+    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, {
+      units: warmUpUnits,
+      stopped: () => stopped || services.some((svc) => svc.stats.commands > 0),
+      busy: () => services.some((svc) => svc.snapshotUnderWay),
+    }).then(
+      (r) => log.info({ units: r.units, events: r.events, ms: r.ms, waitedMs: r.waitedMs }, 'warm-up: command path rehearsed'),
       (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
     );
   }

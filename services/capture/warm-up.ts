@@ -10,9 +10,9 @@
  * turns of up to 60 ms, and the end-to-end lag of the writes of that first second up to 0.3–0.5 s
  * (p99) where it stays under 0.1 s once warm. The rehearsal moves that compiling to the start.
  *
- * It runs in slices (a few hundred commands per event-loop turn) so the link and a snapshot that
- * started meanwhile are never held up for long; the `warm-up-units` setting says how many units
- * (0: none).
+ * It runs in slices (a few hundred commands per event-loop turn, common/idle-slices.ts) and waits
+ * while a snapshot is being captured (the service's `busy`), so it takes the idle moments before
+ * and after it; the `warm-up-units` setting says how many units (0: none).
  */
 import { CommandGrouper, RespParser } from '../replication/resp/index.js';
 import { PACK_ARGS_FROM } from '../events/packed-args.js';
@@ -20,6 +20,7 @@ import { NO_PARTICIPANTS, type CommandEvent } from '../events/model.js';
 import { rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { routeUnit, type RoutingContext } from './routing.js';
+import { runInSlices, type SliceOptions } from '../common/idle-slices.js';
 
 const UNITS_PER_SLICE = 500;
 
@@ -30,27 +31,29 @@ export interface WarmUpResult {
   events: number;
   /** Bytes of the records sealed (and thrown away). */
   recordBytes: number;
+  /** From the start to the end, the waits included. */
   ms: number;
+  /** Of `ms`, waiting while the service was busy. */
+  waitedMs: number;
 }
 
 /**
  * Rehearses the command path with `units` units (rounded up to whole slices) routed as `routing`
  * says (its synced dbs and partitions), `maxRecordBytes` records. Resolves when done; `stopped`
- * ends it early. Every slice parses the same bytes, made once: making them is no part of the path.
+ * ends it early, `busy` holds it. Every slice parses the same bytes, made once: making them is no
+ * part of the path.
  */
 export async function rehearseCommandPath(
   routing: RoutingContext,
   maxRecordBytes: number,
-  options: { units: number; stopped?: () => boolean },
+  options: { units: number } & SliceOptions,
 ): Promise<WarmUpResult> {
-  const started = performance.now();
   const db = routing.syncedDbs[0] ?? 0;
   // the same parser options as the replica link's (views into the read buffers, big args packed)
   const parser = new RespParser({ views: true, packArgsFrom: PACK_ARGS_FROM });
   const grouper = new CommandGrouper({ db });
   const packer = new RecordPacker(maxRecordBytes, { maxEvents: 1000 });
   const sealed: SealedRecord[] = [];
-  let done = 0;
   let events = 0;
   let recordBytes = 0;
   const bytes = rehearsalStreamBytes([...rehearsalUnits(UNITS_PER_SLICE)]);
@@ -75,13 +78,7 @@ export async function rehearseCommandPath(
     packer.seal(sealed);
     for (const r of sealed) recordBytes += r.body.length;
     sealed.length = 0;
-    done += UNITS_PER_SLICE;
   };
-  while (done < options.units) {
-    runSlice();
-    if (done >= options.units) break;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (options.stopped?.()) break;
-  }
-  return { units: done, events, recordBytes, ms: Math.round(performance.now() - started) };
+  const r = await runInSlices(options.units, UNITS_PER_SLICE, runSlice, options);
+  return { ...r, events, recordBytes };
 }

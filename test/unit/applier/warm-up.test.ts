@@ -40,7 +40,21 @@ describe("the applier's warm-up rehearsal", () => {
 
   it('stops early when told to', async () => {
     const w = recordingWriter();
-    const r = await rehearseApplyPath(w, () => ({}), 0, { units: 20_000, stopped: () => true });
+    let asked = 0;
+    const r = await rehearseApplyPath(w, () => ({}), 0, { units: 20_000, stopped: () => asked++ > 0 });
     expect(r.units).toBe(500);
+  });
+
+  it('sends nothing to the writer while the service is busy', async () => {
+    const w = recordingWriter();
+    let busy = true;
+    const run = rehearseApplyPath(w, () => ({}), 0, { units: 1000, busy: () => busy, pollMs: 5 });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(w.segments).toHaveLength(0);
+    busy = false;
+    const r = await run;
+    expect(r.units).toBe(1000);
+    expect(w.segments.flatMap((s) => s.events)).toHaveLength(1000);
+    expect(r.waitedMs).toBeGreaterThan(0);
   });
 });

@@ -19,8 +19,17 @@ describe("capture's warm-up rehearsal", () => {
   });
 
   it('stops early when told to', async () => {
-    const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [0] }, 900_000, { units: 20_000, stopped: () => true });
+    let asked = 0;
+    const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [0] }, 900_000, { units: 20_000, stopped: () => asked++ > 0 });
     expect(r.units).toBe(500);
+  });
+
+  it('waits while the service is busy, then does all its units', async () => {
+    let polls = 0;
+    const r = await rehearseCommandPath({ partitions: 4, syncedDbs: [0] }, 900_000, { units: 1000, busy: () => polls++ < 3, pollMs: 5 });
+    expect(r.units).toBe(1000);
+    expect(r.events).toBeGreaterThan(1000);
+    expect(r.waitedMs).toBeGreaterThan(0);
   });
 
   it('routes nothing when no db is synced (a source with no synced db) and still ends', async () => {
