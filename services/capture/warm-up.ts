@@ -21,6 +21,7 @@ import { rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { routeUnit, type RoutingContext } from './routing.js';
 import { runInSlices, type SliceOptions } from '../common/idle-slices.js';
+import { STREAM_EVENTS_PER_RECORD } from './event-buffer.js';
 
 const UNITS_PER_SLICE = 500;
 
@@ -52,7 +53,7 @@ export async function rehearseCommandPath(
   // the same parser options as the replica link's (views into the read buffers, big args packed)
   const parser = new RespParser({ views: true, packArgsFrom: PACK_ARGS_FROM });
   const grouper = new CommandGrouper({ db });
-  const packer = new RecordPacker(maxRecordBytes, { maxEvents: 1000 });
+  const packer = new RecordPacker(maxRecordBytes, { maxEvents: STREAM_EVENTS_PER_RECORD });
   const sealed: SealedRecord[] = [];
   let events = 0;
   let recordBytes = 0;

@@ -633,7 +633,8 @@ const IDLE_PACKER_BYTES = 64 * 1024;
 export class RecordPacker {
   private readonly s = new EventScratch(16 * 1024);
   private readonly budget: number;
-  private readonly maxEvents: number;
+  /** Events per record at most; a change applies from the next push (capture packs snapshots and streams differently). */
+  maxEvents: number;
   private count = 0;
   private begin: { epoch: number; db: number } | null = null;
 
