@@ -20,22 +20,17 @@ import { NO_PARTICIPANTS, type CommandEvent } from '../events/model.js';
 import { rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { routeUnit, type RoutingContext } from './routing.js';
-import { runInSlices, type SliceOptions } from '../common/idle-slices.js';
+import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle-slices.js';
 import { STREAM_EVENTS_PER_RECORD } from './event-buffer.js';
 
 const UNITS_PER_SLICE = 500;
 
-export interface WarmUpResult {
-  /** Units rehearsed. */
-  units: number;
+/** What the rehearsal did: the slices' units and times, and what the packer made of them. */
+export interface WarmUpResult extends SliceResult {
   /** Events encoded (a unit routed to several partitions is one per partition, as for real). */
   events: number;
   /** Bytes of the records sealed (and thrown away). */
   recordBytes: number;
-  /** From the start to the end, the waits included. */
-  ms: number;
-  /** Of `ms`, waiting while the service was busy. */
-  waitedMs: number;
 }
 
 /**
