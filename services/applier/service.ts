@@ -8,6 +8,7 @@ import { Counter, Gauge } from 'prom-client';
 import { ReplistreamError } from '../common/errors.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
+import { logWarmUp } from '../common/idle-slices.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
 import { checkDestinationDbsAt } from '../destination/precheck.js';
 import { checkDestinationItems, PrecheckItems } from '../destination/precheck-items.js';
@@ -399,13 +400,13 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
   const rehearsedDb = [...dbMap.keys()][0];
   const warmUpUnits = s.warmUpUnits ?? 20_000;
   if (warmUpUnits > 0 && rehearsedDb !== undefined) {
-    rehearseApplyPath(writer, readOptions, rehearsedDb, {
-      units: warmUpUnits,
-      stopped: () => stopping || failed !== null || commandsSeen,
-      busy: () => tracker.active,
-    }).then(
-      (r) => log.info({ units: r.units, ms: r.ms, waitedMs: r.waitedMs }, 'warm-up: command path rehearsed'),
-      (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
+    logWarmUp(
+      log,
+      rehearseApplyPath(writer, readOptions, rehearsedDb, {
+        units: warmUpUnits,
+        stopped: () => stopping || failed !== null || commandsSeen,
+        busy: () => tracker.active,
+      }),
     );
   }
   try {

@@ -11,6 +11,7 @@ import { probeTcp } from '../common/tcp-probe.js';
 import { connections, isTlsSetupFailure, redisTlsForUrl } from '../common/connection-settings.js';
 import { runUntilStopped, withStartupRetry } from '../common/retry.js';
 import { redactUrl, type Logger } from '../common/log.js';
+import { logWarmUp } from '../common/idle-slices.js';
 import { holdWhilePrecheckFailed, ServiceStatus } from '../common/service-status.js';
 import { resolveSentinelMaster, sentinelClientOptions, watchSwitchMaster } from '../common/sentinel.js';
 import { isSentinelUrl, masterUrl, parseSentinelUrl } from '../common/sentinel-url.js';
@@ -468,13 +469,13 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   let stopped = false;
   const warmUpUnits = s.warmUpUnits ?? 20_000;
   if (warmUpUnits > 0) {
-    rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, {
-      units: warmUpUnits,
-      stopped: () => stopped || services.some((svc) => svc.stats.commands > 0),
-      busy: () => services.some((svc) => svc.snapshotUnderWay),
-    }).then(
-      (r) => log.info({ units: r.units, events: r.events, ms: r.ms, waitedMs: r.waitedMs }, 'warm-up: command path rehearsed'),
-      (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
+    logWarmUp(
+      log,
+      rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, {
+        units: warmUpUnits,
+        stopped: () => stopped || services.some((svc) => svc.stats.commands > 0),
+        busy: () => services.some((svc) => svc.snapshotUnderWay),
+      }),
     );
   }
   try {

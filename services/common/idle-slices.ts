@@ -48,3 +48,14 @@ export async function runInSlices(total: number, perSlice: number, slice: () => 
   }
   return { units, ms: Math.round(performance.now() - started), waitedMs: Math.round(waitedMs) };
 }
+
+/**
+ * Logs how a warm-up ended. A failed warm-up does no harm (the path compiles under real traffic
+ * instead), so it is a warning and the service goes on.
+ */
+export function logWarmUp<R extends SliceResult>(log: { info(o: object, msg: string): void; warn(o: object, msg: string): void }, warmUp: Promise<R>): void {
+  warmUp.then(
+    (r) => log.info(r, 'warm-up: command path rehearsed'),
+    (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'warm-up failed (no harm: the command path compiles under real traffic instead)'),
+  );
+}
