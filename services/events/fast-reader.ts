@@ -6,10 +6,10 @@
  * order taken from the avsc types at start-up (`FastReadLayout`), not hard-coded.
  *
  * Why: avsc reads a batch into its own records (one object per union branch, record and array,
- * every `bytes` copied into a new Buffer), which codec.ts then maps to the model: in a profile of
- * the applier that was a sixth of its time, and most of its garbage. Here each event is built
- * once, its byte strings are views of the record (no copy), and the position's replid — the same
- * 40 characters in every event — is decoded once per batch.
+ * every `bytes` copied into a new Buffer), which avro-mapping.ts then maps to the model: in a
+ * profile of the applier that was a sixth of its time, and most of its garbage. Here each event
+ * is built once, its byte strings are views of the record (no copy), and the position's replid —
+ * the same 40 characters in every event — is decoded once per batch.
  *
  * Anything else (snapshot-begin/end, stream and module values, a batch that does not end where
  * its last event does) makes `read` return null: the caller decodes the batch with avsc, which

@@ -14,6 +14,7 @@
  * what the schema accepts makes `size` return -1: the caller then encodes the event with avsc,
  * which writes it or names the invalid field.
  */
+import { longLen, writeLong } from './avro-varint.js';
 import { packedArgsOf, packedEnd, packedStart } from './packed-args.js';
 import type { ChangeEvent, CommandEvent, EventPiece, SnapshotKey, SourcePosition, TypedValue } from './model.js';
 
@@ -33,37 +34,6 @@ const EMPTY = Buffer.alloc(0);
 
 const isLong = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= -MAX_SAFE_LONG && n <= MAX_SAFE_LONG;
 const isInt = (n: unknown): n is number => typeof n === 'number' && n === (n | 0);
-
-/** Bytes of a zigzag varint (a safe integer): an Avro long's encoded size. */
-export function longLen(n: number): number {
-  if (n >= -64 && n < 64) return 1;
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  let len = 1;
-  while (z >= 128) {
-    z = Math.floor(z / 128);
-    len++;
-  }
-  return len;
-}
-
-function writeLong(buf: Buffer, p: number, n: number): number {
-  if (n >= -1073741824 && n < 1073741824) {
-    let m = n >= 0 ? n << 1 : (~n << 1) | 1;
-    while (m > 0x7f) {
-      buf[p++] = (m & 0x7f) | 0x80;
-      m >>>= 7;
-    }
-    buf[p++] = m;
-    return p;
-  }
-  let f = n >= 0 ? n * 2 : -n * 2 - 1;
-  while (f >= 128) {
-    buf[p++] = (f % 128) | 0x80;
-    f = Math.floor(f / 128);
-  }
-  buf[p++] = f;
-  return p;
-}
 
 function writeBytes(buf: Buffer, p: number, b: Buffer): number {
   const len = b.length;

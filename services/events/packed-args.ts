@@ -126,7 +126,7 @@ export class PackedArgs {
 
 /**
  * Arguments `[from, to)` of packed `s`, the first starting at byte `head` of the data and the last
- * ending at byte `tail` (both inside them: a slice of an argument, as `split.ts` cuts them), as a
+ * ending at byte `tail` (both inside them: a slice of an argument, as slicing.ts cuts them), as a
  * read-only view that shares `s`'s storage.
  */
 export function packedRange(s: PackedStorage, from: number, to: number, head: number, tail: number): Buffer[] {

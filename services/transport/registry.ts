@@ -31,6 +31,7 @@ import { ReplistreamError } from '../common/errors.js';
 import { connections } from '../common/connection-settings.js';
 import { redactUrl, type Logger } from '../common/log.js';
 import { avroTypeFor, createResolver, decodeBatch, eventBatchSchemaText, eventTypes } from '../events/codec.js';
+import { WIRE_HEADER_BYTES } from '../events/record-limit.js';
 import type { ChangeEvent } from '../events/model.js';
 import type { ReadOptions } from '../events/fast-reader.js';
 
@@ -40,7 +41,6 @@ interface LibraryClient {
 }
 
 export const MAGIC_BYTE = 0;
-export const WIRE_HEADER_BYTES = 5;
 
 /** `0x00 | int32 BE id | body`. */
 export function toWire(schemaId: number, body: Buffer): Buffer {
