@@ -2,7 +2,11 @@
  * What is wrong with a Redis URL, in words a user can act on. One rule for every place a Redis URL
  * is accepted (the source and destination settings, the destination's connection layer), so both
  * sides of a task report a bad URL the same way. Never echoes the credentials.
+ *
+ * `parseRedisUrl` is the one parser of a Redis URL's parts: the replica link (source) and the
+ * destination's connection layer each add what they need to it (TLS options, a display form).
  */
+import { ReplistreamError } from './errors.js';
 
 const EXAMPLE = 'e.g. redis://user:password@host:6379 (rediss:// for TLS)';
 
@@ -43,4 +47,40 @@ export function maskRedisUrl(url: string): string {
   const at = rest.replace(/[?#].*$/, '').lastIndexOf('@');
   if (at >= 0) rest = `***@${rest.slice(at + 1)}`;
   return scheme + rest;
+}
+
+/** What a Redis URL says: where, whether TLS, who. */
+export interface RedisUrlParts {
+  host: string;
+  port: number;
+  tls: boolean;
+  username: string | null;
+  password: string | null;
+}
+
+/**
+ * The parts of a redis:// or rediss:// URL (port 6379 when absent, IPv6 brackets removed,
+ * credentials percent-decoded). A bad URL throws a CONFIG error naming `setting` and what is
+ * wrong, with the credentials masked.
+ */
+export function parseRedisUrl(url: string, setting: string): RedisUrlParts {
+  const problem = redisUrlProblem(url);
+  if (problem) throw new ReplistreamError('CONFIG', `${setting}: invalid value ${maskRedisUrl(url)}: ${problem}`, { setting });
+  const u = new URL(url);
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : 6379,
+    tls: u.protocol === 'rediss:',
+    username: u.username ? percentDecoded(u.username) : null,
+    password: u.password ? percentDecoded(u.password) : null,
+  };
+}
+
+/** A URL's user or password decoded; as written when it is not valid percent-encoding. */
+function percentDecoded(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }

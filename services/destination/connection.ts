@@ -16,7 +16,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { ReplistreamError } from '../common/errors.js';
 import { connections, isTlsSetupFailure, redisTls } from '../common/connection-settings.js';
 import { redactUrl } from '../common/log.js';
-import { maskRedisUrl, redisUrlProblem } from '../common/redis-url.js';
+import { parseRedisUrl as parseUrlParts } from '../common/redis-url.js';
 
 export interface RedisEndpoint {
   host: string;
@@ -31,18 +31,14 @@ export interface RedisEndpoint {
 }
 
 export function parseRedisUrl(url: string, setting = 'destination'): RedisEndpoint {
-  const problem = redisUrlProblem(url);
-  if (problem) throw new ReplistreamError('CONFIG', `${setting}: invalid value ${maskRedisUrl(url)}: ${problem}`, { setting });
-  const u = new URL(url);
-  const host = u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
-  const port = u.port ? Number(u.port) : 6379;
+  const { host, port, tls, username, password } = parseUrlParts(url, setting);
   return {
     host,
     port,
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    tls: u.protocol === 'rediss:',
-    tlsOptions: u.protocol === 'rediss:' ? redisTls(setting === 'source' ? 'source' : 'destination', host) : undefined,
+    username: username ?? undefined,
+    password: password ?? undefined,
+    tls,
+    tlsOptions: tls ? redisTls(setting === 'source' ? 'source' : 'destination', host) : undefined,
     display: redactUrl(url),
   };
 }

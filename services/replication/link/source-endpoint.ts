@@ -4,7 +4,7 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { ReplistreamError } from '../../common/errors.js';
+import { parseRedisUrl as parseUrlParts } from '../../common/redis-url.js';
 import { redactUrl, type Logger } from '../../common/log.js';
 import type { ReplicaLinkTlsOptions } from './link-types.js';
 
@@ -19,33 +19,7 @@ export interface Endpoint {
 
 /** Parses a source URL; throws ReplistreamError('CONFIG', setting 'source'). */
 export function parseRedisUrl(url: string): Endpoint {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (err) {
-    throw new ReplistreamError('CONFIG', `source: not a URL: ${redactUrl(url)}`, { setting: 'source', cause: err });
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new ReplistreamError('CONFIG', `source: expected redis:// or rediss://, got ${u.protocol}//`, { setting: 'source' });
-  }
-  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!host) throw new ReplistreamError('CONFIG', 'source: URL has no host', { setting: 'source' });
-  const port = u.port ? Number(u.port) : 6379;
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
-  return {
-    host,
-    port,
-    tls: u.protocol === 'rediss:',
-    username: u.username ? decode(u.username) : null,
-    password: u.password ? decode(u.password) : null,
-    safeUrl: redactUrl(url),
-  };
+  return { ...parseUrlParts(url, 'source'), safeUrl: redactUrl(url) };
 }
 
 /** Points `ep` at the source's new address (a failover); scheme and credentials stay, `safeUrl` follows. */
