@@ -27,6 +27,7 @@ import { initialLayout, parseClusterNodes, ShardKeyFilter } from './topology.js'
 import { KeyFilter } from './key-filter.js';
 import type { SnapshotFormat } from './snapshot-events.js';
 import { rehearseCommandPath } from './warm-up.js';
+import { isAuthRefusal } from '../common/redis-errors.js';
 
 export interface CaptureSettings {
   source: string;
@@ -181,7 +182,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
     // Connection is closed": asking the Sentinels directly names the cause and the setting
     if (sentinel) await resolveSentinelMaster(sentinel);
     const msg = String((lastError as Error | null)?.message ?? (err as Error)?.message ?? err);
-    if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
+    if (isAuthRefusal(msg)) {
       throw new ReplistreamError('AUTH', `the source ${redactUrl(s.source)} refused the credentials: ${msg}`, { cause: err, setting: 'source' });
     }
     if (isTlsSetupFailure(lastError ?? err)) {

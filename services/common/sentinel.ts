@@ -6,6 +6,7 @@ import { connections, isTlsSetupFailure, redisTls, tlsOptionsOf } from './connec
 import { ReplistreamError } from './errors.js';
 import type { Logger } from './log.js';
 import { isSentinelUrl, masterUrl, parseSentinelUrl, type SentinelSource } from './sentinel-url.js';
+import { isAuthRefusal, redisRefusal } from './redis-errors.js';
 
 /**
  * The current master of the set, from the first Sentinel that knows it. When none answers with an
@@ -31,7 +32,7 @@ export async function resolveSentinelMaster(src: SentinelSource, timeoutMs = 200
     } catch (err) {
       const e = cause ?? err;
       if (isTlsSetupFailure(e)) tls++;
-      if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test((e as Error)?.message ?? '')) auth++;
+      if (isAuthRefusal((e as Error)?.message ?? '')) auth++;
       problems.push(`${s.host}:${s.port}: ${sentinelProblem(e)}`);
     } finally {
       c.disconnect();
@@ -53,8 +54,9 @@ function sentinelConnection(src: SentinelSource, host: string): RedisOptions {
 /** A Sentinel's refusal in words that name the setting to change (the password itself never). */
 function sentinelProblem(err: unknown): string {
   const msg = (err as Error)?.message ?? String(err);
-  if (/NOAUTH/i.test(msg)) return `${msg} (this Sentinel requires a password: set source-sentinel-password)`;
-  if (/WRONGPASS|invalid password|invalid username/i.test(msg)) return `${msg} (check source-sentinel-password and source-sentinel-username)`;
+  const refusal = redisRefusal(msg);
+  if (refusal === 'wrong credentials') return `${msg} (check source-sentinel-password and source-sentinel-username)`;
+  if (refusal === 'password required') return `${msg} (this Sentinel requires a password: set source-sentinel-password)`;
   return msg;
 }
 

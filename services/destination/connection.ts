@@ -17,6 +17,7 @@ import { ReplistreamError } from '../common/errors.js';
 import { connections, isTlsSetupFailure, redisTls } from '../common/connection-settings.js';
 import { redactUrl } from '../common/log.js';
 import { parseRedisUrl as parseUrlParts } from '../common/redis-url.js';
+import { redisRefusal } from '../common/redis-errors.js';
 
 export interface RedisEndpoint {
   host: string;
@@ -108,9 +109,10 @@ export function classifyConnectFailure(err: unknown): { kind: 'unreachable' | 'a
   const e = err as NodeJS.ErrnoException | undefined;
   const msg = e instanceof Error ? e.message : String(err);
   if (isTlsSetupFailure(err)) return { kind: 'tls', why: msg };
-  if (/NOPERM/i.test(msg)) return { kind: 'missing rights', why: msg.replace(/^NOPERM\s*/, '') };
-  if (/WRONGPASS|invalid password|invalid username-password/i.test(msg)) return { kind: 'authentication failed', why: 'wrong user name or password' };
-  if (/NOAUTH/i.test(msg)) return { kind: 'authentication failed', why: 'the server requires a password and none was given' };
+  const refusal = redisRefusal(msg);
+  if (refusal === 'missing rights') return { kind: 'missing rights', why: msg.replace(/^NOPERM\s*/, '') };
+  if (refusal === 'wrong credentials') return { kind: 'authentication failed', why: 'wrong user name or password' };
+  if (refusal === 'password required') return { kind: 'authentication failed', why: 'the server requires a password and none was given' };
   if (e?.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(msg)) return { kind: 'unreachable', why: 'connection refused' };
   if (e?.code === 'ENOTFOUND' || e?.code === 'EAI_AGAIN' || /ENOTFOUND|EAI_AGAIN/.test(msg)) return { kind: 'unreachable', why: 'host name not found' };
   if (e?.code === 'ETIMEDOUT' || /ETIMEDOUT|timed? ?out/i.test(msg)) return { kind: 'unreachable', why: 'no answer (timed out)' };
