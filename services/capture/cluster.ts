@@ -14,6 +14,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { CapturePosition } from './capture.js';
+import { parseClusterSlots } from '../common/cluster-slots.js';
 
 export interface ClusterMaster {
   index: number;
@@ -27,12 +28,11 @@ export interface ClusterMaster {
 /** Masters from `CLUSTER SLOTS` output, ordered by their first slot. */
 export function mastersFromSlots(slots: unknown[]): ClusterMaster[] {
   const byId = new Map<string, ClusterMaster>();
-  for (const entry of slots as Array<[number, number, [string, number, string?]]>) {
-    const [start, , master] = entry;
-    const id = master[2] ?? `${master[0]}:${master[1]}`;
+  for (const range of parseClusterSlots(slots)) {
+    const id = range.id ?? `${range.host}:${range.port}`;
     const m = byId.get(id);
-    if (!m) byId.set(id, { index: 0, host: master[0], port: Number(master[1]), id, firstSlot: start });
-    else m.firstSlot = Math.min(m.firstSlot, start);
+    if (!m) byId.set(id, { index: 0, host: range.host, port: range.port, id, firstSlot: range.start });
+    else m.firstSlot = Math.min(m.firstSlot, range.start);
   }
   return [...byId.values()].sort((a, b) => a.firstSlot - b.firstSlot).map((m, index) => ({ ...m, index }));
 }

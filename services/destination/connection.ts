@@ -18,6 +18,7 @@ import { connections, isTlsSetupFailure, redisTls } from '../common/connection-s
 import { redactUrl } from '../common/log.js';
 import { parseRedisUrl as parseUrlParts } from '../common/redis-url.js';
 import { redisRefusal } from '../common/redis-errors.js';
+import { parseClusterSlots } from '../common/cluster-slots.js';
 
 export interface RedisEndpoint {
   host: string;
@@ -289,13 +290,12 @@ export class ClusterRouter {
     }
     const owners: Array<string | undefined> = new Array(SLOTS);
     const wanted = new Map<string, { host: string; port: number; id: string }>();
-    for (const range of slots as Array<[number, number, [string, number, string?]]>) {
-      const [start, end, master] = range;
-      const host = master[0] && master[0] !== '?' ? String(master[0]) : this.seed.host;
-      const port = Number(master[1]);
+    for (const range of parseClusterSlots(slots)) {
+      const host = range.host && range.host !== '?' ? range.host : this.seed.host;
+      const port = range.port;
       const key = `${host}:${port}`;
-      wanted.set(key, { host, port, id: String(master[2] ?? key) });
-      for (let s = Number(start); s <= Number(end); s++) owners[s] = key;
+      wanted.set(key, { host, port, id: range.id ?? key });
+      for (let s = range.start; s <= range.end; s++) owners[s] = key;
     }
     for (const [key, n] of wanted) {
       if (!this.nodes.has(key)) {
