@@ -15,9 +15,10 @@ import { checkDestinationItems, PrecheckItems } from '../destination/precheck-it
 import { hasGroupProgress } from '../destination/progress.js';
 import { DestinationWriter } from '../destination/writer.js';
 import { rehearseApplyPath } from './warm-up.js';
+import { SnapshotTracker } from './snapshot-tracker.js';
 import { limitWrites } from '../destination/write-limits.js';
 import type { AssignmentStrategy } from '../transport/assignment.js';
-import { EventConsumer, fetchGroupLag, parseStartFrom, type DecodedBatch, type PartitionLag, type TopicPartitionOffset } from '../transport/consumer.js';
+import { EventConsumer, fetchGroupLag, parseStartFrom, type PartitionLag } from '../transport/consumer.js';
 import { createKafka, withinKafkaTimeout, type Kafka } from '../transport/kafka.js';
 import { EventRegistry } from '../transport/registry.js';
 import { parseTopicName, positionsTopicName, topicName } from '../transport/topics.js';
@@ -120,103 +121,6 @@ export async function startApplier(s: ApplySettings, log: Logger, status?: Servi
   }
 }
 
-/**
- * The full sync as this applier sees it: it is initializing from the first snapshot event of a
- * partition until the snapshot end of every partition that had one is written (committed), and
- * counts the snapshot keys and record bytes written, from the offsets the applier commits.
- */
-class SnapshotTracker {
-  /** Partitions in a snapshot: from a snapshot-begin or -key until their snapshot-end is written. */
-  private readonly open = new Set<string>();
-  /** Per partition, the records with snapshot events not written yet. */
-  private readonly pending = new Map<string, Array<{ offset: number; keys: number; bytes: number; end: boolean }>>();
-  /**
-   * Per partition, the Kafka offsets of its snapshot: first record, next to write, and the last
-   * (the snapshot-end's, or the high watermark while it has not been read): with no total of keys
-   * before the snapshot ends, records are what progress and ETA are measured in.
-   */
-  private readonly spans = new Map<string, { start: number; next: number; end: number; ended: boolean }>();
-  keys = 0;
-  bytes = 0;
-  active = false;
-
-  constructor(private readonly onStart: () => void, private readonly onEnd: () => void) {}
-
-  /** A batch handed to the applier: true when it held snapshot events. */
-  received(batch: DecodedBatch): boolean {
-    const id = `${batch.topic}:${batch.partition}`;
-    let any = false;
-    for (const r of batch.records) {
-      let keys = 0;
-      let snap = false;
-      let end = false;
-      for (const e of r.events) {
-        if (e.kind === 'snapshot-begin' || e.kind === 'snapshot-key') {
-          if (!this.active) this.start();
-          this.open.add(id);
-          snap = true;
-          if (e.kind === 'snapshot-key' && !e.append && (e.piece === null || e.piece.last)) keys++;
-        } else if (e.kind === 'snapshot-end') {
-          snap = end = true;
-        }
-      }
-      if (!snap || !this.active) continue;
-      any = true;
-      const offset = Number(r.offset);
-      let span = this.spans.get(id);
-      if (!span) this.spans.set(id, (span = { start: offset, next: offset, end: offset + 1, ended: false }));
-      if (!span.ended) span.end = Math.max(span.end, end ? offset + 1 : Number(batch.highWatermark));
-      if (end) span.ended = true;
-      let list = this.pending.get(id);
-      if (!list) this.pending.set(id, (list = []));
-      list.push({ offset: Number(r.offset), keys, bytes: r.bytes, end });
-    }
-    return any;
-  }
-
-  /** Offsets committed: everything before them is written at the destination. */
-  committed(offsets: TopicPartitionOffset[]): void {
-    for (const o of offsets) {
-      const id = `${o.topic}:${o.partition}`;
-      const list = this.pending.get(id);
-      if (!list) continue;
-      const next = Number(o.offset);
-      const span = this.spans.get(id);
-      if (span) span.next = Math.min(Math.max(span.next, next), span.end);
-      while (list.length > 0 && list[0].offset < next) {
-        const r = list.shift()!;
-        this.keys += r.keys;
-        this.bytes += r.bytes;
-        if (r.end) this.open.delete(id);
-      }
-    }
-    if (this.active && this.open.size === 0) {
-      this.active = false;
-      this.onEnd();
-    }
-  }
-
-  /** Snapshot records written, and known to hold the snapshot (grows while capture still sends it). */
-  records(): { done: number; total: number } {
-    let done = 0;
-    let total = 0;
-    for (const s of this.spans.values()) {
-      done += s.next - s.start;
-      total += s.end - s.start;
-    }
-    return { done, total };
-  }
-
-  private start(): void {
-    this.active = true;
-    this.keys = 0;
-    this.bytes = 0;
-    this.pending.clear();
-    this.spans.clear();
-    this.onStart();
-  }
-}
-
 async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatus): Promise<RunningApplier> {
   log.info({ destination: redactUrl(s.destination), group: s.group, sourceId: s.sourceId }, 'applier starting');
   const kafka = createKafka({ brokers: s.kafka, clientId: `replistream-apply-${s.group}`, logger: log });
@@ -266,11 +170,16 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     () => {
       st.progress.update(tracker.keys, tracker.bytes);
       st.fullSyncEnded();
+      warmUp('after the snapshot');
     },
   );
   let applier: Applier | null = null;
-  /** Real command events decoded yet (the warm-up stops at the first: see below). */
-  let commandsSeen = false;
+  /**
+   * Decoded records that held real command events, counted while a warm-up runs (it stops at the
+   * first one after it began: see below).
+   */
+  let commandRecords = 0;
+  let rehearsing = 0;
   const origins = new OriginTracker(); // end-to-end lag in a cascade (origin-lag.ts)
   // a key the writer restores from its payload is decoded without its typed value, and a command
   // it sends as it came is read straight into RESP
@@ -289,7 +198,10 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     readOptions,
     maxBytesPerPartition: 1024 * 1024,
     assignment: s.assignment ?? 'db',
-    onAssignment: (assignment) => applier?.setAssignment(assignment),
+    onAssignment: (assignment) => {
+      tracker.assigned(assignment);
+      applier?.setAssignment(assignment);
+    },
   });
   // Pause (operator): every topic stops fetching, and the applier's own backpressure resumes
   // (a drained queue) wait for the operator's resume; the partitions the applier had paused stay
@@ -346,7 +258,7 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     // full-sync progress follows the events as the applier decodes them, just before writing
     onDecoded: (batch) => {
       for (const r of batch.records) origins.observe(r.events);
-      if (!commandsSeen) for (const r of batch.records) if (r.events.some((e) => e.kind === 'command')) commandsSeen = true;
+      if (rehearsing > 0) for (const r of batch.records) if (r.events.some((e) => e.kind === 'command')) commandRecords++;
       const snapshot = tracker.received(batch);
       if (!snapshot && !tracker.active && st.task.state === 'prechecking') st.task.follow('synchronizing');
     },
@@ -392,23 +304,26 @@ async function startApplierParts(s: ApplySettings, log: Logger, st: ServiceStatu
     const e = err instanceof ReplistreamError ? err : null;
     st.task.fail({ reason: err.message, ...(e ? { code: e.code } : {}), ...(e?.setting ? { setting: e.setting } : { server: redactUrl(s.destination) }) });
   });
-  // The command path rehearsed while the group is joined (warm-up.ts): in slices, a db the writer
-  // maps, none while a snapshot is being applied (it would take the snapshot's CPU). It ends early
-  // once real commands are decoded: from then on they compile the path, and the rest of the
-  // rehearsal would only take CPU from them (a restart on a backlog).
+  // The command path rehearsed while the group is joined (warm-up.ts), and again after every
+  // snapshot the applier wrote: in slices, a db the writer maps, none while a snapshot is being
+  // applied (it would take the snapshot's CPU). It ends early once real commands are decoded: from
+  // then on they compile the path, and the rest of the rehearsal would only take CPU from them (a
+  // restart on a backlog).
   let stopping = false;
   const rehearsedDb = [...dbMap.keys()][0];
   const warmUpUnits = s.warmUpUnits ?? 20_000;
-  if (warmUpUnits > 0 && rehearsedDb !== undefined) {
-    logWarmUp(
-      log,
-      rehearseApplyPath(writer, readOptions, rehearsedDb, {
-        units: warmUpUnits,
-        stopped: () => stopping || failed !== null || commandsSeen,
-        busy: () => tracker.active,
-      }),
-    );
+  function warmUp(when: string): void {
+    if (warmUpUnits <= 0 || rehearsedDb === undefined || stopping || failed !== null || rehearsing > 0) return;
+    const commandsBefore = commandRecords;
+    rehearsing++;
+    const run = rehearseApplyPath(writer, readOptions, rehearsedDb, {
+      units: warmUpUnits,
+      stopped: () => stopping || failed !== null || commandRecords > commandsBefore,
+      busy: () => tracker.active,
+    });
+    logWarmUp(log, run.then((r) => ({ ...r, when })).finally(() => rehearsing--));
   }
+  warmUp('at start');
   try {
     await consumer.start(async (batch, ctx) => {
       // Paused: a batch fetched before the pause waits here, the group membership kept alive.

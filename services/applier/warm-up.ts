@@ -10,7 +10,11 @@
  * reach it): measured before this existed, at 100,000 SET/s right after a full sync, the applier
  * ran event-loop turns of ~85 ms for over a second, and the end-to-end lag of those writes reached
  * 0.3–0.5 s (p99) where it stays under 0.1 s once warm. The rehearsal moves that compiling to the
- * start, while the consumer group is being joined (mostly waiting on the network).
+ * start, while the consumer group is being joined (mostly waiting on the network). The service
+ * runs it again once a snapshot is written: the snapshot's events (markers, keys) reach the
+ * functions the rehearsal compiled for commands alone, and V8 throws that code away
+ * (`--trace-deopt`: 20 of them at the snapshot's first records), to compile it again under the
+ * first real commands; rehearsed once more, it is compiled for both before they come.
  *
  * It runs in slices (one record of events per event-loop turn, common/idle-slices.ts) and waits
  * while a snapshot is being applied (the service's `busy`); the `warm-up-units` setting says how
@@ -28,6 +32,7 @@ import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle
 /** Events per made-up record (capture packs at most 1,000 per record). */
 const EVENTS_PER_RECORD = 500;
 const STREAM = 'replistream-rehearsal:0';
+const REHEARSAL_REPLID = 'feedfacefeedfacefeedfacefeedfacefeedface';
 
 /** What the rehearsal needs of the destination writer. */
 export interface RehearsalWriter {
@@ -50,18 +55,14 @@ export async function rehearseApplyPath(
   let offset = 0;
   // one record's value, made once and read again for every record: encoding it is capture's work
   let sourceOffset = 0;
-  const value = encodeBatch(
-    [...rehearsalUnits(EVENTS_PER_RECORD)].map(
-      (unit): CommandEvent => ({
-        kind: 'command',
-        pos: { epoch: 0, offset: (sourceOffset += 40), seq: 0, replid: '' },
-        db,
-        commands: unit,
-        participants: NO_PARTICIPANTS,
-        piece: null,
-      }),
-    ),
+  // positions as capture writes them (an epoch, a 40-digit replication id), and the record's last
+  // event a heartbeat, as every partition gets one a second
+  const pos = () => ({ epoch: 1, offset: (sourceOffset += 40), seq: 0, replid: REHEARSAL_REPLID });
+  const events: ChangeEvent[] = [...rehearsalUnits(EVENTS_PER_RECORD - 1)].map(
+    (commands): CommandEvent => ({ kind: 'command', pos: pos(), db, commands, participants: NO_PARTICIPANTS, piece: null }),
   );
+  events.push({ kind: 'heartbeat', pos: pos(), db, timeMs: Date.now() });
+  const value = encodeBatch(events);
   const slice = async (): Promise<void> => {
     queue.push([{ offset: String(offset++), bytes: value.length, events: [], value }]);
     await queue.fill(EVENTS_PER_RECORD, decode);

@@ -472,7 +472,7 @@ async function startCaptureParts(s: CaptureSettings, log: Logger, st: ServiceSta
   if (warmUpUnits > 0) {
     logWarmUp(
       log,
-      rehearseCommandPath({ partitions: s.partitions, syncedDbs: dbs }, s.maxRecordBytes, {
+      rehearseCommandPath({ dbs, partitions: s.partitions, maxRecordBytes: s.maxRecordBytes, heartbeatKey: s.noHeartbeat ? null : s.heartbeatKey, log }, {
         units: warmUpUnits,
         stopped: () => stopped || services.some((svc) => svc.stats.commands > 0),
         busy: () => services.some((svc) => svc.snapshotUnderWay),

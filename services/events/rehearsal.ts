@@ -16,12 +16,16 @@ export type RehearsalUnit = Buffer[][];
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
-/** Keys under a prefix no user key is expected to use (they are never written anywhere anyway). */
-const KEY_PREFIX = 'replistream:rehearsal:';
+/**
+ * Keys under a prefix no user key is expected to use (they are never written anywhere anyway). Not
+ * under `replistream:`: capture drops its own keys from the stream (capture/own-keys.ts), and the
+ * rehearsal must take the path user keys take.
+ */
+export const REHEARSAL_KEY_PREFIX = 'rehearsal.replistream:';
 
 /** The units of one round, for key number `n` (keys vary so that routing spreads over partitions). */
 function round(n: number): RehearsalUnit[] {
-  const k = (kind: string, i = 0): Buffer => b(`${KEY_PREFIX}${kind}:${(n + i) % 1000}`);
+  const k = (kind: string, i = 0): Buffer => b(`${REHEARSAL_KEY_PREFIX}${kind}:${(n + i) % 1000}`);
   const v = b(`v${n}`);
   return [
     [[b('SET'), k('s'), v]],

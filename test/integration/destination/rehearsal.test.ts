@@ -25,7 +25,7 @@ describe('writer rehearsal (the warm-up)', () => {
     const r = await rehearseApplyPath(w, () => ({ skipValuesUpToRdbVersion: w.restoredPayloadsUpTo(), encodeCommands: w.takesEncodedCommands() }), 0, { units: 5000 });
     expect(r.units).toBe(5000);
     expect(await c.dbsize()).toBe(before);
-    expect(await c.keys('replistream:rehearsal:*')).toEqual([]);
+    expect(await c.keys('rehearsal.replistream:*')).toEqual([]);
     for (let db = 1; db < 16; db++) {
       await c.select(db);
       expect(await c.dbsize()).toBe(0);

@@ -16,15 +16,21 @@ describe("the applier's warm-up rehearsal", () => {
     const r = await rehearseApplyPath(w, () => ({}), 5, { units: 1700 });
     // whole records of 500: 1,700 rounded up
     expect(r.units).toBe(2000);
-    const events = w.segments.flatMap((s) => s.events) as CommandEvent[];
+    const events = w.segments.flatMap((s) => s.events);
     expect(events).toHaveLength(2000);
-    expect(events.every((e) => e.kind === 'command' && e.db === 5)).toBe(true);
-    // each record holds the stream's first 500 units, in order, with growing positions
-    const want = [...rehearsalUnits(500)].map((u) => u.map((args) => args.map(String)));
+    expect(events.every((e) => e.db === 5)).toBe(true);
+    // each record holds the stream's first 499 units, in order, then a heartbeat; positions grow
+    const want = [...rehearsalUnits(499)].map((u) => u.map((args) => args.map(String)));
     for (let k = 0; k < 4; k++) {
       const record = events.slice(k * 500, (k + 1) * 500);
-      expect(record.map((e) => e.commands.map((args) => args.map(String)))).toEqual(want);
+      const commands = record.slice(0, 499) as CommandEvent[];
+      expect(commands.every((e) => e.kind === 'command')).toBe(true);
+      expect(commands.map((e) => e.commands.map((args) => args.map(String)))).toEqual(want);
+      expect(record[499].kind).toBe('heartbeat');
       for (let i = 1; i < record.length; i++) expect(record[i].pos.offset).toBeGreaterThan(record[i - 1].pos.offset);
+      // positions as capture writes them
+      expect(record[0].pos.epoch).toBeGreaterThan(0);
+      expect(record[0].pos.replid).toMatch(/^[0-9a-f]{40}$/);
     }
     // one plan per record: the writer sees what an applier hands it, a plan at a time
     expect(w.segments.map((s) => s.events.length)).toEqual([500, 500, 500, 500]);

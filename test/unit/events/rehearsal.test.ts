@@ -18,7 +18,7 @@ describe('the warm-up rehearsal stream', () => {
     for (const n of ['SET', 'INCR', 'HSET', 'LPUSH', 'SADD', 'ZADD', 'PEXPIREAT', 'DEL', 'MSET']) expect(names).toContain(n);
     expect(units.some((u) => u.length > 1)).toBe(true);
     // every key is under the rehearsal's own prefix
-    for (const u of units) for (const args of u) if (args[0].toString() !== 'MSET') expect(args[1].toString()).toMatch(/^replistream:rehearsal:/);
+    for (const u of units) for (const args of u) if (args[0].toString() !== 'MSET') expect(args[1].toString()).toMatch(/^rehearsal\.replistream:/);
   });
 
   it('as replication-stream bytes, reads back as the same units (a transaction in MULTI/EXEC)', () => {
