@@ -24,7 +24,7 @@ import type { ChangeEvent, CommandEvent } from '../events/model.js';
 import { NO_PARTICIPANTS } from '../events/model.js';
 import { decodeBatch, encodeBatch } from '../events/codec.js';
 import type { ReadOptions } from '../events/fast-reader.js';
-import { rehearsalUnits } from '../events/rehearsal.js';
+import { REHEARSAL_REPLID, rehearsalUnits } from '../events/rehearsal.js';
 import { planApply, type PlanSegment } from './barrier.js';
 import { StreamQueue } from './stream-queue.js';
 import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle-slices.js';
@@ -32,7 +32,6 @@ import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle
 /** Events per made-up record (capture packs at most 1,000 per record). */
 const EVENTS_PER_RECORD = 500;
 const STREAM = 'replistream-rehearsal:0';
-const REHEARSAL_REPLID = 'feedfacefeedfacefeedfacefeedfacefeedface';
 
 /** What the rehearsal needs of the destination writer. */
 export interface RehearsalWriter {

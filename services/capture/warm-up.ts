@@ -21,7 +21,7 @@
 import type { Logger } from '../common/log.js';
 import { CommandGrouper, RespParser } from '../replication/resp/index.js';
 import { PACK_ARGS_FROM } from '../events/packed-args.js';
-import { rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
+import { REHEARSAL_REPLID, rehearsalStreamBytes, rehearsalUnits } from '../events/rehearsal.js';
 import { RecordPacker, type SealedRecord } from '../events/split.js';
 import { runInSlices, type SliceOptions, type SliceResult } from '../common/idle-slices.js';
 import type { CaptureStats, EventSink, Work } from './capture-types.js';
@@ -31,8 +31,6 @@ import { OwnKeys } from './own-keys.js';
 import { StreamSource } from './stream-source.js';
 
 const UNITS_PER_SLICE = 500;
-/** A replication id of the real length (40 hex digits): positions are encoded as real ones are. */
-const REHEARSAL_REPLID = 'feedfacefeedfacefeedfacefeedfacefeedface';
 
 /** What the rehearsal did: the slices' units and times, and what the packer made of them. */
 export interface WarmUpResult extends SliceResult {

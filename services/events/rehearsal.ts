@@ -11,6 +11,12 @@
  * units. Pure data: nothing here is ever sent anywhere.
  */
 
+/**
+ * The replication id the rehearsals' positions carry: one of the real length (40 hex digits), so
+ * that positions are encoded and read as real ones are.
+ */
+export const REHEARSAL_REPLID = 'feedfacefeedfacefeedfacefeedfacefeedface';
+
 /** One unit of the stream: a lone command, or the commands of a MULTI/EXEC (without MULTI and EXEC). */
 export type RehearsalUnit = Buffer[][];
 
